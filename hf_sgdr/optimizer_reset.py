@@ -1,0 +1,96 @@
+"""Resetting an optimizer's per-parameter state at a warm restart.
+
+A restart is meant to be a fresh start: the next update should be what a newly built optimizer
+would take. Tensors are reset in place (same storage, device and dtype), which keeps fused/foreach
+kernels, compiled optimizer steps and offloaded state valid. Only optimizers whose state layout is
+known are accepted; anything else is refused up front instead of being silently left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# Optimizer classes whose per-parameter state this module knows how to reset to its fresh value.
+SUPPORTED_OPTIMIZERS: tuple[type[torch.optim.Optimizer], ...] = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.Adamax,
+    torch.optim.RMSprop,
+    torch.optim.Adagrad,
+    torch.optim.Adadelta,
+)
+
+# State keys that a fresh optimizer starts at zero.
+_ZERO_KEYS = frozenset(
+    {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "square_avg", "acc_delta", "grad_avg"}
+)
+
+
+def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The innermost `torch.optim.Optimizer` behind Accelerate's (possibly nested) wrappers."""
+    inner = optimizer
+    while isinstance(getattr(inner, "optimizer", None), torch.optim.Optimizer):
+        inner = inner.optimizer
+    return inner
+
+
+def check_resettable(optimizer: Any) -> None:
+    """Raise `ValueError` unless `reset_optimizer_state` knows this optimizer's state layout."""
+    inner = unwrap_optimizer(optimizer)
+    if not isinstance(inner, SUPPORTED_OPTIMIZERS):
+        names = ", ".join(cls.__name__ for cls in SUPPORTED_OPTIMIZERS)
+        raise ValueError(
+            f"reset_optimizer_state=True cannot reset the state of {type(inner).__name__}: supported optimizers "
+            f"are torch.optim {names} (also behind Accelerate). Use one of them or set reset_optimizer_state=False."
+        )
+
+
+def _reset_entry(key: str, value: Any, group: dict[str, Any]) -> Any:
+    """Reset one state entry in place where possible; return the value the entry must hold after."""
+    if key == "momentum_buffer":
+        if value is None:
+            return None
+        if group.get("dampening", 0) != 0:
+            return None  # SGD re-creates the buffer from the gradient; zeros would scale it by (1 - dampening)
+        return value.zero_()
+    if key == "mu_product":  # NAdam's running product of momentum factors starts at 1
+        return value.fill_(1.0) if isinstance(value, torch.Tensor) else 1.0
+    if key == "sum":  # Adagrad's accumulator starts at initial_accumulator_value
+        return value.fill_(group.get("initial_accumulator_value", 0.0))
+    if key in _ZERO_KEYS:
+        if isinstance(value, torch.Tensor):
+            return value.zero_()
+        return type(value)(0)
+    raise RuntimeError(
+        f"reset_optimizer_state found an unknown optimizer state entry {key!r}; refusing to leave it stale"
+    )
+
+
+@torch.no_grad()
+def reset_optimizer_state(optimizer: Any) -> int:
+    """Reset every parameter's optimizer state to what a fresh optimizer would hold; return how many.
+
+    Works on a plain `torch.optim` optimizer or one wrapped by Accelerate (whose `.state` is the
+    inner optimizer's). Hyper-parameters (`param_groups`) are untouched.
+    """
+    check_resettable(optimizer)
+    inner = unwrap_optimizer(optimizer)
+    count = 0
+    for group in inner.param_groups:
+        for param in group["params"]:
+            state = inner.state.get(param)
+            if not state:
+                continue
+            for key in list(state):
+                new_value = _reset_entry(key, state[key], group)
+                if new_value is None:
+                    del state[key]
+                else:
+                    state[key] = new_value
+            count += 1
+    return count

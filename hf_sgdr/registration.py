@@ -1,0 +1,113 @@
+"""Makes ``"sgdr"`` a scheduler name that `transformers` accepts everywhere (layer 3).
+
+`transformers` has no scheduler registry: `SchedulerType` is an enum checked by
+`TrainingArguments.__post_init__`, `set_lr_scheduler` and `get_scheduler`, and the factory is looked up
+in `optimization.TYPE_TO_SCHEDULER_FUNCTION`. So registration adds one member to the enum (every
+place an enum keeps its members) and one entry to that dict, idempotently, and touches nothing else.
+`HfArgumentParser` reads the enum's choices when a parser is built, so `import hf_sgdr` must come
+before building one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import torch
+
+from .scheduler import SGDRScheduler
+from .validation import check_int
+
+SCHEDULER_NAME = "sgdr"
+
+#: Keys `lr_scheduler_kwargs` may hold for ``lr_scheduler_type="sgdr"``.
+SCHEDULER_KWARGS = (
+    "T_0",
+    "T_mult",
+    "eta_min",
+    "eta_max",
+    "lr_decay",
+    "warmup_steps",
+    "warmup_start_lr",
+    "restart_warmup_steps",
+    "cycle_limit",
+    "num_cycles",
+    "reset_optimizer_state",
+)
+_OPTIONAL_KWARGS = frozenset({"T_0", "eta_max", "cycle_limit", "num_cycles"})
+
+
+def normalize_scheduler_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """Check the keys of `lr_scheduler_kwargs` and turn textual "none"/"null" into `None`.
+
+    Values themselves are coerced and range-checked by the schedule (strings such as ``"1e-3"`` that
+    a command line leaves behind are accepted there).
+    """
+    kwargs = dict(kwargs or {})
+    unknown = [key for key in kwargs if key not in SCHEDULER_KWARGS]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, SCHEDULER_KWARGS, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"lr_scheduler_kwargs has unknown key(s) for lr_scheduler_type='sgdr': {', '.join(hints)}; "
+            f"accepted: {', '.join(SCHEDULER_KWARGS)}"
+        )
+    for key in _OPTIONAL_KWARGS & kwargs.keys():
+        value = kwargs[key]
+        if isinstance(value, str) and value.strip().lower() in {"", "none", "null"}:
+            kwargs[key] = None
+    return kwargs
+
+
+def get_sgdr_schedule(
+    optimizer: torch.optim.Optimizer,
+    num_warmup_steps: int | None = None,
+    num_training_steps: int | None = None,
+    last_epoch: int = -1,
+    **kwargs: Any,
+) -> SGDRScheduler:
+    """The ``"sgdr"`` factory for `transformers.get_scheduler` and the `Trainer`.
+
+    `num_warmup_steps` (from `warmup_steps` / `warmup_ratio`) becomes the initial warmup. Without
+    `T_0` or `num_cycles`, the budget is fitted with `hf_sgdr.schedule.DEFAULT_NUM_CYCLES` cycles so
+    that training ends on a cycle end.
+    """
+    kwargs = normalize_scheduler_kwargs(kwargs)
+    if num_warmup_steps is not None:
+        num_warmup_steps = check_int("num_warmup_steps", num_warmup_steps, minimum=0)
+        given = kwargs.get("warmup_steps")
+        if given is not None and num_warmup_steps and check_int("warmup_steps", given, minimum=0) != num_warmup_steps:
+            raise ValueError(
+                f"warmup_steps={given!r} in lr_scheduler_kwargs disagrees with the Trainer's warmup "
+                f"({num_warmup_steps} steps from warmup_steps/warmup_ratio); set only one"
+            )
+        kwargs.setdefault("warmup_steps", num_warmup_steps)
+    return SGDRScheduler(optimizer, num_training_steps=num_training_steps, last_epoch=last_epoch, **kwargs)
+
+
+def register_sgdr_scheduler() -> None:
+    """Add ``"sgdr"`` to `transformers.SchedulerType` and its factory to `TYPE_TO_SCHEDULER_FUNCTION`.
+
+    Idempotent; called by `import hf_sgdr`.
+    """
+    from transformers import optimization
+    from transformers.trainer_utils import SchedulerType
+
+    member = SchedulerType._value2member_map_.get(SCHEDULER_NAME)
+    if member is None:
+        member = str.__new__(SchedulerType, SCHEDULER_NAME)
+        member._name_ = "SGDR"
+        member._value_ = SCHEDULER_NAME
+        member.__objclass__ = SchedulerType
+        member._sort_order_ = len(SchedulerType._member_names_)
+        if hasattr(SchedulerType, "_add_member_"):  # Python >= 3.13
+            SchedulerType._add_member_("SGDR", member)
+        else:
+            type.__setattr__(SchedulerType, "SGDR", member)
+            SchedulerType._member_map_["SGDR"] = member
+        SchedulerType._value2member_map_[SCHEDULER_NAME] = member
+        if "SGDR" not in SchedulerType._member_names_:
+            SchedulerType._member_names_.append("SGDR")
+    optimization.TYPE_TO_SCHEDULER_FUNCTION[member] = get_sgdr_schedule

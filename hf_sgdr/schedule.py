@@ -1,0 +1,431 @@
+"""The SGDR schedule as pure arithmetic (no torch): layer 1 of the package.
+
+`t` is the number of completed scheduler steps (0 right after construction, as in torch). With `W`
+warmup steps and `s = t - W`, cycle `i` covers `B_i <= s < B_{i+1}` where `B_0 = 0` and
+`B_{i+1} = B_i + T_i`, `T_i = max(1, floor(T_0 * T_mult**i + 0.5))`. Boundaries are Python integers,
+so an event (a cycle end, a restart) is an integer comparison, never a float one. Inside cycle `i`,
+with `d = lr_decay**i`::
+
+    lr = d*eta_min + (d*eta_max - d*eta_min) * (1 + cos(pi * T_cur / T_i)) / 2
+
+which equals torch's `CosineAnnealingWarmRestarts` for integer `T_mult` and `lr_decay = 1`.
+
+Everything else in the package asks this module; nothing re-derives the arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
+
+from .validation import check_float, check_int
+
+#: Largest step the schedule answers for (torch keeps `last_epoch` in an int64 in checkpoints).
+MAX_STEP = 2**63 - 1
+
+#: Cycles chosen by budget fit when neither `T_0` nor `num_cycles` is given.
+DEFAULT_NUM_CYCLES = 4
+
+
+class CyclePosition(NamedTuple):
+    """Where a step falls in the schedule.
+
+    `cycle` is the index of the cycle that step `t` belongs to (0 during the initial warmup, and
+    `cycle_limit` once the schedule has finished its last cycle and holds its floor). `start` is the
+    absolute step at which that cycle begins, `length` its number of steps (`None` while holding),
+    `t_cur` the steps since `start` (negative during the initial warmup).
+    """
+
+    cycle: int
+    start: int
+    length: int | None
+    t_cur: int
+
+    @property
+    def in_warmup(self) -> bool:
+        """True during the initial (pre-cycle) warmup."""
+        return self.t_cur < 0
+
+    @property
+    def finished(self) -> bool:
+        """True once the last cycle allowed by `cycle_limit` has ended."""
+        return self.length is None
+
+    @property
+    def fraction(self) -> float:
+        """Position inside the cycle in [0, 1): 0 during warmup, 0 while holding."""
+        if self.length is None or self.t_cur < 0:
+            return 0.0
+        return self.t_cur / self.length
+
+
+class CycleInfo(NamedTuple):
+    """One row of `SGDRSchedule.describe()`: a cycle's extent (absolute steps) and lr range."""
+
+    cycle: int
+    start: int
+    end: int
+    length: int
+    max_lr: float
+    min_lr: float
+
+
+@dataclass(frozen=True)
+class SGDRSchedule:
+    """Cosine annealing with warm restarts, as a pure function of the step count.
+
+    Args:
+        T_0: Steps in the first cycle (after the initial warmup). Integer >= 1.
+        T_mult: Growth factor of cycle lengths, any float >= 1 (1.5 is common).
+        eta_min: Floor of the lr, absolute (as in torch), before `lr_decay`.
+        eta_max: Peak lr for every param group; `None` uses each group's initial lr.
+        lr_decay: Per-cycle factor in (0, 1] applied to both peak and floor (`lr_decay**i`).
+        warmup_steps: Initial linear warmup steps, before cycle 0 (timm's `warmup_prefix=True`).
+        warmup_start_lr: lr at step 0 of the initial warmup.
+        restart_warmup_steps: Linear warmup at the start of every cycle after the first, from the
+            cycle's floor to its peak; the cosine then spans the rest of the cycle. Must be < `T_0`.
+        cycle_limit: After this many cycles the lr holds at the last cycle's floor; `None` = forever.
+        last_cycle_length: Length of cycle `cycle_limit - 1`, set by `fit_budget` so that the last
+            cycle absorbs rounding and training ends exactly on a cycle end.
+    """
+
+    T_0: int
+    T_mult: float = 1.0
+    eta_min: float = 0.0
+    eta_max: float | None = None
+    lr_decay: float = 1.0
+    warmup_steps: int = 0
+    warmup_start_lr: float = 0.0
+    restart_warmup_steps: int = 0
+    cycle_limit: int | None = None
+    last_cycle_length: int | None = None
+    # Lazily extended cycle starts B_0..B_k (only for T_mult > 1); not part of the value.
+    _starts: list[int] = field(default_factory=lambda: [0], init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "T_0", check_int("T_0", self.T_0, minimum=1))
+        set_(self, "T_mult", check_float("T_mult", self.T_mult, minimum=1.0))
+        set_(self, "eta_min", check_float("eta_min", self.eta_min, minimum=0.0))
+        if self.eta_max is not None:
+            set_(self, "eta_max", check_float("eta_max", self.eta_max, minimum=0.0, min_open=True))
+            if self.eta_min >= self.eta_max:
+                raise ValueError(f"eta_min must be < eta_max; got eta_min={self.eta_min!r} >= eta_max={self.eta_max!r}")
+        set_(self, "lr_decay", check_float("lr_decay", self.lr_decay, minimum=0.0, maximum=1.0, min_open=True))
+        set_(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, minimum=0))
+        set_(self, "warmup_start_lr", check_float("warmup_start_lr", self.warmup_start_lr, minimum=0.0))
+        set_(self, "restart_warmup_steps", check_int("restart_warmup_steps", self.restart_warmup_steps, minimum=0))
+        if self.restart_warmup_steps >= self.T_0:
+            raise ValueError(
+                f"restart_warmup_steps must be < T_0={self.T_0} (the shortest cycle); got {self.restart_warmup_steps!r}"
+            )
+        if self.cycle_limit is not None:
+            set_(self, "cycle_limit", check_int("cycle_limit", self.cycle_limit, minimum=1))
+        if self.last_cycle_length is not None:
+            if self.cycle_limit is None:
+                raise ValueError("last_cycle_length needs cycle_limit (it sets the length of the last cycle)")
+            set_(
+                self,
+                "last_cycle_length",
+                check_int("last_cycle_length", self.last_cycle_length, minimum=self.restart_warmup_steps + 1),
+            )
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def fit_budget(
+        cls,
+        num_training_steps: int,
+        num_cycles: int = DEFAULT_NUM_CYCLES,
+        *,
+        T_mult: float = 1.0,
+        warmup_steps: int = 0,
+        restart_warmup_steps: int = 0,
+        **kwargs: Any,
+    ) -> SGDRSchedule:
+        """Choose `T_0` so that `num_cycles` cycles end exactly at `num_training_steps`.
+
+        The first `num_cycles - 1` cycles follow the usual rule with the largest integer `T_0` that
+        leaves the last cycle at least as long as the rule would make it; the last cycle absorbs the
+        rounding. After it the lr holds at its floor (`cycle_limit = num_cycles`).
+        """
+        num_training_steps = check_int("num_training_steps", num_training_steps, minimum=1)
+        num_cycles = check_int("num_cycles", num_cycles, minimum=1)
+        T_mult = check_float("T_mult", T_mult, minimum=1.0)
+        warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0, maximum=num_training_steps - 1)
+        restart_warmup_steps = check_int("restart_warmup_steps", restart_warmup_steps, minimum=0)
+        if "cycle_limit" in kwargs or "last_cycle_length" in kwargs or "T_0" in kwargs:
+            raise ValueError("T_0, cycle_limit and last_cycle_length are chosen by the budget fit; do not pass them")
+        budget = num_training_steps - warmup_steps
+        min_length = restart_warmup_steps + 1
+        if num_cycles * min_length > budget:
+            raise ValueError(
+                f"num_cycles must be <= {budget // min_length} for a budget of {budget} steps after warmup"
+                f" (restart_warmup_steps={restart_warmup_steps}); got {num_cycles!r}"
+            )
+        try:
+            geometric = num_cycles if T_mult == 1.0 else (T_mult**num_cycles - 1.0) / (T_mult - 1.0)
+        except OverflowError:
+            raise ValueError(
+                f"num_cycles={num_cycles} with T_mult={T_mult:g} cannot fit {budget} steps; use fewer cycles"
+            ) from None
+        T_0 = max(min_length, math.ceil(budget / geometric))
+        while True:
+            lengths = [_rule_length(T_0, T_mult, i) for i in range(num_cycles)]
+            last = budget - sum(lengths[:-1])
+            if last >= lengths[-1] or T_0 == min_length:
+                break
+            T_0 -= 1
+        if last < min_length:
+            shortest = sum(lengths[:-1]) + min_length + warmup_steps
+            raise ValueError(
+                f"num_cycles={num_cycles} with T_mult={T_mult:g} needs num_training_steps >= {shortest}; "
+                f"got {num_training_steps}"
+            )
+        return cls(
+            T_0=T_0,
+            T_mult=T_mult,
+            warmup_steps=warmup_steps,
+            restart_warmup_steps=restart_warmup_steps,
+            cycle_limit=num_cycles,
+            last_cycle_length=last,
+            **kwargs,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The hyper-parameters as plain Python values (JSON- and `weights_only`-safe)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SGDRSchedule:
+        """Inverse of `to_dict`; unknown keys are an error, naming them."""
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SGDR schedule parameter(s) {unknown}; accepted: {sorted(known)}")
+        return cls(**data)
+
+    # ------------------------------------------------------------------ cycle arithmetic
+    def cycle_length(self, cycle: int) -> int:
+        """Number of steps in cycle `cycle` (0-based)."""
+        if self.cycle_limit is not None and cycle >= self.cycle_limit:
+            raise ValueError(f"cycle must be < cycle_limit={self.cycle_limit}; got {cycle}")
+        if self.last_cycle_length is not None and cycle == self.cycle_limit - 1:  # type: ignore[operator]
+            return self.last_cycle_length
+        return _rule_length(self.T_0, self.T_mult, cycle)
+
+    def cycle_start(self, cycle: int) -> int:
+        """Absolute step at which cycle `cycle` begins (`warmup_steps + B_cycle`)."""
+        cycle = check_int("cycle", cycle, minimum=0)
+        if self.cycle_limit is not None and cycle > self.cycle_limit:
+            raise ValueError(f"cycle must be <= cycle_limit={self.cycle_limit}; got {cycle}")
+        if self.T_mult == 1.0 and (self.cycle_limit is None or cycle < self.cycle_limit):
+            return self.warmup_steps + cycle * self.T_0
+        starts = self._starts
+        while len(starts) <= cycle:
+            starts.append(starts[-1] + self.cycle_length(len(starts) - 1))
+        return self.warmup_steps + starts[cycle]
+
+    def _locate(self, s: int) -> tuple[int, int, int | None]:
+        """(cycle, start B_i, length T_i) for post-warmup offset `s >= 0`; length None once finished."""
+        limit = self.cycle_limit
+        if self.T_mult == 1.0:
+            cycle = s // self.T_0
+            if limit is None or cycle < limit - 1:
+                return cycle, cycle * self.T_0, self.T_0
+            last_start = (limit - 1) * self.T_0
+            last_length = self.cycle_length(limit - 1)
+            if s < last_start + last_length:
+                return limit - 1, last_start, last_length
+            return limit, last_start + last_length, None
+        starts = self._starts
+        while starts[-1] <= s and (limit is None or len(starts) <= limit):
+            starts.append(starts[-1] + self.cycle_length(len(starts) - 1))
+        cycle = bisect_right(starts, s) - 1
+        if limit is not None and cycle >= limit:
+            return limit, starts[limit], None
+        return cycle, starts[cycle], starts[cycle + 1] - starts[cycle]
+
+    def position(self, t: int) -> CyclePosition:
+        """Cycle, cycle start, cycle length and offset of step `t` (O(1) for T_mult=1, else O(log t))."""
+        if not 0 <= t <= MAX_STEP:
+            raise ValueError(f"t must be an integer in [0, 2**63 - 1]; got {t!r}")
+        w = self.warmup_steps
+        if t < w:
+            return CyclePosition(0, w, self.cycle_length(0), t - w)
+        cycle, start, length = self._locate(t - w)
+        return CyclePosition(cycle, w + start, length, t - w - start)
+
+    def is_cycle_end(self, t: int) -> bool:
+        """True when step `t` is the first step after a cycle ended (`t == W + B_{i+1}`)."""
+        pos = self.position(t)
+        return t > 0 and pos.t_cur == 0 and pos.cycle >= 1
+
+    def is_restart(self, t: int) -> bool:
+        """True when a new cycle (not the hold after the last one) begins at step `t`."""
+        return self.is_cycle_end(t) and self.position(t).length is not None
+
+    def steps_to_cycle_end(self, t: int) -> int | None:
+        """Steps from `t` until the current cycle ends; `None` once the schedule has finished."""
+        pos = self.position(t)
+        return None if pos.length is None else pos.start + pos.length - t
+
+    def steps_to_next_restart(self, t: int) -> int | None:
+        """Steps from `t` until the next restart; `None` when no restart remains."""
+        pos = self.position(t)
+        if pos.length is None or (self.cycle_limit is not None and pos.cycle + 1 >= self.cycle_limit):
+            return None
+        return pos.start + pos.length - t
+
+    def cycle_ends(self, up_to: int) -> list[int]:
+        """Absolute steps `t <= up_to` at which a cycle ends (the snapshot points), in order."""
+        ends = []
+        cycle = 1
+        while self.cycle_limit is None or cycle <= self.cycle_limit:
+            end = self.cycle_start(cycle)
+            if end > up_to:
+                break
+            ends.append(end)
+            cycle += 1
+        return ends
+
+    def restarts(self, up_to: int) -> list[int]:
+        """Absolute steps `t <= up_to` at which a new cycle restarts the lr."""
+        ends = self.cycle_ends(up_to)
+        if self.cycle_limit is not None and len(ends) == self.cycle_limit:
+            ends.pop()
+        return ends
+
+    # ------------------------------------------------------------------ learning rates
+    def cycle_bounds(self, cycle: int, max_lr: float) -> tuple[float, float]:
+        """(peak, floor) of cycle `cycle` for a group whose undecayed peak is `max_lr`."""
+        decay = self.lr_decay**cycle
+        return decay * (self.eta_max if self.eta_max is not None else max_lr), decay * self.eta_min
+
+    def lrs_at(self, pos: CyclePosition, max_lrs: Sequence[float]) -> list[float]:
+        """Learning rates at a position, one per param group (`max_lrs`: the groups' initial lrs).
+
+        The single place where the formula lives; `AdaptiveSGDR` calls it with positions from its
+        own (realised) cycle lengths.
+        """
+        if pos.t_cur < 0:
+            start, w, t = self.warmup_start_lr, self.warmup_steps, pos.start + pos.t_cur
+            peaks = [self.eta_max if self.eta_max is not None else m for m in max_lrs]
+            return [start + (peak - start) * t / w for peak in peaks]
+        if pos.length is None:
+            cycle, phase = pos.cycle - 1, 0.0
+        else:
+            cycle, ramp = pos.cycle, (self.restart_warmup_steps if pos.cycle > 0 else 0)
+            if pos.t_cur < ramp:
+                phase = pos.t_cur / ramp
+            else:
+                phase = (1 + math.cos(math.pi * (pos.t_cur - ramp) / (pos.length - ramp))) / 2
+        out = []
+        for max_lr in max_lrs:
+            hi, lo = self.cycle_bounds(cycle, max_lr)
+            out.append(lo + (hi - lo) * phase)
+        return out
+
+    def lrs(self, t: int, max_lrs: Sequence[float]) -> list[float]:
+        """Learning rate at step `t` for each param group (`max_lrs`: the groups' initial lrs)."""
+        return self.lrs_at(self.position(t), max_lrs)
+
+    def lr(self, t: int, max_lr: float | None = None) -> float:
+        """Learning rate at step `t` for one group whose initial lr is `max_lr` (or `eta_max`)."""
+        if max_lr is None:
+            if self.eta_max is None:
+                raise ValueError("max_lr is required when eta_max is None")
+            max_lr = self.eta_max
+        return self.lrs(t, [max_lr])[0]
+
+    def multiplier(self, t: int, base_lr: float = 1.0) -> float:
+        """`lr(t) / base_lr`: the factor a `LambdaLR` would apply to a group whose lr is `base_lr`."""
+        return self.lr(t, base_lr) / base_lr
+
+    # ------------------------------------------------------------------ inspection
+    def describe(self, num_training_steps: int, max_lr: float = 1.0) -> list[CycleInfo]:
+        """The cycles that start before `num_training_steps`, with their extent and lr range."""
+        rows = []
+        cycle = 0
+        while self.cycle_limit is None or cycle < self.cycle_limit:
+            start = self.cycle_start(cycle)
+            if start >= num_training_steps:
+                break
+            length = self.cycle_length(cycle)
+            peak = self.cycle_bounds(cycle, max_lr)[0]
+            end = start + length
+            rows.append(CycleInfo(cycle, start, end, length, peak, self.lr(end - 1, max_lr)))
+            cycle += 1
+        return rows
+
+    def budget_warnings(self, num_training_steps: int, max_lrs: Sequence[float] = ()) -> list[str]:
+        """The seeds' pitfalls for a known budget: ending mid-cycle, < 2 restarts, a flat lr range."""
+        found = []
+        end = self.position(num_training_steps)
+        if end.length is not None and end.t_cur != 0:
+            before = end.start if end.t_cur > 0 else None
+            after = end.start + end.length
+            nearest = f"{before} or {after}" if before else f"{after}"
+            found.append(
+                f"training ends mid-cycle: step {num_training_steps} is {end.fraction:.0%} into cycle {end.cycle} "
+                f"(cycle ends nearby: {nearest}); the last snapshot misses the low-lr end. Set num_cycles "
+                "instead of T_0 to fit the budget, or change the number of steps."
+            )
+        restarts = len(self.restarts(num_training_steps - 1))
+        if restarts < 2:
+            found.append(f"only {restarts} restart(s) in {num_training_steps} steps: a snapshot ensemble needs several")
+        peaks = [self.eta_max] if self.eta_max is not None else list(max_lrs)
+        if self.eta_min > 0 and any(peak / self.eta_min < 10 for peak in peaks):
+            found.append(
+                f"eta_max / eta_min < 10 (eta_min={self.eta_min:g}, peaks={[f'{p:g}' for p in peaks]}): "
+                "the restarts barely change the lr"
+            )
+        return found
+
+
+def _rule_length(T_0: int, T_mult: float, cycle: int) -> int:
+    """`T_i = max(1, floor(T_0 * T_mult**i + 0.5))`, exact integer for integer T_mult."""
+    if T_mult == 1.0:
+        return T_0
+    return max(1, math.floor(T_0 * T_mult**cycle + 0.5))
+
+
+class SGDRWarning(UserWarning):
+    """A schedule that works but falls into one of SGDR's common pitfalls (see `budget_warnings`)."""
+
+
+def build_schedule(
+    T_0: int | None = None,
+    *,
+    num_cycles: int | None = None,
+    num_training_steps: int | None = None,
+    **params: Any,
+) -> SGDRSchedule:
+    """Make a schedule from user-facing options: a fixed `T_0`, or a budget fit.
+
+    - `T_0` given: cycles follow the rule; `num_cycles` must not be given too.
+    - `num_cycles` given: fit the budget (`num_training_steps` required) so training ends on a cycle end.
+    - neither: fit the budget with `DEFAULT_NUM_CYCLES` cycles (fewer when the budget is too small).
+    """
+    if T_0 is not None and num_cycles is not None:
+        raise ValueError(
+            f"pass either T_0 (fixed first cycle) or num_cycles (fit the budget), not both; got T_0={T_0!r}, "
+            f"num_cycles={num_cycles!r}"
+        )
+    if T_0 is not None:
+        return SGDRSchedule(T_0=T_0, **params)
+    if num_training_steps is None:
+        what = "num_cycles" if num_cycles is not None else "a schedule without T_0"
+        raise ValueError(f"{what} needs num_training_steps (the budget to fit); or pass T_0")
+    if num_cycles is not None:
+        return SGDRSchedule.fit_budget(num_training_steps, num_cycles, **params)
+    cycles = DEFAULT_NUM_CYCLES
+    while True:
+        try:
+            return SGDRSchedule.fit_budget(num_training_steps, cycles, **params)
+        except ValueError:
+            if cycles == 1:
+                raise
+            cycles -= 1

@@ -1,0 +1,207 @@
+"""`SGDRScheduler`: the schedule of `hf_sgdr.schedule` as a torch `LRScheduler` (layer 2).
+
+The scheduler's own step counter (`last_epoch`) is the one source of truth for events: a restart or
+a cycle end is asked of the scheduler, never derived from the Trainer's `global_step`, so gradient
+accumulation, several processes and skipped fp16 steps cannot shift them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from .optimizer_reset import check_resettable, reset_optimizer_state
+from .schedule import CyclePosition, SGDRSchedule, SGDRWarning, build_schedule
+from .validation import check_bool, check_int
+
+
+class SGDRScheduler(LRScheduler):
+    """Cosine annealing with warm restarts, one lr per param group, exact integer events.
+
+    Args:
+        optimizer: The optimizer (plain or wrapped by Accelerate).
+        T_0: Steps in the first cycle; or leave `None` and give `num_cycles` / `num_training_steps`
+            to fit the budget so that training ends exactly on a cycle end.
+        T_mult, eta_min, eta_max, lr_decay, warmup_steps, warmup_start_lr, restart_warmup_steps,
+            cycle_limit: see `SGDRSchedule`.
+        num_cycles: Number of cycles for the budget fit (needs `num_training_steps`).
+        num_training_steps: The training budget in optimizer steps; enables the budget fit and the
+            pitfall warnings (ending mid-cycle, fewer than 2 restarts, a narrow lr range).
+        reset_optimizer_state: At every restart, reset the optimizer's per-parameter state (Adam
+            moments, SGD momentum, step counts) in place, as a fresh optimizer would have it.
+        last_epoch: As in torch; `-1` starts a new schedule.
+        schedule: A ready `SGDRSchedule` instead of the individual hyper-parameters.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        T_0: int | None = None,
+        T_mult: float = 1.0,
+        eta_min: float = 0.0,
+        eta_max: float | None = None,
+        lr_decay: float = 1.0,
+        warmup_steps: int = 0,
+        warmup_start_lr: float = 0.0,
+        restart_warmup_steps: int = 0,
+        cycle_limit: int | None = None,
+        num_cycles: int | None = None,
+        num_training_steps: int | None = None,
+        reset_optimizer_state: bool = False,
+        last_epoch: int = -1,
+        *,
+        schedule: SGDRSchedule | None = None,
+    ) -> None:
+        if schedule is None:
+            schedule = build_schedule(
+                T_0,
+                num_cycles=num_cycles,
+                num_training_steps=num_training_steps,
+                T_mult=T_mult,
+                eta_min=eta_min,
+                eta_max=eta_max,
+                lr_decay=lr_decay,
+                warmup_steps=warmup_steps,
+                warmup_start_lr=warmup_start_lr,
+                restart_warmup_steps=restart_warmup_steps,
+                **({} if cycle_limit is None else {"cycle_limit": cycle_limit}),
+            )
+        self.schedule = schedule
+        self.reset_optimizer_state = check_bool("reset_optimizer_state", reset_optimizer_state)
+        if self.reset_optimizer_state:
+            check_resettable(optimizer)
+        self.num_optimizer_resets = 0
+        self._position: tuple[int, CyclePosition] | None = None
+        self._check_peaks(optimizer)
+        super().__init__(optimizer, check_int("last_epoch", last_epoch, minimum=-1))
+        if num_training_steps is not None and last_epoch == -1:
+            for message in schedule.budget_warnings(num_training_steps, [float(lr) for lr in self.base_lrs]):
+                warnings.warn(message, SGDRWarning, stacklevel=2)
+
+    def _check_peaks(self, optimizer: torch.optim.Optimizer) -> None:
+        """Refuse a floor at or above a group's peak before anything is written to the optimizer."""
+        if self.schedule.eta_max is not None:
+            return
+        for index, group in enumerate(optimizer.param_groups):
+            base_lr = group.get("initial_lr", group["lr"])
+            if not float(base_lr) > self.schedule.eta_min:
+                raise ValueError(
+                    f"eta_min must be < the initial lr of every param group; got eta_min={self.schedule.eta_min!r}"
+                    f" >= lr={float(base_lr)!r} of param group {index} (or pass eta_max)"
+                )
+
+    # ------------------------------------------------------------------ torch hooks
+    def get_lr(self) -> list[float | torch.Tensor]:
+        """The lrs for `last_epoch`, one per param group."""
+        return self.schedule.lrs_at(self.position(), self.base_lrs)
+
+    def _get_closed_form_lr(self) -> list[float | torch.Tensor]:
+        return self.get_lr()
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one optimizer step (call after `optimizer.step()`); reset optimizer state at a restart."""
+        if epoch is not None:
+            epoch = check_int("epoch", epoch, minimum=0)
+        super().step(epoch)
+        if self.reset_optimizer_state and self.is_restart_step():
+            reset_optimizer_state(self.optimizer)
+            self.num_optimizer_resets += 1
+
+    # ------------------------------------------------------------------ events
+    def position(self) -> CyclePosition:
+        """Where `last_epoch` falls in the schedule (cached per step)."""
+        cached = self._position
+        if cached is None or cached[0] != self.last_epoch:
+            cached = (self.last_epoch, self.schedule.position(self.last_epoch))
+            self._position = cached
+        return cached[1]
+
+    @property
+    def current_cycle(self) -> int:
+        """Index of the cycle the next optimizer step belongs to (`cycle_limit` once finished)."""
+        return self.position().cycle
+
+    def cycle_position(self) -> float:
+        """Fraction of the current cycle already done, in [0, 1)."""
+        return self.position().fraction
+
+    def is_at_cycle_end(self) -> bool:
+        """True right after the step that completed a cycle (time to take that cycle's snapshot)."""
+        pos = self.position()
+        return self.last_epoch > 0 and pos.t_cur == 0 and pos.cycle >= 1
+
+    def is_restart_step(self) -> bool:
+        """True when the next optimizer step is the first of a new cycle (the lr just jumped back up)."""
+        return self.is_at_cycle_end() and self.position().length is not None
+
+    @property
+    def completed_cycle(self) -> int | None:
+        """Index of the cycle that just ended when `is_at_cycle_end()`, else `None`."""
+        return self.position().cycle - 1 if self.is_at_cycle_end() else None
+
+    def steps_to_next_restart(self) -> int | None:
+        """Optimizer steps until the next restart; `None` when no restart remains."""
+        return self.schedule.steps_to_next_restart(self.last_epoch)
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """Plain Python values only, so `torch.load(..., weights_only=True)` accepts it."""
+        return {
+            "last_epoch": int(self.last_epoch),
+            "_step_count": int(self._step_count),
+            "base_lrs": list(self.base_lrs),
+            "_last_lr": list(self._last_lr),
+            "schedule": self.schedule.to_dict(),
+            "reset_optimizer_state": bool(self.reset_optimizer_state),
+            "num_optimizer_resets": int(self.num_optimizer_resets),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a `state_dict()`; the saved schedule wins over the constructed one, as in torch."""
+        saved = SGDRSchedule.from_dict(state_dict["schedule"])
+        if saved != self.schedule:
+            warnings.warn(
+                f"resuming with the saved SGDR schedule {saved} instead of the constructed {self.schedule}",
+                SGDRWarning,
+                stacklevel=2,
+            )
+        self.schedule = saved
+        self.last_epoch = state_dict["last_epoch"]
+        self._step_count = state_dict["_step_count"]
+        self.base_lrs = list(state_dict["base_lrs"])
+        self._last_lr = list(state_dict["_last_lr"])
+        self.reset_optimizer_state = state_dict["reset_optimizer_state"]
+        self.num_optimizer_resets = state_dict.get("num_optimizer_resets", 0)
+        self._position = None
+
+
+#: The seeds' name for the same class (keywords `T_0, T_mult, eta_min, eta_max, lr_decay,
+#: warmup_steps, last_epoch, reset_optimizer_state`).
+CosineAnnealingWarmRestartsScheduler = SGDRScheduler
+
+
+class SGDRWithWarmup(SGDRScheduler):
+    """The seeds' warmup-first signature: `SGDRWithWarmup(optimizer, warmup_steps, T_0, ...)`."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        warmup_steps: int,
+        T_0: int,
+        T_mult: float = 1.0,
+        eta_min: float = 0.0,
+        warmup_start_lr: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            optimizer,
+            T_0=T_0,
+            T_mult=T_mult,
+            eta_min=eta_min,
+            warmup_steps=warmup_steps,
+            warmup_start_lr=warmup_start_lr,
+            **kwargs,
+        )

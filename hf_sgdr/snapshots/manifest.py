@@ -1,0 +1,229 @@
+"""The snapshot folder's manifest: what was saved at each cycle end, and how to check it.
+
+One folder holds a whole ensemble and can go to the Hub unchanged::
+
+    snapshots/
+      manifest.json          # this module: kind, schedule, library versions, one record per snapshot
+      tokenizer.json ...     # tokenizer / processor, saved once
+      schedule.png           # optional lr plot
+      cycle-000/             # AutoModel*.from_pretrained(folder) loads it (or a PEFT adapter)
+      cycle-001/ ...
+
+The training side writes it (`hf_sgdr.training`), the ensemble side reads it (`hf_sgdr.snapshots`).
+Parsing is strict because manifests come from other people's repos: unknown kinds, names that could
+escape the folder, wrong types and absurd sizes are refused with an error that names the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_json
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_NAME = "hf_sgdr.snapshot_ensemble"
+FORMAT_VERSION = 1
+#: What each snapshot folder holds.
+SNAPSHOT_TYPES = ("full_model", "peft_adapter")
+#: A manifest larger than this is refused before parsing.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_SNAPSHOTS = 10_000
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ManifestError(ValueError):
+    """A manifest that is malformed, unsupported or unsafe."""
+
+
+def check_relative_name(value: Any, what: str) -> str:
+    """A safe relative path: '/'-separated parts of letters, digits, '.', '_', '-', none '.' or '..'."""
+    if not isinstance(value, str) or not value or len(value) > 512:
+        raise ManifestError(f"{what} must be a non-empty relative path; got {value!r}")
+    parts = value.split("/")
+    if value.startswith("/") or any(p in ("", ".", "..") or not _NAME.match(p) for p in parts):
+        raise ManifestError(f"{what} {value!r} is not a safe relative path inside the snapshot folder")
+    return value
+
+
+def _require(data: dict[str, Any], key: str, kinds: type | tuple[type, ...], where: str, optional: bool = False) -> Any:
+    if key not in data or data[key] is None:
+        if optional:
+            return None
+        raise ManifestError(f"{where}.{key} is missing")
+    value = data[key]
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise ManifestError(f"{where}.{key} has the wrong type (bool)")
+    if not isinstance(value, kinds):
+        raise ManifestError(f"{where}.{key} has the wrong type {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ManifestError(f"{where}.{key} is not finite")
+    return value
+
+
+def _metrics(value: Any, where: str) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where} must be an object of numbers")
+    out = {}
+    for key, number in value.items():
+        if not isinstance(key, str) or isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ManifestError(f"{where}[{key!r}] must be a number")
+        out[key] = float(number)
+    return out
+
+
+@dataclass
+class FileRecord:
+    """Checksum and size of one file of a snapshot."""
+
+    sha256: str
+    size: int
+
+
+@dataclass
+class SnapshotRecord:
+    """One snapshot: the weights after the last (lowest-lr) step of cycle `cycle`."""
+
+    name: str
+    cycle: int
+    global_step: int
+    scheduler_step: int
+    epoch: float | None = None
+    lr: list[float] = field(default_factory=list)
+    train_loss: float | None = None
+    eval_metrics: dict[str, float] | None = None
+    averaged: bool = False
+    num_averaged: int | None = None
+    files: dict[str, FileRecord] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, index: int) -> SnapshotRecord:
+        where = f"snapshots[{index}]"
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where} must be an object")
+        files_raw = _require(data, "files", dict, where)
+        files = {}
+        for name, record in files_raw.items():
+            check_relative_name(name, f"{where}.files name")
+            if not isinstance(record, dict):
+                raise ManifestError(f"{where}.files[{name!r}] must be an object")
+            digest = _require(record, "sha256", str, f"{where}.files[{name!r}]")
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ManifestError(f"{where}.files[{name!r}].sha256 is not a hex SHA-256")
+            size = _require(record, "size", int, f"{where}.files[{name!r}]")
+            if size < 0:
+                raise ManifestError(f"{where}.files[{name!r}].size is negative")
+            files[name] = FileRecord(digest, size)
+        lr = data.get("lr", [])
+        if not isinstance(lr, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in lr):
+            raise ManifestError(f"{where}.lr must be a list of numbers")
+        epoch = _require(data, "epoch", (int, float), where, optional=True)
+        loss = _require(data, "train_loss", (int, float), where, optional=True)
+        return cls(
+            name=check_relative_name(_require(data, "name", str, where), f"{where}.name"),
+            cycle=_require(data, "cycle", int, where),
+            global_step=_require(data, "global_step", int, where),
+            scheduler_step=_require(data, "scheduler_step", int, where),
+            epoch=None if epoch is None else float(epoch),
+            lr=[float(x) for x in lr],
+            train_loss=None if loss is None else float(loss),
+            eval_metrics=_metrics(data.get("eval_metrics"), f"{where}.eval_metrics"),
+            averaged=bool(_require(data, "averaged", bool, where, optional=True) or False),
+            num_averaged=_require(data, "num_averaged", int, where, optional=True),
+            files=files,
+        )
+
+
+@dataclass
+class SnapshotManifest:
+    """The whole ensemble: what kind of snapshots, how they were trained, and the list of them."""
+
+    snapshot_type: str = "full_model"
+    auto_class: str | None = None
+    base_model: str | None = None
+    task: str | None = None
+    schedule: dict[str, Any] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    library_versions: dict[str, str] = field(default_factory=dict)
+    snapshots: list[SnapshotRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the format name and version."""
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **asdict(self)}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write `folder/manifest.json` atomically."""
+        return atomic_write_json(Path(folder) / MANIFEST_NAME, self.to_dict())
+
+    def snapshot(self, name: str) -> SnapshotRecord:
+        """The record called `name`, or `KeyError` listing what exists."""
+        for record in self.snapshots:
+            if record.name == name:
+                return record
+        raise KeyError(f"no snapshot {name!r}; the manifest lists {[r.name for r in self.snapshots]}")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SnapshotManifest:
+        if not isinstance(data, dict):
+            raise ManifestError("the manifest must be a JSON object")
+        if data.get("format") != FORMAT_NAME:
+            raise ManifestError(f"not an hf_sgdr snapshot manifest (format={data.get('format')!r})")
+        version = data.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise ManifestError(
+                f"unsupported manifest format_version {version!r} (this hf_sgdr reads 1..{FORMAT_VERSION})"
+            )
+        snapshot_type = _require(data, "snapshot_type", str, "manifest")
+        if snapshot_type not in SNAPSHOT_TYPES:
+            raise ManifestError(f"unknown snapshot_type {snapshot_type!r}; accepted: {', '.join(SNAPSHOT_TYPES)}")
+        raw_snapshots = _require(data, "snapshots", list, "manifest")
+        if len(raw_snapshots) > MAX_SNAPSHOTS:
+            raise ManifestError(f"manifest lists {len(raw_snapshots)} snapshots (at most {MAX_SNAPSHOTS})")
+        snapshots = [SnapshotRecord.from_dict(item, i) for i, item in enumerate(raw_snapshots)]
+        names = [s.name for s in snapshots]
+        if len(set(names)) != len(names):
+            raise ManifestError("manifest lists the same snapshot name twice")
+        versions = data.get("library_versions") or {}
+        if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
+            raise ManifestError("manifest.library_versions must map names to version strings")
+        for key in ("schedule", "training"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise ManifestError(f"manifest.{key} must be an object")
+        return cls(
+            snapshot_type=snapshot_type,
+            auto_class=_require(data, "auto_class", str, "manifest", optional=True),
+            base_model=_require(data, "base_model", str, "manifest", optional=True),
+            task=_require(data, "task", str, "manifest", optional=True),
+            schedule=data.get("schedule"),
+            training=data.get("training") or {},
+            library_versions=dict(versions),
+            snapshots=snapshots,
+        )
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SnapshotManifest:
+        """Read and validate `folder/manifest.json`; errors name the file."""
+        path = Path(folder) / MANIFEST_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"no {MANIFEST_NAME} in {folder}: not an hf_sgdr snapshot folder")
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ManifestError(f"{path} is not valid JSON: {error}") from None
+        try:
+            return cls.from_dict(data)
+        except ManifestError as error:
+            raise ManifestError(f"{path}: {error}") from None
+
+
+def _refuse_constant(name: str) -> float:
+    raise ManifestError(f"non-finite number {name} in manifest")

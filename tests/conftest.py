@@ -1,0 +1,52 @@
+"""Test-session set-up: an offline Hugging Face cache built from the real data in ../shared.
+
+The environment variables must be in place before `huggingface_hub` / `datasets` are imported (they
+read them at import), so this runs at conftest import. `HF_SGDR_SHARED` overrides where ../shared is.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HF_SGDR_SHARED", REPO.parent / "shared")).resolve()
+DATA = SHARED / "data"
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _build_offline_cache() -> None:
+    home = os.environ.get("HF_SGDR_HF_HOME")
+    if home and (Path(home) / "datasets").is_dir():
+        target = Path(home)
+    else:
+        target = Path(tempfile.mkdtemp(prefix="hf_sgdr_hf_home_"))
+        subprocess.run(
+            [sys.executable, str(SHARED / "hf-offline" / "build_cache.py"), str(target)],
+            check=True,
+            capture_output=True,
+        )
+        os.environ["HF_SGDR_HF_HOME"] = str(target)  # subprocesses of the tests reuse it
+    os.environ.update(
+        HF_HOME=str(target),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        TOKENIZERS_PARALLELISM="false",
+        WANDB_DISABLED="true",
+    )
+
+
+_build_offline_cache()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data folder (read-only); tests never touch `holdout/`."""
+    return DATA
