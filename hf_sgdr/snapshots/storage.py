@@ -1,0 +1,39 @@
+"""Writing one snapshot folder: saved atomically, then described by its files' checksums.
+
+Used by the training side (a snapshot at each cycle end) and by `SnapshotEnsemble.save_pretrained`,
+so that every snapshot folder on disk or on the Hub is produced the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ..atomic import atomic_directory, sha256_file
+from .manifest import FileRecord
+
+
+def record_files(folder: str | os.PathLike[str]) -> dict[str, FileRecord]:
+    """Checksum and size of every regular file under `folder`, keyed by '/'-separated relative path."""
+    root = Path(folder)
+    records = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            raise ValueError(f"refusing to record a symlink in a snapshot folder: {path}")
+        if path.is_file():
+            records[path.relative_to(root).as_posix()] = FileRecord(sha256_file(path), path.stat().st_size)
+    return records
+
+
+def write_snapshot_folder(folder: str | os.PathLike[str], save: Callable[[Path], None]) -> dict[str, FileRecord]:
+    """Run `save(tmp_folder)`, record its files, and move it to `folder` in one rename.
+
+    If `save` raises, nothing appears at `folder` and the temporary folder is removed.
+    """
+    with atomic_directory(folder) as tmp:
+        save(tmp)
+        records = record_files(tmp)
+        if not records:
+            raise ValueError(f"saving the snapshot {folder} wrote no files")
+    return records
