@@ -6,6 +6,7 @@ an `HfArgumentParser` or loading a `training_args.bin` that uses it).
 
 from ._version import __version__
 from .optimizer_reset import check_resettable, reset_optimizer_state
+from .plotting import plot_schedule
 from .registration import get_sgdr_schedule, register_sgdr_scheduler
 from .schedule import DEFAULT_NUM_CYCLES, CycleInfo, CyclePosition, SGDRSchedule, SGDRWarning, build_schedule
 from .scheduler import CosineAnnealingWarmRestartsScheduler, SGDRScheduler, SGDRWithWarmup
@@ -25,6 +26,7 @@ __all__ = [
     "build_schedule",
     "check_resettable",
     "get_sgdr_schedule",
+    "plot_schedule",
     "register_sgdr_scheduler",
     "reset_optimizer_state",
 ]

@@ -15,25 +15,28 @@ from typing import Any
 
 import torch
 
+from .schedule import DEFAULT_NUM_CYCLES
 from .scheduler import SGDRScheduler
 from .validation import check_int
 
 SCHEDULER_NAME = "sgdr"
 
-#: Keys `lr_scheduler_kwargs` may hold for ``lr_scheduler_type="sgdr"``.
-SCHEDULER_KWARGS = (
-    "T_0",
-    "T_mult",
-    "eta_min",
-    "eta_max",
-    "lr_decay",
-    "warmup_steps",
-    "warmup_start_lr",
-    "restart_warmup_steps",
-    "cycle_limit",
-    "num_cycles",
-    "reset_optimizer_state",
-)
+#: Keys `lr_scheduler_kwargs` may hold for ``lr_scheduler_type="sgdr"``, with their meaning (the one
+#: place the option texts live: command-line help and docs are made from it).
+SCHEDULER_KWARGS: dict[str, str] = {
+    "T_0": "steps in the first cycle (integer >= 1); omit to fit the budget with num_cycles",
+    "num_cycles": "number of cycles fitted to the training budget so that it ends on a cycle end "
+    f"(default {DEFAULT_NUM_CYCLES} when T_0 is not given)",
+    "T_mult": "cycle length growth factor, any float >= 1 (default 1)",
+    "eta_min": "lr floor, absolute, >= 0 (default 0)",
+    "eta_max": "peak lr for every param group (default: each group's initial lr)",
+    "lr_decay": "per-cycle factor in (0, 1] on peak and floor (default 1)",
+    "warmup_steps": "initial linear warmup steps before cycle 0 (default 0; the Trainer passes its own)",
+    "warmup_start_lr": "lr at step 0 of the initial warmup (default 0)",
+    "restart_warmup_steps": "linear warmup at the start of every later cycle, < T_0 (default 0)",
+    "cycle_limit": "after this many cycles the lr holds at the last floor (default: no limit)",
+    "reset_optimizer_state": "reset optimizer moments/momentum at each restart (default false)",
+}
 _OPTIONAL_KWARGS = frozenset({"T_0", "eta_max", "cycle_limit", "num_cycles"})
 
 

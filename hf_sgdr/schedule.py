@@ -73,6 +73,41 @@ class CycleInfo(NamedTuple):
     min_lr: float
 
 
+class SchedulePiece(NamedTuple):
+    """One smooth stretch of the schedule (`begin <= t < end`) bound to the param groups' peaks.
+
+    This is where the lr formula lives. With `x = (t - origin) / span`: a "linear" piece gives
+    `floor + amplitude * x` (the warmups), a "cosine" piece `floor + amplitude * (1 + cos(pi * x)) / 2`,
+    a "constant" piece `floor` (the hold after the last cycle). A scheduler keeps the current piece
+    and asks the schedule again only when a step leaves it, so a training step costs one cosine.
+    """
+
+    begin: int
+    end: int
+    position: CyclePosition
+    shape: str
+    origin: int
+    span: int
+    floors: tuple[float, ...]
+    amplitudes: tuple[float, ...]
+
+    def position_of(self, t: int) -> CyclePosition:
+        """The `CyclePosition` of a step `t` inside this piece."""
+        pos = self.position
+        return CyclePosition(pos.cycle, pos.start, pos.length, t - pos.start)
+
+    def lrs(self, t: int) -> list[float]:
+        """Learning rate of each group at step `t` (which must lie in [begin, end))."""
+        shape = self.shape
+        if shape == "cosine":
+            phase = (1 + math.cos(math.pi * (t - self.origin) / self.span)) / 2
+            return [f + a * phase for f, a in zip(self.floors, self.amplitudes)]  # noqa: B905 (equal by construction)
+        if shape == "linear":
+            x = t - self.origin
+            return [f + a * x / self.span for f, a in zip(self.floors, self.amplitudes)]  # noqa: B905
+        return list(self.floors)
+
+
 @dataclass(frozen=True)
 class SGDRSchedule:
     """Cosine annealing with warm restarts, as a pure function of the step count.
@@ -304,29 +339,33 @@ class SGDRSchedule:
         decay = self.lr_decay**cycle
         return decay * (self.eta_max if self.eta_max is not None else max_lr), decay * self.eta_min
 
-    def lrs_at(self, pos: CyclePosition, max_lrs: Sequence[float]) -> list[float]:
-        """Learning rates at a position, one per param group (`max_lrs`: the groups' initial lrs).
+    def piece_at(self, pos: CyclePosition, max_lrs: Sequence[float]) -> SchedulePiece:
+        """The smooth piece of the schedule that contains `pos`, bound to the groups' peaks `max_lrs`.
 
-        The single place where the formula lives; `AdaptiveSGDR` calls it with positions from its
-        own (realised) cycle lengths.
+        `AdaptiveSGDR` calls this (through `lrs_at`) with positions from its own realised cycle lengths.
         """
+        peaks = [self.eta_max if self.eta_max is not None else float(m) for m in max_lrs]
         if pos.t_cur < 0:
-            start, w, t = self.warmup_start_lr, self.warmup_steps, pos.start + pos.t_cur
-            peaks = [self.eta_max if self.eta_max is not None else m for m in max_lrs]
-            return [start + (peak - start) * t / w for peak in peaks]
+            start = self.warmup_start_lr
+            amplitudes = tuple(peak - start for peak in peaks)
+            return SchedulePiece(0, pos.start, pos, "linear", 0, pos.start, (start,) * len(peaks), amplitudes)
+        cycle = pos.cycle if pos.length is not None else pos.cycle - 1
+        decay = self.lr_decay**cycle if self.lr_decay != 1.0 else 1.0
+        floor = decay * self.eta_min
+        floors = (floor,) * len(peaks)
+        amplitudes = tuple(decay * peak - floor for peak in peaks)
         if pos.length is None:
-            cycle, phase = pos.cycle - 1, 0.0
-        else:
-            cycle, ramp = pos.cycle, (self.restart_warmup_steps if pos.cycle > 0 else 0)
-            if pos.t_cur < ramp:
-                phase = pos.t_cur / ramp
-            else:
-                phase = (1 + math.cos(math.pi * (pos.t_cur - ramp) / (pos.length - ramp))) / 2
-        out = []
-        for max_lr in max_lrs:
-            hi, lo = self.cycle_bounds(cycle, max_lr)
-            out.append(lo + (hi - lo) * phase)
-        return out
+            return SchedulePiece(pos.start, MAX_STEP + 1, pos, "constant", pos.start, 1, floors, amplitudes)
+        end = pos.start + pos.length
+        ramp = self.restart_warmup_steps if pos.cycle > 0 else 0
+        if pos.t_cur < ramp:
+            return SchedulePiece(pos.start, pos.start + ramp, pos, "linear", pos.start, ramp, floors, amplitudes)
+        begin = pos.start + ramp
+        return SchedulePiece(begin, end, pos, "cosine", begin, end - begin, floors, amplitudes)
+
+    def lrs_at(self, pos: CyclePosition, max_lrs: Sequence[float]) -> list[float]:
+        """Learning rates at a position, one per param group (`max_lrs`: the groups' initial lrs)."""
+        return self.piece_at(pos, max_lrs).lrs(pos.start + pos.t_cur)
 
     def lrs(self, t: int, max_lrs: Sequence[float]) -> list[float]:
         """Learning rate at step `t` for each param group (`max_lrs`: the groups' initial lrs)."""

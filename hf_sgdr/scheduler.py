@@ -14,7 +14,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from .optimizer_reset import check_resettable, reset_optimizer_state
-from .schedule import CyclePosition, SGDRSchedule, SGDRWarning, build_schedule
+from .schedule import CyclePosition, SchedulePiece, SGDRSchedule, SGDRWarning, build_schedule
 from .validation import check_bool, check_int
 
 
@@ -74,7 +74,7 @@ class SGDRScheduler(LRScheduler):
         if self.reset_optimizer_state:
             check_resettable(optimizer)
         self.num_optimizer_resets = 0
-        self._position: tuple[int, CyclePosition] | None = None
+        self._piece: SchedulePiece | None = None
         self._check_peaks(optimizer)
         super().__init__(optimizer, check_int("last_epoch", last_epoch, minimum=-1))
         if num_training_steps is not None and last_epoch == -1:
@@ -96,28 +96,54 @@ class SGDRScheduler(LRScheduler):
     # ------------------------------------------------------------------ torch hooks
     def get_lr(self) -> list[float | torch.Tensor]:
         """The lrs for `last_epoch`, one per param group."""
-        return self.schedule.lrs_at(self.position(), self.base_lrs)
+        return self._current_piece().lrs(self.last_epoch)
 
     def _get_closed_form_lr(self) -> list[float | torch.Tensor]:
         return self.get_lr()
 
     def step(self, epoch: int | None = None) -> None:
-        """Advance one optimizer step (call after `optimizer.step()`); reset optimizer state at a restart."""
-        if epoch is not None:
-            epoch = check_int("epoch", epoch, minimum=0)
-        super().step(epoch)
+        """Advance one optimizer step (call after `optimizer.step()`); reset optimizer state at a restart.
+
+        The common case (no `epoch`, past torch's first-step call-order check) skips the base class'
+        per-step bookkeeping: this runs on every training step.
+        """
+        if epoch is not None or self._step_count < 2:
+            if epoch is not None:
+                epoch = check_int("epoch", epoch, minimum=0)
+            super().step(epoch)
+        else:
+            self._step_count += 1
+            self.last_epoch += 1
+            lrs = self.get_lr()
+            tensors = False
+            for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(float(lr))
+                    tensors = True
+                else:
+                    group["lr"] = lr
+            self._last_lr = (
+                [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"] for g in self.optimizer.param_groups]
+                if tensors
+                else lrs
+            )
         if self.reset_optimizer_state and self.is_restart_step():
             reset_optimizer_state(self.optimizer)
             self.num_optimizer_resets += 1
 
     # ------------------------------------------------------------------ events
+    def _current_piece(self) -> SchedulePiece:
+        """The schedule piece holding `last_epoch`; asked of the schedule only when a step leaves it."""
+        piece = self._piece
+        t = self.last_epoch
+        if piece is None or not piece.begin <= t < piece.end:
+            piece = self.schedule.piece_at(self.schedule.position(t), self.base_lrs)
+            self._piece = piece
+        return piece
+
     def position(self) -> CyclePosition:
-        """Where `last_epoch` falls in the schedule (cached per step)."""
-        cached = self._position
-        if cached is None or cached[0] != self.last_epoch:
-            cached = (self.last_epoch, self.schedule.position(self.last_epoch))
-            self._position = cached
-        return cached[1]
+        """Where `last_epoch` falls in the schedule."""
+        return self._current_piece().position_of(self.last_epoch)
 
     @property
     def current_cycle(self) -> int:
@@ -175,7 +201,7 @@ class SGDRScheduler(LRScheduler):
         self._last_lr = list(state_dict["_last_lr"])
         self.reset_optimizer_state = state_dict["reset_optimizer_state"]
         self.num_optimizer_resets = state_dict.get("num_optimizer_resets", 0)
-        self._position = None
+        self._piece = None
 
 
 #: The seeds' name for the same class (keywords `T_0, T_mult, eta_min, eta_max, lr_decay,

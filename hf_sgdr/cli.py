@@ -1,0 +1,92 @@
+"""The `hf-sgdr` console command: inspect a schedule (`describe`, `plot`) before spending compute on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
+from .schedule import SGDRSchedule, build_schedule
+from .validation import check_float, check_int
+
+_NOT_SCHEDULE_SHAPE = {"reset_optimizer_state"}
+
+
+def _add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("schedule (same names as lr_scheduler_kwargs)")
+    for name, text in SCHEDULER_KWARGS.items():
+        if name not in _NOT_SCHEDULE_SHAPE:
+            group.add_argument(f"--{name}", default=None, metavar="VALUE", help=text)
+    group.add_argument("--num_training_steps", required=True, help="the training budget in optimizer steps")
+    group.add_argument(
+        "--lr", nargs="+", default=["5e-5"], metavar="LR", help="initial lr of each param group (default 5e-5)"
+    )
+
+
+def schedule_from_arguments(args: argparse.Namespace) -> tuple[SGDRSchedule, int, list[float]]:
+    """Build the schedule, the budget and the group lrs from parsed flags (validated like the factory)."""
+    given = {name: getattr(args, name) for name in SCHEDULER_KWARGS if getattr(args, name, None) is not None}
+    options = normalize_scheduler_kwargs(given)
+    budget = check_int("num_training_steps", args.num_training_steps, minimum=1)
+    schedule = build_schedule(options.pop("T_0", None), num_training_steps=budget, **options)
+    lrs = [check_float("lr", x, minimum=0.0, min_open=True) for x in args.lr]
+    return schedule, budget, lrs
+
+
+def _describe(args: argparse.Namespace) -> int:
+    schedule, budget, lrs = schedule_from_arguments(args)
+    rows = schedule.describe(budget, lrs[0])
+    if args.json:
+        print(json.dumps({"schedule": schedule.to_dict(), "cycles": [row._asdict() for row in rows]}, indent=2))
+    else:
+        print(f"{'cycle':>5} {'start':>9} {'end':>9} {'length':>8} {'max lr':>11} {'min lr':>11}")
+        for row in rows:
+            end = f"{row.end}" + ("*" if row.end > budget else "")
+            print(f"{row.cycle:>5} {row.start:>9} {end:>9} {row.length:>8} {row.max_lr:>11.4g} {row.min_lr:>11.4g}")
+        if rows and rows[-1].end > budget:
+            print(f"* the last cycle runs past the budget of {budget} steps")
+        ends = schedule.cycle_ends(budget)
+        print(f"snapshots at steps: {ends}  (restarts: {len(schedule.restarts(budget - 1))})")
+    for warning in schedule.budget_warnings(budget, lrs):
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plotting import plot_schedule
+
+    schedule, budget, lrs = schedule_from_arguments(args)
+    plot_schedule(schedule, budget, lrs, path=args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `hf-sgdr` parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="hf-sgdr", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    describe = commands.add_parser("describe", help="table of cycles: start, length, max and min lr")
+    _add_schedule_arguments(describe)
+    describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    describe.set_defaults(handler=_describe)
+    plot = commands.add_parser("plot", help="PNG of lr against step with restarts and snapshot points")
+    _add_schedule_arguments(plot)
+    plot.add_argument("-o", "--output", default="lr_schedule.png", help="PNG to write (default lr_schedule.png)")
+    plot.set_defaults(handler=_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; a bad value exits with status 2 and a one-line message naming it."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as error:
+        parser.exit(2, f"hf-sgdr {args.command}: error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""`hf-sgdr describe` / `hf-sgdr plot` and `hf_sgdr.plot_schedule`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from hf_sgdr import SGDRSchedule, plot_schedule
+from hf_sgdr.cli import main
+from hf_sgdr.plotting import MAX_PLOTTED_POINTS, plotted_steps
+
+
+def test_describe_prints_the_cycle_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "--T_mult", "2", "--num_cycles", "4", "--num_training_steps", "1000", "--lr", "1e-4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["cycle", "start", "end", "length", "max", "lr", "min", "lr"]
+    assert [line.split()[:4] for line in out[1:5]] == [
+        ["0", "0", "66", "66"],
+        ["1", "66", "198", "132"],
+        ["2", "198", "462", "264"],
+        ["3", "462", "1000", "538"],  # the last cycle absorbs the rounding, never shorter than the rule's 528
+    ]
+    assert "snapshots at steps: [66, 198, 462, 1000]" in out[5]
+
+
+def test_describe_json_and_pitfall_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "--T_0", "300", "--num_training_steps", "1000", "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["schedule"]["T_0"] == 300 and [c["end"] for c in data["cycles"]] == [300, 600, 900, 1200]
+    assert "mid-cycle" in captured.err
+
+
+def test_bad_flag_exits_2_naming_the_parameter() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_sgdr.cli", "describe", "--T_mult", "0.5", "--num_training_steps", "100"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "T_mult must be a finite number >= 1; got '0.5'" in result.stderr
+
+
+def test_plot_command_writes_a_png(tmp_path: Path) -> None:
+    out = tmp_path / "lr.png"
+    assert main(["plot", "--T_0", "50", "--T_mult", "2", "--num_training_steps", "350", "-o", str(out)]) == 0
+    image = matplotlib.image.imread(out)
+    assert image.shape[0] > 200 and image.shape[1] > 500
+    assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
+
+
+def test_plot_schedule_draws_each_group_restarts_and_snapshots(tmp_path: Path) -> None:
+    schedule = SGDRSchedule(T_0=20, T_mult=2, warmup_steps=5)
+    figure = plot_schedule(
+        schedule,
+        145,
+        [0.1, 0.01],
+        group_names=["encoder", "head"],
+        metric_by_snapshot={25: 0.8, 65: 0.85},
+        path=tmp_path / "s.png",
+    )
+    axis = figure.axes[0]
+    lines = [line for line in axis.get_lines() if line.get_label() in ("encoder", "head")]
+    assert [line.get_label() for line in lines] == ["encoder", "head"]
+    assert list(lines[0].get_ydata()) == [schedule.lr(t, 0.1) for t in range(145)]
+    restarts = sorted(line.get_xdata()[0] for line in axis.get_lines() if line.get_linestyle() == "--")
+    assert restarts == [25, 65]
+    offsets = axis.collections[0].get_offsets()
+    assert [int(x) for x, _ in offsets] == [25, 65, 145]
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+    assert len(figure.axes) == 2  # the metric axis
+
+
+def test_long_budgets_are_sampled_but_keep_every_boundary() -> None:
+    schedule = SGDRSchedule(T_0=1000, T_mult=1.5)
+    steps = plotted_steps(schedule, 2_000_000)
+    assert len(steps) < 2 * MAX_PLOTTED_POINTS
+    chosen = set(steps)
+    assert all(end in chosen and end - 1 in chosen for end in schedule.cycle_ends(1_999_999))

@@ -1,0 +1,123 @@
+"""Optimizer-state reset: after a reset, the next update equals a freshly built optimizer's first update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from hf_sgdr import SGDRScheduler, check_resettable, reset_optimizer_state
+
+OPTIMIZERS = [
+    (torch.optim.AdamW, {"lr": 0.01, "foreach": False}),
+    (torch.optim.AdamW, {"lr": 0.01, "foreach": True}),
+    (torch.optim.AdamW, {"lr": 0.01, "fused": True}),
+    (torch.optim.Adam, {"lr": 0.01, "amsgrad": True}),
+    (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
+    (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.5}),
+    (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    (torch.optim.NAdam, {"lr": 0.01}),
+    (torch.optim.RAdam, {"lr": 0.01}),
+    (torch.optim.Adamax, {"lr": 0.01}),
+    (torch.optim.RMSprop, {"lr": 0.01, "momentum": 0.5, "centered": True}),
+    (torch.optim.Adagrad, {"lr": 0.1, "initial_accumulator_value": 0.1}),
+    (torch.optim.Adadelta, {"lr": 1.0}),
+]
+
+
+def _gradients(seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(4, 3, generator=generator), torch.randn(3, generator=generator)]
+
+
+def _update(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], grads: list[torch.Tensor]) -> list:
+    before = [p.detach().clone() for p in params]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.clone()
+    optimizer.step()
+    return [p.detach() - b for p, b in zip(params, before, strict=True)]
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), OPTIMIZERS, ids=lambda x: getattr(x, "__name__", str(x)))
+def test_update_after_reset_equals_a_fresh_optimizers_first_update(cls: type, kwargs: dict) -> None:
+    params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3))]
+    optimizer = cls(params, **kwargs)
+    for seed in range(5):  # accumulate some history
+        _update(optimizer, params, _gradients(seed))
+    tensors_before = {id(v) for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)}
+
+    assert reset_optimizer_state(optimizer) == 2
+    # In place: the surviving state tensors are the same objects, on the same device and dtype.
+    tensors_after = {id(v) for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)}
+    assert tensors_after <= tensors_before
+
+    fresh_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    fresh = cls(fresh_params, **kwargs)
+    grads = _gradients(99)
+    after_reset = _update(optimizer, params, grads)
+    first = _update(fresh, fresh_params, grads)
+    for got, expected in zip(after_reset, first, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_zeroing_only_the_moments_would_be_wrong() -> None:
+    """Guards the reason `step` is reset too: bias correction with the old step mis-scales the update."""
+    params = [torch.nn.Parameter(torch.randn(5))]
+    optimizer = torch.optim.AdamW(params, lr=0.01, weight_decay=0.0)
+    for seed in range(10):
+        _update(optimizer, params, [torch.randn(5, generator=torch.Generator().manual_seed(seed))])
+    for state in optimizer.state.values():
+        state["exp_avg"].zero_()
+        state["exp_avg_sq"].zero_()
+    grad = [torch.ones(5)]
+    wrong = _update(optimizer, params, grad)[0]
+    assert not torch.allclose(wrong.abs(), torch.full((5,), 0.01), rtol=1e-3)  # not lr * sign(g)
+    reset_optimizer_state(optimizer)
+    right = _update(optimizer, params, grad)[0]
+    torch.testing.assert_close(right.abs(), torch.full((5,), 0.01), rtol=1e-4, atol=1e-7)
+
+
+def test_reset_through_an_accelerate_wrapped_optimizer() -> None:
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(3, 2)
+    optimizer = accelerator.prepare(torch.optim.AdamW(model.parameters(), lr=0.01))
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    inner_state = optimizer.optimizer.state
+    assert all(float(s["step"]) == 1.0 for s in inner_state.values())
+    assert reset_optimizer_state(optimizer) == 2
+    assert all(float(s["step"]) == 0.0 and not s["exp_avg"].any() for s in inner_state.values())
+
+
+def test_scheduler_resets_state_exactly_at_restarts() -> None:
+    params = [torch.nn.Parameter(torch.randn(3))]
+    optimizer = torch.optim.AdamW(params, lr=0.01)
+    scheduler = SGDRScheduler(optimizer, T_0=4, T_mult=2, reset_optimizer_state=True)
+    steps_seen = []
+    for _ in range(13):
+        params[0].grad = torch.ones(3)
+        optimizer.step()
+        scheduler.step()
+        steps_seen.append(int(optimizer.state[params[0]]["step"]))
+    # Restarts after steps 4 and 12: the step counter goes back to 0 right there and nowhere else.
+    assert steps_seen == [1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1]
+    assert scheduler.num_optimizer_resets == 2
+
+
+def test_unknown_optimizer_is_refused() -> None:
+    class Custom(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {"lr": 0.1})
+
+    with pytest.raises(ValueError, match="cannot reset the state of Custom"):
+        check_resettable(Custom([torch.nn.Parameter(torch.randn(2))]))
+
+
+def test_unknown_state_entry_is_not_silently_left_stale() -> None:
+    params = [torch.nn.Parameter(torch.randn(2))]
+    optimizer = torch.optim.AdamW(params, lr=0.01)
+    params[0].grad = torch.ones(2)
+    optimizer.step()
+    optimizer.state[params[0]]["mystery"] = torch.ones(2)
+    with pytest.raises(RuntimeError, match="mystery"):
+        reset_optimizer_state(optimizer)
