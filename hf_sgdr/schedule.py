@@ -137,8 +137,8 @@ class SGDRSchedule:
     restart_warmup_steps: int = 0
     cycle_limit: int | None = None
     last_cycle_length: int | None = None
-    # Lazily extended cycle starts B_0..B_k (only for T_mult > 1); not part of the value.
-    _starts: list[int] = field(default_factory=lambda: [0], init=False, repr=False, compare=False)
+    # Lazily extended index of the cycle boundaries; a cache, not part of the value.
+    _runs: _CycleRuns = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -167,6 +167,7 @@ class SGDRSchedule:
                 "last_cycle_length",
                 check_int("last_cycle_length", self.last_cycle_length, minimum=self.restart_warmup_steps + 1),
             )
+        set_(self, "_runs", _CycleRuns(self))
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -256,32 +257,11 @@ class SGDRSchedule:
         cycle = check_int("cycle", cycle, minimum=0)
         if self.cycle_limit is not None and cycle > self.cycle_limit:
             raise ValueError(f"cycle must be <= cycle_limit={self.cycle_limit}; got {cycle}")
-        if self.T_mult == 1.0 and (self.cycle_limit is None or cycle < self.cycle_limit):
-            return self.warmup_steps + cycle * self.T_0
-        starts = self._starts
-        while len(starts) <= cycle:
-            starts.append(starts[-1] + self.cycle_length(len(starts) - 1))
-        return self.warmup_steps + starts[cycle]
+        return self.warmup_steps + self._runs.start_of(cycle)
 
     def _locate(self, s: int) -> tuple[int, int, int | None]:
         """(cycle, start B_i, length T_i) for post-warmup offset `s >= 0`; length None once finished."""
-        limit = self.cycle_limit
-        if self.T_mult == 1.0:
-            cycle = s // self.T_0
-            if limit is None or cycle < limit - 1:
-                return cycle, cycle * self.T_0, self.T_0
-            last_start = (limit - 1) * self.T_0
-            last_length = self.cycle_length(limit - 1)
-            if s < last_start + last_length:
-                return limit - 1, last_start, last_length
-            return limit, last_start + last_length, None
-        starts = self._starts
-        while starts[-1] <= s and (limit is None or len(starts) <= limit):
-            starts.append(starts[-1] + self.cycle_length(len(starts) - 1))
-        cycle = bisect_right(starts, s) - 1
-        if limit is not None and cycle >= limit:
-            return limit, starts[limit], None
-        return cycle, starts[cycle], starts[cycle + 1] - starts[cycle]
+        return self._runs.locate(s)
 
     def position(self, t: int) -> CyclePosition:
         """Cycle, cycle start, cycle length and offset of step `t` (O(1) for T_mult=1, else O(log t))."""
@@ -422,6 +402,66 @@ class SGDRSchedule:
                 "the restarts barely change the lr"
             )
         return found
+
+
+class _CycleRuns:
+    """Cycle boundaries as runs of equal-length cycles: `(first cycle, its start B, length)`.
+
+    Within a run `B_i = B_first + (i - first) * length`, so locating a step is a bisection over runs,
+    and the index grows with the number of distinct cycle lengths, not with the number of cycles:
+    T_mult = 1 is a single run, and a T_mult barely above 1 (long stretches of equal lengths) stays
+    small. Cycle `cycle_limit - 1` may have its own length (budget fit); a final run of length 0
+    marks the end of the last cycle.
+    """
+
+    def __init__(self, schedule: SGDRSchedule) -> None:
+        self.schedule = schedule
+        self.cycles = [0]
+        self.starts = [0]
+        self.lengths = [schedule.cycle_length(0)]
+        # T_mult = 1 without a cycle limit: the first run never ends.
+        self.complete = schedule.T_mult == 1.0 and schedule.cycle_limit is None
+
+    def _next_run(self) -> None:
+        sched, c, L = self.schedule, self.cycles[-1], self.lengths[-1]
+        limit = sched.cycle_limit
+        overridden = limit is not None and sched.last_cycle_length is not None
+        if overridden and c == limit - 1:
+            nxt = limit
+        elif sched.T_mult == 1.0:
+            nxt = limit  # T_mult = 1 runs to the limit (there is one, or the index would be complete)
+        else:
+            # First cycle whose rule length exceeds L: T_0 * T_mult**i >= L + 0.5; the log only guesses,
+            # the integer rule decides.
+            nxt = max(c + 1, math.ceil(math.log((L + 0.5) / sched.T_0) / math.log(sched.T_mult)))
+            while nxt > c + 1 and _rule_length(sched.T_0, sched.T_mult, nxt - 1) > L:
+                nxt -= 1
+            while _rule_length(sched.T_0, sched.T_mult, nxt) <= L:
+                nxt += 1
+        if limit is not None:
+            nxt = min(nxt, limit - 1 if overridden and c < limit - 1 else limit)
+        start = self.starts[-1] + (nxt - c) * L
+        self.cycles.append(nxt)
+        self.starts.append(start)
+        self.lengths.append(0 if nxt == limit else sched.cycle_length(nxt))
+
+    def locate(self, s: int) -> tuple[int, int, int | None]:
+        """(cycle, start, length) of offset `s` after the warmup; length None after the last cycle."""
+        while not self.complete and self.lengths[-1] and self.starts[-1] <= s:
+            self._next_run()
+        k = bisect_right(self.starts, s) - 1
+        first, start, length = self.cycles[k], self.starts[k], self.lengths[k]
+        if not length:
+            return first, start, None
+        cycle = first + (s - start) // length
+        return cycle, start + (cycle - first) * length, length
+
+    def start_of(self, cycle: int) -> int:
+        """B_cycle (offset after the warmup)."""
+        while not self.complete and self.lengths[-1] and self.cycles[-1] <= cycle:
+            self._next_run()
+        k = bisect_right(self.cycles, cycle) - 1
+        return self.starts[k] + (cycle - self.cycles[k]) * self.lengths[k]
 
 
 def _rule_length(T_0: int, T_mult: float, cycle: int) -> int:

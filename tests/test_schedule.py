@@ -198,11 +198,11 @@ def test_budget_warnings() -> None:
 def test_huge_steps_answer_in_constant_time_and_bounded_cache() -> None:
     flat = SGDRSchedule(T_0=1000)
     assert flat.position(10**12) == (10**9, 10**12, 1000, 0)
-    assert len(flat._starts) == 1  # T_mult=1 is closed form, nothing cached
+    assert flat._runs.cycles == [0]  # T_mult=1: a single run of equal cycles, nothing more cached
     grow = SGDRSchedule(T_0=10, T_mult=2)
     pos = grow.position(10**12)
     assert pos.start <= 10**12 < pos.start + pos.length
-    assert len(grow._starts) < 60
+    assert len(grow._runs.cycles) < 60
     assert grow.position(MAX_STEP).length is not None
     with pytest.raises(ValueError, match="t must be"):
         grow.position(MAX_STEP + 1)
