@@ -5,6 +5,7 @@ an `HfArgumentParser` or loading a `training_args.bin` that uses it).
 """
 
 from ._version import __version__
+from .adaptive import AdaptiveSGDR
 from .optimizer_reset import check_resettable, reset_optimizer_state
 from .plotting import plot_schedule
 from .registration import get_sgdr_schedule, register_sgdr_scheduler
@@ -15,6 +16,7 @@ register_sgdr_scheduler()
 
 __all__ = [
     "DEFAULT_NUM_CYCLES",
+    "AdaptiveSGDR",
     "CosineAnnealingWarmRestartsScheduler",
     "CycleInfo",
     "CyclePosition",

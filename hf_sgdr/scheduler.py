@@ -137,9 +137,13 @@ class SGDRScheduler(LRScheduler):
         piece = self._piece
         t = self.last_epoch
         if piece is None or not piece.begin <= t < piece.end:
-            piece = self.schedule.piece_at(self.schedule.position(t), self.base_lrs)
+            piece = self.schedule.piece_at(self._position_at(t), self.base_lrs)
             self._piece = piece
         return piece
+
+    def _position_at(self, t: int) -> CyclePosition:
+        """Where step `t` falls: the one hook a subclass overrides to move cycle boundaries (`AdaptiveSGDR`)."""
+        return self.schedule.position(t)
 
     def position(self) -> CyclePosition:
         """Where `last_epoch` falls in the schedule."""
