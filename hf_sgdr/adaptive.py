@@ -77,9 +77,10 @@ class AdaptiveSGDR(SGDRScheduler):
         max_cycle_length: No extension makes a cycle longer than this many steps; `None`: no cap
             beyond `max_extensions_per_cycle`.
         monitor: The metric to watch; when it is missing from the metrics, `eval_<monitor>` is tried
-            (as transformers does for `metric_for_best_model`). `None` means `"eval_loss"`.
+            (as transformers does for `metric_for_best_model`). `None` (default): the Trainer's
+            `metric_for_best_model` when `SGDRCallback` drives it, else `"eval_loss"`.
         greater_is_better: Whether a larger metric is better; `None` infers it like transformers:
-            `not monitor.endswith("loss")`.
+            `not monitor.endswith("loss")` (the Trainer's `greater_is_better` when it sets the monitor).
         min_delta: An improvement must beat the best value by more than this (absolute).
         eta_min, eta_max, lr_decay, warmup_steps, warmup_start_lr, restart_warmup_steps, cycle_limit,
             reset_optimizer_state, last_epoch: as for `SGDRScheduler` (no budget fit: extensions would
@@ -101,7 +102,7 @@ class AdaptiveSGDR(SGDRScheduler):
         *,
         max_extensions_per_cycle: int = 2,
         max_cycle_length: int | None = None,
-        monitor: str | None = "eval_loss",
+        monitor: str | None = None,
         greater_is_better: bool | None = None,
         min_delta: float = 0.0,
         eta_min: float = 0.0,
@@ -156,14 +157,12 @@ class AdaptiveSGDR(SGDRScheduler):
         cap = config["max_cycle_length"]
         # A cap at or below the first cycle's length would forbid every extension: surely a mistake.
         self.max_cycle_length = None if cap is None else check_int("max_cycle_length", cap, minimum=initial_T_0 + 1)
-        monitor = "eval_loss" if config["monitor"] is None else config["monitor"]
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"monitor must be a non-empty metric name (or None for 'eval_loss'); got {monitor!r}")
-        self.monitor = monitor
+        monitor = config["monitor"]
+        if monitor is not None and (not isinstance(monitor, str) or not monitor):
+            raise ValueError(f"monitor must be a non-empty metric name or None; got {monitor!r}")
+        self.monitor: str | None = monitor
         greater = config["greater_is_better"]
-        self.greater_is_better = (
-            not monitor.endswith("loss") if greater is None else check_bool("greater_is_better", greater)
-        )
+        self.greater_is_better: bool | None = None if greater is None else check_bool("greater_is_better", greater)
         self.min_delta = check_float("min_delta", config["min_delta"], minimum=0.0)
 
     def _config(self) -> dict[str, Any]:
@@ -214,6 +213,11 @@ class AdaptiveSGDR(SGDRScheduler):
         return pos.start + pos.length - self.last_epoch
 
     @property
+    def effective_monitor(self) -> str:
+        """The metric actually watched: `monitor`, or `"eval_loss"` when none was set."""
+        return self.monitor or "eval_loss"
+
+    @property
     def recent_cycles(self) -> tuple[RealisedCycle, ...]:
         """The last (at most `HISTORY_LENGTH`) completed cycles as they ran, oldest first."""
         return tuple(self._history)
@@ -223,12 +227,12 @@ class AdaptiveSGDR(SGDRScheduler):
         """The monitored value from an evaluation's metrics, as a float."""
         if not isinstance(metrics, Mapping):
             raise ValueError(f"metrics must be a mapping of metric names to numbers; got {metrics!r}")
-        key = self.monitor
+        key = self.effective_monitor
         if key not in metrics and f"eval_{key}" in metrics:
             key = f"eval_{key}"
         if key not in metrics:
             raise ValueError(
-                f"monitor={self.monitor!r} is not in the evaluation metrics; available: {sorted(metrics)}. "
+                f"monitor={key!r} is not in the evaluation metrics; available: {sorted(metrics)}. "
                 "Set monitor (metric_for_best_model in the Trainer) to one of them."
             )
         value = metrics[key]
@@ -244,7 +248,10 @@ class AdaptiveSGDR(SGDRScheduler):
             return False
         if self._best is None:
             return True
-        if self.greater_is_better:
+        greater = self.greater_is_better
+        if greater is None:
+            greater = not self.effective_monitor.endswith("loss")
+        if greater:
             return value > self._best + self.min_delta
         return value < self._best - self.min_delta
 
@@ -283,7 +290,7 @@ class AdaptiveSGDR(SGDRScheduler):
         self._piece = None
         logger.info(
             "AdaptiveSGDR: %s did not improve for %d evaluations; cycle %d extended from %d to %d steps at step %d",
-            self.monitor,
+            self.effective_monitor,
             self.patience,
             self._cycle,
             length,

@@ -65,12 +65,8 @@ def test_is_an_lr_scheduler_with_the_sgdr_event_api() -> None:
     assert isinstance(s, LRScheduler) and isinstance(s, SGDRScheduler)
     assert hf_sgdr.AdaptiveSGDR is AdaptiveSGDR and "AdaptiveSGDR" in hf_sgdr.__all__
     assert s.schedule == SGDRSchedule(T_0=10, T_mult=2, eta_min=1e-4, warmup_steps=3)
-    assert (s.monitor, s.greater_is_better, s.reset_optimizer_state, s.num_optimizer_resets) == (
-        "eval_loss",
-        False,
-        False,
-        0,
-    )
+    assert (s.monitor, s.greater_is_better, s.reset_optimizer_state, s.num_optimizer_resets) == (None, None, False, 0)
+    assert s.effective_monitor == "eval_loss"
     assert s.num_extensions == 0 and s.cycle_extensions == 0 and s.recent_cycles == ()
 
 
@@ -225,7 +221,7 @@ def test_an_extension_is_bounded_per_cycle_and_by_max_cycle_length() -> None:
 
 def test_greater_is_better_both_ways_and_the_eval_prefix() -> None:
     accuracy = _adaptive(initial_T_0=50, monitor="accuracy", patience=2)
-    assert accuracy.greater_is_better is True  # inferred like transformers: not name.endswith("loss")
+    assert accuracy.greater_is_better is None  # inferred at use, like transformers: not name.endswith("loss")
     rising = [accuracy.observe({"eval_accuracy": v, "eval_loss": 9.0}) for v in (0.5, 0.6, 0.7, 0.8)]
     assert rising == [False] * 4 and accuracy.num_extensions == 0
     assert [accuracy.observe({"eval_accuracy": v}) for v in (0.7, 0.6)] == [False, True]
@@ -234,7 +230,7 @@ def test_greater_is_better_both_ways_and_the_eval_prefix() -> None:
     assert [flipped.observe({"eval_accuracy": v}) for v in (0.5, 0.6, 0.7)] == [False, False, True]
 
     loss = _adaptive(initial_T_0=50, monitor=None, patience=2)
-    assert loss.monitor == "eval_loss" and loss.greater_is_better is False
+    assert loss.effective_monitor == "eval_loss" and loss.greater_is_better is None
     assert [loss.observe({"eval_loss": v}) for v in (0.5, 0.4, 0.3, 0.35, 0.36)] == [False] * 4 + [True]
 
 

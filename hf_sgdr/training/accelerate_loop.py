@@ -1,0 +1,186 @@
+"""SGDR cycle-end work in a plain Accelerate training loop, over the same core as the Trainer callback.
+
+Accelerate's prepared scheduler steps `num_processes` times per optimizer step (unless
+`split_batches=True`); this helper keeps the scheduler unprepared instead and steps it once per
+real optimizer step: when `accelerator.sync_gradients` (the last micro-batch of a gradient
+accumulation) and not `accelerator.optimizer_step_was_skipped` (fp16 overflow). It registers the
+scheduler and itself for `accelerator.save_state` / `load_state`, and makes `save_state` wait for
+pending snapshot writes, so a checkpoint implies its snapshots::
+
+    scheduler = SGDRScheduler(optimizer, num_cycles=5, num_training_steps=total_steps)  # not prepared
+    sgdr = SGDRAccelerateHelper(accelerator, model, scheduler, output_dir=out, max_snapshots=5, processing_class=tok)
+    accelerator.load_state(checkpoint)           # optional: resume (before the first sgdr.step)
+    for batch in train_dataloader:
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+        event = sgdr.step(loss=loss)             # every micro-batch; acts on optimizer steps only
+    sgdr.end()                                   # wait for the last snapshot (raises on every rank if it failed)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.scheduler import AcceleratedScheduler
+
+from .arguments import SGDROptions
+from .callback import SNAPSHOT_SUBDIR
+from .core import CycleEndEvent, CycleEndHandler, check_event_api
+
+
+class SGDRAccelerateHelper:
+    """Steps an SGDR scheduler once per optimizer step and runs the cycle-end work (snapshots,
+    optimizer resets, weight averaging) of a plain Accelerate loop.
+
+    Args:
+        accelerator: The loop's `Accelerator`.
+        model: The (prepared) model.
+        scheduler: An SGDR scheduler built on the (prepared) optimizer and NOT passed to
+            `accelerator.prepare`.
+        output_dir: Snapshots go to `output_dir/snapshots` unless `snapshot_dir` is given.
+        options: Snapshot options (`SGDROptions`; schedule fields belong to the scheduler and are refused).
+        processing_class: Tokenizer / processor saved once beside the snapshots.
+        task: Task name for the manifest.
+        num_training_steps: The budget in optimizer steps, recorded in the manifest.
+        register_for_checkpointing: Register the scheduler and this helper with
+            `accelerator.register_for_checkpointing` and flush snapshot writes before `save_state`.
+        **option_kwargs: `SGDROptions` fields, overriding `options`.
+    """
+
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        scheduler: Any,
+        *,
+        output_dir: str | os.PathLike[str] | None = None,
+        options: SGDROptions | None = None,
+        processing_class: Any = None,
+        task: str | None = None,
+        num_training_steps: int | None = None,
+        register_for_checkpointing: bool = True,
+        **option_kwargs: Any,
+    ) -> None:
+        if isinstance(scheduler, AcceleratedScheduler):
+            raise ValueError(
+                "pass the SGDR scheduler unprepared (not through accelerator.prepare): a prepared scheduler steps "
+                "num_processes times per optimizer step; SGDRAccelerateHelper steps it once per optimizer step"
+            )
+        check_event_api(scheduler)
+        self.options = (options or SGDROptions()).sgdr_options(**option_kwargs)
+        self.options.check_no_schedule("SGDRAccelerateHelper")
+        self.snapshot_dir: Path | None = None
+        if self.options.save_snapshots:
+            if self.options.snapshot_dir is None and output_dir is None:
+                raise ValueError("SGDRAccelerateHelper needs output_dir or snapshot_dir (or save_snapshots=False)")
+            self.snapshot_dir = Path(self.options.snapshot_dir or Path(output_dir) / SNAPSHOT_SUBDIR)  # type: ignore[arg-type]
+        self.accelerator = accelerator
+        self.model = model
+        self.scheduler = scheduler
+        self.processing_class = processing_class
+        self.task = task
+        self.num_training_steps = num_training_steps
+        #: Optimizer steps taken (skipped fp16 steps included, as the Trainer counts them).
+        self.global_step = 0
+        self.handler: CycleEndHandler | None = None
+        self._resume_state: dict[str, Any] | None = None
+        self._loss_sum: torch.Tensor | None = None
+        self._loss_count = 0
+        if register_for_checkpointing:
+            accelerator.register_for_checkpointing(scheduler, self)
+            accelerator.register_save_state_pre_hook(self._before_save_state)
+
+    @property
+    def events(self) -> list[CycleEndEvent]:
+        """The cycle ends seen so far in this run."""
+        return self.handler.events if self.handler is not None else []
+
+    def step(self, *, loss: torch.Tensor | float | None = None, epoch: float | None = None) -> CycleEndEvent | None:
+        """Call after every micro-batch's `optimizer.step()`; steps the scheduler on real optimizer steps.
+
+        `loss` (this micro-batch's loss) enters the mean training loss recorded with the cycle's
+        snapshot; it is summed on the device and read once per cycle. Returns the event when a
+        cycle ended at this step.
+        """
+        if loss is not None:
+            value = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+            self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
+            self._loss_count += 1
+        if not self.accelerator.sync_gradients:
+            return None
+        handler = self._handler()
+        self.global_step += 1
+        stepped = not self.accelerator.optimizer_step_was_skipped
+        if stepped:
+            self.scheduler.step()
+        train_loss = self._take_mean_loss() if stepped and self.scheduler.is_at_cycle_end() else None
+        return handler.after_step(global_step=self.global_step, epoch=epoch, train_loss=train_loss)
+
+    def evaluate(self, metrics: dict[str, float]) -> bool:
+        """Record an evaluation (adaptive schedulers, the snapshot taken at this step); True if the
+        scheduler lengthened the current cycle.
+        """
+        return self._handler().observe(metrics, global_step=self.global_step)
+
+    def end(self) -> None:
+        """Wait for every snapshot write; raises `SnapshotWriteError` on every process if one failed."""
+        if self.handler is not None:
+            self.handler.finish()
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """The step count and the running weight average (for `accelerator.save_state`)."""
+        handler_state = self.handler.state_dict() if self.handler is not None else self._resume_state
+        return {"global_step": self.global_step, "handler": handler_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`; must come before the first `step()` of the resumed run."""
+        if self.handler is not None:
+            raise RuntimeError(
+                "load the checkpoint (accelerator.load_state) before the first SGDRAccelerateHelper.step"
+            )
+        self.global_step = int(state["global_step"])
+        self._resume_state = state["handler"]
+
+    def _before_save_state(self, *args: Any) -> None:
+        if self.handler is not None:
+            self.handler.checkpoint()
+
+    # ------------------------------------------------------------------ internals
+    def _handler(self) -> CycleEndHandler:
+        if self.handler is None:
+            accelerator = self.accelerator
+            self.handler = CycleEndHandler(
+                self.scheduler,
+                self.scheduler.optimizer,
+                self.model,
+                snapshot_dir=self.snapshot_dir,
+                max_snapshots=self.options.max_snapshots,
+                swa_start=self.options.swa_start,
+                reset_optimizer_state=self.options.sgdr_reset_optimizer_state,
+                processing_class=self.processing_class,
+                accelerator=accelerator,
+                task=self.task,
+                training_info={
+                    "loop": "accelerate",
+                    "num_training_steps": self.num_training_steps,
+                    "gradient_accumulation_steps": int(accelerator.gradient_accumulation_steps),
+                    "num_processes": int(accelerator.num_processes),
+                },
+                resume_state=self._resume_state,
+            )
+        return self.handler
+
+    def _take_mean_loss(self) -> float | None:
+        if self._loss_sum is None or not self._loss_count:
+            return None
+        mean = float(self._loss_sum.item()) / self._loss_count
+        self._loss_sum, self._loss_count = None, 0
+        return mean

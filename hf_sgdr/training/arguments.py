@@ -1,0 +1,204 @@
+"""The SGDR training options, defined once.
+
+`SGDROptions` is a plain dataclass with help texts, so the same fields reach every front end:
+`SGDRTrainingArguments` (a `TrainingArguments` whose fields show on an `HfArgumentParser` command
+line), `SGDRTrainer(..., sgdr_T_0=...)`, the plain-Accelerate helper and the recipes' parsers
+(`HfArgumentParser((SGDROptions, ...))`). Schedule fields default to `None`, meaning "the
+scheduler's default", so that they merge with `lr_scheduler_kwargs` without ambiguity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from transformers import TrainingArguments
+from transformers.trainer_utils import SchedulerType
+
+from ..registration import SCHEDULER_NAME, normalize_scheduler_kwargs
+from ..validation import check_bool, check_float, check_int
+
+#: Option name -> `lr_scheduler_kwargs` key, for the options that parametrise the schedule itself.
+SCHEDULE_OPTIONS = {
+    "sgdr_T_0": "T_0",
+    "sgdr_num_cycles": "num_cycles",
+    "sgdr_T_mult": "T_mult",
+    "sgdr_eta_min": "eta_min",
+    "sgdr_lr_decay": "lr_decay",
+    "sgdr_restart_warmup_steps": "restart_warmup_steps",
+    "sgdr_reset_optimizer_state": "reset_optimizer_state",
+}
+#: The options that shape the schedule (everything but the optimizer-reset flag).
+SCHEDULE_SHAPE_OPTIONS = (
+    *(name for name in SCHEDULE_OPTIONS if name != "sgdr_reset_optimizer_state"),
+    "sgdr_T_0_epochs",
+)
+
+
+@dataclass
+class SGDROptions:
+    """SGDR schedule, snapshot and weight-averaging options (command-line ready)."""
+
+    sgdr_T_0: int | None = field(
+        default=None,
+        metadata={"help": "Optimizer steps in the first SGDR cycle (integer >= 1). Omit to fit the training budget."},
+    )
+    sgdr_T_0_epochs: float | None = field(
+        default=None,
+        metadata={
+            "help": "The first cycle in epochs (> 0), converted with the real number of optimizer steps per epoch "
+            "(gradient accumulation included). Exclusive with sgdr_T_0 and sgdr_num_cycles."
+        },
+    )
+    sgdr_num_cycles: int | None = field(
+        default=None,
+        metadata={
+            "help": "Number of cycles fitted to the training budget so that training ends exactly on a cycle end "
+            "(the default, with 4 cycles, when neither sgdr_T_0 nor sgdr_T_0_epochs is given)."
+        },
+    )
+    sgdr_T_mult: float | None = field(
+        default=None, metadata={"help": "Cycle length growth factor, any float >= 1 (default 1)."}
+    )
+    sgdr_eta_min: float | None = field(
+        default=None, metadata={"help": "Learning-rate floor, absolute, >= 0 (default 0)."}
+    )
+    sgdr_lr_decay: float | None = field(
+        default=None, metadata={"help": "Per-cycle factor in (0, 1] on the peak and the floor (default 1)."}
+    )
+    sgdr_restart_warmup_steps: int | None = field(
+        default=None,
+        metadata={"help": "Linear warmup steps at the start of every cycle after the first, < T_0 (default 0)."},
+    )
+    sgdr_reset_optimizer_state: bool = field(
+        default=False,
+        metadata={"help": "Reset the optimizer state (Adam moments, momentum, step counts) at every restart."},
+    )
+    save_snapshots: bool = field(
+        default=True, metadata={"help": "Save a snapshot (the weights after the cycle's last step) at every cycle end."}
+    )
+    snapshot_dir: str | None = field(
+        default=None, metadata={"help": "Where snapshots and their manifest go (default: <output_dir>/snapshots)."}
+    )
+    max_snapshots: int | None = field(
+        default=None, metadata={"help": "Keep only the newest K snapshots (integer >= 1; default: keep all)."}
+    )
+    swa_start: float | None = field(
+        default=None,
+        metadata={
+            "help": "Average the weights over the last part of every cycle, starting at this fraction of the cycle "
+            "(in [0, 1)); the cycle's snapshot then holds the average. Default: no averaging."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        self.validate_sgdr_options()
+
+    def validate_sgdr_options(self) -> None:
+        """Coerce (command lines leave strings) and range-check every option; errors name the option."""
+        ints = {"sgdr_T_0": 1, "sgdr_num_cycles": 1, "sgdr_restart_warmup_steps": 0, "max_snapshots": 1}
+        for name, minimum in ints.items():
+            if getattr(self, name) is not None:
+                setattr(self, name, check_int(name, getattr(self, name), minimum=minimum))
+        if self.sgdr_T_0_epochs is not None:
+            self.sgdr_T_0_epochs = check_float("sgdr_T_0_epochs", self.sgdr_T_0_epochs, minimum=0.0, min_open=True)
+        if self.sgdr_T_mult is not None:
+            self.sgdr_T_mult = check_float("sgdr_T_mult", self.sgdr_T_mult, minimum=1.0)
+        if self.sgdr_eta_min is not None:
+            self.sgdr_eta_min = check_float("sgdr_eta_min", self.sgdr_eta_min, minimum=0.0)
+        if self.sgdr_lr_decay is not None:
+            self.sgdr_lr_decay = check_float(
+                "sgdr_lr_decay", self.sgdr_lr_decay, minimum=0.0, maximum=1.0, min_open=True
+            )
+        if self.swa_start is not None:
+            self.swa_start = check_float("swa_start", self.swa_start, minimum=0.0, maximum=1.0, max_open=True)
+        self.sgdr_reset_optimizer_state = check_bool("sgdr_reset_optimizer_state", self.sgdr_reset_optimizer_state)
+        self.save_snapshots = check_bool("save_snapshots", self.save_snapshots)
+        chosen = [n for n in ("sgdr_T_0", "sgdr_T_0_epochs", "sgdr_num_cycles") if getattr(self, n) is not None]
+        if len(chosen) > 1:
+            raise ValueError(
+                f"give at most one of sgdr_T_0, sgdr_T_0_epochs and sgdr_num_cycles (the first cycle's length or the "
+                f"number of cycles fitted to the budget); got {', '.join(f'{n}={getattr(self, n)!r}' for n in chosen)}"
+            )
+
+    def sgdr_options(self, **changes: Any) -> SGDROptions:
+        """These options as a plain `SGDROptions` (also from an `SGDRTrainingArguments`), with `changes`."""
+        values = {f.name: getattr(self, f.name) for f in fields(SGDROptions)}
+        unknown = sorted(set(changes) - set(values))
+        if unknown:
+            raise TypeError(f"unknown SGDR option(s) {unknown}; accepted: {sorted(values)}")
+        return SGDROptions(**{**values, **changes})
+
+    def without_schedule(self) -> SGDROptions:
+        """The snapshot options and the optimizer-reset flag only (for code that does not build the scheduler)."""
+        return self.sgdr_options(**dict.fromkeys(SCHEDULE_SHAPE_OPTIONS))
+
+    def check_no_schedule(self, owner: str) -> None:
+        """Refuse schedule options where `owner` cannot apply them (it does not build the scheduler)."""
+        given = [name for name in SCHEDULE_SHAPE_OPTIONS if getattr(self, name) is not None]
+        if given:
+            raise ValueError(
+                f"{owner} does not build the scheduler, so it cannot apply {', '.join(given)}: give the schedule to "
+                "the scheduler (lr_scheduler_kwargs, SGDRScheduler(...)), or use SGDRTrainer, which builds it"
+            )
+
+    def scheduler_kwargs(self, steps_per_epoch: int | None = None) -> dict[str, Any]:
+        """The `lr_scheduler_kwargs` these options set (only those given), `sgdr_T_0_epochs` converted to steps.
+
+        `steps_per_epoch` is the number of optimizer steps per epoch (gradient accumulation included);
+        it is required when `sgdr_T_0_epochs` is given.
+        """
+        kwargs = {key: getattr(self, name) for name, key in SCHEDULE_OPTIONS.items() if getattr(self, name) is not None}
+        if not self.sgdr_reset_optimizer_state:
+            kwargs.pop("reset_optimizer_state")
+        if self.sgdr_T_0_epochs is not None:
+            if steps_per_epoch is None:
+                raise ValueError(
+                    "sgdr_T_0_epochs needs the number of optimizer steps per epoch, which a training set without a "
+                    "length does not have; give sgdr_T_0 in steps instead"
+                )
+            steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+            kwargs["T_0"] = max(1, math.floor(self.sgdr_T_0_epochs * steps_per_epoch + 0.5))
+        return kwargs
+
+
+#: Names of the `SGDROptions` fields (the keyword arguments `SGDRTrainer` routes to the options).
+SGDR_OPTION_NAMES = frozenset(f.name for f in fields(SGDROptions))
+
+
+def merge_scheduler_kwargs(
+    lr_scheduler_kwargs: dict[str, Any] | None, options_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """`lr_scheduler_kwargs` plus the options' schedule keys; a key set in both is an error naming both."""
+    merged = normalize_scheduler_kwargs(lr_scheduler_kwargs)
+    clashes = sorted(key for key in options_kwargs if key in merged)
+    if clashes:
+        names = {key: name for name, key in SCHEDULE_OPTIONS.items()}
+        names["T_0"] = "sgdr_T_0 / sgdr_T_0_epochs"
+        raise ValueError(
+            "these schedule parameters are set both in lr_scheduler_kwargs and as SGDR options: "
+            + ", ".join(f"{key} (option {names[key]})" for key in clashes)
+            + "; set each in one place"
+        )
+    merged.update(options_kwargs)
+    if "T_0" in merged and merged.get("num_cycles") is not None:
+        raise ValueError(
+            f"T_0={merged['T_0']!r} and num_cycles={merged['num_cycles']!r} are both set (lr_scheduler_kwargs and SGDR "
+            "options together); give either the first cycle's length or the number of cycles"
+        )
+    return merged
+
+
+@dataclass
+class SGDRTrainingArguments(SGDROptions, TrainingArguments):
+    """`TrainingArguments` plus the `SGDROptions` fields, with ``lr_scheduler_type="sgdr"`` by default."""
+
+    lr_scheduler_type: SchedulerType | str = field(
+        default=SCHEDULER_NAME,
+        metadata={"help": "The learning rate scheduler type to use (default: sgdr). See `SchedulerType`."},
+    )
+
+    def __post_init__(self) -> None:
+        TrainingArguments.__post_init__(self)
+        self.validate_sgdr_options()

@@ -1,0 +1,217 @@
+"""`SGDRCallback`: the `transformers.Trainer` layer over `CycleEndHandler`.
+
+Events are taken in `on_step_end`, where the Trainer has already stepped its scheduler (once per
+optimizer step, not at all when the optimizer skipped the step) and `get_last_lr()` shows the
+restart value. At a cycle end the callback asks the Trainer to log at that step, so the training
+loss of the step reaches the snapshot's record and the `sgdr/...` event values reach every
+reporting integration (TensorBoard, W&B, ...) and `state.log_history`. For that the callback must
+come before the reporting callbacks: `SGDRTrainer` installs it so, and `SGDRCallback(...).attach(trainer)`
+does the same for a stock `Trainer` (`trainer.add_callback` works too, but then the reporters that
+come before it miss the `sgdr/...` values; `state.log_history` still has them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Any
+
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .arguments import SGDROptions
+from .core import CycleEndHandler
+
+logger = logging.getLogger(__name__)
+
+#: Sub-folder of `output_dir` that holds the snapshots unless `snapshot_dir` says otherwise.
+SNAPSHOT_SUBDIR = "snapshots"
+
+
+class SGDRCallback(TrainerCallback):
+    """Snapshots at cycle ends, optimizer resets at restarts, weight averaging and event logging
+    for a `Trainer` whose scheduler is an SGDR scheduler (``lr_scheduler_type="sgdr"``).
+
+    Args:
+        options: The snapshot options (`save_snapshots`, `snapshot_dir`, `max_snapshots`,
+            `swa_start`, `sgdr_reset_optimizer_state`); the schedule itself comes from the Trainer's
+            `lr_scheduler_kwargs`, so schedule fields here are refused.
+        task: Task name for the manifest (default: derived from the model class).
+        **option_kwargs: Individual `SGDROptions` fields, overriding `options`.
+    """
+
+    def __init__(self, options: SGDROptions | None = None, *, task: str | None = None, **option_kwargs: Any) -> None:
+        options = (options or SGDROptions()).sgdr_options(**option_kwargs)
+        options.check_no_schedule("SGDRCallback")
+        self.options = options
+        self.task = task
+        #: The checkpoint `train()` resumes from (set by `SGDRTrainer`; else `output_dir/checkpoint-<step>`).
+        self.resume_from_checkpoint: str | None = None
+        self.handler: CycleEndHandler | None = None
+        self._trainer: weakref.ReferenceType[Trainer] | None = None
+        self._pending_logs: dict[str, float | str] = {}
+        self._checkpointed_step: int | None = None
+        self._training = False
+
+    def attach(self, trainer: Trainer) -> SGDRCallback:
+        """Install into `trainer` ahead of its reporting callbacks and use its accelerator and wrapped
+        model (needed to gather sharded weights under FSDP / DeepSpeed). Returns `self`.
+        """
+        callbacks = trainer.callback_handler.callbacks
+        if any(isinstance(cb, SGDRCallback) and cb is not self for cb in callbacks):
+            raise ValueError("this Trainer already has an SGDRCallback; install only one")
+        if self in callbacks:
+            callbacks.remove(self)
+        callbacks.insert(0, self)
+        self._trainer = weakref.ref(trainer)
+        return self
+
+    # ------------------------------------------------------------------ training events
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        optimizer: Any = None,
+        lr_scheduler: Any = None,
+        processing_class: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        trainer = self._trainer() if self._trainer is not None else None
+        if trainer is None and (getattr(args, "fsdp", None) or getattr(args, "deepspeed", None)):
+            raise ValueError(
+                "under FSDP / DeepSpeed SGDRCallback needs the Trainer's accelerator to gather the full weights: use "
+                "SGDRTrainer, or install the callback with SGDRCallback(...).attach(trainer)"
+            )
+        _configure_monitor(lr_scheduler, args)
+        options = self.options
+        snapshot_dir = None
+        if options.save_snapshots:
+            snapshot_dir = options.snapshot_dir or os.path.join(args.output_dir, SNAPSHOT_SUBDIR)
+        self.handler = CycleEndHandler(
+            lr_scheduler,
+            optimizer,
+            trainer.model_wrapped if trainer is not None else model,
+            snapshot_dir=snapshot_dir,
+            max_snapshots=options.max_snapshots,
+            swa_start=options.swa_start,
+            reset_optimizer_state=options.sgdr_reset_optimizer_state,
+            processing_class=processing_class,
+            accelerator=trainer.accelerator if trainer is not None else None,
+            task=self.task,
+            training_info=_training_info(args, state),
+            resume_state=self._resume_state(args, state),
+        )
+        self._pending_logs = {}
+        self._checkpointed_step = None
+        self._training = True
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        event = self._handler().after_step(global_step=state.global_step, epoch=state.epoch)
+        if event is not None:
+            control.should_log = True  # the loss of the cycle's last step and the event go out at this step
+            self._pending_logs.update(event.as_logs())
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.handler is None or logs is None or "loss" not in logs:
+            return  # only training-loss logs carry the SGDR values
+        self.handler.annotate(state.global_step, train_loss=logs["loss"])
+        extra = {"sgdr/cycle": float(self.handler.scheduler.current_cycle), **self._pending_logs}
+        self._pending_logs = {}
+        logs.update(extra)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(extra)
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.handler is None or not metrics or not self._training:
+            return  # evaluations outside train() (e.g. of snapshots afterwards) are not this run's
+        if self.handler.observe(metrics, global_step=state.global_step):
+            self._pending_logs["sgdr/cycle_extended"] = 1.0
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        self.save_checkpoint_state(folder if os.path.isdir(folder) else None, state.global_step)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._training = False
+        if self.handler is not None:
+            self.handler.finish()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint_state(self, folder: str | None, global_step: int) -> None:
+        """Make a checkpoint at `global_step` imply its snapshots: wait for pending writes (raising on
+        every rank if one failed) and store the running average in `folder`. Once per step.
+        """
+        if self.handler is None or self._checkpointed_step == global_step:
+            return
+        self.handler.checkpoint(folder)
+        self._checkpointed_step = global_step
+
+    def _resume_state(self, args: TrainingArguments, state: TrainerState) -> dict[str, Any] | None:
+        if self.options.swa_start is None or state.global_step == 0:
+            return None
+        folder = self.resume_from_checkpoint or os.path.join(
+            args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        )
+        return CycleEndHandler.load_checkpoint_state(folder) if os.path.isdir(folder) else None
+
+    def _handler(self) -> CycleEndHandler:
+        if self.handler is None:
+            raise RuntimeError("SGDRCallback received a training step before on_train_begin")
+        return self.handler
+
+
+def _eval_name(metric: str) -> str:
+    return metric if metric.startswith("eval_") else f"eval_{metric}"
+
+
+def _configure_monitor(scheduler: Any, args: TrainingArguments) -> None:
+    """Point an adaptive scheduler without a `monitor` at `metric_for_best_model` / `greater_is_better`;
+    warn when it monitors something else than `metric_for_best_model`."""
+    if not callable(getattr(scheduler, "observe", None)):
+        return
+    monitor = getattr(scheduler, "monitor", None)
+    if monitor is not None:
+        if args.metric_for_best_model and _eval_name(monitor) != _eval_name(args.metric_for_best_model):
+            logger.warning(
+                "the adaptive scheduler monitors %s, not metric_for_best_model=%s: its monitor wins",
+                monitor,
+                args.metric_for_best_model,
+            )
+        return
+    metric = _eval_name(args.metric_for_best_model or "loss")
+    scheduler.monitor = metric
+    scheduler.greater_is_better = (
+        bool(args.greater_is_better) if args.greater_is_better is not None else not metric.endswith("loss")
+    )
+    logger.info("adaptive SGDR monitors %s (greater_is_better=%s)", metric, scheduler.greater_is_better)
+
+
+def _training_info(args: TrainingArguments, state: TrainerState) -> dict[str, Any]:
+    return {
+        "loop": "transformers.Trainer",
+        "num_training_steps": int(state.max_steps),
+        "gradient_accumulation_steps": int(args.gradient_accumulation_steps),
+        "per_device_train_batch_size": int(args.per_device_train_batch_size),
+        "num_processes": int(args.world_size),
+        "learning_rate": float(args.learning_rate),
+        "seed": int(args.seed),
+    }

@@ -1,0 +1,438 @@
+"""The loop-agnostic core: what happens at the end of an SGDR cycle, for any training loop.
+
+`CycleEndHandler.after_step()` is called once per optimizer step, after the scheduler stepped. It
+asks the scheduler (its own step counter, the one source of truth) whether a cycle just ended and
+then (a) writes the cycle's snapshot (the weights after its last, lowest-lr step, or their running
+average with `swa_start`) in the background, (b) resets the optimizer state at a restart unless
+the scheduler already did, and (c) returns a `CycleEndEvent` for the loop to log. The Trainer
+callback and the plain-Accelerate helper are thin layers over it; nothing here knows which loop
+calls it. Cycle boundaries are never cached: a scheduler that lengthens a cycle (`AdaptiveSGDR`)
+moves the next event.
+
+Resume: a snapshot already listed in the manifest for the same cycle and scheduler step is not
+written again; the running average travels in the training checkpoint (`checkpoint()` /
+`state_dict()`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._version import __version__
+from ..atomic import atomic_write_bytes
+from ..optimizer_reset import check_resettable, reset_optimizer_state
+from ..snapshots.manifest import ManifestError, SnapshotManifest, SnapshotRecord
+from ..validation import check_int
+from .averaging import CycleAverager
+from .distributed import ProcessSync, SnapshotWriteError
+from .model_info import describe_model, unwrap_model
+from .weights import capture_weights, save_weights, uses_sharded_weights
+from .writer import SnapshotWriter, snapshot_name
+
+logger = logging.getLogger(__name__)
+
+#: What a scheduler must offer for the cycle-end events (`SGDRScheduler`, `AdaptiveSGDR`).
+EVENT_API = ("last_epoch", "position", "is_at_cycle_end", "is_restart_step", "completed_cycle")
+#: File in a training checkpoint folder that holds the handler's state (the running average).
+STATE_NAME = "sgdr_state.pt"
+_STATE_FORMAT = 1
+
+
+def check_event_api(scheduler: Any) -> None:
+    """Raise `TypeError` unless `scheduler` answers the SGDR event queries."""
+    missing = [name for name in EVENT_API if not hasattr(scheduler, name)]
+    if missing:
+        raise TypeError(
+            f"SGDR cycle events need an SGDR scheduler (hf_sgdr.SGDRScheduler, AdaptiveSGDR, or "
+            f"lr_scheduler_type='sgdr'); {type(scheduler).__name__} lacks {', '.join(missing)}"
+        )
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a snapshot's loader cares about (those installed)."""
+    versions = {"hf_sgdr": __version__}
+    for name in ("torch", "transformers", "accelerate", "peft", "safetensors"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@dataclass(frozen=True)
+class CycleEndEvent:
+    """One cycle end, as the loop should report it.
+
+    `cycle` is the cycle that ended; `lr` the learning rate of each param group at its last step;
+    `snapshot` the snapshot folder (written in the background; `None` without snapshots);
+    `restart` whether a new cycle begins (not the end of the last cycle of a `cycle_limit`).
+    """
+
+    cycle: int
+    global_step: int
+    scheduler_step: int
+    restart: bool
+    optimizer_reset: bool
+    lr: tuple[float, ...]
+    snapshot: str | None
+    averaged: bool
+    num_averaged: int | None
+
+    def as_logs(self) -> dict[str, float | str]:
+        """The event as Trainer-style log values (`sgdr/...`)."""
+        logs: dict[str, float | str] = {
+            "sgdr/completed_cycle": float(self.cycle),
+            "sgdr/restart": float(self.restart),
+            "sgdr/optimizer_reset": float(self.optimizer_reset),
+        }
+        if self.snapshot is not None:
+            logs["sgdr/snapshot"] = self.snapshot
+        return logs
+
+
+class CycleEndHandler:
+    """Snapshots, optimizer resets and weight averaging at SGDR cycle ends, for one training run.
+
+    Create it once the model, optimizer and scheduler are final (and a checkpoint, if any, is
+    loaded), call `after_step()` after every optimizer step, `observe()` after every evaluation,
+    `checkpoint()` when the loop saves a checkpoint, and `finish()` at the end. Every process of a
+    distributed run calls these methods at the same points; only the main process writes.
+
+    Args:
+        scheduler: An SGDR scheduler (see `EVENT_API`), stepped once per optimizer step.
+        optimizer: The optimizer (plain or Accelerate-wrapped) to reset at restarts.
+        model: The model being trained (wrappers allowed).
+        snapshot_dir: Folder for the snapshots and `manifest.json`; `None` writes no snapshots.
+        max_snapshots: Keep only the newest K snapshots (>= 1); `None` keeps all.
+        swa_start: Average the weights over the cycle from this fraction on (in [0, 1)); `None`: off.
+        reset_optimizer_state: Reset the optimizer state at each restart (skipped if the scheduler
+            is set to do it itself).
+        processing_class: Tokenizer / processor to save once beside the snapshots.
+        accelerator: The `Accelerator`, so that sharded weights are gathered (FSDP, ZeRO-3).
+        task: Task name for the manifest (default: derived from the model's Auto class).
+        training_info: Extra facts for the manifest's `training` section (budget, batch sizes...).
+        resume_state: A `state_dict()` (or the content of `STATE_NAME`) to continue from.
+    """
+
+    def __init__(
+        self,
+        scheduler: Any,
+        optimizer: Any,
+        model: torch.nn.Module,
+        *,
+        snapshot_dir: str | Path | None = None,
+        max_snapshots: int | None = None,
+        swa_start: float | None = None,
+        reset_optimizer_state: bool = False,
+        processing_class: Any = None,
+        accelerator: Any = None,
+        task: str | None = None,
+        training_info: Mapping[str, Any] | None = None,
+        resume_state: Mapping[str, Any] | None = None,
+    ) -> None:
+        check_event_api(scheduler)
+        if max_snapshots is not None:
+            max_snapshots = check_int("max_snapshots", max_snapshots, minimum=1)
+        self.scheduler = scheduler
+        self.optimizer = optimizer
+        self.model = model
+        self.accelerator = accelerator
+        self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
+        self.reset_optimizer_state = reset_optimizer_state and not getattr(scheduler, "reset_optimizer_state", False)
+        if self.reset_optimizer_state:
+            check_resettable(optimizer)
+        self.num_optimizer_resets = 0
+        self.events: list[CycleEndEvent] = []
+        self.sync = ProcessSync()
+        self._sharded = uses_sharded_weights(accelerator)
+        self._seen = int(scheduler.last_epoch)
+        self._cycle_start = scheduler.position().start
+        self._lrs = self._current_lrs()
+        self._snapshot_at_step: dict[int, tuple[str, bool]] = {}
+        self._written: dict[str, int] = {}
+        self._buffers: dict[str, torch.Tensor] | None = None  # the last snapshot's CPU copy, reused
+        self._finished = False
+
+        self.averager: CycleAverager | None = None
+        if swa_start is not None:
+            if self._sharded:
+                raise ValueError(
+                    f"swa_start={swa_start!r} is not supported with sharded weights (FSDP / DeepSpeed): the running "
+                    "average needs the full parameters on one process; set swa_start=None"
+                )
+            self.averager = CycleAverager(swa_start)
+            if resume_state is not None:
+                self.load_state_dict(resume_state)
+            elif self._seen > 0:
+                logger.warning(
+                    "resuming at scheduler step %d without the running weight average (no %s in the checkpoint): "
+                    "the current cycle's averaged snapshot will average fewer steps",
+                    self._seen,
+                    STATE_NAME,
+                )
+
+        self.writer: SnapshotWriter | None = None
+        if self.snapshot_dir is not None and self.sync.is_main:
+            self.writer = self._open_writer(max_snapshots, swa_start, processing_class, task, dict(training_info or {}))
+
+    # ------------------------------------------------------------------ set-up
+    def _open_writer(
+        self,
+        max_snapshots: int | None,
+        swa_start: float | None,
+        processing_class: Any,
+        task: str | None,
+        training_info: dict[str, Any],
+    ) -> SnapshotWriter:
+        assert self.snapshot_dir is not None
+        previous = _read_manifest(self.snapshot_dir)
+        resumed = self._seen > 0
+        records = list(previous.snapshots) if previous is not None and resumed else []
+        obsolete = [r.name for r in previous.snapshots] if previous is not None and not resumed else []
+        if obsolete:
+            logger.warning(
+                "starting a new run in %s: the snapshots of the previous run there (%s) are replaced",
+                self.snapshot_dir,
+                ", ".join(obsolete),
+            )
+        description = describe_model(self.model, task)
+        schedule = getattr(self.scheduler, "schedule", None)
+        manifest = SnapshotManifest(
+            snapshot_type=description.snapshot_type,
+            auto_class=description.auto_class,
+            base_model=description.base_model,
+            task=description.task,
+            schedule=schedule.to_dict() if hasattr(schedule, "to_dict") else None,
+            training={
+                **training_info,
+                "reset_optimizer_state": bool(self.reset_optimizer_state or self._scheduler_resets),
+                "swa_start": swa_start,
+                "max_snapshots": max_snapshots,
+                "scheduler": type(self.scheduler).__name__,
+            },
+            library_versions=library_versions(),
+            snapshots=records,
+        )
+        self._written = {r.name: r.scheduler_step for r in records}
+        writer = SnapshotWriter(self.snapshot_dir, manifest, max_snapshots=max_snapshots, obsolete=obsolete)
+        if processing_class is not None:
+            writer.save_processor(processing_class)
+        return writer
+
+    @property
+    def _scheduler_resets(self) -> bool:
+        return bool(getattr(self.scheduler, "reset_optimizer_state", False))
+
+    def _current_lrs(self) -> list[Any]:
+        """The lrs the next optimizer step uses (kept unconverted: a tensor lr would sync the device)."""
+        get_last_lr = getattr(self.scheduler, "get_last_lr", None)
+        if callable(get_last_lr):
+            return list(get_last_lr())
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    # ------------------------------------------------------------------ per step
+    def after_step(
+        self, *, global_step: int, epoch: float | None = None, train_loss: float | None = None
+    ) -> CycleEndEvent | None:
+        """Call once per optimizer step, after `scheduler.step()`; returns the event if a cycle just ended.
+
+        A call where the scheduler did not advance (the optimizer skipped the step on an fp16
+        overflow) does nothing. `train_loss` is recorded with a snapshot taken at this step.
+        """
+        t = int(self.scheduler.last_epoch)
+        if t == self._seen:
+            return None
+        if t != self._seen + 1:
+            raise RuntimeError(
+                f"the scheduler advanced {t - self._seen} steps between two calls (from {self._seen} to {t}); step "
+                "it exactly once per optimizer step (an Accelerate-prepared scheduler steps num_processes times)"
+            )
+        self._seen = t
+        position = self.scheduler.position()
+        at_end = bool(self.scheduler.is_at_cycle_end())
+        if self.averager is not None:
+            model = unwrap_model(self.model)
+            if at_end:
+                length = t - self._cycle_start
+                self.averager.update(model, self.scheduler.completed_cycle, length, length)
+            elif position.length is not None and position.t_cur > 0:
+                self.averager.update(model, position.cycle, position.length, position.t_cur)
+        event = self._end_cycle(t, global_step, epoch, train_loss) if at_end else None
+        self._cycle_start = position.start
+        self._lrs = self._current_lrs()
+        return event
+
+    def _end_cycle(self, t: int, global_step: int, epoch: float | None, train_loss: float | None) -> CycleEndEvent:
+        cycle = int(self.scheduler.completed_cycle)
+        restart = bool(self.scheduler.is_restart_step())
+        reset = restart and self._scheduler_resets
+        if restart and self.reset_optimizer_state:
+            reset_optimizer_state(self.optimizer)
+            self.num_optimizer_resets += 1
+            reset = True
+        lrs = tuple(float(lr) for lr in self._lrs)
+        averager = self.averager
+        averaged = averager is not None and averager.count > 0
+        num_averaged = averager.count if averager is not None and averaged else None
+        path = None
+        if self.snapshot_dir is not None:
+            name = snapshot_name(cycle)
+            path = str(self.snapshot_dir / name)
+            self._write_snapshot(
+                SnapshotRecord(
+                    name=name,
+                    cycle=cycle,
+                    global_step=int(global_step),
+                    scheduler_step=t,
+                    epoch=None if epoch is None else float(epoch),
+                    lr=list(lrs),
+                    train_loss=_finite(train_loss),
+                    averaged=averaged,
+                    num_averaged=num_averaged,
+                ),
+                averager.averages if averager is not None and averaged else None,
+            )
+        if averager is not None:
+            averager.reset()
+        event = CycleEndEvent(cycle, int(global_step), t, restart, reset, lrs, path, averaged, num_averaged)
+        self.events.append(event)
+        if self.sync.is_main:
+            logger.info(
+                "SGDR cycle %d ended at step %d (lr %s)%s%s%s",
+                cycle,
+                global_step,
+                ", ".join(f"{lr:.3g}" for lr in lrs),
+                f", averaged over {num_averaged} steps" if averaged else "",
+                ", optimizer state reset" if reset else "",
+                f": snapshot {path}" if path else "",
+            )
+        return event
+
+    def _write_snapshot(self, record: SnapshotRecord, averages: dict[str, torch.Tensor] | None) -> None:
+        """Wait for the previous write (raising its error everywhere), then copy and hand over this one."""
+        error = self.writer.wait() if self.writer is not None else None
+        already = self.writer is not None and self._written.get(record.name) == record.scheduler_step
+        skip = self.sync.raise_on_failure(error, already)
+        self._snapshot_at_step[record.global_step] = (record.name, record.averaged)
+        if skip:
+            logger.info("snapshot %s is already in the manifest (resumed run): not written again", record.name)
+            return
+        if not (self.sync.is_main or self._sharded):
+            return
+        # The previous write has finished (waited for above): its CPU copy is free to be overwritten.
+        weights = capture_weights(self.model, self.accelerator, replace=averages, reuse=self._buffers)
+        if self.writer is not None:
+            model = self.model
+            self.writer.submit_snapshot(record, lambda folder: save_weights(model, folder, weights))
+            self._written[record.name] = record.scheduler_step
+            self._buffers = weights
+
+    # ------------------------------------------------------------------ evaluations and annotations
+    def observe(self, metrics: Mapping[str, Any], *, global_step: int) -> bool:
+        """Record one evaluation: feed it to an adaptive scheduler (`observe`), attach it to a snapshot.
+
+        Returns True when the scheduler lengthened the current cycle. Metrics are attached to the
+        snapshot taken at `global_step`, unless that snapshot holds averaged weights (the evaluation
+        measured the raw ones).
+        """
+        numbers = {key: float(value) for key, value in metrics.items() if key != "epoch" and _finite(value) is not None}
+        observe = getattr(self.scheduler, "observe", None)
+        extended = bool(observe(dict(numbers))) if callable(observe) else False
+        self.annotate(global_step, eval_metrics=numbers)
+        return extended
+
+    def annotate(
+        self, global_step: int, *, train_loss: float | None = None, eval_metrics: Mapping[str, float] | None = None
+    ) -> None:
+        """Attach a training loss or eval metrics to the snapshot taken at `global_step` (if any)."""
+        taken = self._snapshot_at_step.get(int(global_step))
+        if taken is None or self.writer is None:
+            return
+        name, averaged = taken
+        changes: dict[str, Any] = {}
+        if _finite(train_loss) is not None:
+            changes["train_loss"] = float(train_loss)  # type: ignore[arg-type]
+        if eval_metrics and not averaged:
+            changes["eval_metrics"] = dict(eval_metrics)
+        if changes:
+            self.writer.update_record(name, **changes)
+            error = self.writer.wait() if self._finished else None  # after finish() the update ran inline
+            if error is not None:
+                raise SnapshotWriteError(f"updating snapshot {name} in the manifest failed: {error}") from error
+
+    # ------------------------------------------------------------------ checkpoints and the end
+    def state_dict(self) -> dict[str, Any]:
+        """The state a training checkpoint must carry (plain values and CPU tensors)."""
+        return {
+            "format": _STATE_FORMAT,
+            "scheduler_step": self._seen,
+            "averager": self.averager.state_dict() if self.averager is not None else None,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a `state_dict()` taken at the scheduler's current step."""
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"unsupported SGDR handler state format {state.get('format')!r}")
+        if int(state["scheduler_step"]) != self._seen:
+            raise ValueError(
+                f"the SGDR handler state was saved at scheduler step {state['scheduler_step']} but the scheduler is "
+                f"at step {self._seen}; load the state of the same checkpoint"
+            )
+        if self.averager is not None and state.get("averager") is not None:
+            self.averager.load_state_dict(state["averager"])
+
+    def checkpoint(self, folder: str | Path | None = None) -> None:
+        """At a checkpoint: wait for pending writes (raising everywhere on failure) and, on the main
+        process, save the state into `folder/STATE_NAME`. A checkpoint then implies its snapshots.
+        """
+        self._raise(self.writer.wait() if self.writer is not None else None)
+        if folder is not None and self.sync.is_main and self.averager is not None:
+            buffer = io.BytesIO()
+            torch.save(self.state_dict(), buffer)
+            atomic_write_bytes(Path(folder) / STATE_NAME, buffer.getvalue())
+
+    def finish(self) -> None:
+        """Wait for every write and raise on every rank if one failed; later annotations write at once."""
+        self._finished = True
+        self._buffers = None
+        self._raise(self.writer.close() if self.writer is not None else None)
+
+    def manifest(self) -> SnapshotManifest | None:
+        """The manifest as written so far (main process; `None` elsewhere or without snapshots)."""
+        return self.writer.manifest() if self.writer is not None else None
+
+    def _raise(self, error: BaseException | None) -> None:
+        self.sync.raise_on_failure(error)
+
+    @staticmethod
+    def load_checkpoint_state(folder: str | Path) -> dict[str, Any] | None:
+        """The handler state saved in a checkpoint folder by `checkpoint()`, or `None` if there is none."""
+        path = Path(folder) / STATE_NAME
+        if not path.is_file():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _read_manifest(folder: Path) -> SnapshotManifest | None:
+    try:
+        return SnapshotManifest.load(folder)
+    except FileNotFoundError:
+        return None
+    except (ManifestError, OSError) as error:
+        logger.warning("ignoring the unreadable snapshot manifest in %s: %s", folder, error)
+        return None

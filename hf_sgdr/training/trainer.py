@@ -1,0 +1,124 @@
+"""`SGDRTrainer`: a `Trainer` that trains with SGDR and keeps one snapshot per cycle.
+
+It builds the SGDR scheduler itself (`create_scheduler`, which `train()` calls; the Trainer's
+`lr_scheduler_kwargs` and the SGDR options merge, a key in both is an error), converts
+`sgdr_T_0_epochs` with the real number of optimizer steps per epoch, and installs an
+`SGDRCallback` ahead of the reporting callbacks. Options come from an `SGDRTrainingArguments`, an
+`SGDROptions` (`sgdr_options=`) or keyword arguments (`SGDRTrainer(..., sgdr_T_0=100,
+max_snapshots=5)`), later ones winning field by field.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, get_last_checkpoint, has_length
+
+from ..registration import SCHEDULER_NAME, get_sgdr_schedule
+from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
+from .callback import SGDRCallback
+
+logger = logging.getLogger(__name__)
+
+
+class SGDRTrainer(Trainer):
+    """`transformers.Trainer` with the SGDR schedule, snapshots at cycle ends, optimizer resets and
+    weight averaging.
+
+    Args:
+        model, args, *trainer_args, **kwargs: As for `Trainer`. `args` may be an `SGDRTrainingArguments`.
+        sgdr_options: SGDR options; replaces those of an `SGDRTrainingArguments`.
+        snapshot_task: Task name for the snapshot manifest (default: derived from the model class).
+        **kwargs: `SGDROptions` fields (`sgdr_T_0`, `max_snapshots`, `swa_start`, ...) override the
+            options one by one; everything else goes to `Trainer`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        args: TrainingArguments | None = None,
+        *trainer_args: Any,
+        sgdr_options: SGDROptions | None = None,
+        snapshot_task: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        option_kwargs = {name: kwargs.pop(name) for name in list(kwargs) if name in SGDR_OPTION_NAMES}
+        base = sgdr_options if sgdr_options is not None else args if isinstance(args, SGDROptions) else SGDROptions()
+        self.sgdr_options = base.sgdr_options(**option_kwargs)
+        self._sgdr_steps_per_epoch: int | None = None
+        super().__init__(model, args, *trainer_args, **kwargs)
+        self._use_sgdr_schedule()
+        self.sgdr_callback = SGDRCallback(self.sgdr_options.without_schedule(), task=snapshot_task).attach(self)
+
+    def _use_sgdr_schedule(self) -> None:
+        """Train with ``lr_scheduler_type="sgdr"``: switch from the `TrainingArguments` default, refuse others."""
+        if self.lr_scheduler is not None:  # a ready scheduler came through `optimizers`
+            self.sgdr_options.check_no_schedule("SGDRTrainer with a scheduler passed through `optimizers`")
+            return
+        name = SchedulerType(self.args.lr_scheduler_type).value
+        if name == SCHEDULER_NAME:
+            return
+        if name != "linear":
+            raise ValueError(
+                f"SGDRTrainer trains with lr_scheduler_type='sgdr'; got lr_scheduler_type={name!r} (use the stock "
+                "Trainer for other schedules, or pass lr_scheduler_type='sgdr')"
+            )
+        logger.info("SGDRTrainer: lr_scheduler_type 'linear' (the TrainingArguments default) replaced by 'sgdr'")
+        self.args.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
+
+    def set_initial_training_values(self, args: TrainingArguments, dataloader: Any) -> tuple[Any, ...]:
+        """As in `Trainer`; also keeps the optimizer steps per epoch for `sgdr_T_0_epochs`."""
+        values = super().set_initial_training_values(args, dataloader)
+        self._sgdr_steps_per_epoch = int(values[1]) if has_length(dataloader) else None
+        return values
+
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """Build the SGDR scheduler from `lr_scheduler_kwargs` and the SGDR options."""
+        if self.lr_scheduler is None:
+            kwargs = merge_scheduler_kwargs(
+                self.args.lr_scheduler_kwargs, self.sgdr_options.scheduler_kwargs(self._sgdr_steps_per_epoch)
+            )
+            self.lr_scheduler = get_sgdr_schedule(
+                optimizer if optimizer is not None else self.optimizer,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                num_training_steps=num_training_steps,
+                **kwargs,
+            )
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def train(
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial: Any = None,
+        ignore_keys_for_eval: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """As `Trainer.train`; tells the callback which checkpoint holds the running weight average."""
+        if resume_from_checkpoint is True and os.path.isdir(self.args.output_dir):
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True
+        self.sgdr_callback.resume_from_checkpoint = (
+            resume_from_checkpoint if isinstance(resume_from_checkpoint, str) else None
+        )
+        return super().train(
+            resume_from_checkpoint=resume_from_checkpoint,
+            trial=trial,
+            ignore_keys_for_eval=ignore_keys_for_eval,
+            **kwargs,
+        )
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        """Before the Trainer writes a checkpoint, finish the pending snapshot writes and store the running
+        average in it, so that a checkpoint (complete once its `trainer_state.json` is written) implies them.
+        """
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            os.makedirs(folder, exist_ok=True)
+        self.sgdr_callback.save_checkpoint_state(folder, self.state.global_step)
+        super()._save_checkpoint(model, trial)

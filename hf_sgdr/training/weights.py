@@ -1,0 +1,126 @@
+"""Taking a snapshot's weights off the training device, and writing them as a loadable folder.
+
+The copy (`capture_weights`) runs on the training thread and is the only part that stalls it; the
+write (`save_weights`) runs in the background on the copy. With an `Accelerator`, its
+`get_state_dict` gathers sharded weights (FSDP, DeepSpeed ZeRO-3), so a snapshot always holds the
+full model and loads anywhere. For a PEFT model only the tensors its `save_pretrained` keeps (the
+adapter and the `modules_to_save`, e.g. a classifier head) are copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from transformers import PreTrainedModel
+
+from .model_info import is_peft_model, unwrap_model
+
+#: Weights file for a model that is neither a `PreTrainedModel` nor a `PeftModel`.
+PLAIN_WEIGHTS_NAME = "model.safetensors"
+
+
+def uses_sharded_weights(accelerator: Any) -> bool:
+    """True when gathering the full weights is a collective every process must join (FSDP, DeepSpeed)."""
+    if accelerator is None:
+        return False
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def _state_dict(model: torch.nn.Module, accelerator: Any) -> dict[str, torch.Tensor]:
+    if accelerator is not None:
+        return accelerator.get_state_dict(model, unwrap=True)
+    return unwrap_model(model).state_dict()
+
+
+def _peft_subset(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of `state` that PEFT's `save_pretrained` keeps, under their original names."""
+    from peft import get_peft_model_state_dict
+
+    kept: set[int] = set()
+    for adapter in model.peft_config:
+        kept.update(id(t) for t in get_peft_model_state_dict(model, state_dict=state, adapter_name=adapter).values())
+    subset = {name: tensor for name, tensor in state.items() if id(tensor) in kept}
+    # PEFT may hand back transformed tensors for exotic adapters; then keep everything (it filters again).
+    return subset if len({id(t) for t in subset.values()}) == len(kept) else state
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[int, ...]:
+    """Identifies the memory a tensor views: equal keys for tied weights."""
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), *tensor.shape, *tensor.stride())
+
+
+def _to_cpu(state: Mapping[str, torch.Tensor], reuse: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """Detached CPU copies; entries sharing storage (tied weights) keep sharing it.
+
+    A tensor of `reuse` with the same name, shape and dtype is overwritten instead of allocating:
+    writing into memory that was already touched is several times faster than into fresh pages.
+    """
+    copies: dict[tuple[int, ...], torch.Tensor] = {}
+    taken: set[int] = set()
+    out = {}
+    for name, tensor in state.items():
+        key = _storage_key(tensor)
+        if key not in copies:
+            old = reuse.get(name) if reuse is not None else None
+            if old is not None and old.shape == tensor.shape and old.dtype == tensor.dtype and id(old) not in taken:
+                copies[key] = old.copy_(tensor.detach())
+            else:
+                copies[key] = tensor.detach().to("cpu", copy=True)
+            taken.add(id(copies[key]))
+        out[name] = copies[key]
+    return out
+
+
+@torch.no_grad()
+def capture_weights(
+    model: torch.nn.Module,
+    accelerator: Any = None,
+    replace: Mapping[str, torch.Tensor] | None = None,
+    reuse: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """CPU copies of the tensors a snapshot of `model` holds.
+
+    `replace` substitutes entries by name (the running weight average) before copying. `reuse` is a
+    previous capture whose tensors nobody reads any more (its write finished): they are overwritten
+    in place. Under FSDP or DeepSpeed this is a collective (see `uses_sharded_weights`); with FSDP
+    the non-main ranks get an empty dict.
+    """
+    state = dict(_state_dict(model, accelerator))
+    if replace:
+        unknown = sorted(set(replace) - set(state))
+        if unknown:
+            raise KeyError(f"averaged weights {unknown[:3]} are not in the model's state dict")
+        aliases: dict[tuple[int, ...], list[str]] = {}
+        for name, tensor in state.items():
+            aliases.setdefault(_storage_key(tensor), []).append(name)
+        for name, tensor in replace.items():
+            new = tensor.to(state[name].dtype)
+            for alias in aliases[_storage_key(state[name])]:  # tied weights stay tied
+                state[alias] = new
+    if state and is_peft_model(unwrap_model(model)):
+        state = _peft_subset(unwrap_model(model), state)
+    return _to_cpu(state, reuse)
+
+
+def save_weights(model: torch.nn.Module, folder: Path, weights: dict[str, torch.Tensor]) -> None:
+    """Write `weights` into `folder` the way `model` saves itself: `save_pretrained` (config, safetensors;
+    the adapter only for PEFT), or a bare `model.safetensors` for any other module. Thread-safe with
+    respect to training: the weights are the copies, the model only lends its config and layout.
+    """
+    model = unwrap_model(model)
+    if is_peft_model(model) or isinstance(model, PreTrainedModel):
+        model.save_pretrained(folder, state_dict=weights)
+        return
+    unique: dict[int, str] = {}
+    tensors = {}
+    for name, tensor in weights.items():
+        ptr = tensor.untyped_storage().data_ptr()
+        tensors[name] = tensor.clone() if ptr in unique else tensor.contiguous()  # safetensors refuses aliasing
+        unique.setdefault(ptr, name)
+    save_file(tensors, str(Path(folder) / PLAIN_WEIGHTS_NAME), metadata={"format": "pt"})

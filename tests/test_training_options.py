@@ -1,0 +1,116 @@
+"""The SGDR options: defined once, on the command line through `SGDRTrainingArguments`, validated with
+errors that name the option, merged with `lr_scheduler_kwargs`, and routed by `SGDRTrainer`."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from test_training_support import byte_lm_data, tiny_gpt2, training_args
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers.trainer_utils import SchedulerType
+
+from hf_sgdr.training import (
+    SGDRCallback,
+    SGDROptions,
+    SGDRTrainer,
+    SGDRTrainingArguments,
+    merge_scheduler_kwargs,
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"sgdr_T_0": 0}, r"sgdr_T_0 must be an integer >= 1; got 0"),
+        ({"sgdr_T_0_epochs": -1}, r"sgdr_T_0_epochs must be a finite number > 0; got -1"),
+        ({"sgdr_T_mult": 0.5}, r"sgdr_T_mult must be a finite number >= 1; got 0.5"),
+        ({"sgdr_lr_decay": 0}, r"sgdr_lr_decay must be a finite number in \(0, 1\]; got 0"),
+        ({"swa_start": 1.0}, r"swa_start must be a finite number in \[0, 1\); got 1.0"),
+        ({"max_snapshots": 0}, r"max_snapshots must be an integer >= 1; got 0"),
+        ({"save_snapshots": "maybe"}, r"save_snapshots must be a boolean"),
+        ({"sgdr_T_0": 4, "sgdr_num_cycles": 3}, r"at most one of sgdr_T_0, sgdr_T_0_epochs and sgdr_num_cycles"),
+    ],
+)
+def test_bad_options_name_the_option_and_the_accepted_range(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SGDROptions(**options)
+
+
+def test_training_arguments_put_the_options_on_the_command_line(tmp_path: Path) -> None:
+    parser = HfArgumentParser(SGDRTrainingArguments)
+    text = parser.format_help()
+    for flag in ("--sgdr_T_0", "--sgdr_T_0_epochs", "--sgdr_num_cycles", "--max_snapshots", "--swa_start"):
+        assert flag in text
+    assert "Keep only the newest K snapshots" in text
+    command = f"--output_dir {tmp_path} --sgdr_T_0 8 --sgdr_T_mult 1.5 --swa_start 0.5 --max_snapshots 3"
+    (args,) = parser.parse_args_into_dataclasses(
+        [*command.split(), "--sgdr_reset_optimizer_state", "true", "--no_save_snapshots"]
+    )
+    assert args.lr_scheduler_type is SchedulerType.SGDR  # the default of SGDRTrainingArguments
+    assert (args.sgdr_T_0, args.sgdr_T_mult, args.swa_start, args.max_snapshots) == (8, 1.5, 0.5, 3)
+    assert args.sgdr_reset_optimizer_state is True and args.save_snapshots is False
+    assert args.scheduler_kwargs() == {"T_0": 8, "T_mult": 1.5, "reset_optimizer_state": True}
+    assert pickle.loads(pickle.dumps(args)).sgdr_T_0 == 8
+    # the options alone, beside the stock TrainingArguments (how the recipes' parsers use them)
+    options, plain = HfArgumentParser((SGDROptions, TrainingArguments)).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--sgdr_num_cycles", "5"]
+    )
+    assert options.sgdr_num_cycles == 5 and plain.lr_scheduler_type is SchedulerType.LINEAR
+
+
+def test_T_0_in_epochs_rounds_half_up_and_needs_a_length() -> None:
+    assert SGDROptions(sgdr_T_0_epochs=0.5).scheduler_kwargs(steps_per_epoch=5) == {"T_0": 3}
+    assert SGDROptions(sgdr_T_0_epochs=0.01).scheduler_kwargs(steps_per_epoch=5) == {"T_0": 1}
+    with pytest.raises(ValueError, match="sgdr_T_0_epochs needs the number of optimizer steps per epoch"):
+        SGDROptions(sgdr_T_0_epochs=1.0).scheduler_kwargs(steps_per_epoch=None)
+
+
+def test_options_and_lr_scheduler_kwargs_merge_and_clashes_are_named() -> None:
+    merged = merge_scheduler_kwargs({"eta_min": "1e-6", "cycle_limit": "null"}, {"T_0": 4})
+    assert merged == {"eta_min": "1e-6", "cycle_limit": None, "T_0": 4}
+    with pytest.raises(ValueError, match=r"T_mult \(option sgdr_T_mult\)"):
+        merge_scheduler_kwargs({"T_mult": 2}, {"T_mult": 1.5})
+    with pytest.raises(ValueError, match="T_0=4 and num_cycles=3"):
+        merge_scheduler_kwargs({"num_cycles": 3}, {"T_0": 4})
+    with pytest.raises(ValueError, match="unknown key"):
+        merge_scheduler_kwargs({"T0": 4}, {})
+
+
+def test_callback_refuses_schedule_options_it_cannot_apply() -> None:
+    with pytest.raises(ValueError, match="SGDRCallback does not build the scheduler, so it cannot apply sgdr_T_mult"):
+        SGDRCallback(sgdr_T_mult=2.0)
+    assert SGDRCallback(SGDROptions(sgdr_T_0=5).without_schedule(), max_snapshots=2).options.max_snapshots == 2
+
+
+def test_callback_needs_an_sgdr_scheduler(tmp_path: Path) -> None:
+    trainer = Trainer(
+        model=tiny_gpt2(),
+        args=training_args(tmp_path, max_steps=2, lr_scheduler_type="cosine"),
+        train_dataset=byte_lm_data(8),
+    )
+    SGDRCallback().attach(trainer)
+    with pytest.raises(TypeError, match="LambdaLR lacks position, is_at_cycle_end"):
+        trainer.train()
+
+
+def test_sgdr_trainer_routes_options_and_switches_the_default_schedule(tmp_path: Path) -> None:
+    data = byte_lm_data(8)
+    args = SGDRTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", sgdr_T_0=7, max_snapshots=4)
+    trainer = SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=data, max_snapshots=2)
+    assert (trainer.sgdr_options.sgdr_T_0, trainer.sgdr_options.max_snapshots) == (7, 2)  # keywords win
+    assert trainer.sgdr_callback.options.sgdr_T_0 is None  # the callback gets the snapshot options only
+    assert trainer.callback_handler.callbacks[0] is trainer.sgdr_callback  # ahead of the reporters
+    trainer.create_optimizer()
+    assert trainer.create_scheduler(num_training_steps=21).schedule.T_0 == 7
+
+    plain = training_args(tmp_path, max_steps=4)  # lr_scheduler_type "linear", the TrainingArguments default
+    assert SGDRTrainer(model=tiny_gpt2(), args=plain, train_dataset=data).args.lr_scheduler_type is SchedulerType.SGDR
+    with pytest.raises(
+        ValueError, match="SGDRTrainer trains with lr_scheduler_type='sgdr'; got lr_scheduler_type='cosine'"
+    ):
+        SGDRTrainer(model=tiny_gpt2(), args=training_args(tmp_path, lr_scheduler_type="cosine"), train_dataset=data)
+    with pytest.raises(ValueError, match="set both in lr_scheduler_kwargs and as SGDR options"):
+        clash = training_args(tmp_path, max_steps=4, lr_scheduler_kwargs={"T_0": 2})
+        SGDRTrainer(model=tiny_gpt2(), args=clash, train_dataset=data, sgdr_T_0=3).train()

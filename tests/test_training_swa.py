@@ -1,0 +1,57 @@
+"""Weight averaging inside a cycle (SGDR + SWA): the snapshot holds the mean of the weights over the
+last part of the cycle, not the raw weights, and the mean starts again at each restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_training_support import (
+    StepRecorder,
+    byte_lm_data,
+    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
+    read_manifest,
+    snapshot_weights,
+    tiny_gpt2,
+    training_args,
+)
+from transformers import AutoModelForCausalLM
+
+from hf_sgdr.training import SGDRTrainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_averaged_snapshots_equal_the_hand_computed_mean_of_the_window(tmp_path: Path) -> None:
+    recorder = StepRecorder(weights=True)
+    trainer = SGDRTrainer(
+        model=tiny_gpt2(),
+        args=training_args(tmp_path, max_steps=12, eval_strategy="steps", eval_steps=6),
+        train_dataset=byte_lm_data(48),
+        sgdr_T_0=6,
+        swa_start=0.5,
+        eval_dataset=byte_lm_data(8),  # evaluated at each cycle end
+    )
+    trainer.add_callback(recorder)
+    trainer.train()
+
+    snapshot_dir = tmp_path / "snapshots"
+    manifest = read_manifest(snapshot_dir)
+    assert manifest.training["swa_start"] == 0.5
+    assert [(r.global_step, r.averaged, r.num_averaged) for r in manifest.snapshots] == [(6, True, 4), (12, True, 4)]
+    for record, window in zip(manifest.snapshots, ([3, 4, 5, 6], [9, 10, 11, 12]), strict=True):
+        # the evaluation at this step measured the raw weights, not the averaged snapshot: not attached
+        assert record.eval_metrics is None
+        saved = snapshot_weights(snapshot_dir / record.name)
+        raw = recorder.weights[record.global_step]
+        assert "lm_head.weight" not in raw  # tied to transformer.wte.weight
+        for name in raw:
+            expected = torch.stack([recorder.weights[step][name] for step in window]).mean(dim=0)
+            torch.testing.assert_close(saved[name], expected, rtol=0, atol=1e-6)
+        differences = [float((saved[name] - raw[name]).abs().max()) for name in saved]
+        assert max(differences) > 1e-4  # the average is not the last step's weights
+        loaded = AutoModelForCausalLM.from_pretrained(snapshot_dir / record.name)
+        assert torch.equal(loaded.lm_head.weight, loaded.transformer.wte.weight)
+        assert torch.equal(loaded.transformer.wte.weight, saved["transformer.wte.weight"])
+    assert any("eval_loss" in h for h in trainer.state.log_history)
