@@ -2,7 +2,7 @@
 
 `SGDROptions` is a plain dataclass with help texts, so the same fields reach every front end:
 `SGDRTrainingArguments` (a `TrainingArguments` whose fields show on an `HfArgumentParser` command
-line), `SGDRTrainer(..., sgdr_T_0=...)`, the plain-Accelerate helper and the recipes' parsers
+line; the schedule fields also answer to their short names, `--T_0`, `--num_cycles`, ...), `SGDRTrainer(..., sgdr_T_0=...)`, the plain-Accelerate helper and the recipes' parsers
 (`HfArgumentParser((SGDROptions, ...))`). Schedule fields default to `None`, meaning "the
 scheduler's default", so that they merge with `lr_scheduler_kwargs` without ambiguity.
 """
@@ -42,38 +42,54 @@ class SGDROptions:
 
     sgdr_T_0: int | None = field(
         default=None,
-        metadata={"help": "Optimizer steps in the first SGDR cycle (integer >= 1). Omit to fit the training budget."},
+        metadata={
+            "aliases": ["--T_0"],
+            "help": "Optimizer steps in the first SGDR cycle (integer >= 1). Omit to fit the training budget.",
+        },
     )
     sgdr_T_0_epochs: float | None = field(
         default=None,
         metadata={
+            "aliases": ["--T_0_epochs"],
             "help": "The first cycle in epochs (> 0), converted with the real number of optimizer steps per epoch "
-            "(gradient accumulation included). Exclusive with sgdr_T_0 and sgdr_num_cycles."
+            "(gradient accumulation included). Exclusive with sgdr_T_0 and sgdr_num_cycles.",
         },
     )
     sgdr_num_cycles: int | None = field(
         default=None,
         metadata={
+            "aliases": ["--num_cycles"],
             "help": "Number of cycles fitted to the training budget so that training ends exactly on a cycle end "
-            "(the default, with 4 cycles, when neither sgdr_T_0 nor sgdr_T_0_epochs is given)."
+            "(the default, with 4 cycles, when neither sgdr_T_0 nor sgdr_T_0_epochs is given).",
         },
     )
     sgdr_T_mult: float | None = field(
-        default=None, metadata={"help": "Cycle length growth factor, any float >= 1 (default 1)."}
+        default=None,
+        metadata={"aliases": ["--T_mult"], "help": "Cycle length growth factor, any float >= 1 (default 1)."},
     )
     sgdr_eta_min: float | None = field(
-        default=None, metadata={"help": "Learning-rate floor, absolute, >= 0 (default 0)."}
+        default=None, metadata={"aliases": ["--eta_min"], "help": "Learning-rate floor, absolute, >= 0 (default 0)."}
     )
     sgdr_lr_decay: float | None = field(
-        default=None, metadata={"help": "Per-cycle factor in (0, 1] on the peak and the floor (default 1)."}
+        default=None,
+        metadata={
+            "aliases": ["--lr_decay"],
+            "help": "Per-cycle factor in (0, 1] on the peak and the floor (default 1).",
+        },
     )
     sgdr_restart_warmup_steps: int | None = field(
         default=None,
-        metadata={"help": "Linear warmup steps at the start of every cycle after the first, < T_0 (default 0)."},
+        metadata={
+            "aliases": ["--restart_warmup_steps"],
+            "help": "Linear warmup steps at the start of every cycle after the first, < T_0 (default 0).",
+        },
     )
     sgdr_reset_optimizer_state: bool = field(
         default=False,
-        metadata={"help": "Reset the optimizer state (Adam moments, momentum, step counts) at every restart."},
+        metadata={
+            "aliases": ["--reset_optimizer_state"],
+            "help": "Reset the optimizer state (Adam moments, momentum, step counts) at every restart.",
+        },
     )
     save_snapshots: bool = field(
         default=True, metadata={"help": "Save a snapshot (the weights after the cycle's last step) at every cycle end."}
