@@ -1,0 +1,390 @@
+"""What the recipes share: the usual flags, the Accelerate training loop with SGDR snapshots, and the
+final multi-snapshot evaluation (table, JSON, plot, card, push).
+
+Only `hf_sgdr`'s public API is used here; a recipe (`glue.py`, `gpt2_pretrain.py`) supplies its data,
+its model and a function that evaluates the model during training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser
+
+from hf_sgdr import SGDRScheduler, plot_schedule
+from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
+from hf_sgdr.training import SGDRAccelerateHelper, SGDROptions
+
+logger = get_logger(__name__)
+
+CHECKPOINT_PREFIX = "step_"
+RESULTS_NAME = "ensemble_results.json"
+PLOT_NAME = "lr_schedule.png"
+
+
+@dataclass
+class RunArguments:
+    """The flags every Hugging Face `*_no_trainer.py` script has (names kept)."""
+
+    output_dir: str = field(metadata={"help": "Where snapshots, checkpoints, results and plots go."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per process for training."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size for evaluation."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of every cycle."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not on biases and norms)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Training epochs (if --max_train_steps unset)."})
+    max_train_steps: int | None = field(
+        default=None, metadata={"help": "Total optimizer steps; overrides --num_train_epochs."}
+    )
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warmup (optimizer steps) before cycle 0."})
+    seed: int = field(default=42, metadata={"help": "Seed for initialisation, shuffling and dropout."})
+    checkpointing_steps: str | None = field(
+        default=None,
+        metadata={"help": "Save an Accelerate checkpoint every N optimizer steps, or 'epoch' at each epoch end."},
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder to resume from, or 'latest' in --output_dir."}
+    )
+    with_tracking: bool = field(default=False, metadata={"help": "Log to the trackers of --report_to."})
+    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard, wandb, ... or 'all'."})
+    eval_at_cycle_end: bool = field(
+        default=True, metadata={"help": "Evaluate at every cycle end; the metric is recorded with the snapshot."}
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the snapshot ensemble with its model card."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Repo id for --push_to_hub."})
+    hub_token: str | None = field(default=None, metadata={"help": "Token (default: HF_TOKEN or the stored login)."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    lora_r: int | None = field(default=None, metadata={"help": "Train a LoRA adapter of this rank (needs peft)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules to adapt (default: peft's choice for the architecture)."}
+    )
+
+    def __post_init__(self) -> None:
+        checks = {
+            "per_device_train_batch_size": self.per_device_train_batch_size >= 1,
+            "per_device_eval_batch_size": self.per_device_eval_batch_size >= 1,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
+            "learning_rate": self.learning_rate > 0,
+            "num_train_epochs": self.num_train_epochs > 0,
+            "max_train_steps": self.max_train_steps is None or self.max_train_steps >= 1,
+            "warmup_steps": self.warmup_steps >= 0,
+            "lora_r": self.lora_r is None or self.lora_r >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name} must be positive (warmup_steps >= 0); got {getattr(self, name)!r}")
+        if self.checkpointing_steps not in (None, "epoch") and not str(self.checkpointing_steps).isdigit():
+            raise ValueError(f"--checkpointing_steps must be an integer or 'epoch'; got {self.checkpointing_steps!r}")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (namespace/name)")
+
+
+def parse_arguments(task_arguments: type, argv: Sequence[str] | None = None) -> tuple[Any, RunArguments, SGDROptions]:
+    """Parse the recipe's task flags, the run flags and the SGDR flags (`--T_0`, `--num_cycles`, ...).
+
+    `--config FILE.json` supplies defaults (any flag, by its name); the command line overrides them.
+    A bad value exits with status 2 and a message naming the flag.
+    """
+    parser = HfArgumentParser((task_arguments, RunArguments, SGDROptions))
+    parser.add_argument("--config", default=None, help="JSON file of flag defaults (e.g. recipes/configs/*.json)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config_path = _pop_flag(argv, "--config")
+    if config_path is not None:
+        try:
+            defaults = json.loads(Path(config_path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            parser.error(f"--config {config_path}: {error}")
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            parser.error(f"--config {config_path}: unknown flag(s) {unknown}")
+        parser.set_defaults(**defaults)
+        for action in parser._actions:  # a default from the file satisfies a required flag
+            if action.dest in defaults:
+                action.required = False
+    try:
+        task_args, run_args, options, *_ = parser.parse_args_into_dataclasses(argv)  # *_: the --config namespace
+    except ValueError as error:
+        parser.error(str(error))
+    return task_args, run_args, options
+
+
+def _pop_flag(argv: list[str], flag: str) -> str | None:
+    for index, item in enumerate(argv):
+        if item == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+            del argv[index : index + 2]
+            return value
+        if item.startswith(flag + "="):
+            del argv[index]
+            return item.split("=", 1)[1]
+    return None
+
+
+def make_accelerator(args: RunArguments) -> Accelerator:
+    """An `Accelerator` (mixed precision and processes come from `accelerate launch`) with a seedable
+    sampler, so that a resumed run sees the same batches as an uninterrupted one."""
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=args.report_to if args.with_tracking else None,
+        project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not accelerator.is_main_process:
+        logging.getLogger().setLevel(logging.WARNING)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    return accelerator
+
+
+def apply_lora(model: torch.nn.Module, args: RunArguments, task_type: str) -> torch.nn.Module:
+    """Wrap `model` in a LoRA adapter when `--lora_r` is given (snapshots then hold only the adapter)."""
+    if args.lora_r is None:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        task_type=task_type,
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=args.lora_target_modules,
+    )
+    return get_peft_model(model, config)
+
+
+def make_optimizer(model: torch.nn.Module, args: RunArguments) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, without weight decay on biases and normalisation weights."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=args.learning_rate)
+
+
+@dataclass
+class TrainingResult:
+    """What the loop leaves behind for the final evaluation."""
+
+    scheduler: SGDRScheduler
+    helper: SGDRAccelerateHelper
+    max_train_steps: int
+    lr_trace: list[float]
+
+
+def _find_checkpoint(args: RunArguments) -> Path | None:
+    if args.resume_from_checkpoint is None:
+        return None
+    if args.resume_from_checkpoint != "latest":
+        path = Path(args.resume_from_checkpoint)
+        if not path.is_dir():
+            raise FileNotFoundError(f"--resume_from_checkpoint {path} is not a folder")
+        return path
+    found = sorted(
+        Path(args.output_dir).glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :])
+    )
+    return found[-1] if found else None
+
+
+def train(
+    accelerator: Accelerator,
+    args: RunArguments,
+    options: SGDROptions,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_dataloader: DataLoader,
+    *,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None,
+    processing_class: Any,
+    task: str | None,
+    tracker_name: str,
+) -> TrainingResult:
+    """Train with an SGDR schedule fitted to the budget; a snapshot at every cycle end.
+
+    The model, optimizer and dataloader must already be prepared; the scheduler is built here and
+    kept unprepared (`SGDRAccelerateHelper` steps it once per optimizer step, whatever the number
+    of processes). Checkpoints (`--checkpointing_steps`) hold the scheduler, the helper and the RNGs,
+    so `--resume_from_checkpoint` continues exactly.
+    """
+    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    max_steps = args.max_train_steps or math.ceil(args.num_train_epochs * steps_per_epoch)
+    num_epochs = math.ceil(max_steps / steps_per_epoch)
+    scheduler = SGDRScheduler(
+        optimizer,
+        num_training_steps=max_steps,
+        warmup_steps=args.warmup_steps,
+        **options.scheduler_kwargs(steps_per_epoch),
+    )
+    helper = SGDRAccelerateHelper(
+        accelerator,
+        model,
+        scheduler,
+        output_dir=args.output_dir,
+        options=options.without_schedule(),
+        processing_class=processing_class,
+        task=task,
+        num_training_steps=max_steps,
+    )
+    if args.with_tracking:
+        accelerator.init_trackers(
+            tracker_name, {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
+
+    checkpoint = _find_checkpoint(args)
+    start_epoch, skip_batches = 0, 0
+    if checkpoint is not None:
+        accelerator.print(f"resuming from {checkpoint}")
+        accelerator.load_state(str(checkpoint))
+        start_epoch = helper.global_step // steps_per_epoch
+        skip_batches = (helper.global_step - start_epoch * steps_per_epoch) * args.gradient_accumulation_steps
+
+    logger.info(
+        f"training {max_steps} optimizer steps ({num_epochs} epochs of {steps_per_epoch}) on "
+        f"{accelerator.num_processes} process(es); cycle ends at {scheduler.schedule.cycle_ends(max_steps)}",
+        main_process_only=True,
+    )
+    progress = tqdm(
+        total=max_steps, initial=helper.global_step, disable=not accelerator.is_local_main_process, desc="train"
+    )
+    lr_trace: list[float] = []
+    every = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
+    for epoch in range(start_epoch, num_epochs):
+        model.train()
+        train_dataloader.set_epoch(epoch)
+        batches = train_dataloader
+        if epoch == start_epoch and skip_batches:
+            batches = accelerator.skip_first_batches(train_dataloader, skip_batches)
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            lr = float(scheduler.get_last_lr()[0])  # the lr this optimizer step used
+            done = (helper.global_step + 1) / steps_per_epoch if accelerator.sync_gradients else None
+            event = helper.step(loss=loss, epoch=done)
+            if not accelerator.sync_gradients:
+                continue
+            step = helper.global_step
+            lr_trace.append(lr)
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}", refresh=False)
+            logs: dict[str, Any] = {"train/loss": loss.item(), "train/learning_rate": lr}
+            if event is not None:
+                logs.update(event.as_logs())
+                if evaluate is not None and args.eval_at_cycle_end:
+                    metrics = evaluate(model)
+                    helper.evaluate(metrics)
+                    logs.update({f"eval/{k}": v for k, v in metrics.items()})
+                    accelerator.print(f"cycle {event.cycle} ended at step {step}: {metrics}")
+                    model.train()
+            if args.with_tracking:
+                accelerator.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, step=step)
+            if every is not None and step % every == 0:
+                accelerator.save_state(str(Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{step}"))
+            if step >= max_steps:
+                break
+        if args.checkpointing_steps == "epoch":
+            accelerator.save_state(str(Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{helper.global_step}"))
+        if helper.global_step >= max_steps:
+            break
+    progress.close()
+    helper.end()
+    if args.with_tracking:
+        accelerator.end_training()
+    return TrainingResult(scheduler, helper, max_steps, lr_trace)
+
+
+def gather_for_metrics(accelerator: Accelerator, tensor: torch.Tensor) -> torch.Tensor:
+    """Gather a per-batch tensor from every process, without the duplicates of the last uneven batch."""
+    return accelerator.gather_for_metrics(tensor.contiguous()).cpu()
+
+
+def evaluate_snapshots(
+    accelerator: Accelerator,
+    args: RunArguments,
+    result: TrainingResult,
+    eval_dataloader: DataLoader,
+    selection_dataloader: DataLoader | None,
+    *,
+    eval_split: str,
+    selection_split: str,
+    dataset: str,
+    extra_reports: dict[str, DataLoader] | None = None,
+) -> EvaluationReport | None:
+    """On the main process: every snapshot, the ensembles of the last k, the soups and the greedy
+    selections (chosen on `selection_dataloader`, never on the reported split); a table, a JSON file,
+    the lr plot with the snapshot points and metric, and the Hub push with the card when asked."""
+    accelerator.wait_for_everyone()
+    report = None
+    if accelerator.is_main_process:
+        out = Path(args.output_dir)
+        ensemble = SnapshotEnsemble.from_pretrained(out / "snapshots", device=accelerator.device)
+        report = ensemble.evaluate(
+            eval_dataloader,
+            selection_dataloader,
+            eval_split=eval_split,
+            selection_split=selection_split,
+            dataset=dataset,
+            json_path=out / RESULTS_NAME,
+        )
+        accelerator.print(report.to_table())
+        for split, loader in (extra_reports or {}).items():
+            extra = ensemble.evaluate(
+                loader,
+                selection_dataloader,
+                eval_split=split,
+                selection_split=selection_split,
+                dataset=dataset,
+                json_path=out / f"ensemble_results_{split}.json",
+            )
+            accelerator.print(f"\n{split}:\n{extra.to_table()}")
+        primary = report.metrics[0]
+        plot_schedule(
+            result.scheduler.schedule,
+            result.max_train_steps,
+            [float(lr) for lr in result.scheduler.base_lrs[:1]],
+            snapshot_steps=[r.scheduler_step for r in ensemble.records],
+            metric_by_snapshot={r.scheduler_step: report.row(r.name).metrics[primary] for r in ensemble.records},
+            metric_name=f"{eval_split} {primary}",
+            path=out / PLOT_NAME,
+        )
+        if args.push_to_hub:
+            commit = ensemble.push_to_hub(
+                args.hub_model_id,
+                private=args.hub_private_repo,
+                token=args.hub_token,
+                report=report,
+                dataset=dataset,
+                commit_message=f"SGDR snapshot ensemble ({ensemble.num_snapshots} snapshots)",
+            )
+            accelerator.print(f"pushed to {getattr(commit, 'commit_url', args.hub_model_id)}")
+    accelerator.wait_for_everyone()
+    return report
+
+
+def finish(accelerator: Accelerator) -> None:
+    """End the processes cleanly (see benchmarks/results/two_process_launch.md)."""
+    accelerator.wait_for_everyone()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -1,0 +1,237 @@
+"""Fine-tune a BERT-family model on a GLUE task (or your own files) with SGDR, snapshot every cycle,
+and evaluate the snapshot ensemble.
+
+    accelerate launch recipes/glue.py --task_name sst2 \\
+        --model_name_or_path sentence-transformers/all-MiniLM-L6-v2 --output_dir out/sst2 \\
+        --num_cycles 4 --T_mult 1 --per_device_train_batch_size 32 --max_train_steps 400
+
+A plain Accelerate loop (as transformers' `run_glue_no_trainer.py`) with `hf_sgdr`'s
+`SGDRAccelerateHelper`: the schedule counts optimizer steps whatever the number of processes or
+gradient accumulation, snapshots are written once, evaluation gathers predictions without duplicates.
+At the end: each snapshot, the ensembles of the last k, the soups and the greedy selections (chosen on
+a slice held out of the training set, never on the reported split) as a table, `ensemble_results.json`
+and `lr_schedule.png` in --output_dir; `--push_to_hub` uploads the ensemble with its model card.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import ClassLabel, DatasetDict, load_dataset
+from torch.utils.data import DataLoader
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    apply_lora,
+    evaluate_snapshots,
+    finish,
+    gather_for_metrics,
+    make_accelerator,
+    make_optimizer,
+    parse_arguments,
+    train,
+)
+
+from hf_sgdr.snapshots.data import GLUE_TEXT_COLUMNS
+from hf_sgdr.snapshots.metrics import compute_metrics, metric_names_for
+
+GLUE_TASKS = tuple(GLUE_TEXT_COLUMNS)
+_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+_TEXT_CANDIDATES = (
+    ("sentence1", "sentence2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("sentence",),
+    ("text",),
+)
+
+
+@dataclass
+class GlueArguments:
+    """Which data and model."""
+
+    model_name_or_path: str = field(
+        default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Hub id or folder of the encoder."}
+    )
+    task_name: str | None = field(default=None, metadata={"help": f"GLUE task: {', '.join(GLUE_TASKS)}."})
+    train_file: str | None = field(default=None, metadata={"help": "Custom training data (csv, tsv, json, parquet)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Custom validation data (reported)."})
+    test_file: str | None = field(default=None, metadata={"help": "Labelled data reported at the end as well."})
+    text_columns: list[str] | None = field(default=None, metadata={"help": "Text column(s) of custom data."})
+    label_column: str = field(default="label", metadata={"help": "Label column of custom data."})
+    max_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many evaluation examples."})
+    selection_size: int = field(
+        default=500,
+        metadata={"help": "Examples held out of the training set to choose soups and greedy selections on."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.task_name is not None:
+            self.task_name = self.task_name.lower()
+            if self.task_name not in GLUE_TASKS:
+                raise ValueError(f"--task_name must be one of {', '.join(GLUE_TASKS)}; got {self.task_name!r}")
+        elif self.train_file is None or self.validation_file is None:
+            raise ValueError("give --task_name, or --train_file and --validation_file for custom data")
+        for name in ("train_file", "validation_file", "test_file"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            if not os.path.isfile(path):
+                raise ValueError(f"--{name} {path} does not exist")
+            if Path(path).suffix.lower() not in _FILE_BUILDERS:
+                raise ValueError(f"--{name} must end in one of {', '.join(_FILE_BUILDERS)}; got {path}")
+        if self.max_length < 8 or self.selection_size < 0:
+            raise ValueError("--max_length must be >= 8 and --selection_size >= 0")
+
+
+def load_raw(args: GlueArguments) -> tuple[DatasetDict, str, tuple[str, ...]]:
+    """The splits, the name of the reported split, and the text columns."""
+    if args.task_name is not None:
+        raw = load_dataset("nyu-mll/glue", args.task_name)
+        eval_split = "validation_matched" if args.task_name == "mnli" else "validation"
+        return raw, eval_split, GLUE_TEXT_COLUMNS[args.task_name]
+    files = {"train": args.train_file, "validation": args.validation_file}
+    if args.test_file:
+        files["test"] = args.test_file
+    suffix = Path(args.train_file).suffix.lower()
+    extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    raw = load_dataset(_FILE_BUILDERS[suffix], data_files=files, **extra)
+    columns = raw["train"].column_names
+    if args.label_column not in columns:
+        raise ValueError(f"--label_column {args.label_column!r} is not a column of {args.train_file}: {columns}")
+    if args.text_columns:
+        missing = [c for c in args.text_columns if c not in columns]
+        if missing:
+            raise ValueError(f"--text_columns {missing} not in {args.train_file}: {columns}")
+        return raw, "validation", tuple(args.text_columns)
+    for candidate in _TEXT_CANDIDATES:
+        if all(c in columns for c in candidate):
+            return raw, "validation", candidate
+    raise ValueError(f"cannot tell the text columns of {args.train_file} ({columns}); pass --text_columns")
+
+
+def label_space(raw: DatasetDict, label_column: str) -> tuple[bool, list[Any]]:
+    """(is_regression, label list): GLUE's class names, or the sorted values of custom labels."""
+    feature = raw["train"].features[label_column]
+    if isinstance(feature, ClassLabel):
+        return False, list(feature.names)
+    if feature.dtype.startswith("float"):
+        return True, []
+    return False, sorted(set(raw["train"][label_column]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    glue_args, args, options = parse_arguments(GlueArguments, argv)
+    accelerator = make_accelerator(args)
+    raw, eval_split, text_columns = load_raw(glue_args)
+    label_column = "label" if glue_args.task_name else glue_args.label_column
+    is_regression, labels = label_space(raw, label_column)
+    kind = "regression" if is_regression else "classification"
+
+    tokenizer = AutoTokenizer.from_pretrained(glue_args.model_name_or_path)
+    label_to_id = {label: i for i, label in enumerate(labels)}
+    encodes_labels = glue_args.task_name is None and not is_regression
+
+    def preprocess(batch: dict[str, list]) -> dict[str, list]:
+        texts = [batch[c] for c in text_columns]
+        encoded = tokenizer(*texts, truncation=True, max_length=glue_args.max_length)
+        values = batch[label_column]
+        encoded["labels"] = [label_to_id[v] for v in values] if encodes_labels else values
+        return encoded
+
+    needed = ["train", eval_split] + [s for s in ("validation_mismatched", "test") if s in raw and s != eval_split]
+    if glue_args.task_name is not None:
+        needed = [s for s in needed if s != "test"]  # GLUE's test labels are hidden
+    raw = DatasetDict({split: raw[split] for split in needed})
+    with accelerator.main_process_first():
+        tokenized = raw.map(preprocess, batched=True, remove_columns=raw["train"].column_names, desc="tokenising")
+    train_set = tokenized["train"]
+    if glue_args.max_train_samples is not None:
+        train_set = train_set.select(range(min(glue_args.max_train_samples, len(train_set))))
+    selection_set = None
+    if glue_args.selection_size and len(train_set) > 2 * glue_args.selection_size:
+        split = train_set.train_test_split(test_size=glue_args.selection_size, seed=args.seed, shuffle=True)
+        train_set, selection_set = split["train"], split["test"]
+
+    def limit(dataset: Any) -> Any:
+        n = glue_args.max_eval_samples
+        return dataset if n is None else dataset.select(range(min(n, len(dataset))))
+
+    eval_set = limit(tokenized[eval_split])
+    config = AutoConfig.from_pretrained(
+        glue_args.model_name_or_path,
+        num_labels=1 if is_regression else len(labels),
+        finetuning_task=glue_args.task_name,
+    )
+    if not is_regression:
+        config.label2id = {str(label): i for label, i in label_to_id.items()}
+        config.id2label = {i: str(label) for label, i in label_to_id.items()}
+    model = AutoModelForSequenceClassification.from_pretrained(glue_args.model_name_or_path, config=config)
+    model = apply_lora(model, args, "SEQ_CLS")
+
+    collator = DataCollatorWithPadding(tokenizer)
+    train_loader = DataLoader(train_set, shuffle=True, collate_fn=collator, batch_size=args.per_device_train_batch_size)
+    eval_loader = DataLoader(eval_set, collate_fn=collator, batch_size=args.per_device_eval_batch_size)
+    optimizer = make_optimizer(model, args)
+    model, optimizer, train_loader, prepared_eval = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+
+    metric_names = metric_names_for(kind, glue_args.task_name)
+
+    @torch.no_grad()
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        model.eval()
+        predictions, references = [], []
+        for batch in prepared_eval:
+            logits = model(**batch).logits
+            predicted = logits.squeeze(-1) if is_regression else logits.argmax(dim=-1)
+            predictions.append(gather_for_metrics(accelerator, predicted))
+            references.append(gather_for_metrics(accelerator, batch["labels"]))
+        scores = compute_metrics(metric_names, torch.cat(predictions).numpy(), torch.cat(references).numpy())
+        return {f"eval_{name}": value for name, value in scores.items()}
+
+    result = train(
+        accelerator,
+        args,
+        options,
+        model,
+        optimizer,
+        train_loader,
+        evaluate=evaluate,
+        processing_class=tokenizer,
+        task=glue_args.task_name or kind,
+        tracker_name=f"glue_{glue_args.task_name or 'custom'}",
+    )
+    extra = {}
+    if glue_args.task_name == "mnli":
+        extra["validation_mismatched"] = DataLoader(
+            limit(tokenized["validation_mismatched"]), collate_fn=collator, batch_size=args.per_device_eval_batch_size
+        )
+    if "test" in tokenized and glue_args.task_name is None:
+        extra["test"] = DataLoader(tokenized["test"], collate_fn=collator, batch_size=args.per_device_eval_batch_size)
+    evaluate_snapshots(
+        accelerator,
+        args,
+        result,
+        eval_loader,
+        None
+        if selection_set is None
+        else DataLoader(selection_set, collate_fn=collator, batch_size=args.per_device_eval_batch_size),
+        eval_split=eval_split,
+        selection_split="train_heldout",
+        dataset=f"nyu-mll/glue ({glue_args.task_name})" if glue_args.task_name else glue_args.train_file,
+        extra_reports=extra,
+    )
+    finish(accelerator)
+
+
+if __name__ == "__main__":
+    main()

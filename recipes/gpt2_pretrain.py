@@ -1,0 +1,217 @@
+"""Pretrain a GPT-2 causal LM from scratch with SGDR, snapshot every cycle, and measure the perplexity
+of every snapshot, of the snapshot ensemble (token probabilities averaged) and of the weight soup.
+
+    accelerate launch recipes/gpt2_pretrain.py --train_file ../shared/data/lm/tinyshakespeare.txt \\
+        --model_size cpu-tiny --block_size 128 --output_dir out/gpt2 --num_cycles 4 --max_train_steps 600
+
+Data: a Hub dataset (`--dataset_name/--dataset_config_name`) or text files (`--train_file`,
+`--validation_file`; without a validation file the last `--validation_split_percentage` % of the
+training text is held out). Tokenizer: `--tokenizer_name`, or a byte-level BPE trained on the training
+text (offline) and saved with the snapshots. Model: `--config_name` (e.g. gpt2) or the size flags
+(`--model_size` presets, `--n_layer/--n_head/--n_embd`). The schedule, checkpoint, tracking and push
+flags are those of `recipes/glue.py` (shared in `common.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset, DatasetDict, load_dataset
+from torch.utils.data import DataLoader
+from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    apply_lora,
+    evaluate_snapshots,
+    finish,
+    gather_for_metrics,
+    make_accelerator,
+    make_optimizer,
+    parse_arguments,
+    train,
+)
+
+#: (n_layer, n_head, n_embd) presets; "cpu-tiny" trains on 2 CPU cores in minutes.
+MODEL_SIZES = {"cpu-tiny": (2, 2, 64), "cpu-small": (4, 4, 128), "gpt2": (12, 12, 768)}
+EOS = "<|endoftext|>"
+
+
+@dataclass
+class LMArguments:
+    """Which data, tokenizer and model."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset with a 'text' column."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration."})
+    train_file: str | None = field(default=None, metadata={"help": "Training text (.txt, one document or many)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation text (reported)."})
+    validation_split_percentage: float = field(
+        default=10.0, metadata={"help": "Without a validation file: % of the training text held out (the end)."}
+    )
+    selection_split_percentage: float = field(
+        default=5.0, metadata={"help": "% of the training blocks held out to choose soups and greedy selections on."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Pretrained tokenizer (else train one)."})
+    vocab_size: int = field(default=2048, metadata={"help": "Vocabulary of the tokenizer trained on the text."})
+    config_name: str | None = field(default=None, metadata={"help": "A config to start from, e.g. gpt2."})
+    model_size: str = field(default="cpu-tiny", metadata={"help": f"Size preset: {', '.join(MODEL_SIZES)}."})
+    n_layer: int | None = field(default=None, metadata={"help": "Override the preset's layers."})
+    n_head: int | None = field(default=None, metadata={"help": "Override the preset's heads."})
+    n_embd: int | None = field(default=None, metadata={"help": "Override the preset's width."})
+    block_size: int = field(default=128, metadata={"help": "Tokens per training example (texts are grouped)."})
+    max_train_blocks: int | None = field(default=None, metadata={"help": "Use only this many training blocks."})
+    max_eval_blocks: int | None = field(default=None, metadata={"help": "Use only this many validation blocks."})
+
+    def __post_init__(self) -> None:
+        if self.dataset_name is None and self.train_file is None:
+            raise ValueError("give --dataset_name or --train_file")
+        for name in ("train_file", "validation_file"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"--{name} {path} does not exist")
+        if self.model_size not in MODEL_SIZES:
+            raise ValueError(f"--model_size must be one of {', '.join(MODEL_SIZES)}; got {self.model_size!r}")
+        if not 0 < self.validation_split_percentage < 50 or not 0 <= self.selection_split_percentage < 50:
+            raise ValueError(
+                "--validation_split_percentage must be in (0, 50) and --selection_split_percentage in [0, 50)"
+            )
+        if self.block_size < 8:
+            raise ValueError(f"--block_size must be >= 8; got {self.block_size}")
+
+
+def load_texts(args: LMArguments) -> DatasetDict:
+    """'train' and 'validation' splits with a 'text' column."""
+    if args.dataset_name is not None:
+        raw = load_dataset(args.dataset_name, args.dataset_config_name)
+    else:
+        files = {"train": args.train_file}
+        if args.validation_file:
+            files["validation"] = args.validation_file
+        raw = load_dataset("text", data_files=files, sample_by="paragraph")
+    if "validation" not in raw:
+        lines = raw["train"]["text"]
+        cut = int(len(lines) * (1 - args.validation_split_percentage / 100))
+        raw = DatasetDict(
+            {"train": Dataset.from_dict({"text": lines[:cut]}), "validation": Dataset.from_dict({"text": lines[cut:]})}
+        )
+    return raw
+
+
+def make_tokenizer(args: LMArguments, texts: list[str]) -> PreTrainedTokenizerFast:
+    """The named tokenizer, or a byte-level BPE trained on the training text (no download needed)."""
+    if args.tokenizer_name is not None:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
+    else:
+        from tokenizers import ByteLevelBPETokenizer
+
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(texts, vocab_size=args.vocab_size, min_frequency=2, special_tokens=[EOS])
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=EOS, eos_token=EOS, unk_token=EOS)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def group_blocks(tokenizer: Any, texts: list[str], block_size: int) -> Dataset:
+    """Concatenate the tokenised texts (an end-of-text token after each) and cut blocks of `block_size`."""
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    for encoded in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids.extend(encoded)
+        ids.append(eos)
+    usable = len(ids) // block_size * block_size
+    if usable == 0:
+        raise ValueError(f"the text gives {len(ids)} tokens, fewer than one block of {block_size}")
+    blocks = [ids[i : i + block_size] for i in range(0, usable, block_size)]
+    return Dataset.from_dict(
+        {"input_ids": blocks, "attention_mask": [[1] * block_size] * len(blocks), "labels": blocks}
+    )
+
+
+def make_model(args: LMArguments, tokenizer: Any) -> GPT2LMHeadModel:
+    """A fresh GPT-2 of the requested size, with the tokenizer's vocabulary and the block size."""
+    if args.config_name is not None:
+        config = AutoConfig.from_pretrained(args.config_name)
+    else:
+        n_layer, n_head, n_embd = MODEL_SIZES[args.model_size]
+        config = GPT2Config(n_layer=args.n_layer or n_layer, n_head=args.n_head or n_head, n_embd=args.n_embd or n_embd)
+    config.vocab_size = len(tokenizer)
+    config.n_positions = max(config.n_positions, args.block_size)
+    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    return GPT2LMHeadModel(config)
+
+
+def main(argv: list[str] | None = None) -> None:
+    lm_args, args, options = parse_arguments(LMArguments, argv)
+    accelerator = make_accelerator(args)
+    raw = load_texts(lm_args)
+    train_texts = [t for t in raw["train"]["text"] if t.strip()]
+    eval_texts = [t for t in raw["validation"]["text"] if t.strip()]
+    tokenizer = make_tokenizer(lm_args, train_texts)
+    blocks = group_blocks(tokenizer, train_texts, lm_args.block_size)
+    if lm_args.max_train_blocks is not None:
+        blocks = blocks.select(range(min(lm_args.max_train_blocks, len(blocks))))
+    selection = None
+    held_out = math.floor(len(blocks) * lm_args.selection_split_percentage / 100)
+    if held_out >= 1:
+        split = blocks.train_test_split(test_size=held_out, seed=args.seed, shuffle=True)
+        blocks, selection = split["train"], split["test"]
+    eval_blocks = group_blocks(tokenizer, eval_texts, lm_args.block_size)
+    if lm_args.max_eval_blocks is not None:
+        eval_blocks = eval_blocks.select(range(min(lm_args.max_eval_blocks, len(eval_blocks))))
+    for dataset in (blocks, eval_blocks, selection):
+        if dataset is not None:
+            dataset.set_format("torch")
+
+    torch.manual_seed(args.seed)
+    model = apply_lora(make_model(lm_args, tokenizer), args, "CAUSAL_LM")
+    train_loader = DataLoader(blocks, shuffle=True, batch_size=args.per_device_train_batch_size)
+    eval_loader = DataLoader(eval_blocks, batch_size=args.per_device_eval_batch_size)
+    optimizer = make_optimizer(model, args)
+    model, optimizer, train_loader, prepared_eval = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+
+    @torch.no_grad()
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        model.eval()
+        losses = []
+        for batch in prepared_eval:
+            loss = model(**batch).loss
+            losses.append(gather_for_metrics(accelerator, loss.detach().repeat(len(batch["input_ids"]))))
+        nll = float(torch.cat(losses).mean())
+        return {"eval_loss": nll, "eval_perplexity": math.exp(nll)}
+
+    result = train(
+        accelerator,
+        args,
+        options,
+        model,
+        optimizer,
+        train_loader,
+        evaluate=evaluate,
+        processing_class=tokenizer,
+        task="causal_lm",
+        tracker_name="gpt2_pretrain",
+    )
+    evaluate_snapshots(
+        accelerator,
+        args,
+        result,
+        eval_loader,
+        None if selection is None else DataLoader(selection, batch_size=args.per_device_eval_batch_size),
+        eval_split="validation",
+        selection_split="train_heldout",
+        dataset=lm_args.dataset_name or Path(lm_args.train_file).name,
+    )
+    finish(accelerator)
+
+
+if __name__ == "__main__":
+    main()
