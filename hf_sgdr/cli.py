@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
 from .schedule import SGDRSchedule, build_schedule
+from .snapshots.cli import add_snapshot_commands
 from .validation import check_float, check_int
 
 _NOT_SCHEDULE_SHAPE = {"reset_optimizer_state"}
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schedule_arguments(plot)
     plot.add_argument("-o", "--output", default="lr_schedule.png", help="PNG to write (default lr_schedule.png)")
     plot.set_defaults(handler=_plot)
+    add_snapshot_commands(commands)
     return parser
 
 

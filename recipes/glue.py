@@ -38,7 +38,6 @@ from common import (
     parse_arguments,
     train,
 )
-
 from hf_sgdr.snapshots.data import GLUE_TEXT_COLUMNS
 from hf_sgdr.snapshots.metrics import compute_metrics, metric_names_for
 

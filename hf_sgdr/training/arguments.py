@@ -2,7 +2,8 @@
 
 `SGDROptions` is a plain dataclass with help texts, so the same fields reach every front end:
 `SGDRTrainingArguments` (a `TrainingArguments` whose fields show on an `HfArgumentParser` command
-line; the schedule fields also answer to their short names, `--T_0`, `--num_cycles`, ...), `SGDRTrainer(..., sgdr_T_0=...)`, the plain-Accelerate helper and the recipes' parsers
+line; the schedule fields also answer to their short names, `--T_0`, `--num_cycles`, ...),
+`SGDRTrainer(..., sgdr_T_0=...)`, the plain-Accelerate helper and the recipes' parsers
 (`HfArgumentParser((SGDROptions, ...))`). Schedule fields default to `None`, meaning "the
 scheduler's default", so that they merge with `lr_scheduler_kwargs` without ambiguity.
 """

@@ -1,0 +1,209 @@
+"""`hf-sgdr evaluate OUTPUT_DIR ...` and `hf-sgdr push OUTPUT_DIR --repo-id ...`.
+
+`add_snapshot_commands(subparsers)` adds both to the `hf-sgdr` parser (hf_sgdr.cli wires it in);
+`python -m hf_sgdr.snapshots.cli` runs them on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .combine import METHODS
+from .metrics import GLUE_METRICS, METRICS, metric_names_for
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+_EPILOG_TOKEN = "The Hub token comes from HF_TOKEN or a stored `hf auth login`; it is never taken on the command line."
+
+
+def _as_value_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Missing files and unknown names become ValueErrors, which `hf-sgdr` reports as one line with exit 2."""
+
+    @functools.wraps(handler)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (FileNotFoundError, KeyError) as error:
+            raise ValueError(str(error).strip("'\"")) from None
+
+    return wrapped
+
+
+def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, str | None, str | None]:
+    """(dataset id, config, task): flags first, then the manifest; a GLUE config is also the task."""
+    dataset_name = args.dataset_name or ensemble.training.get("dataset_name")
+    if dataset_name is None and (ensemble.task or "") in GLUE_METRICS and not args.validation_file:
+        dataset_name = "nyu-mll/glue"
+    config = args.dataset_config_name or ensemble.training.get("dataset_config_name")
+    if config is None and dataset_name == "nyu-mll/glue":
+        config = ensemble.task
+    task = config if dataset_name == "nyu-mll/glue" else ensemble.task
+    return dataset_name, config, task
+
+
+def _dataloader(
+    args: argparse.Namespace, ensemble: Any, split: str | None, data_file: str | None, limit: int | None
+) -> DataLoader:
+    from .data import dataset_dataloader, load_split
+
+    dataset_name, config, task = _data_source(args, ensemble)
+    dataset = load_split(split, dataset_name=dataset_name, config_name=config, data_file=data_file)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return dataset_dataloader(
+        dataset,
+        ensemble.tokenizer,
+        ensemble.kind,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
+        task=task,
+        max_length=args.max_length,
+        block_size=args.block_size,
+        batch_size=args.per_device_eval_batch_size,
+    )
+
+
+@_as_value_errors
+def _evaluate(args: argparse.Namespace) -> int:
+    from .ensemble import SnapshotEnsemble
+
+    ensemble = SnapshotEnsemble.from_pretrained(
+        args.output_dir, args.revision, snapshots=args.snapshots, device=args.device
+    )
+    if ensemble.tokenizer is None:
+        raise ValueError(f"{args.output_dir} holds no tokenizer files; save the tokenizer with the snapshots")
+    dataset_name, _, task = _data_source(args, ensemble)
+    eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, args.max_eval_samples)
+    selection_loader = None
+    if args.selection_split or args.selection_file:
+        selection_loader = _dataloader(
+            args, ensemble, args.selection_split, args.selection_file, args.max_selection_samples
+        )
+    report = ensemble.evaluate(
+        eval_loader,
+        selection_loader,
+        metrics=args.metrics or metric_names_for(ensemble.kind, task),
+        method=args.method,
+        soups=not args.no_soups,
+        eval_split=args.validation_file or args.eval_split,
+        selection_split=args.selection_file or args.selection_split or "selection",
+        dataset=dataset_name,
+        json_path=args.output_json,
+    )
+    print(report.to_table())
+    if args.output_json:
+        print(f"wrote {args.output_json}")
+    return 0
+
+
+@_as_value_errors
+def _push(args: argparse.Namespace) -> int:
+    from .card import PLOT_NAME, build_card, write_schedule_plot
+    from .evaluation import EvaluationReport
+    from .hub import push_folder, resolve_source
+    from .manifest import SnapshotManifest
+
+    if not Path(args.output_dir).is_dir():
+        raise ValueError(f"OUTPUT_DIR {args.output_dir} is not a folder")
+    root, _ = resolve_source(args.output_dir)
+    manifest = SnapshotManifest.load(root)
+    report = EvaluationReport.load_json(args.results) if args.results else None
+    card = build_card(manifest, report=report, repo_id=args.repo_id, dataset=args.dataset_name)
+    extra = {"README.md": str(card).encode("utf-8")}
+    with tempfile.TemporaryDirectory(prefix="hf_sgdr-plot-") as scratch:
+        plot = Path(scratch) / PLOT_NAME
+        if write_schedule_plot(manifest, plot):
+            extra[PLOT_NAME] = plot.read_bytes()
+    info = push_folder(
+        root,
+        args.repo_id,
+        private=args.private,
+        commit_message=args.commit_message,
+        create_pr=args.create_pr,
+        revision=args.revision,
+        extra_files=extra,
+    )
+    print(f"pushed {len(manifest.snapshots)} snapshots to {args.repo_id}: {info.pr_url or info.commit_url}")
+    return 0
+
+
+def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `evaluate` and `push` subcommands (each sets `handler`, called with the parsed namespace)."""
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="evaluate every snapshot, the ensembles and the soups of a snapshot folder",
+        description="Evaluate a snapshot ensemble: each snapshot alone, the ensemble of the last k for every k, "
+        "the uniform soup, and (with a selection split) the greedy soup, greedy ensemble selection and fitted "
+        "weights chosen on the selection split. Prints a table; --output_json writes the report.",
+    )
+    evaluate.add_argument(
+        "output_dir",
+        metavar="OUTPUT_DIR",
+        help="snapshot folder, training output folder holding snapshots/, or Hub repo id",
+    )
+    evaluate.add_argument("--revision", help="Hub revision (repo ids only)")
+    evaluate.add_argument("--snapshots", nargs="+", metavar="NAME", help="use only these snapshots")
+    data = evaluate.add_argument_group("data")
+    data.add_argument("--dataset_name", help="datasets id (default: the manifest's, or nyu-mll/glue for GLUE tasks)")
+    data.add_argument("--dataset_config_name", help="dataset config (default: the GLUE task)")
+    data.add_argument("--eval_split", default="validation", help="the split reported (default: validation)")
+    data.add_argument(
+        "--selection_split", help="split that the greedy soup and selection choose on, e.g. 'train[:1000]'"
+    )
+    data.add_argument("--validation_file", help="local .txt/.csv/.json(l)/.parquet file reported instead of a split")
+    data.add_argument("--selection_file", help="local file to choose on instead of --selection_split")
+    data.add_argument("--max_eval_samples", type=int, help="evaluate on the first N examples")
+    data.add_argument("--max_selection_samples", type=int, help="choose on the first N examples")
+    data.add_argument("--text_columns", nargs="+", help="text column(s) (default: the GLUE task's, or text/sentence)")
+    data.add_argument("--label_column", default="label", help="label column (default: label)")
+    data.add_argument("--max_length", type=int, default=128, help="max tokens per example (default 128)")
+    data.add_argument("--block_size", type=int, default=128, help="causal LM: tokens per block (default 128)")
+    data.add_argument("--per_device_eval_batch_size", type=int, default=32, help="batch size (default 32)")
+    evaluate.add_argument("--metrics", nargs="+", choices=list(METRICS), help="metrics (default: the task's)")
+    methods = sorted({m for kind in METHODS.values() for m in kind} - {"weighted"})
+    evaluate.add_argument("--method", default="average", choices=methods, help="combination for the last-k ensembles")
+    evaluate.add_argument("--no_soups", action="store_true", help="skip the weight soups")
+    evaluate.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
+    evaluate.add_argument("--output_json", help="write the report as JSON here")
+    evaluate.set_defaults(handler=_evaluate)
+
+    push = subparsers.add_parser(
+        "push",
+        help="push a snapshot folder to the Hugging Face Hub in one commit, with a model card",
+        description="Verify a snapshot folder and upload it (manifest, tokenizer, snapshots, a fresh model card "
+        "and the schedule plot) to a Hub model repo in one commit.",
+        epilog=_EPILOG_TOKEN,
+    )
+    push.add_argument(
+        "output_dir", metavar="OUTPUT_DIR", help="snapshot folder or training output folder holding snapshots/"
+    )
+    push.add_argument("--repo-id", "--repo_id", "--hub_model_id", dest="repo_id", required=True, help="namespace/name")
+    push.add_argument("--private", action="store_true", default=None, help="create the repo private")
+    push.add_argument("--commit-message", "--commit_message", dest="commit_message", help="commit message")
+    push.add_argument("--create-pr", "--create_pr", dest="create_pr", action="store_true", help="open a pull request")
+    push.add_argument("--revision", help="branch to commit to (default: main)")
+    push.add_argument("--results", help="report JSON from `hf-sgdr evaluate --output_json` for the card")
+    push.add_argument("--dataset_name", help="dataset id for the card (default: the report's or the manifest's)")
+    push.set_defaults(handler=_push)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `evaluate` or `push` on their own; a bad value exits with status 2 and a one-line message."""
+    parser = argparse.ArgumentParser(prog="hf-sgdr", description=__doc__)
+    add_snapshot_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as error:
+        parser.exit(2, f"hf-sgdr {args.command}: error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

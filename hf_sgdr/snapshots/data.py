@@ -1,0 +1,115 @@
+"""Dataloaders for the ensemble: texts (or a `datasets` split) tokenised once and collated with padding.
+
+Used by the card's usage snippet, the `hf-sgdr evaluate` command and the benchmark; any dataloader that
+yields dicts of tensors (with `labels` for evaluation) works with `SnapshotEnsemble` too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+#: Text columns of the GLUE tasks (second one for sentence pairs).
+GLUE_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "cola": ("sentence",),
+    "sst2": ("sentence",),
+    "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"),
+    "stsb": ("sentence1", "sentence2"),
+    "mnli": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"),
+}
+_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def text_dataloader(
+    tokenizer: Any,
+    texts: Sequence[str],
+    text_pairs: Sequence[str] | None = None,
+    labels: Sequence[int | float] | None = None,
+    *,
+    max_length: int = 128,
+    batch_size: int = 32,
+) -> DataLoader:
+    """Tokenise `texts` (and `text_pairs`) once; batches are padded to their longest member."""
+    from transformers import DataCollatorWithPadding
+
+    if text_pairs is not None and len(text_pairs) != len(texts):
+        raise ValueError(f"text_pairs must have one entry per text ({len(texts)}); got {len(text_pairs)}")
+    if labels is not None and len(labels) != len(texts):
+        raise ValueError(f"labels must have one entry per text ({len(texts)}); got {len(labels)}")
+    encoded = tokenizer(
+        list(texts), None if text_pairs is None else list(text_pairs), truncation=True, max_length=max_length
+    )
+    features = [{key: values[i] for key, values in encoded.items()} for i in range(len(texts))]
+    if labels is not None:
+        for feature, label in zip(features, labels, strict=True):
+            feature["labels"] = label
+    return DataLoader(features, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer))
+
+
+def lm_dataloader(tokenizer: Any, texts: Sequence[str], *, block_size: int = 128, batch_size: int = 8) -> DataLoader:
+    """Concatenate the tokenised texts and cut them into blocks of `block_size` tokens (the remainder is dropped
+    unless there is less than one block); each block predicts its own tokens."""
+    ids = [token for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for token in ids]
+    if not ids:
+        raise ValueError("texts produced no tokens")
+    size = min(block_size, len(ids))
+    blocks = torch.tensor(ids[: len(ids) // size * size]).view(-1, size)
+    features = [{"input_ids": block, "attention_mask": torch.ones_like(block), "labels": block} for block in blocks]
+    return DataLoader(features, batch_size=batch_size)
+
+
+def load_split(
+    split: str, *, dataset_name: str | None = None, config_name: str | None = None, data_file: str | None = None
+) -> Any:
+    """A `datasets` split from the Hub (or the offline cache) or from a local .txt/.csv/.json(l)/.parquet file."""
+    from datasets import load_dataset
+
+    if data_file is not None:
+        builder = _FILE_BUILDERS.get(os.path.splitext(data_file)[1].lower())
+        if builder is None:
+            raise ValueError(f"data file {data_file!r} must end in one of {', '.join(_FILE_BUILDERS)}")
+        return load_dataset(builder, data_files={"data": data_file}, split="data")
+    if dataset_name is None:
+        raise ValueError("pass a dataset name (--dataset_name) or a local file")
+    return load_dataset(dataset_name, config_name, split=split)
+
+
+def dataset_dataloader(
+    dataset: Any,
+    tokenizer: Any,
+    kind: str,
+    *,
+    text_columns: Sequence[str] | None = None,
+    label_column: str = "label",
+    task: str | None = None,
+    max_length: int = 128,
+    block_size: int = 128,
+    batch_size: int = 32,
+) -> DataLoader:
+    """The dataloader for a `datasets` split: texts (and pairs) with labels, or LM blocks of its text column."""
+    columns = tuple(text_columns or GLUE_TEXT_COLUMNS.get((task or "").lower(), ()))
+    if not columns:
+        columns = next(((c,) for c in ("text", "sentence") if c in dataset.column_names), ())
+    missing = [c for c in columns if c not in dataset.column_names]
+    if not columns or missing:
+        raise ValueError(
+            f"text columns {list(columns) or '(none found)'} not in the dataset's columns {dataset.column_names}; "
+            "pass --text_columns"
+        )
+    if kind == "causal_lm":
+        texts = [text for text in dataset[columns[0]] if text.strip()]
+        return lm_dataloader(tokenizer, texts, block_size=block_size, batch_size=batch_size)
+    if label_column not in dataset.column_names:
+        raise ValueError(f"label column {label_column!r} not in the dataset's columns {dataset.column_names}")
+    pairs = dataset[columns[1]] if len(columns) > 1 else None
+    return text_dataloader(
+        tokenizer, dataset[columns[0]], pairs, dataset[label_column], max_length=max_length, batch_size=batch_size
+    )

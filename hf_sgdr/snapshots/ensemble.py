@@ -1,0 +1,641 @@
+"""`SnapshotEnsemble`: M snapshots of one SGDR run used as one model.
+
+Two ways in: the seed API (`SnapshotEnsemble(max_snapshots=5)`, `add_model(model)` after each cycle,
+`predict(dataloader)`) and the Hugging Face one (`from_pretrained` a snapshot folder or Hub repo,
+`save_pretrained`, `push_to_hub`). Members are kept off the compute device (CPU copies, or files on
+disk) and computed one at a time in a single module; see `runners` for the memory bound.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..atomic import atomic_write_text
+from ..schedule import SGDRSchedule
+from ..validation import check_int
+from .combine import check_method, combine, fit_weights, normalize_weights
+from .evaluation import EvaluationReport, run_evaluation
+from .loading import auto_model_class, load_model, load_state_dict, read_ahead, verify_folder
+from .manifest import SnapshotManifest, SnapshotRecord, check_relative_name
+from .metrics import TASK_KINDS, compute_metrics, metric_names_for
+from .outputs import collect_member_outputs, materialize
+from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
+from .storage import write_snapshot_folder
+
+logger = logging.getLogger(__name__)
+
+#: Auto classes whose outputs the ensemble knows how to combine.
+SUPPORTED_AUTO_CLASSES = ("AutoModelForSequenceClassification", "AutoModelForCausalLM")
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")
+
+
+@dataclass
+class EnsemblePrediction:
+    """The ensemble's output on one dataloader (see `combine.Combined` for what `scores` holds)."""
+
+    kind: str
+    task: str | None
+    method: str
+    members: list[str]
+    weights: list[float]
+    scores: torch.Tensor
+    predictions: torch.Tensor
+    labels: torch.Tensor | None
+    member_outputs: torch.Tensor
+
+    def metrics(self, names: Sequence[str] | None = None) -> dict[str, float]:
+        """Task metrics of the ensemble (default: the task's; labels needed except for a causal LM)."""
+        names = metric_names_for(self.kind, self.task, names)
+        if self.kind != "causal_lm" and self.labels is None:
+            raise ValueError("metrics need labels: the dataloader had no 'labels' or 'label' column")
+        labels = None if self.labels is None else self.labels.numpy()
+        return compute_metrics(names, self.predictions.numpy(), labels)
+
+    @property
+    def perplexity(self) -> float:
+        """Causal LM only: exp(mean NLL) of the probability-averaged ensemble."""
+        if self.kind != "causal_lm":
+            raise ValueError(f"perplexity applies to causal_lm predictions; these are {self.kind}")
+        return compute_metrics(["perplexity"], self.predictions.numpy(), None)["perplexity"]
+
+
+@dataclass
+class _Member:
+    record: SnapshotRecord
+    folder: Path | None = None  # a verified snapshot folder on disk
+    state: StateDict | None = None  # a CPU copy of a full model's weights (add_model)
+
+
+def _is_peft(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def _cpu_copy(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """Detached CPU copies; tensors that alias each other (tied weights) stay one copy."""
+    copies: dict[tuple[int, tuple[int, ...], torch.dtype], torch.Tensor] = {}
+    out = {}
+    for name, tensor in state.items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
+        if key not in copies or tensor.numel() == 0:
+            copies[key] = tensor.detach().to("cpu", copy=True)
+        out[name] = copies[key]
+    return out
+
+
+def _auto_class_of(model: nn.Module) -> str | None:
+    """The supported AutoModel class that builds `model`'s class from its config, if any."""
+    import transformers
+
+    config = getattr(model, "config", None)
+    for name in SUPPORTED_AUTO_CLASSES:
+        try:
+            if getattr(transformers, name)._model_mapping[type(config)] is type(model):
+                return name
+        except (KeyError, AttributeError):
+            continue
+    return None
+
+
+def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str | None) -> str:
+    if auto_class == "AutoModelForCausalLM":
+        return "causal_lm"
+    if problem_type == "regression" or num_labels == 1:
+        return "regression"
+    return "classification"
+
+
+def _library_versions(snapshot_type: str | None) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"hf_sgdr": __version__}
+    names = ["torch", "transformers", "safetensors", "huggingface_hub"]
+    for name in [*names, "peft"] if snapshot_type == "peft_adapter" else names:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+class SnapshotEnsemble:
+    """An ensemble of snapshots (the weights at the end of each SGDR cycle).
+
+    Args:
+        max_snapshots: Keep at most this many (the most recent) snapshots added with `add_model`.
+        tokenizer: Saved with the ensemble and exposed as `.tokenizer`.
+        task: Task name (a GLUE name such as "sst2" selects the GLUE metrics).
+        kind: "classification", "regression" or "causal_lm"; inferred from the models when None.
+        schedule: The SGDR schedule that produced the snapshots (`SGDRSchedule` or its `to_dict()`).
+        training: Free-form training facts recorded in the manifest (dataset, learning rate, budget, ...).
+        device: Compute device (default: CUDA if available, else CPU). Members never all live there.
+        progress: Show progress bars (on the main process only).
+    """
+
+    def __init__(
+        self,
+        max_snapshots: int = 5,
+        *,
+        tokenizer: Any = None,
+        task: str | None = None,
+        kind: str | None = None,
+        schedule: SGDRSchedule | dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
+        device: str | torch.device | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.max_snapshots = check_int("max_snapshots", max_snapshots, minimum=1)
+        if kind is not None and kind not in TASK_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(TASK_KINDS)}; got {kind!r}")
+        self.tokenizer = tokenizer
+        self.task = task
+        self.schedule = schedule.to_dict() if isinstance(schedule, SGDRSchedule) else schedule
+        self.training = dict(training or {})
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.progress = progress
+        self.snapshot_type: str | None = None
+        self.auto_class: str | None = None
+        self.base_model: str | None = None
+        self.source: Path | None = None
+        self.last_report: EvaluationReport | None = None
+        self._kind = kind
+        self._model_kwargs: dict[str, Any] = {}
+        self._members: list[_Member] = []
+        self._runner: ModelRunner | AdapterRunner | None = None
+        self._template: nn.Module | None = None  # the module that add_model's CPU copies are loaded into
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def num_snapshots(self) -> int:
+        """How many snapshots the ensemble holds."""
+        return len(self._members)
+
+    @property
+    def snapshot_names(self) -> list[str]:
+        """The snapshots' names, oldest first."""
+        return [member.record.name for member in self._members]
+
+    @property
+    def records(self) -> list[SnapshotRecord]:
+        """The snapshots' manifest records (cycle, steps, lr, metrics), oldest first."""
+        return [member.record for member in self._members]
+
+    @property
+    def kind(self) -> str:
+        """What the outputs are: "classification", "regression" or "causal_lm"."""
+        return self._kind or "classification"
+
+    @property
+    def resident_models_peak(self) -> int:
+        """Most model-sized weight sets alive at once during this ensemble's computations (see `runners`)."""
+        return 0 if self._runner is None else self._runner.tracker.peak
+
+    def __repr__(self) -> str:
+        return (
+            f"SnapshotEnsemble({self.num_snapshots} {self.snapshot_type or 'empty'} snapshots, kind={self.kind}, "
+            f"max_snapshots={self.max_snapshots}, device={self.device})"
+        )
+
+    # ------------------------------------------------------------------ seed API
+    def add_model(
+        self,
+        model: nn.Module,
+        *,
+        name: str | None = None,
+        cycle: int | None = None,
+        global_step: int = 0,
+        scheduler_step: int = 0,
+        epoch: float | None = None,
+        lr: Sequence[float] = (),
+        train_loss: float | None = None,
+        eval_metrics: dict[str, float] | None = None,
+    ) -> SnapshotRecord:
+        """Add a snapshot: a CPU copy of `model`'s weights (of its adapter, for a PEFT model).
+
+        The oldest snapshot is dropped beyond `max_snapshots`. The model itself is left untouched. The copies
+        live in CPU memory (K models for full-model snapshots); for large models write the snapshots to disk
+        during training and use `from_pretrained`, which keeps at most two models in memory.
+        """
+        cycle = (self._members[-1].record.cycle + 1 if self._members else 0) if cycle is None else cycle
+        name = check_relative_name(name or f"cycle-{cycle:03d}", "name")
+        if name in self.snapshot_names:
+            raise ValueError(f"name {name!r} is already a snapshot of this ensemble; pass another name")
+        record = SnapshotRecord(
+            name,
+            cycle,
+            global_step,
+            scheduler_step,
+            epoch,
+            [float(x) for x in lr],
+            train_loss,
+            dict(eval_metrics) if eval_metrics else None,
+        )
+        if _is_peft(model):
+            self._add_adapter(model, record)
+        else:
+            self._add_full_model(model, record)
+        while len(self._members) > self.max_snapshots:
+            dropped = self._members.pop(0)
+            if isinstance(self._runner, AdapterRunner):
+                self._runner.model.delete_adapter(dropped.record.name)
+            logger.info(
+                "max_snapshots=%d reached: dropped the oldest snapshot %s", self.max_snapshots, dropped.record.name
+            )
+        return record
+
+    def _claim(self, snapshot_type: str, base: nn.Module) -> None:
+        if self.snapshot_type not in (None, snapshot_type):
+            raise ValueError(f"this ensemble holds {self.snapshot_type} snapshots; cannot add a {snapshot_type}")
+        self.snapshot_type = snapshot_type
+        if self.auto_class is None:
+            self.auto_class = _auto_class_of(base)
+        config = getattr(base, "config", None)
+        if self._kind is None:
+            self._kind = _kind_from(
+                self.auto_class, getattr(config, "num_labels", None), getattr(config, "problem_type", None)
+            )
+        self.base_model = self.base_model or getattr(config, "_name_or_path", None) or None
+
+    def _add_full_model(self, model: nn.Module, record: SnapshotRecord) -> None:
+        self._claim("full_model", model)
+        if self._template is None:
+            self._template = copy.deepcopy(model).to("cpu")
+        if self._runner is None:
+            self._runner = self._model_runner()
+        self._members.append(_Member(record, state=_cpu_copy(model.state_dict())))
+
+    def _add_adapter(self, model: nn.Module, record: SnapshotRecord) -> None:
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        self._claim("peft_adapter", model.get_base_model())
+        adapter = model.active_adapter
+        self.base_model = model.peft_config[adapter].base_model_name_or_path or self.base_model
+        if self._runner is None:
+            self._runner = AdapterRunner(copy.deepcopy(model).to("cpu"), lambda: self.snapshot_names, self.device)
+        holder = self._runner.model
+        holder.add_adapter(record.name, model.peft_config[adapter])
+        set_peft_model_state_dict(
+            holder, _cpu_copy(get_peft_model_state_dict(model, adapter_name=adapter)), record.name
+        )
+        self._members.append(_Member(record))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | os.PathLike[str],
+        revision: str | None = None,
+        *,
+        snapshots: Sequence[str] | int | None = None,
+        device: str | torch.device | None = None,
+        base_model: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        endpoint: str | None = None,
+        progress: bool = True,
+        **model_kwargs: Any,
+    ) -> SnapshotEnsemble:
+        """Load an ensemble from a snapshot folder (or a training output folder holding `snapshots/`) or a Hub repo.
+
+        Args:
+            path_or_repo_id: Local folder, or Hub repo id (downloaded with `huggingface_hub`, which honours
+                `HF_HUB_OFFLINE` and the cache).
+            revision: Hub branch, tag or commit (Hub repos only).
+            snapshots: Names of the snapshots to use, or an int n for the last n (default: all).
+            base_model: Base model of PEFT snapshots (default: the manifest's).
+            model_kwargs: Passed to `from_pretrained` of the models (e.g. `dtype=torch.bfloat16`).
+
+        Every selected snapshot is verified first (paths, safetensors only, sizes, checksums, headers).
+        """
+        from .hub import resolve_source
+
+        root, containment = resolve_source(
+            path_or_repo_id,
+            revision,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            endpoint=endpoint,
+        )
+        names = _select(SnapshotManifest.load(root), snapshots)
+        manifest, records = verify_folder(root, names, containment)
+        auto_model_class(manifest.auto_class)
+        ensemble = cls(
+            max(1, len(records)),
+            tokenizer=_load_tokenizer(root),
+            task=manifest.task,
+            schedule=manifest.schedule,
+            training=manifest.training,
+            device=device,
+            progress=progress,
+        )
+        ensemble.snapshot_type, ensemble.source = manifest.snapshot_type, root
+        ensemble.auto_class = manifest.auto_class
+        ensemble.base_model = base_model or manifest.base_model
+        ensemble._model_kwargs = model_kwargs
+        ensemble._members = [_Member(record, folder=root / record.name) for record in records]
+        if not records:
+            return ensemble
+        if manifest.snapshot_type == "full_model":
+            first = ensemble._members[0].folder
+            ensemble._runner = ensemble._model_runner()
+            config = json.loads((first / "config.json").read_text(encoding="utf-8"))
+            num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
+            ensemble._kind = _kind_from(manifest.auto_class, num_labels, config.get("problem_type"))
+        else:
+            from .adapters import load_adapter_model
+
+            model = load_adapter_model(
+                [m.folder for m in ensemble._members],
+                ensemble.snapshot_names,
+                manifest.auto_class,
+                ensemble.base_model,
+                **model_kwargs,
+            )
+            ensemble._runner = AdapterRunner(model, lambda: ensemble.snapshot_names, ensemble.device)
+            config = model.get_base_model().config
+            ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
+        return ensemble
+
+    def _model_runner(self) -> ModelRunner:
+        return ModelRunner(self._load_module, self._load_state, self._prefetch_member, self.device)
+
+    def _load_module(self, index: int, writable: bool) -> nn.Module:
+        """Member `index` as a module: the template holding its CPU copy, or its verified folder loaded.
+
+        `writable` loads without memory-mapping: a soup is accumulated in that module, and writing into a
+        private file mapping would keep the file's pages resident on top of the written ones.
+        """
+        member = self._members[index]
+        if member.state is not None:
+            copy_state(self._template, member.state)
+            return self._template
+        options = {**self._model_kwargs, "disable_mmap": True} if writable else self._model_kwargs
+        module = load_model(member.folder, self.auto_class, **options)
+        self._runner.tracker.count_load()
+        return module
+
+    def _load_state(self, index: int) -> StateDict:
+        """Member `index`'s weights: its CPU copy, or its verified folder read through `from_pretrained`."""
+        member = self._members[index]
+        if member.state is not None:
+            return member.state
+        state = load_state_dict(member.folder, self.auto_class, **self._model_kwargs)
+        self._runner.tracker.track(state)
+        self._runner.tracker.count_load()
+        return state
+
+    def _prefetch_member(self, index: int) -> None:
+        """Read member `index`'s files ahead of time (page cache), so loading it does not wait for the disk."""
+        member = self._members[index]
+        if member.folder is not None:
+            read_ahead(member.folder, member.record.files)
+
+    # ------------------------------------------------------------------ prediction
+    def _require_members(self) -> ModelRunner | AdapterRunner:
+        if not self._members or self._runner is None:
+            raise ValueError("the ensemble has no snapshots: add_model() or from_pretrained() first")
+        return self._runner
+
+    def predict(
+        self,
+        dataloader: Iterable[Mapping[str, torch.Tensor]],
+        method: str = "average",
+        weights: Sequence[float] | None = None,
+        *,
+        selection_dataloader: Iterable[Mapping[str, torch.Tensor]] | None = None,
+    ) -> EnsemblePrediction:
+        """Combine every snapshot's outputs on `dataloader` with `method`.
+
+        Methods: classification "average" (mean of probabilities), "logits" (mean of logits), "vote",
+        "weighted" (mean of probabilities with `weights`, or weights fitted on `selection_dataloader`);
+        regression "average"/"weighted" (mean prediction); causal LM "average"/"weighted" (mixture of the
+        token probabilities: the ensemble's likelihood and perplexity).
+        """
+        runner = self._require_members()
+        check_method(self.kind, method)
+        fit = method == "weighted" and weights is None
+        if fit and selection_dataloader is None:
+            raise ValueError("method='weighted' needs weights=[...] or a selection_dataloader to fit them on")
+        batch_sets = [materialize(dataloader)]
+        if fit:
+            batch_sets.append(materialize(selection_dataloader))
+        outputs = collect_member_outputs(
+            runner, range(self.num_snapshots), batch_sets, self.kind, progress=self.progress
+        )
+        if fit:
+            weights = fit_weights(outputs[1], batch_sets[1].example_labels(), self.kind)
+        combined = combine(outputs[0], self.kind, method, weights)
+        used = normalize_weights(weights if method == "weighted" else None, self.num_snapshots).tolist()
+        return EnsemblePrediction(
+            self.kind,
+            self.task,
+            method,
+            self.snapshot_names,
+            used,
+            combined.scores,
+            combined.predictions,
+            batch_sets[0].example_labels(),
+            outputs[0],
+        )
+
+    def evaluate(
+        self,
+        eval_dataloader: Iterable[Mapping[str, torch.Tensor]],
+        selection_dataloader: Iterable[Mapping[str, torch.Tensor]] | None = None,
+        *,
+        metrics: Sequence[str] | None = None,
+        method: str = "average",
+        soups: bool = True,
+        eval_split: str = "eval",
+        selection_split: str = "selection",
+        dataset: str | None = None,
+        json_path: str | os.PathLike[str] | None = None,
+        print_table: bool = False,
+    ) -> EvaluationReport:
+        """Report every snapshot alone, the ensemble of the last k for every k, and the soups.
+
+        With `selection_dataloader` (a split other than the reported one), also the greedy soup, greedy
+        ensemble selection and fitted weights, all chosen on it and reported on `eval_dataloader`.
+        """
+        runner = self._require_members()
+        if selection_dataloader is not None and (
+            selection_dataloader is eval_dataloader or selection_split == eval_split
+        ):
+            raise ValueError(
+                f"selection_dataloader must be a different split from the reported one (eval_split={eval_split!r}, "
+                f"selection_split={selection_split!r}); choosing on the reported split overstates the results"
+            )
+        names = metric_names_for(self.kind, self.task, metrics)
+        check_method(self.kind, method)
+        eval_batches = materialize(eval_dataloader)
+        selection_batches = None if selection_dataloader is None else materialize(selection_dataloader)
+        rows = run_evaluation(
+            runner,
+            self.snapshot_names,
+            self.kind,
+            eval_batches,
+            selection_batches,
+            names,
+            method=method,
+            soups=soups,
+            progress=self.progress,
+        )
+        labels = eval_batches.example_labels()
+        report = EvaluationReport(
+            kind=self.kind,
+            method=method,
+            metrics=list(names),
+            eval_split=eval_split,
+            selection_split=None if selection_batches is None else selection_split,
+            task=self.task,
+            dataset=dataset or self.training.get("dataset_name"),
+            num_eval_items=0 if labels is None else len(labels),
+            resident_models_peak=runner.tracker.peak,
+            rows=rows,
+        )
+        self.last_report = report
+        if json_path is not None:
+            report.save_json(json_path)
+        if print_table:
+            print(report.to_table())
+        return report
+
+    # ------------------------------------------------------------------ saving and pushing
+    def manifest(self, records: Sequence[SnapshotRecord] | None = None) -> SnapshotManifest:
+        """The root config of this ensemble (what `save_pretrained` writes as manifest.json)."""
+        return SnapshotManifest(
+            snapshot_type=self.snapshot_type or "full_model",
+            auto_class=self.auto_class,
+            base_model=self.base_model,
+            task=self.task,
+            schedule=self.schedule,
+            training=self.training,
+            library_versions=_library_versions(self.snapshot_type),
+            snapshots=list(records or self.records),
+        )
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        *,
+        report: EvaluationReport | None = None,
+        dataset: str | None = None,
+        repo_id: str | None = None,
+    ) -> Path:
+        """Write the snapshot folder: one subfolder per snapshot, tokenizer, schedule plot, model card, manifest.
+
+        Each snapshot folder is written atomically with its checksums; manifest.json is written last.
+        `report` (default: the last `evaluate`) fills the card's results table.
+        """
+        from .card import PLOT_NAME, build_card, write_schedule_plot
+
+        self._require_members()
+        root = Path(save_directory)
+        root.mkdir(parents=True, exist_ok=True)
+        records = []
+        for member in self._members:
+            files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
+            records.append(replace(member.record, files=files))
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(root)
+        manifest = self.manifest(records)
+        has_plot = write_schedule_plot(manifest, root / PLOT_NAME)
+        card = build_card(
+            manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset, has_plot=has_plot
+        )
+        atomic_write_text(root / "README.md", str(card))
+        manifest.save(root)
+        return root
+
+    def _save_member(self, member: _Member, folder: Path) -> None:
+        if member.folder is not None:
+            for name in member.record.files:
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(member.folder / name, folder / name)
+        elif isinstance(self._runner, AdapterRunner):
+            from .adapters import save_adapter
+
+            save_adapter(self._runner.model, member.record.name, folder)
+        else:
+            if not hasattr(self._template, "save_pretrained"):
+                raise TypeError(
+                    "save_pretrained needs transformers models (PreTrainedModel or a PEFT model); "
+                    f"got {type(self._template).__name__}"
+                )
+            copy_state(self._template, member.state)
+            self._template.save_pretrained(folder)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        create_pr: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        endpoint: str | None = None,
+        report: EvaluationReport | None = None,
+        dataset: str | None = None,
+    ) -> Any:
+        """Save to a temporary folder and upload it to `repo_id` in one commit (create_repo, then create_commit).
+
+        The token comes from `token`, else `HF_TOKEN` or the stored login; it is never logged or written.
+        Returns huggingface_hub's `CommitInfo`.
+        """
+        from .hub import push_folder
+
+        with tempfile.TemporaryDirectory(prefix="hf_sgdr-push-") as folder:
+            self.save_pretrained(folder, report=report, dataset=dataset, repo_id=repo_id)
+            return push_folder(
+                folder,
+                repo_id,
+                private=private,
+                commit_message=commit_message,
+                commit_description=commit_description,
+                create_pr=create_pr,
+                revision=revision,
+                token=token,
+                endpoint=endpoint,
+            )
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _select(manifest: SnapshotManifest, snapshots: Sequence[str] | int | None) -> list[str]:
+    names = [record.name for record in manifest.snapshots]
+    if snapshots is None:
+        return names
+    if isinstance(snapshots, int) and not isinstance(snapshots, bool):
+        count = check_int("snapshots", snapshots, minimum=1, maximum=len(names))
+        return names[len(names) - count :]
+    unknown = [name for name in snapshots if name not in names]
+    if unknown:
+        raise ValueError(f"snapshots {unknown} are not in the manifest; it lists {names}")
+    return list(snapshots)
+
+
+def _load_tokenizer(root: Path) -> Any:
+    if not any((root / name).is_file() for name in _TOKENIZER_FILES):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(root, local_files_only=True, trust_remote_code=False)

@@ -1,0 +1,149 @@
+"""The Hub side: where an ensemble comes from (local folder or repo) and how a snapshot folder is pushed.
+
+Downloads fetch the manifest first and then only what it lists (plus tokenizer files, card and plot),
+so a pickle in the repo is never even downloaded. A push verifies the folder, then creates the repo and
+uploads everything in one commit. The token is resolved by `huggingface_hub` (argument, `HF_TOKEN`,
+stored login) and is never logged or written anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .loading import PICKLE_SUFFIXES, pickle_refusal, root_files, verify_folder
+from .manifest import MANIFEST_NAME, SnapshotManifest
+
+logger = logging.getLogger(__name__)
+
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
+#: Root files fetched besides the manifest-listed snapshots: tokenizer/processor files, the card and the plot.
+ROOT_PATTERNS = [
+    MANIFEST_NAME,
+    "README.md",
+    "schedule.png",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+]
+
+
+def _cache_repo_folder(folder: Path) -> Path:
+    """The repo folder of a Hugging Face cache snapshot (its files link into `blobs/` there), else `folder`."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent
+    return folder
+
+
+def resolve_source(
+    path_or_repo_id: str | os.PathLike[str],
+    revision: str | None = None,
+    *,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    endpoint: str | None = None,
+) -> tuple[Path, Path]:
+    """(snapshot folder, folder no path may escape) for a local folder, a training output folder, or a repo id."""
+    path = Path(path_or_repo_id)
+    if path.exists():
+        if revision is not None:
+            raise ValueError(f"revision applies to Hub repos; {path} is a local folder")
+        if not (path / MANIFEST_NAME).is_file() and (path / "snapshots" / MANIFEST_NAME).is_file():
+            path = path / "snapshots"
+        return path, path
+    if not _REPO_ID.match(str(path_or_repo_id)):
+        raise FileNotFoundError(f"{path_or_repo_id} is neither an existing folder nor a Hub repo id (namespace/name)")
+    folder = download(
+        str(path_or_repo_id),
+        revision,
+        token=token,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        endpoint=endpoint,
+    )
+    return folder, _cache_repo_folder(folder)
+
+
+def download(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    endpoint: str | None = None,
+) -> Path:
+    """Fetch the manifest, refuse listed pickles, then fetch the listed files (cache and HF_HUB_OFFLINE honoured)."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    common = dict(
+        revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only, endpoint=endpoint
+    )
+    manifest_path = Path(hf_hub_download(repo_id, MANIFEST_NAME, **common))
+    manifest = SnapshotManifest.load(manifest_path.parent)
+    wanted = list(ROOT_PATTERNS)
+    for record in manifest.snapshots:
+        for name in record.files:
+            if name.lower().endswith(PICKLE_SUFFIXES):
+                raise pickle_refusal(f"{repo_id}/{record.name}/{name}")
+            wanted.append(f"{record.name}/{name}")
+    return Path(snapshot_download(repo_id, allow_patterns=wanted, **common))
+
+
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    create_pr: bool = False,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    endpoint: str | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Any:
+    """Upload a verified snapshot folder to `repo_id` in one commit; `extra_files` (e.g. a fresh card) override.
+
+    Uploaded: the root files (manifest, tokenizer, card, plot; no pickles, no temporaries) and each snapshot's
+    manifest-listed files. Returns huggingface_hub's `CommitInfo`.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    root = Path(folder)
+    manifest, records = verify_folder(root)
+    extra = dict(extra_files or {})
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in extra.items()]
+    for path in root_files(root):
+        if path.name not in extra:
+            operations.append(CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)))
+    for record in records:
+        for name in record.files:
+            operations.append(CommitOperationAdd(f"{record.name}/{name}", str(root / record.name / name)))
+    message = commit_message or f"Upload {manifest.snapshot_type} snapshot ensemble ({len(records)} snapshots)"
+    api = HfApi(endpoint=endpoint, token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.create_commit(
+        repo_id,
+        operations,
+        commit_message=message,
+        commit_description=commit_description,
+        create_pr=create_pr,
+        revision=revision,
+    )
+    logger.info("pushed %d files to %s: %s", len(operations), repo_id, getattr(info, "commit_url", info))
+    return info

@@ -1,0 +1,258 @@
+"""Safe loading of snapshot folders that may come from someone else's repo.
+
+Before any weight is read: every path stays inside the folder (no `..`, no absolute path, no symlink out),
+only safetensors are accepted (pickles such as `pytorch_model.bin` can run code when unpickled), every
+file the manifest lists is present with its size and SHA-256, nothing unlisted hides in a snapshot
+folder, and each safetensors header is consistent with the file (an enormous declared tensor is refused
+before anything is allocated). Errors name the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..atomic import TMP_PREFIX, sha256_file
+from .manifest import SnapshotManifest, SnapshotRecord
+
+logger = logging.getLogger(__name__)
+
+#: Serialisations that unpickle (and so can execute code) when loaded.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".h5", ".msgpack")
+#: Files each kind of snapshot must list: (weights alternatives, other required files).
+REQUIRED_FILES = {
+    "full_model": (("model.safetensors", "model.safetensors.index.json"), ("config.json",)),
+    "peft_adapter": (("adapter_model.safetensors",), ("adapter_config.json",)),
+}
+#: safetensors' own limit on the JSON header.
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+_DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "F8_E8M0": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+    "C64": 8,
+}
+_AUTO_CLASS = re.compile(r"^AutoModel[A-Za-z0-9]*$")
+_READ_CHUNK = 1 << 20
+
+
+class SnapshotLoadError(ValueError):
+    """A snapshot file that is missing, corrupt, unsafe or not what the manifest says."""
+
+
+def pickle_refusal(path: str) -> SnapshotLoadError:
+    """The error for a pickle-based file, with the reason and the way out."""
+    return SnapshotLoadError(
+        f"refusing {path}: it is a pickle-based checkpoint, and unpickling can execute arbitrary code. hf_sgdr "
+        "loads safetensors only; re-save the model with save_pretrained() (safetensors is the default) or "
+        "convert the file with the safetensors 'convert' tool."
+    )
+
+
+def contained(path: Path, containment: Path, what: str) -> Path:
+    """`path` if it (after resolving symlinks) lies inside `containment`, else `SnapshotLoadError`."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(containment.resolve()):
+        raise SnapshotLoadError(f"{what} resolves to {resolved}, outside {containment}: refusing a path that escapes")
+    return path
+
+
+def check_safetensors_header(path: Path) -> dict[str, Any]:
+    """Validate a safetensors file's header against its size without reading any tensor; return the header.
+
+    Refused: a header longer than the file or than 100 MiB, unknown dtypes, a tensor whose declared shape
+    does not match its byte span, spans that overlap, leave holes, or run past the end (truncation).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise SnapshotLoadError(f"{path} is not a safetensors file: {size} bytes, shorter than its 8-byte prefix")
+        header_size = int.from_bytes(prefix, "little")
+        if header_size > min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise SnapshotLoadError(
+                f"{path} declares a {header_size}-byte header but holds {size} bytes (truncated or not safetensors)"
+            )
+        try:
+            header = json.loads(handle.read(header_size))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise SnapshotLoadError(f"{path} has an unreadable safetensors header: {error}") from None
+    if not isinstance(header, dict):
+        raise SnapshotLoadError(f"{path} has a safetensors header that is not a JSON object")
+    data_size = size - 8 - header_size
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise SnapshotLoadError(f"{path}: tensor {name!r} has a malformed header entry") from None
+        if dtype not in _DTYPE_BYTES:
+            raise SnapshotLoadError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in [*shape, begin, end]):
+            raise SnapshotLoadError(f"{path}: tensor {name!r} has a malformed shape or offsets")
+        declared = math.prod(shape) * _DTYPE_BYTES[dtype]
+        if declared != end - begin:
+            raise SnapshotLoadError(
+                f"{path}: tensor {name!r} declares shape {shape} ({declared} bytes of {dtype}) "
+                f"but occupies {end - begin} bytes; refusing before allocating it"
+            )
+        if end > data_size:
+            raise SnapshotLoadError(
+                f"{path}: tensor {name!r} ends at byte {end} of a {data_size}-byte data section (truncated file?)"
+            )
+        spans.append((begin, end))
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise SnapshotLoadError(f"{path}: tensor data overlaps or leaves a hole at byte {position}")
+        position = end
+    if position != data_size:
+        raise SnapshotLoadError(f"{path}: {data_size - position} bytes after the last tensor (not a safetensors file)")
+    return header
+
+
+def _listed_on_disk(folder: Path) -> list[str]:
+    """Every entry under `folder` (files, symlinks, folders that are links), '/'-separated, without following links."""
+    found = []
+    for directory, subdirs, files in os.walk(folder, followlinks=False):
+        base = Path(directory)
+        for name in files + [d for d in subdirs if (base / d).is_symlink()]:
+            found.append((base / name).relative_to(folder).as_posix())
+    return found
+
+
+def verify_snapshot(
+    root: Path, record: SnapshotRecord, snapshot_type: str, containment: Path | None = None, *, checksums: bool = True
+) -> Path:
+    """Check one snapshot folder against its manifest record (see the module docstring); return the folder.
+
+    `containment` is the folder no path may resolve out of (default `root`; the repo folder of a Hugging
+    Face cache, whose files are links to its `blobs/`).
+    """
+    containment = containment or root
+    weights, others = REQUIRED_FILES[snapshot_type]
+    folder = contained(root / record.name, containment, f"snapshot folder {record.name!r}")
+    for name in record.files:
+        if name.lower().endswith(PICKLE_SUFFIXES):
+            raise pickle_refusal(f"{record.name}/{name} (listed in manifest.json)")
+    if not folder.is_dir():
+        raise SnapshotLoadError(f"snapshot folder {record.name!r} listed in manifest.json is missing from {root}")
+    for name in _listed_on_disk(folder):
+        if name.lower().endswith(PICKLE_SUFFIXES):
+            raise pickle_refusal(f"{record.name}/{name}")
+        if name not in record.files:
+            raise SnapshotLoadError(f"{record.name}/{name} is not listed in manifest.json: refusing unlisted files")
+    if not any(name in record.files for name in weights):
+        raise SnapshotLoadError(f"snapshot {record.name!r} lists no {' or '.join(weights)} in manifest.json")
+    for name in others:
+        if name not in record.files:
+            raise SnapshotLoadError(f"snapshot {record.name!r} lists no {name} in manifest.json")
+    for name, expected in record.files.items():
+        path = contained(folder / name, containment, f"{record.name}/{name}")
+        if not path.is_file():
+            raise SnapshotLoadError(f"{record.name}/{name} listed in manifest.json is missing")
+        size = path.stat().st_size
+        if size != expected.size:
+            raise SnapshotLoadError(
+                f"{record.name}/{name} has {size} bytes, manifest.json says {expected.size} (truncated or altered)"
+            )
+        if checksums and sha256_file(path) != expected.sha256:
+            raise SnapshotLoadError(f"{record.name}/{name} is corrupt: its SHA-256 differs from manifest.json")
+        if name.endswith(".safetensors"):
+            check_safetensors_header(path)
+    _check_shard_index(folder, record)
+    return folder
+
+
+def _check_shard_index(folder: Path, record: SnapshotRecord) -> None:
+    index = folder / "model.safetensors.index.json"
+    if "model.safetensors.index.json" not in record.files:
+        return
+    shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+    missing = sorted(s for s in shards if s not in record.files)
+    if missing:
+        raise SnapshotLoadError(f"{record.name}: the shard index names files manifest.json does not list: {missing}")
+
+
+def verify_folder(
+    root: Path, names: list[str] | None = None, containment: Path | None = None, *, checksums: bool = True
+) -> tuple[SnapshotManifest, list[SnapshotRecord]]:
+    """Load the manifest of `root` and verify the snapshots called `names` (all by default)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"snapshot folder {root} does not exist")
+    manifest = SnapshotManifest.load(root)
+    records = manifest.snapshots if names is None else [manifest.snapshot(name) for name in names]
+    for record in records:
+        verify_snapshot(root, record, manifest.snapshot_type, containment, checksums=checksums)
+    return manifest, records
+
+
+def read_ahead(folder: Path, names: Iterable[str]) -> None:
+    """Read the files once into one small reused buffer: the OS keeps them cached for the coming load."""
+    buffer = bytearray(_READ_CHUNK)
+    for name in names:
+        with open(folder / name, "rb", buffering=0) as handle:
+            while handle.readinto(buffer):
+                pass
+
+
+def root_files(root: Path) -> list[Path]:
+    """Regular files directly in `root` (tokenizer, card, plot, manifest), without temporaries or pickles."""
+    files = []
+    for path in sorted(Path(root).iterdir()):
+        if path.name.startswith(TMP_PREFIX) or not path.is_file():
+            continue
+        if path.name.lower().endswith(PICKLE_SUFFIXES):
+            logger.warning("skipping %s: pickle-based files are never loaded or uploaded by hf_sgdr", path.name)
+            continue
+        files.append(path)
+    return files
+
+
+def auto_model_class(name: str | None) -> type:
+    """The transformers `AutoModel*` class called `name` (refusing anything else)."""
+    import transformers
+
+    if not isinstance(name, str) or not _AUTO_CLASS.match(name) or not hasattr(transformers, name):
+        raise ValueError(
+            f"auto_class must name a transformers AutoModel class, e.g. AutoModelForSequenceClassification or "
+            f"AutoModelForCausalLM; got {name!r}"
+        )
+    return getattr(transformers, name)
+
+
+def load_model(folder: Path, auto_class: str, **kwargs: Any) -> nn.Module:
+    """`AutoModel*.from_pretrained` on a verified local folder: safetensors only, no remote code, no network."""
+    return auto_model_class(auto_class).from_pretrained(
+        folder, use_safetensors=True, trust_remote_code=False, local_files_only=True, **kwargs
+    )
+
+
+def load_state_dict(folder: Path, auto_class: str, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """A verified snapshot's weights as a CPU state dict (through `from_pretrained`, so key conversions apply)."""
+    return load_model(folder, auto_class, **kwargs).state_dict()

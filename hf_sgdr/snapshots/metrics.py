@@ -1,0 +1,162 @@
+"""Task metrics computed locally (no `evaluate.load`, which fetches metric scripts from the Hub at run time).
+
+Each metric is a small numpy function checked against scikit-learn / scipy in the tests. GLUE tasks get
+their official metrics (`GLUE_METRICS`); other tasks get a default per kind of output (`DEFAULT_METRICS`).
+The first metric of a task is its primary one: greedy soups and greedy selection maximise it (or minimise
+it, for perplexity).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: What a model's outputs mean: one score per class, one number per example, or next-token probabilities.
+TASK_KINDS = ("classification", "regression", "causal_lm")
+
+GLUE_METRICS: dict[str, tuple[str, ...]] = {
+    "cola": ("matthews_correlation",),
+    "sst2": ("accuracy",),
+    "mrpc": ("f1", "accuracy"),
+    "qqp": ("f1", "accuracy"),
+    "stsb": ("pearson", "spearman"),
+    "mnli": ("accuracy",),
+    "qnli": ("accuracy",),
+    "rte": ("accuracy",),
+    "wnli": ("accuracy",),
+}
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "f1"),
+    "regression": ("pearson", "spearman", "mse"),
+    "causal_lm": ("perplexity", "nll"),
+}
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of exact matches."""
+    return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+
+def f1(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Binary F1 of class 1 when the labels are {0, 1}; otherwise the macro average over the classes present."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    classes = np.union1d(predictions, labels)
+    positives = [1] if set(classes.tolist()) <= {0, 1} else classes.tolist()
+    scores = []
+    for positive in positives:
+        tp = np.sum((predictions == positive) & (labels == positive))
+        denominator = np.sum(predictions == positive) + np.sum(labels == positive)
+        scores.append(0.0 if denominator == 0 else 2.0 * tp / denominator)
+    return float(np.mean(scores))
+
+
+def matthews_correlation(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Matthews correlation coefficient (multi-class form, as scikit-learn); 0 when undefined."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
+    y, p = encoded[: len(labels)], encoded[len(labels) :]
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.float64)
+    np.add.at(confusion, (y, p), 1.0)
+    t_k, p_k = confusion.sum(axis=1), confusion.sum(axis=0)
+    c, s = np.trace(confusion), confusion.sum()
+    denominator = math.sqrt((s * s - p_k @ p_k) * (s * s - t_k @ t_k))
+    return 0.0 if denominator == 0 else float((c * s - t_k @ p_k) / denominator)
+
+
+def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Pearson correlation; NaN when either side is constant."""
+    x = np.asarray(predictions, dtype=np.float64) - np.mean(predictions)
+    y = np.asarray(labels, dtype=np.float64) - np.mean(labels)
+    denominator = math.sqrt(float(x @ x) * float(y @ y))
+    return float("nan") if denominator == 0 else float(x @ y / denominator)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties get their average rank (scipy's `rankdata(method="average")`)."""
+    values = np.asarray(values)
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    average = (starts + ends + 1) / 2.0  # mean of 1-based positions start+1 .. end
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(average, ends - starts)
+    return ranks
+
+
+def spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Spearman rank correlation (Pearson of average ranks)."""
+    return pearson(_ranks(predictions), _ranks(labels))
+
+
+def mse(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Mean squared error."""
+    return float(np.mean((np.asarray(predictions, dtype=np.float64) - np.asarray(labels, dtype=np.float64)) ** 2))
+
+
+def nll(token_log_likelihoods: np.ndarray, _: np.ndarray | None = None) -> float:
+    """Mean negative log-likelihood per predicted token (nats)."""
+    return float(-np.mean(np.asarray(token_log_likelihoods, dtype=np.float64)))
+
+
+def perplexity(token_log_likelihoods: np.ndarray, _: np.ndarray | None = None) -> float:
+    """exp(mean NLL per token): the perplexity of whatever distribution produced the log-likelihoods."""
+    return float(math.exp(nll(token_log_likelihoods)))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric function, the kinds it applies to, and which direction is better."""
+
+    function: Callable[..., float]
+    kinds: tuple[str, ...]
+    higher_is_better: bool = True
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric(accuracy, ("classification",)),
+    "f1": Metric(f1, ("classification",)),
+    "matthews_correlation": Metric(matthews_correlation, ("classification",)),
+    "pearson": Metric(pearson, ("regression",)),
+    "spearman": Metric(spearman, ("regression",)),
+    "mse": Metric(mse, ("regression",), higher_is_better=False),
+    "perplexity": Metric(perplexity, ("causal_lm",), higher_is_better=False),
+    "nll": Metric(nll, ("causal_lm",), higher_is_better=False),
+}
+
+
+def metric_names_for(kind: str, task: str | None = None, names: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The metrics to report: `names` if given (checked), the GLUE ones for a GLUE `task`, else the kind's default."""
+    if kind not in TASK_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(TASK_KINDS)}; got {kind!r}")
+    if names is None:
+        glue = GLUE_METRICS.get((task or "").lower())
+        names = glue if glue is not None and kind != "causal_lm" else DEFAULT_METRICS[kind]
+    names = tuple(names)
+    if not names:
+        raise ValueError("metrics must name at least one metric")
+    for name in names:
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; accepted: {', '.join(METRICS)}")
+        if kind not in METRICS[name].kinds:
+            raise ValueError(f"metric {name!r} does not apply to {kind} outputs (it needs {METRICS[name].kinds[0]})")
+    return names
+
+
+def compute_metrics(names: Sequence[str], predictions: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
+    """{name: value} for each metric; `predictions` are class ids, values, or token log-likelihoods (LM)."""
+    return {name: METRICS[name].function(predictions, labels) for name in names}
+
+
+def is_better(name: str, candidate: float, incumbent: float, *, or_equal: bool = False) -> bool:
+    """Whether `candidate` beats `incumbent` for metric `name` (NaN never beats anything)."""
+    if math.isnan(candidate):
+        return False
+    if math.isnan(incumbent):
+        return True
+    if or_equal and candidate == incumbent:
+        return True
+    return candidate > incumbent if METRICS[name].higher_is_better else candidate < incumbent

@@ -1,0 +1,130 @@
+"""Running members over the data: the pipeline once, each member in turn, compact outputs on the CPU.
+
+The dataloader is iterated once (`materialize`): tokenisation and collation are paid once for the whole
+ensemble, and the collated batches are replayed for every member. What a member leaves behind is small:
+its logits (classification, regression) or, for a causal LM, only the log-probability of each target
+token, never the full vocabulary distribution.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .runners import Runner
+
+LABEL_KEYS = ("labels", "label", "label_ids")
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Batches:
+    """Collated batches kept on the CPU (inputs without labels) and their labels, batch by batch."""
+
+    inputs: list[dict[str, torch.Tensor]]
+    labels: list[torch.Tensor | None]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def example_labels(self) -> torch.Tensor | None:
+        """The labels of every example, concatenated (None when the data has none)."""
+        if not self.labels or any(label is None for label in self.labels):
+            return None
+        return torch.cat([label.reshape(label.shape[0], -1).squeeze(-1) for label in self.labels])
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a distributed launch (progress bars only on rank 0)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def materialize(dataloader: Iterable[Mapping[str, torch.Tensor]]) -> Batches:
+    """Iterate `dataloader` once and keep its batches (tensors only) on the CPU."""
+    inputs, labels = [], []
+    for batch in dataloader:
+        label = next((batch[key] for key in LABEL_KEYS if key in batch), None)
+        inputs.append({k: v.cpu() for k, v in batch.items() if k not in LABEL_KEYS and isinstance(v, torch.Tensor)})
+        labels.append(None if label is None else torch.as_tensor(label).cpu())
+    if not inputs:
+        raise ValueError("the dataloader yielded no batches")
+    return Batches(inputs, labels)
+
+
+def accepted_inputs(module: nn.Module) -> set[str] | None:
+    """Keyword arguments the model's forward takes (None: it takes any), to drop columns such as `idx`."""
+    target = module.get_base_model() if hasattr(module, "get_base_model") else module
+    parameters = inspect.signature(target.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
+def _logits(output: object) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "logits"):
+        return output.logits
+    return output[0]  # type: ignore[index]
+
+
+def target_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(next token) at every position whose label is not -100, flattened (causal shift applied)."""
+    logits = logits[:, :-1].float()
+    targets = labels[:, 1:].to(logits.device)
+    mask = targets != IGNORE_INDEX
+    picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
+    return picked[mask]
+
+
+def _lm_targets(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Without labels, a causal LM predicts its own input ids (padding excluded)."""
+    mask = inputs.get("attention_mask")
+    return inputs["input_ids"] if mask is None else inputs["input_ids"].masked_fill(mask == 0, IGNORE_INDEX)
+
+
+def forward_outputs(module: nn.Module, batches: Batches, kind: str, device: torch.device, bar: tqdm) -> torch.Tensor:
+    """One member's compact outputs over all batches: logits [N, C], values [N], or target log-probs [T]."""
+    keys = accepted_inputs(module)
+    outputs = []
+    with torch.inference_mode():
+        for inputs, labels in zip(batches.inputs, batches.labels, strict=True):
+            feed = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if keys is None or k in keys}
+            logits = _logits(module(**feed))
+            if kind == "causal_lm":
+                targets = labels if labels is not None else _lm_targets(inputs)
+                outputs.append(target_log_probs(logits, targets).cpu())
+            elif kind == "regression":
+                outputs.append(logits.reshape(logits.shape[0]).float().cpu())
+            else:
+                outputs.append(logits.float().cpu())
+            bar.update(1)
+    return torch.cat(outputs)
+
+
+def collect_member_outputs(
+    runner: Runner, indices: Sequence[int], batch_sets: Sequence[Batches], kind: str, *, progress: bool = True
+) -> list[torch.Tensor]:
+    """For each batch set, the members' outputs stacked on dim 0; each member is loaded once for all sets."""
+    per_set: list[list[torch.Tensor]] = [[] for _ in batch_sets]
+    total = len(indices) * sum(len(b) for b in batch_sets)
+    with tqdm(total=total, desc="snapshots", unit="batch", disable=not (progress and is_main_process())) as bar:
+        for _ in runner.each(indices):
+            for results, batches in zip(per_set, batch_sets, strict=True):
+                results.append(forward_outputs(runner.module(), batches, kind, runner.device, bar))
+    return [torch.stack(results) for results in per_set]
+
+
+def soup_outputs(
+    runner: Runner, indices: Sequence[int], batch_sets: Sequence[Batches], kind: str, weights: Sequence[float] | None
+) -> list[torch.Tensor]:
+    """Outputs of the soup of `indices` (one model) on each batch set."""
+    module = runner.soup(indices, weights)
+    with tqdm(disable=True) as bar:
+        return [forward_outputs(module, batches, kind, runner.device, bar) for batches in batch_sets]

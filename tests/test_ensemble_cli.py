@@ -1,0 +1,103 @@
+"""`hf-sgdr evaluate` on real snapshot folders and real GLUE / WikiText-2 data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+from test_ensemble_support import tiny_bert_folder, tiny_lm_folder
+
+from hf_sgdr.snapshots.cli import add_snapshot_commands, main
+
+
+def test_evaluate_writes_the_report_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.json"
+    argv = [
+        "evaluate",
+        str(tiny_bert_folder()),
+        "--max_eval_samples",
+        "24",
+        "--selection_split",
+        "train[300:332]",
+        "--max_length",
+        "32",
+        "--output_json",
+        str(out),
+    ]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["dataset"] == "nyu-mll/glue" and report["task"] == "sst2" and report["metrics"] == ["accuracy"]
+    assert report["eval_split"] == "validation" and report["selection_split"] == "train[300:332]"
+    assert report["num_eval_items"] == 24 and report["resident_models_peak"] == 2
+    kinds = [row["kind"] for row in report["rows"]]
+    assert kinds == ["snapshot"] * 4 + ["ensemble"] * 4 + [
+        "uniform_soup",
+        "greedy_soup",
+        "greedy_ensemble",
+        "weighted_ensemble",
+    ]
+    printed = capsys.readouterr().out
+    assert "metrics on validation, chosen on train[300:332]" in printed and f"wrote {out}" in printed
+    assert all(0.0 <= row["metrics"]["accuracy"] <= 1.0 for row in report["rows"])
+
+
+def test_evaluate_sentence_pairs_and_a_language_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rte = [
+        "evaluate",
+        str(tiny_bert_folder()),
+        "--dataset_config_name",
+        "rte",
+        "--max_eval_samples",
+        "16",
+        "--no_soups",
+        "--method",
+        "vote",
+        "--output_json",
+        str(tmp_path / "rte.json"),
+    ]
+    assert main(rte) == 0
+    report = json.loads((tmp_path / "rte.json").read_text())
+    assert report["method"] == "vote" and report["rows"][-1]["name"] == "ensemble (last 4, vote)"
+    assert not any(row["kind"] == "uniform_soup" for row in report["rows"])
+
+    from conftest import DATA
+
+    lm = [
+        "evaluate",
+        str(tiny_lm_folder()),
+        "--validation_file",
+        str(DATA / "lm" / "wikitext-2-valid.txt"),
+        "--max_eval_samples",
+        "60",
+        "--block_size",
+        "32",
+        "--output_json",
+        str(tmp_path / "lm.json"),
+    ]
+    assert main(lm) == 0
+    report = json.loads((tmp_path / "lm.json").read_text())
+    assert report["kind"] == "causal_lm" and report["metrics"] == ["perplexity", "nll"]
+    for row in report["rows"]:
+        assert row["metrics"]["perplexity"] == pytest.approx(2.718281828459045 ** row["metrics"]["nll"])
+    capsys.readouterr()
+
+
+def test_evaluate_refuses_choosing_on_the_reported_split(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(tiny_bert_folder()), "--selection_split", "validation", "--max_eval_samples", "8"])
+    assert exit_info.value.code == 2
+    assert "selection_dataloader must be a different split from the reported one" in capsys.readouterr().err
+
+
+def test_commands_plug_into_another_parser() -> None:
+    parser = argparse.ArgumentParser(prog="hf-sgdr")
+    add_snapshot_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["push", "out", "--repo-id", "me/x", "--create-pr"])
+    assert (args.command, args.repo_id, args.create_pr, args.private) == ("push", "me/x", True, None)
+    assert callable(args.handler)
+    args = parser.parse_args(["evaluate", "out", "--metrics", "accuracy", "f1"])
+    assert args.metrics == ["accuracy", "f1"] and args.eval_split == "validation" and callable(args.handler)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "out", "--method", "median"])

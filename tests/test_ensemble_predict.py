@@ -1,0 +1,298 @@
+"""SnapshotEnsemble with real models and data: round trips, methods, soups, LM perplexity, memory bound, report."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_ensemble_support import (
+    minilm_folder,
+    sst2_loader,
+    tiny_bert,
+    tiny_bert_folder,
+    tiny_gpt2,
+    tiny_lm_folder,
+    tokenizer,
+    wikitext_blocks,
+)
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble, SnapshotManifest
+from hf_sgdr.snapshots.outputs import materialize
+from hf_sgdr.snapshots.runners import ModelRunner
+
+
+def _direct_outputs(folder: Path, names: list[str], loader: object, auto: type = AutoModelForSequenceClassification):
+    """Each snapshot loaded on its own with transformers and run over the batches: the reference."""
+    batches = materialize(loader)
+    outputs = []
+    for name in names:
+        model = auto.from_pretrained(folder, subfolder=name).eval()
+        with torch.inference_mode():
+            outputs.append(torch.cat([model(**inputs).logits for inputs in batches.inputs]))
+    return torch.stack(outputs), batches.example_labels()
+
+
+@pytest.fixture(scope="module")
+def eval_loader() -> object:
+    return sst2_loader("validation[:24]")
+
+
+def test_minilm_round_trip_gives_identical_outputs(tmp_path: Path, eval_loader: object) -> None:
+    folder = minilm_folder()
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    assert ensemble.snapshot_names == ["cycle-000", "cycle-001", "cycle-002"] and ensemble.kind == "classification"
+    prediction = ensemble.predict(eval_loader)
+    direct, labels = _direct_outputs(folder, ensemble.snapshot_names, eval_loader)
+    assert torch.equal(prediction.member_outputs, direct)
+    assert torch.equal(prediction.labels, labels)
+    assert len({tuple(x.flatten().tolist()[:4]) for x in direct}) == 3  # the snapshots really differ
+
+    saved = ensemble.save_pretrained(tmp_path / "copy")
+    source, copy = SnapshotManifest.load(folder), SnapshotManifest.load(saved)
+    assert [r.files for r in copy.snapshots] == [r.files for r in source.snapshots]  # byte-identical snapshot files
+    assert copy.schedule == source.schedule and copy.library_versions["hf_sgdr"]
+    reloaded = SnapshotEnsemble.from_pretrained(saved, progress=False).predict(eval_loader)
+    assert torch.equal(reloaded.member_outputs, prediction.member_outputs)
+    assert torch.equal(reloaded.scores, prediction.scores) and torch.equal(reloaded.predictions, prediction.predictions)
+
+
+def test_seed_api_keeps_cpu_copies_of_the_last_snapshots(tmp_path: Path, eval_loader: object) -> None:
+    folder = tiny_bert_folder()
+    models = [AutoModelForSequenceClassification.from_pretrained(folder, subfolder=f"cycle-{i:03d}") for i in range(4)]
+    ensemble = SnapshotEnsemble(max_snapshots=3, tokenizer=tokenizer(), task="sst2", progress=False)
+    for step, model in enumerate(models, start=1):
+        ensemble.add_model(model, global_step=10 * step, scheduler_step=10 * step, eval_metrics={"accuracy": 0.5})
+    assert ensemble.num_snapshots == 3 and ensemble.snapshot_names == ["cycle-001", "cycle-002", "cycle-003"]
+    stored = ensemble._members[0].state
+    weight = models[1].classifier.weight
+    assert stored["classifier.weight"].device.type == "cpu"
+    assert stored["classifier.weight"].data_ptr() != weight.data_ptr()  # a copy, not the live model
+    with torch.no_grad():
+        weight.add_(100.0)  # training goes on: the snapshot must not change
+    prediction = ensemble.predict(eval_loader)
+    with torch.no_grad():
+        weight.sub_(100.0)
+    direct, _ = _direct_outputs(folder, ["cycle-001", "cycle-002", "cycle-003"], eval_loader)
+    torch.testing.assert_close(prediction.member_outputs, direct)
+
+    ensemble.save_pretrained(tmp_path / "seed")
+    manifest = SnapshotManifest.load(tmp_path / "seed")
+    assert manifest.auto_class == "AutoModelForSequenceClassification" and manifest.snapshot_type == "full_model"
+    assert [r.scheduler_step for r in manifest.snapshots] == [20, 30, 40]
+    reloaded = SnapshotEnsemble.from_pretrained(tmp_path / "seed", progress=False)
+    assert torch.equal(reloaded.predict(eval_loader).member_outputs, prediction.member_outputs)
+
+
+def test_each_method_on_real_members_matches_a_hand_combination(eval_loader: object) -> None:
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    direct, labels = _direct_outputs(tiny_bert_folder(), ensemble.snapshot_names, eval_loader)
+    logits = direct.double()
+    probs = logits.softmax(-1)
+    average = ensemble.predict(eval_loader, "average")
+    torch.testing.assert_close(average.scores, probs.mean(0))
+    mean_logits = ensemble.predict(eval_loader, "logits")
+    torch.testing.assert_close(mean_logits.scores, logits.mean(0))
+    assert torch.equal(mean_logits.predictions, logits.mean(0).argmax(-1))
+    vote = ensemble.predict(eval_loader, "vote")
+    votes = torch.stack([(logits.argmax(-1) == c).double().mean(0) for c in range(2)], dim=-1)
+    torch.testing.assert_close(vote.scores, votes)
+    clear = votes.max(-1).values > 0.5  # no tie between the two classes
+    assert torch.equal(vote.predictions[clear], votes.argmax(-1)[clear])
+    weighted = ensemble.predict(eval_loader, "weighted", [4, 3, 2, 1])
+    expected = (0.4 * probs[0] + 0.3 * probs[1] + 0.2 * probs[2] + 0.1 * probs[3]).argmax(-1)
+    assert torch.equal(weighted.predictions, expected) and weighted.weights == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    assert average.metrics() == {"accuracy": pytest.approx((average.predictions == labels).double().mean().item())}
+
+    fitted = ensemble.predict(eval_loader, "weighted", selection_dataloader=sst2_loader("train[300:348]"))
+    assert sum(fitted.weights) == pytest.approx(1.0) and all(w >= 0 for w in fitted.weights)
+    with pytest.raises(ValueError, match="method='weighted' needs weights"):
+        ensemble.predict(eval_loader, "weighted")
+
+
+def test_regression_ensemble_is_the_mean_prediction() -> None:
+    ensemble = SnapshotEnsemble(max_snapshots=2, progress=False)
+    members = [tiny_bert(num_labels=1) for _ in range(2)]
+    torch.manual_seed(1)
+    members[1].classifier.reset_parameters()
+    for model in members:
+        ensemble.add_model(model.eval())
+    assert ensemble.kind == "regression"
+    loader = sst2_loader("validation[:16]")
+    prediction = ensemble.predict(loader)
+    with torch.inference_mode():
+        direct = [torch.cat([m(**b).logits[:, 0] for b in materialize(loader).inputs]) for m in members]
+    torch.testing.assert_close(prediction.predictions, (direct[0].double() + direct[1].double()) / 2)
+    assert set(prediction.metrics()) == {"pearson", "spearman", "mse"}
+
+
+def _lm_loader(start: int, count: int) -> torch.utils.data.DataLoader:
+    blocks = wikitext_blocks()[start : start + count]
+    return torch.utils.data.DataLoader([{"input_ids": b, "labels": b} for b in blocks], batch_size=4)
+
+
+def test_lm_ensemble_perplexity_matches_a_direct_computation() -> None:
+    folder = tiny_lm_folder()
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    assert ensemble.kind == "causal_lm"
+    prediction = ensemble.predict(_lm_loader(48, 8))
+    blocks = wikitext_blocks()[48:56]
+    mixture = torch.zeros(8, 31, dtype=torch.float64)  # probability of each next token, averaged over members
+    member_ppl = []
+    for name in ensemble.snapshot_names:
+        model = AutoModelForCausalLM.from_pretrained(folder, subfolder=name).eval()
+        with torch.inference_mode():
+            probs = model(input_ids=blocks).logits[:, :-1].double().softmax(-1)  # full vocabulary, by brute force
+        target = probs.gather(-1, blocks[:, 1:, None]).squeeze(-1)
+        mixture += target / 3
+        member_ppl.append(math.exp(-target.log().mean().item()))
+    expected = math.exp(-mixture.log().mean().item())
+    assert prediction.perplexity == pytest.approx(expected, rel=1e-5)
+    assert prediction.member_outputs.shape == (3, 8 * 31)  # one log-prob per target token, not the vocabulary
+    assert prediction.perplexity < sum(member_ppl) / 3  # mixing probabilities beats averaging perplexities
+    assert prediction.metrics()["perplexity"] == pytest.approx(prediction.perplexity)
+
+
+def _mean_state(folder: Path, names: list[str], weights: list[float]) -> dict[str, torch.Tensor]:
+    states = [load_file(folder / name / "model.safetensors") for name in names]
+    return {key: sum(w * s[key].double() for w, s in zip(weights, states, strict=True)) for key in states[0]}
+
+
+@pytest.mark.parametrize("build", [tiny_bert_folder, tiny_lm_folder])
+def test_soup_equals_the_mean_of_the_parameters(build: object) -> None:
+    folder = build()
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    names = ensemble.snapshot_names
+    for indices, weights in [(list(range(len(names))), None), ([0, 2], [0.25, 0.75])]:
+        module = ensemble._runner.soup(indices, weights)
+        chosen = [names[i] for i in indices]
+        expected = _mean_state(folder, chosen, weights or [1 / len(chosen)] * len(chosen))
+        actual = module.state_dict()
+        for key, value in expected.items():  # tied LM weights appear once in the file and must not be doubled
+            torch.testing.assert_close(actual[key].double(), value, atol=1e-6, rtol=1e-6)
+    if build is tiny_lm_folder:
+        assert actual["lm_head.weight"].data_ptr() == actual["transformer.wte.weight"].data_ptr()
+
+
+def test_members_are_computed_one_at_a_time_with_at_most_two_resident(eval_loader: object) -> None:
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    ensemble.predict(eval_loader)
+    tracker = ensemble._runner.tracker
+    assert tracker.peak == 1 and tracker.loads == 4  # each member loaded once, after the previous one was released
+    ensemble.evaluate(eval_loader, sst2_loader("train[300:332]"), eval_split="validation", selection_split="train")
+    assert tracker.peak == ensemble.resident_models_peak == 2  # a soup: the module it accumulates in + one member
+    assert tracker.loads >= 4 + 4 + 4  # each member once for both splits, again for every soup
+    assert tracker.resident == 1  # afterwards only the last soup is left
+
+    leaky = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    kept = []
+    load = leaky._runner._load_module
+    leaky._runner._load_module = lambda *args: kept.append(load(*args)) or kept[-1]  # keeps every member alive
+    leaky.predict(eval_loader)
+    assert leaky.resident_models_peak == 4  # the counter sees the leak: it measures, it does not assume
+
+
+def test_the_next_member_is_prefetched_in_the_background_and_loaded_on_the_caller_thread() -> None:
+    events = []
+
+    def linear(index: int) -> torch.nn.Module:
+        module = torch.nn.Linear(2, 2)
+        with torch.no_grad():
+            module.weight.fill_(float(index))
+        return module
+
+    def load_module(index: int, writable: bool) -> torch.nn.Module:
+        events.append(("load", index, threading.current_thread().name))
+        return linear(index)
+
+    def prefetch(index: int) -> None:
+        events.append(("prefetch", index, threading.current_thread().name))
+
+    runner = ModelRunner(load_module, lambda index: linear(index).state_dict(), prefetch, torch.device("cpu"))
+    assert [(i, runner.module().weight[0, 0].item()) for i in runner.each([0, 1, 2])] == [(0, 0.0), (1, 1.0), (2, 2.0)]
+    for index in range(3):
+        assert events.index(("prefetch", index, "hf_sgdr-prefetch_0")) < events.index(
+            ("load", index, threading.current_thread().name)
+        )
+    assert len(events) == 6
+    soup = runner.soup([0, 1, 2], [0.5, 0.25, 0.25])
+    assert torch.equal(soup.weight, torch.full((2, 2), 0.75))
+
+
+def test_evaluate_report_rows_table_and_json(tmp_path: Path, eval_loader: object) -> None:
+    folder = tiny_bert_folder()
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    selection = sst2_loader("train[300:348]")
+    with pytest.raises(ValueError, match="selection_dataloader must be a different split"):
+        ensemble.evaluate(eval_loader, eval_loader)
+    with pytest.raises(ValueError, match="selection_dataloader must be a different split"):
+        ensemble.evaluate(eval_loader, selection, eval_split="validation", selection_split="validation")
+    report = ensemble.evaluate(
+        eval_loader,
+        selection,
+        eval_split="validation[:24]",
+        selection_split="train[300:348]",
+        dataset="nyu-mll/glue",
+        json_path=tmp_path / "report.json",
+    )
+    names = ensemble.snapshot_names
+    assert [r.name for r in report.rows] == [
+        *names,
+        *(f"ensemble (last {k}, average)" for k in range(1, 5)),
+        "uniform soup",
+        "greedy soup",
+        "greedy ensemble selection",
+        "weighted ensemble (fitted)",
+    ]
+    direct, labels = _direct_outputs(folder, names, eval_loader)
+    for i, name in enumerate(names):
+        accuracy = (direct[i].argmax(-1) == labels).double().mean().item()
+        assert report.row(name).metrics == {"accuracy": pytest.approx(accuracy)}
+    for k in range(1, 5):
+        accuracy = (direct[4 - k :].softmax(-1).mean(0).argmax(-1) == labels).double().mean().item()
+        row = report.row(f"ensemble (last {k}, average)")
+        assert row.metrics["accuracy"] == pytest.approx(accuracy) and row.forward_passes == k
+    soup = AutoModelForSequenceClassification.from_pretrained(folder, subfolder=names[0]).eval()
+    soup.load_state_dict({k: v.float() for k, v in _mean_state(folder, names, [0.25] * 4).items()}, strict=False)
+    with torch.inference_mode():
+        soup_logits = torch.cat([soup(**inputs).logits for inputs in materialize(eval_loader).inputs])
+    soup_accuracy = (soup_logits.argmax(-1) == labels).double().mean().item()
+    assert report.row("uniform soup").metrics["accuracy"] == pytest.approx(soup_accuracy)
+    greedy = report.row("greedy soup")
+    assert set(greedy.members) <= set(names) and greedy.selection_metrics and greedy.forward_passes == 1
+    selection_weights = report.row("greedy ensemble selection").weights
+    assert sum(selection_weights) == pytest.approx(1.0)
+    assert report.resident_models_peak == 2 and report.num_eval_items == 24
+
+    table = report.to_table()
+    assert "metrics on validation[:24], chosen on train[300:348]" in table and "greedy soup" in table
+    assert f"{report.row('uniform soup').metrics['accuracy']:.4f}" in table
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["rows"][0]["name"] == names[0] and saved["selection_split"] == "train[300:348]"
+    assert EvaluationReport.load_json(tmp_path / "report.json") == report
+
+
+def test_empty_ensemble_and_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="max_snapshots must be an integer >= 1; got 0"):
+        SnapshotEnsemble(max_snapshots=0)
+    with pytest.raises(ValueError, match="kind must be one of classification, regression, causal_lm; got 'ner'"):
+        SnapshotEnsemble(kind="ner")
+    with pytest.raises(ValueError, match="the ensemble has no snapshots"):
+        SnapshotEnsemble().predict([])
+    ensemble = SnapshotEnsemble(progress=False)
+    ensemble.add_model(tiny_gpt2())
+    with pytest.raises(ValueError, match="name 'cycle-000' is already a snapshot"):
+        ensemble.add_model(tiny_gpt2(), name="cycle-000")
+    with pytest.raises(ValueError, match="method must be one of average, weighted for causal_lm; got 'vote'"):
+        ensemble.predict(_lm_loader(0, 4), "vote")
+    with pytest.raises(ValueError, match=r"snapshots \['cycle-009'\] are not in the manifest"):
+        SnapshotEnsemble.from_pretrained(tiny_bert_folder(), snapshots=["cycle-009"])
+    assert SnapshotEnsemble.from_pretrained(tiny_bert_folder(), snapshots=2).snapshot_names == [
+        "cycle-002",
+        "cycle-003",
+    ]

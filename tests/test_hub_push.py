@@ -1,0 +1,311 @@
+"""Pushing an ensemble with huggingface_hub's real HTTP client to a local endpoint that records what arrives.
+
+The endpoint (the only stand-in: there is no Hub here) answers just what a push uses: repo creation,
+YAML validation, pre-upload and commit. The recorded commit is then written to disk and loaded back.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import huggingface_hub
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from test_ensemble_support import REPO_ROOT, sst2_loader, tiny_bert_folder
+from transformers import AutoModelForSequenceClassification
+
+from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotManifest
+from hf_sgdr.snapshots.outputs import materialize
+
+TOKEN = "hf_TESTSECRETtoken0123456789abcdef"
+
+
+@dataclass
+class Recorder:
+    """What the local endpoint received."""
+
+    requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    created: list[dict] = field(default_factory=list)
+    commits: list[dict] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+
+def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, code: int, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            recorder.requests.append(("POST", self.path, dict(self.headers), body))
+            url = urlsplit(self.path)
+            host = f"http://{self.headers['Host']}"
+            if url.path == "/api/repos/create":
+                recorder.created.append(json.loads(body))
+                data = recorder.created[-1]
+                repo = f"{data['organization']}/{data['name']}"
+                return self._reply(200, {"url": f"{host}/{repo}", "name": repo})
+            if url.path == "/api/validate-yaml":
+                return self._reply(200, {"errors": [], "warnings": []})
+            match = re.fullmatch(r"/api/models/([^/]+)/([^/]+)/(preupload|commit)/(.+)", url.path)
+            if match and match[3] == "preupload":
+                files = json.loads(body)["files"]
+                return self._reply(
+                    200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                )
+            if match:
+                lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                files = {
+                    item["value"]["path"]: base64.b64decode(item["value"]["content"])
+                    for item in lines
+                    if item["key"] == "file"
+                }
+                header = next(item["value"] for item in lines if item["key"] == "header")
+                create_pr = parse_qs(url.query).get("create_pr") == ["1"]
+                repo, oid = f"{match[1]}/{match[2]}", hashlib.sha1(body).hexdigest()
+                recorder.commits.append(
+                    {"repo": repo, "revision": unquote(match[4]), "header": header, "files": files, "pr": create_pr}
+                )
+                reply = {"commitUrl": f"{host}/{repo}/commit/{oid}", "commitOid": oid}
+                if create_pr:
+                    reply["pullRequestUrl"] = f"{host}/{repo}/discussions/1"
+                return self._reply(200, reply)
+            recorder.unexpected.append(f"POST {self.path}")
+            return self._reply(404, {"error": "not served here"})
+
+        def do_GET(self) -> None:
+            recorder.requests.append(("GET", self.path, dict(self.headers), b""))
+            recorder.unexpected.append(f"GET {self.path}")
+            self._reply(404, {"error": "not served here"})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def hub() -> Iterator[tuple[str, Recorder]]:
+    """A recording endpoint on 127.0.0.1."""
+    recorder = Recorder()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", recorder
+    server.shutdown()
+    server.server_close()
+
+
+@contextlib.contextmanager
+def online() -> Iterator[None]:
+    """Lift the tests' offline mode during a push (the local endpoint is the only server it can reach)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        yield
+
+
+def _write_commit(files: dict[str, bytes], folder: Path) -> Path:
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def _no_token_anywhere(recorder: Recorder, *texts: str) -> None:
+    for method, path, headers, body in recorder.requests:
+        assert headers.get("authorization") == f"Bearer {TOKEN}", f"{method} {path} was not authenticated"
+        assert TOKEN.encode() not in body and TOKEN not in path
+    for commit in recorder.commits:
+        assert all(TOKEN.encode() not in content for content in commit["files"].values())
+    for text in texts:
+        assert TOKEN not in text
+
+
+def test_push_to_hub_round_trip(
+    hub: tuple[str, Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint, recorder = hub
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    loader = sst2_loader("validation[:24]")
+    report = ensemble.evaluate(
+        loader, sst2_loader("train[300:332]"), eval_split="validation", selection_split="train", dataset="nyu-mll/glue"
+    )
+    caplog.set_level(logging.INFO)
+    with online():
+        info = ensemble.push_to_hub(
+            "me/sgdr-ensemble", private=True, commit_message="Add SGDR snapshots", token=TOKEN, endpoint=endpoint
+        )
+
+    assert recorder.unexpected == []
+    assert recorder.created == [{"name": "sgdr-ensemble", "organization": "me", "visibility": "private"}]
+    assert len(recorder.commits) == 1  # the whole ensemble in one commit
+    commit = recorder.commits[0]
+    assert commit["repo"] == "me/sgdr-ensemble" and commit["revision"] == "main" and not commit["pr"]
+    assert commit["header"]["summary"] == "Add SGDR snapshots"
+    assert info.commit_url.startswith(f"{endpoint}/me/sgdr-ensemble/commit/")
+    names = ensemble.snapshot_names
+    expected = {"manifest.json", "README.md", "schedule.png", "tokenizer.json", "tokenizer_config.json"}
+    expected |= {f"{n}/{f}" for n in names for f in ("config.json", "model.safetensors")}
+    assert set(commit["files"]) == expected
+    assert commit["files"]["schedule.png"].startswith(b"\x89PNG")
+    _no_token_anywhere(recorder, caplog.text, *capsys.readouterr())
+
+    local = _write_commit(commit["files"], tmp_path / "recorded")
+    manifest = SnapshotManifest.load(local)
+    assert [r.name for r in manifest.snapshots] == names and manifest.schedule == ensemble.schedule
+    assert manifest.library_versions["hf_sgdr"] and manifest.library_versions["transformers"]
+    assert [r.cycle for r in manifest.snapshots] == [0, 1, 2, 3]
+    reloaded = SnapshotEnsemble.from_pretrained(local, progress=False)
+    assert torch.equal(reloaded.predict(loader).member_outputs, ensemble.predict(loader).member_outputs)
+    single = AutoModelForSequenceClassification.from_pretrained(local, subfolder="cycle-000").eval()
+    with torch.inference_mode():
+        logits = torch.cat([single(**inputs).logits for inputs in materialize(loader).inputs])
+    assert torch.equal(logits, ensemble.predict(loader).member_outputs[0])
+
+    card = ModelCard.load(local / "README.md")
+    assert card.data.base_model is None and card.data.datasets == ["nyu-mll/glue"]
+    assert card.data.library_name == "hf-sgdr" and "snapshot-ensemble" in card.data.tags
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert results["accuracy (uniform soup)"] == pytest.approx(report.row("uniform soup").metrics["accuracy"])
+    assert results["accuracy (ensemble (last 4, average))"] == pytest.approx(
+        report.row("ensemble (last 4, average)").metrics["accuracy"]
+    )
+    assert {r.dataset_config for r in card.data.eval_results} == {"sst2"}
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
+    text = card.text
+    assert "![Learning rate against optimizer step" in text and "(schedule.png)" in text
+    assert "| `T_0` |" in text and "| cycle | steps | length |" in text
+    for row in report.rows:
+        assert f"| {row.name} |" in text
+    assert 'SnapshotEnsemble.from_pretrained("me/sgdr-ensemble")' in text
+    assert 'from_pretrained("me/sgdr-ensemble", subfolder="cycle-003")' in text
+
+
+def test_card_snippet_runs_against_the_pushed_files(hub: tuple[str, Recorder], tmp_path: Path) -> None:
+    endpoint, recorder = hub
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    with online():
+        ensemble.push_to_hub("me/snippet", token=TOKEN, endpoint=endpoint, create_pr=True, commit_message="PR")
+    commit = recorder.commits[0]
+    assert commit["pr"] and commit["header"]["summary"] == "PR"
+    local = _write_commit(commit["files"], tmp_path / "recorded")
+    card = ModelCard.load(local / "README.md")
+    assert card.data.eval_results is None  # no evaluation attached: no model-index
+    assert "No ensemble evaluation was attached" in card.text
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S)[1]
+    assert "text_dataloader" in snippet
+    namespace: dict = {}
+    exec(snippet.replace("me/snippet", str(local)), namespace)  # the card's copy-paste snippet, verbatim
+    prediction = namespace["prediction"]
+    assert prediction.scores.shape == (1, 2) and prediction.predictions.shape == (1,)
+
+
+def _cache_layout(files: dict[str, bytes], cache: Path, repo: str) -> str:
+    """Lay the recorded files out as huggingface_hub's cache does (snapshot files link into blobs/)."""
+    repo_folder = cache / f"models--{repo.replace('/', '--')}"
+    commit = hashlib.sha1(repr(sorted(files)).encode()).hexdigest()
+    (repo_folder / "refs").mkdir(parents=True)
+    (repo_folder / "refs" / "main").write_text(commit)
+    for name, content in files.items():
+        blob = repo_folder / "blobs" / hashlib.sha256(content).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(content)
+        link = repo_folder / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    return commit
+
+
+def test_from_pretrained_a_repo_id_through_the_offline_cache(hub: tuple[str, Recorder], tmp_path: Path) -> None:
+    endpoint, recorder = hub
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    with online():
+        ensemble.push_to_hub("me/cached", token=TOKEN, endpoint=endpoint)
+    files, pushed = dict(recorder.commits[0]["files"]), len(recorder.requests)
+    _cache_layout(files, tmp_path / "cache", "me/cached")
+    loader = sst2_loader("validation[:16]")
+    loaded = SnapshotEnsemble.from_pretrained("me/cached", cache_dir=tmp_path / "cache", progress=False)
+    assert loaded.snapshot_names == ensemble.snapshot_names and loaded.tokenizer is not None
+    assert torch.equal(loaded.predict(loader).member_outputs, ensemble.predict(loader).member_outputs)
+    assert len(recorder.requests) == pushed  # loading went to the cache only
+
+    files["cycle-001/pytorch_model.bin"] = b"not even loaded"
+    record = json.loads(files["manifest.json"])
+    record["snapshots"][1]["files"]["pytorch_model.bin"] = {"sha256": "0" * 64, "size": 15}
+    files["manifest.json"] = json.dumps(record).encode()
+    _cache_layout(files, tmp_path / "cache2", "me/cached")
+    with pytest.raises(ValueError, match=r"refusing me/cached/cycle-001/pytorch_model.bin: it is a pickle-based"):
+        SnapshotEnsemble.from_pretrained("me/cached", cache_dir=tmp_path / "cache2")
+
+
+def test_cli_push_takes_the_token_from_the_environment(hub: tuple[str, Recorder], tmp_path: Path) -> None:
+    endpoint, recorder = hub
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": endpoint,
+        "HF_TOKEN": TOKEN,
+        "HF_HUB_OFFLINE": "0",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    report = tmp_path / "report.json"
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    ensemble.evaluate(sst2_loader("validation[:16]"), soups=False, eval_split="validation", json_path=report)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hf_sgdr.snapshots.cli",
+            "push",
+            str(tiny_bert_folder()),
+            "--repo-id",
+            "me/from-cli",
+            "--create-pr",
+            "--commit-message",
+            "from the CLI",
+            "--results",
+            str(report),
+            "--dataset_name",
+            "nyu-mll/glue",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pushed 4 snapshots to me/from-cli: " in result.stdout and "/discussions/1" in result.stdout
+    _no_token_anywhere(recorder, result.stdout, result.stderr)
+    commit = recorder.commits[0]
+    assert commit["pr"] and commit["header"]["summary"] == "from the CLI"
+    assert {"README.md", "schedule.png", "manifest.json", "cycle-003/model.safetensors"} <= set(commit["files"])
+    card = ModelCard(commit["files"]["README.md"].decode())
+    assert {r.metric_name for r in card.data.eval_results} >= {"accuracy (ensemble (last 4, average))"}
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "hf_sgdr.snapshots.cli", "push", str(tmp_path), "--repo-id", "me/x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "no manifest.json in" in bad.stderr
