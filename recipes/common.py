@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from hf_sgdr import SGDRScheduler, plot_schedule
+from hf_sgdr.atomic import TMP_PREFIX
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
 from hf_sgdr.training import SGDRAccelerateHelper, SGDROptions
 
@@ -33,6 +36,7 @@ logger = get_logger(__name__)
 CHECKPOINT_PREFIX = "step_"
 RESULTS_NAME = "ensemble_results.json"
 PLOT_NAME = "lr_schedule.png"
+LOG_NAME = "train_log.jsonl"  # one line per optimizer step: step, lr used, loss (appended on resume)
 
 
 @dataclass
@@ -189,7 +193,6 @@ class TrainingResult:
     scheduler: SGDRScheduler
     helper: SGDRAccelerateHelper
     max_train_steps: int
-    lr_trace: list[float]
 
 
 def _find_checkpoint(args: RunArguments) -> Path | None:
@@ -204,6 +207,21 @@ def _find_checkpoint(args: RunArguments) -> Path | None:
         Path(args.output_dir).glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :])
     )
     return found[-1] if found else None
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, step: int) -> Path:
+    """`accelerator.save_state` into a temporary folder renamed to `step_N` once every process wrote its
+    part, so a run killed mid-save never leaves a checkpoint that looks complete."""
+    final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
+    tmp = Path(output_dir) / f"{TMP_PREFIX}{final.name}"
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
 
 
 def train(
@@ -266,7 +284,7 @@ def train(
     progress = tqdm(
         total=max_steps, initial=helper.global_step, disable=not accelerator.is_local_main_process, desc="train"
     )
-    lr_trace: list[float] = []
+    log_file = open(Path(args.output_dir) / LOG_NAME, "a", buffering=1) if accelerator.is_main_process else None  # noqa: SIM115
     every = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
     for epoch in range(start_epoch, num_epochs):
         model.train()
@@ -286,7 +304,8 @@ def train(
             if not accelerator.sync_gradients:
                 continue
             step = helper.global_step
-            lr_trace.append(lr)
+            if log_file is not None:
+                log_file.write(json.dumps({"step": step, "lr": lr, "loss": loss.item()}) + "\n")
             progress.update(1)
             progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}", refresh=False)
             logs: dict[str, Any] = {"train/loss": loss.item(), "train/learning_rate": lr}
@@ -301,18 +320,20 @@ def train(
             if args.with_tracking:
                 accelerator.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, step=step)
             if every is not None and step % every == 0:
-                accelerator.save_state(str(Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{step}"))
+                save_checkpoint(accelerator, args.output_dir, step)
             if step >= max_steps:
                 break
         if args.checkpointing_steps == "epoch":
-            accelerator.save_state(str(Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{helper.global_step}"))
+            save_checkpoint(accelerator, args.output_dir, helper.global_step)
         if helper.global_step >= max_steps:
             break
     progress.close()
+    if log_file is not None:
+        log_file.close()
     helper.end()
     if args.with_tracking:
         accelerator.end_training()
-    return TrainingResult(scheduler, helper, max_steps, lr_trace)
+    return TrainingResult(scheduler, helper, max_steps)
 
 
 def gather_for_metrics(accelerator: Accelerator, tensor: torch.Tensor) -> torch.Tensor:
