@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,22 @@ def _find_checkpoint(args: RunArguments) -> Path | None:
     return found[-1] if found else None
 
 
+def _iterate_keeping_rng(dataloader: DataLoader) -> Iterator[Any]:
+    """The batches of `dataloader`, started without touching the global torch RNG.
+
+    Starting a `DataLoader` draws a seed from the global RNG. An uninterrupted run made that draw at
+    the start of the epoch, before the checkpoint's RNG state was taken; a run resumed mid-epoch must
+    not make it again, or every dropout mask after the resume shifts.
+    """
+    state = torch.get_rng_state()
+    iterator = iter(dataloader)
+    first = next(iterator, None)  # the loader starts (and draws) on its first batch
+    torch.set_rng_state(state)
+    if first is not None:
+        yield first
+        yield from iterator
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: str, step: int) -> Path:
     """`accelerator.save_state` into a temporary folder renamed to `step_N` once every process wrote its
     part, so a run killed mid-save never leaves a checkpoint that looks complete."""
@@ -291,7 +307,7 @@ def train(
         train_dataloader.set_epoch(epoch)
         batches = train_dataloader
         if epoch == start_epoch and skip_batches:
-            batches = accelerator.skip_first_batches(train_dataloader, skip_batches)
+            batches = _iterate_keeping_rng(accelerator.skip_first_batches(train_dataloader, skip_batches))
         for batch in batches:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss

@@ -1,0 +1,215 @@
+"""The recipes end to end, run as a user runs them (a subprocess), on real data slices."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_sgdr import SGDRSchedule
+from hf_sgdr.snapshots import SnapshotManifest
+
+REPO = Path(__file__).resolve().parents[1]
+GLUE = REPO / "recipes" / "glue.py"
+GPT2 = REPO / "recipes" / "gpt2_pretrain.py"
+FAST = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run(script: Path, *flags: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(script), *flags],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **FAST},
+        timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script.name} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def train_log(output_dir: Path) -> dict[int, dict]:
+    """The last record of every step (a resumed run appends the steps it repeats)."""
+    records = {}
+    for line in (output_dir / "train_log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        records[record["step"]] = record
+    return records
+
+
+def results(output_dir: Path, name: str = "ensemble_results.json") -> dict:
+    return json.loads((output_dir / name).read_text())
+
+
+def row(report: dict, name: str) -> dict:
+    return next(r for r in report["rows"] if r["name"] == name)
+
+
+GLUE_SMALL = (
+    "--max_train_samples", "192", "--max_eval_samples", "48", "--selection_size", "32",
+    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--max_length", "32",
+    "--learning_rate", "1e-4",
+)  # fmt: skip
+
+
+def test_glue_sst2_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "sst2"
+    run(GLUE, "--task_name", "sst2", "--output_dir", str(out), *GLUE_SMALL, "--max_train_steps", "12",
+        "--gradient_accumulation_steps", "2", "--num_cycles", "3", "--T_mult", "1", "--warmup_steps", "2",
+        "--eta_min", "1e-6")  # fmt: skip
+    schedule = SGDRSchedule.fit_budget(12, 3, warmup_steps=2, eta_min=1e-6)
+    ends = schedule.cycle_ends(12)
+    manifest = SnapshotManifest.load(out / "snapshots")
+    assert [r.scheduler_step for r in manifest.snapshots] == ends == [2 + 3, 2 + 6, 12]
+    assert [r.global_step for r in manifest.snapshots] == ends
+    assert all(r.eval_metrics and 0.0 <= r.eval_metrics["eval_accuracy"] <= 1.0 for r in manifest.snapshots)
+    assert manifest.training["gradient_accumulation_steps"] == 2 and manifest.task == "sst2"
+    # One log line per optimizer step (not per micro-batch), each with the schedule's lr for that step.
+    log = train_log(out)
+    assert sorted(log) == list(range(1, 13))
+    for step, record in log.items():
+        assert record["lr"] == pytest.approx(schedule.lr(step - 1, 1e-4), rel=1e-9, abs=1e-15)
+    report = results(out)
+    names = [r["name"] for r in report["rows"]]
+    assert names[:3] == ["cycle-000", "cycle-001", "cycle-002"]
+    assert {"uniform soup", "greedy soup", "greedy ensemble selection"} <= set(names)
+    assert report["eval_split"] == "validation" and report["selection_split"] == "train_heldout"
+    # The last snapshot evaluated alone agrees with the recipe's own in-training evaluation.
+    last = manifest.snapshots[-1]
+    assert row(report, last.name)["metrics"]["accuracy"] == pytest.approx(last.eval_metrics["eval_accuracy"])
+    assert (out / "lr_schedule.png").stat().st_size > 10_000
+
+
+def test_rte_sentence_pairs_with_lora(tmp_path: Path) -> None:
+    out = tmp_path / "rte"
+    run(GLUE, "--task_name", "rte", "--output_dir", str(out), *GLUE_SMALL, "--max_train_steps", "8",
+        "--num_cycles", "2", "--lora_r", "4", "--learning_rate", "1e-3")  # fmt: skip
+    manifest = SnapshotManifest.load(out / "snapshots")
+    assert manifest.snapshot_type == "peft_adapter" and len(manifest.snapshots) == 2
+    files = set(manifest.snapshots[0].files)
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+    adapter = load_file(out / "snapshots" / "cycle-000" / "adapter_model.safetensors")
+    assert all("lora_" in k or "classifier" in k for k in adapter)  # the adapter and the head, not the base
+    assert row(results(out), "uniform soup")["metrics"]["accuracy"] >= 0.0
+
+
+def test_custom_regression_files(tmp_path: Path, shared_data: Path) -> None:
+    """An STS-B-shaped task (sentence pairs with a real-valued label) from CSV files."""
+    import pandas as pd
+
+    sentences = pd.read_parquet(shared_data / "glue" / "sst2" / "validation.parquet")["sentence"].tolist()
+    for name, start in (("train", 0), ("dev", 300)):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sentence1", "sentence2", "label"])
+            for i in range(start, start + (240 if name == "train" else 60)):
+                a, b = sentences[i], sentences[(i * 7 + 3) % len(sentences)]
+                overlap = len(set(a.split()) & set(b.split())) / max(1, len(set(a.split()) | set(b.split())))
+                writer.writerow([a, b if i % 3 else a, 5.0 if i % 3 == 0 else round(5 * overlap, 3)])
+    out = tmp_path / "out"
+    run(GLUE, "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
+        "--output_dir", str(out), *GLUE_SMALL, "--max_train_steps", "8", "--num_cycles", "2")  # fmt: skip
+    report = results(out)
+    assert report["kind"] == "regression" and report["metrics"][:2] == ["pearson", "spearman"]
+    assert all(math.isfinite(r["metrics"]["pearson"]) for r in report["rows"])
+
+
+LM_TEXT_LINES = 600
+
+
+@pytest.fixture
+def shakespeare(tmp_path: Path, shared_data: Path) -> Path:
+    """A slice of Tiny Shakespeare (in the test's temporary folder, not the repository)."""
+    lines = (shared_data / "lm" / "tinyshakespeare.txt").read_text().splitlines()[:LM_TEXT_LINES]
+    path = tmp_path / "shakespeare.txt"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _gpt2_flags(text: Path, out: Path) -> list[str]:
+    return ["--train_file", str(text), "--output_dir", str(out), "--block_size", "32", "--vocab_size", "300",
+            "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--max_train_steps", "18",
+            "--num_cycles", "3", "--learning_rate", "3e-3", "--checkpointing_steps", "5"]  # fmt: skip
+
+
+def test_gpt2_pretraining_end_to_end(tmp_path: Path, shakespeare: Path) -> None:
+    out = tmp_path / "gpt2"
+    run(GPT2, *_gpt2_flags(shakespeare, out))
+    manifest = SnapshotManifest.load(out / "snapshots")
+    assert manifest.auto_class == "AutoModelForCausalLM" and [r.scheduler_step for r in manifest.snapshots] == [
+        6,
+        12,
+        18,
+    ]
+    assert (out / "snapshots" / "tokenizer.json").is_file()  # the tokenizer trained on the text is saved
+    report = results(out)
+    assert report["metrics"][0] == "perplexity"
+    last = manifest.snapshots[-1]
+    assert row(report, last.name)["metrics"]["perplexity"] == pytest.approx(
+        last.eval_metrics["eval_perplexity"], rel=1e-4
+    )
+    for name in ("ensemble (last 3, average)", "uniform soup"):
+        assert 1.0 < row(report, name)["metrics"]["perplexity"] < 300  # vocabulary 300: better than uniform
+    assert sorted(p.name for p in out.glob("step_*")) == ["step_10", "step_15", "step_5"]
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, shakespeare: Path) -> None:
+    reference = tmp_path / "reference"
+    run(GPT2, *_gpt2_flags(shakespeare, reference))
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, str(GPT2), *_gpt2_flags(shakespeare, out)],
+        env={**os.environ, **FAST},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 600
+    while not (out / "step_10").is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "step_10").is_dir() and not (out / "ensemble_results.json").exists()
+
+    run(GPT2, *_gpt2_flags(shakespeare, out), "--resume_from_checkpoint", "latest")
+    expected, got = train_log(reference), train_log(out)
+    assert sorted(got) == sorted(expected) == list(range(1, 19))
+    for step in expected:
+        assert got[step]["lr"] == expected[step]["lr"]
+        assert got[step]["loss"] == expected[step]["loss"]  # same batches and dropout masks after the resume
+    ref_manifest = SnapshotManifest.load(reference / "snapshots")
+    manifest = SnapshotManifest.load(out / "snapshots")
+    assert [r.scheduler_step for r in manifest.snapshots] == [r.scheduler_step for r in ref_manifest.snapshots]
+    for record in ref_manifest.snapshots:
+        a = load_file(reference / "snapshots" / record.name / "model.safetensors")
+        b = load_file(out / "snapshots" / record.name / "model.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(b[key], a[key]), key
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--task_name", "sst3"], "--task_name must be one of"),
+        (["--train_file", "/nonexistent.csv", "--validation_file", "/nonexistent.csv"], "does not exist"),
+        (["--task_name", "sst2", "--T_0", "10", "--num_cycles", "3"], "give at most one of"),
+        (["--task_name", "sst2", "--T_mult", "0.5"], "sgdr_T_mult must be a finite number >= 1"),
+        (["--task_name", "sst2", "--checkpointing_steps", "often"], "--checkpointing_steps must be"),
+    ],
+)
+def test_bad_flags_exit_with_a_clear_message(tmp_path: Path, flags: list[str], message: str) -> None:
+    result = run(GLUE, "--output_dir", str(tmp_path), *flags, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything was written
