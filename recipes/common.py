@@ -374,9 +374,11 @@ def evaluate_snapshots(
     the lr plot with the snapshot points and metric, and the Hub push with the card when asked."""
     accelerator.wait_for_everyone()
     report = None
-    if accelerator.is_main_process:
+    if result.helper.snapshot_dir is None:
+        logger.info("no snapshots were saved (--save_snapshots false): nothing to evaluate")
+    elif accelerator.is_main_process:
         out = Path(args.output_dir)
-        ensemble = SnapshotEnsemble.from_pretrained(out / "snapshots", device=accelerator.device)
+        ensemble = SnapshotEnsemble.from_pretrained(result.helper.snapshot_dir, device=accelerator.device)
         report = ensemble.evaluate(
             eval_dataloader,
             selection_dataloader,

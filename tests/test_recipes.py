@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,3 +214,32 @@ def test_bad_flags_exit_with_a_clear_message(tmp_path: Path, flags: list[str], m
     assert result.returncode == 2
     assert message in result.stderr
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+CONFIGS = sorted((REPO / "recipes" / "configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_config_parses_and_ends_on_a_cycle_end(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped configs are valid flags for their recipe, and their budget is a whole number of cycles."""
+    monkeypatch.chdir(REPO)  # the CPU presets name ../shared/data relative to the checkout
+    monkeypatch.syspath_prepend(str(REPO / "recipes"))
+    import common
+    from glue import GlueArguments
+    from gpt2_pretrain import LMArguments
+
+    from hf_sgdr.schedule import build_schedule
+
+    task_arguments = GlueArguments if config.stem.startswith("glue") else LMArguments
+    _, run_args, options = common.parse_arguments(task_arguments, ["--config", str(config)])
+    schedule = build_schedule(
+        num_training_steps=run_args.max_train_steps,
+        warmup_steps=run_args.warmup_steps,
+        **options.scheduler_kwargs(),
+    )
+    ends = schedule.cycle_ends(run_args.max_train_steps)
+    assert ends[-1] == run_args.max_train_steps and len(ends) >= 3
+    named = re.fullmatch(r".*_T0-(\d+)(k?)_Tmult-(\d+)", config.stem)  # the file name states the schedule
+    assert named is not None
+    assert options.sgdr_T_0 == int(named[1]) * (1000 if named[2] else 1)
+    assert options.sgdr_T_mult == float(named[3])

@@ -89,3 +89,13 @@ def test_sst2_fine_tuning_snapshots_resets_and_eval_metrics(tmp_path: Path) -> N
     trained = trainer.model.eval()
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, trained(**batch).logits)
+
+    # the run's snapshot ensemble, evaluated from the Trainer: each snapshot's accuracy is the one the
+    # Trainer measured at its cycle end; the greedy choices are made on a split that is not reported
+    report = trainer.evaluate_snapshots(selection_dataset=sst2("train", 16), json_path=tmp_path / "report.json")
+    names = [row.name for row in report.rows]
+    assert names[:2] == ["cycle-000", "cycle-001"]
+    assert {"ensemble (last 2, average)", "uniform soup", "greedy soup", "greedy ensemble selection"} <= set(names)
+    for record in manifest.snapshots:
+        assert report.row(record.name).metrics["accuracy"] == pytest.approx(record.eval_metrics["eval_accuracy"])
+    assert (tmp_path / "report.json").is_file() and report.selection_split == "selection"

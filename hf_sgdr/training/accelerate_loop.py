@@ -23,7 +23,6 @@ pending snapshot writes, so a checkpoint implies its snapshots::
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +30,6 @@ from accelerate import Accelerator
 from accelerate.scheduler import AcceleratedScheduler
 
 from .arguments import SGDROptions
-from .callback import SNAPSHOT_SUBDIR
 from .core import CycleEndEvent, CycleEndHandler, check_event_api
 
 
@@ -76,11 +74,7 @@ class SGDRAccelerateHelper:
         check_event_api(scheduler)
         self.options = (options or SGDROptions()).sgdr_options(**option_kwargs)
         self.options.check_no_schedule("SGDRAccelerateHelper")
-        self.snapshot_dir: Path | None = None
-        if self.options.save_snapshots:
-            if self.options.snapshot_dir is None and output_dir is None:
-                raise ValueError("SGDRAccelerateHelper needs output_dir or snapshot_dir (or save_snapshots=False)")
-            self.snapshot_dir = Path(self.options.snapshot_dir or Path(output_dir) / SNAPSHOT_SUBDIR)  # type: ignore[arg-type]
+        self.snapshot_dir = self.options.snapshot_folder(output_dir)
         self.accelerator = accelerator
         self.model = model
         self.scheduler = scheduler

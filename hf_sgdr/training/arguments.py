@@ -11,7 +11,9 @@ scheduler's default", so that they merge with `lr_scheduler_kwargs` without ambi
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainingArguments
@@ -21,6 +23,9 @@ from ..registration import SCHEDULER_NAME, normalize_scheduler_kwargs
 from ..validation import check_bool, check_float, check_int
 
 #: Option name -> `lr_scheduler_kwargs` key, for the options that parametrise the schedule itself.
+#: Sub-folder of `output_dir` that holds the snapshots unless `snapshot_dir` says otherwise.
+SNAPSHOT_SUBDIR = "snapshots"
+
 SCHEDULE_OPTIONS = {
     "sgdr_T_0": "T_0",
     "sgdr_num_cycles": "num_cycles",
@@ -138,6 +143,14 @@ class SGDROptions:
                 f"give at most one of sgdr_T_0, sgdr_T_0_epochs and sgdr_num_cycles (the first cycle's length or the "
                 f"number of cycles fitted to the budget); got {', '.join(f'{n}={getattr(self, n)!r}' for n in chosen)}"
             )
+
+    def snapshot_folder(self, output_dir: str | os.PathLike[str] | None) -> Path | None:
+        """Where the snapshots go: `snapshot_dir`, else `output_dir/snapshots`; `None` without snapshots."""
+        if not self.save_snapshots:
+            return None
+        if self.snapshot_dir is None and output_dir is None:
+            raise ValueError("snapshots need output_dir or snapshot_dir (or save_snapshots=False)")
+        return Path(self.snapshot_dir) if self.snapshot_dir is not None else Path(output_dir) / SNAPSHOT_SUBDIR
 
     def sgdr_options(self, **changes: Any) -> SGDROptions:
         """These options as a plain `SGDROptions` (also from an `SGDRTrainingArguments`), with `changes`."""

@@ -25,9 +25,6 @@ from .core import CycleEndHandler
 
 logger = logging.getLogger(__name__)
 
-#: Sub-folder of `output_dir` that holds the snapshots unless `snapshot_dir` says otherwise.
-SNAPSHOT_SUBDIR = "snapshots"
-
 
 class SGDRCallback(TrainerCallback):
     """Snapshots at cycle ends, optimizer resets at restarts, weight averaging and event logging
@@ -87,9 +84,7 @@ class SGDRCallback(TrainerCallback):
             )
         _configure_monitor(lr_scheduler, args)
         options = self.options
-        snapshot_dir = None
-        if options.save_snapshots:
-            snapshot_dir = options.snapshot_dir or os.path.join(args.output_dir, SNAPSHOT_SUBDIR)
+        snapshot_dir = options.snapshot_folder(args.output_dir)
         self.handler = CycleEndHandler(
             lr_scheduler,
             optimizer,

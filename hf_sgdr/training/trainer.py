@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, get_last_checkpoint, has_length
+from transformers.utils import is_datasets_available
 
 from ..registration import SCHEDULER_NAME, get_sgdr_schedule
 from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
 from .callback import SGDRCallback
+
+if TYPE_CHECKING:
+    from ..snapshots import EvaluationReport
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +128,54 @@ class SGDRTrainer(Trainer):
             os.makedirs(folder, exist_ok=True)
         self.sgdr_callback.save_checkpoint_state(folder, self.state.global_step)
         super()._save_checkpoint(model, trial)
+
+    def evaluate_snapshots(
+        self,
+        eval_dataset: Any = None,
+        selection_dataset: Any = None,
+        *,
+        metrics: Sequence[str] | None = None,
+        method: str = "average",
+        soups: bool = True,
+        json_path: str | os.PathLike[str] | None = None,
+        print_table: bool = False,
+    ) -> EvaluationReport | None:
+        """Evaluate this run's snapshots: each alone, the ensembles of the last k, the soups, and (with
+        `selection_dataset`, a split other than the reported one) the greedy soup and selection.
+
+        Reports on `eval_dataset` (default: the Trainer's), collated like `Trainer.evaluate`. Runs on the
+        main process (one model resident at a time); the other processes wait and get `None`.
+        """
+        folder = self.sgdr_options.snapshot_folder(self.args.output_dir)
+        if folder is None:
+            raise ValueError("evaluate_snapshots needs snapshots; this run has save_snapshots=False")
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("evaluate_snapshots needs an eval_dataset (none given and the Trainer has none)")
+        report = None
+        if self.is_world_process_zero():
+            from ..snapshots import SnapshotEnsemble
+
+            ensemble = SnapshotEnsemble.from_pretrained(
+                folder, device=self.args.device, progress=not self.args.disable_tqdm
+            )
+            report = ensemble.evaluate(
+                self._snapshot_dataloader(dataset, "evaluation"),
+                None if selection_dataset is None else self._snapshot_dataloader(selection_dataset, "selection"),
+                metrics=metrics,
+                method=method,
+                soups=soups,
+                json_path=json_path,
+                print_table=print_table,
+            )
+        self.accelerator.wait_for_everyone()
+        return report
+
+    def _snapshot_dataloader(self, dataset: Any, description: str) -> DataLoader:
+        """`dataset` as `Trainer.evaluate` sees it (model columns only, the Trainer's collator), unsharded."""
+        if is_datasets_available():
+            import datasets
+
+            if isinstance(dataset, datasets.Dataset):
+                dataset = self._remove_unused_columns(dataset, description=description)
+        return DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator)

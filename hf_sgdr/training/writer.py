@@ -30,6 +30,7 @@ from typing import Any
 from ..atomic import TMP_PREFIX, remove_stale_temporaries
 from ..snapshots.manifest import MANIFEST_NAME, SnapshotManifest, SnapshotRecord
 from ..snapshots.storage import write_snapshot_folder
+from .distributed import SnapshotWriteError
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,11 @@ class SnapshotWriter:
                 shutil.rmtree(self.directory / name, ignore_errors=True)
 
     def _write_snapshot(self, record: SnapshotRecord, save: Callable[[Path], None]) -> None:
-        record.files = write_snapshot_folder(self.directory / record.name, save)
+        folder = self.directory / record.name
+        try:
+            record.files = write_snapshot_folder(folder, save)
+        except Exception as error:  # name the path: the underlying error often does not (e.g. safetensors' EFBIG)
+            raise SnapshotWriteError(f"writing snapshot {folder} failed: {type(error).__name__}: {error}") from error
         others = [r for r in self._manifest.snapshots if r.name != record.name]
         kept = sorted([*others, record], key=_age)
         if self.max_snapshots is not None and len(kept) > self.max_snapshots:
@@ -159,7 +164,12 @@ class SnapshotWriter:
                 kept = sorted([*kept[1:], record], key=_age)
         dropped = [r for r in others if not any(r is k for k in kept)]
         self._manifest.snapshots = kept
-        self._manifest.save(self.directory)
+        try:
+            self._manifest.save(self.directory)
+        except Exception as error:
+            raise SnapshotWriteError(
+                f"listing snapshot {folder} in {self.directory / MANIFEST_NAME} failed: {type(error).__name__}: {error}"
+            ) from error
         for old in dropped:
             shutil.rmtree(self.directory / old.name, ignore_errors=True)
             logger.info("deleted snapshot %s (max_snapshots=%s)", old.name, self.max_snapshots)
