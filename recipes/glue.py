@@ -36,6 +36,7 @@ from common import (
     make_accelerator,
     make_optimizer,
     parse_arguments,
+    run_recipe,
     train,
 )
 from hf_sgdr.snapshots.data import GLUE_TEXT_COLUMNS
@@ -233,4 +234,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -36,6 +36,7 @@ from common import (
     make_accelerator,
     make_optimizer,
     parse_arguments,
+    run_recipe,
     train,
 )
 
@@ -214,4 +215,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,11 +64,20 @@ GLUE_SMALL = (
 )  # fmt: skip
 
 
-def test_glue_sst2_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "sst2"
-    run(GLUE, "--task_name", "sst2", "--output_dir", str(out), *GLUE_SMALL, "--max_train_steps", "12",
-        "--gradient_accumulation_steps", "2", "--num_cycles", "3", "--T_mult", "1", "--warmup_steps", "2",
-        "--eta_min", "1e-6")  # fmt: skip
+GLUE_SST2_RUN = ("--task_name", "sst2", *GLUE_SMALL, "--max_train_steps", "12", "--gradient_accumulation_steps", "2",
+                 "--num_cycles", "3", "--T_mult", "1", "--warmup_steps", "2", "--eta_min", "1e-6")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sst2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One process, 12 optimizer steps of 2 micro-batches, 3 cycles fitted to the budget after 2 warmup steps."""
+    out = tmp_path_factory.mktemp("sst2") / "out"
+    run(GLUE, "--output_dir", str(out), *GLUE_SST2_RUN)
+    return out
+
+
+def test_glue_sst2_end_to_end(sst2_run: Path) -> None:
+    out = sst2_run
     schedule = SGDRSchedule.fit_budget(12, 3, warmup_steps=2, eta_min=1e-6)
     ends = schedule.cycle_ends(12)
     manifest = SnapshotManifest.load(out / "snapshots")
@@ -85,10 +95,45 @@ def test_glue_sst2_end_to_end(tmp_path: Path) -> None:
     assert names[:3] == ["cycle-000", "cycle-001", "cycle-002"]
     assert {"uniform soup", "greedy soup", "greedy ensemble selection"} <= set(names)
     assert report["eval_split"] == "validation" and report["selection_split"] == "train_heldout"
+    assert report["num_eval_items"] == 48
     # The last snapshot evaluated alone agrees with the recipe's own in-training evaluation.
     last = manifest.snapshots[-1]
     assert row(report, last.name)["metrics"]["accuracy"] == pytest.approx(last.eval_metrics["eval_accuracy"])
     assert (out / "lr_schedule.png").stat().st_size > 10_000
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path: Path, sst2_run: Path) -> None:
+    """`accelerate launch` with 2 CPU processes: the same lr at every optimizer step, the same snapshot steps,
+    snapshots written once, evaluation gathered without duplicates, and both processes exit 0."""
+    out = tmp_path / "two"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port())]  # fmt: skip
+    result = subprocess.run(
+        [*launch, str(GLUE), "--output_dir", str(out), *GLUE_SST2_RUN],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **FAST, "ACCELERATE_USE_CPU": "1"},
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "terminate called" not in result.stderr
+    manifest = SnapshotManifest.load(out / "snapshots")
+    single = SnapshotManifest.load(sst2_run / "snapshots")
+    assert manifest.training["num_processes"] == 2 and single.training["num_processes"] == 1
+    assert [r.scheduler_step for r in manifest.snapshots] == [r.scheduler_step for r in single.snapshots]
+    assert [r.global_step for r in manifest.snapshots] == [r.global_step for r in single.snapshots]
+    assert sorted(p.name for p in (out / "snapshots").iterdir() if p.is_dir()) == [r.name for r in manifest.snapshots]
+    two, one = train_log(out), train_log(sst2_run)
+    assert sorted(two) == sorted(one) == list(range(1, 13))
+    assert [two[step]["lr"] for step in two] == [one[step]["lr"] for step in two]
+    assert results(out)["num_eval_items"] == 48  # 48 examples over 2 processes, uneven last batch, no duplicates
 
 
 def test_rte_sentence_pairs_with_lora(tmp_path: Path) -> None:
@@ -227,7 +272,6 @@ def test_every_config_parses_and_ends_on_a_cycle_end(config: Path, monkeypatch: 
     import common
     from glue import GlueArguments
     from gpt2_pretrain import LMArguments
-
     from hf_sgdr.schedule import build_schedule
 
     task_arguments = GlueArguments if config.stem.startswith("glue") else LMArguments
