@@ -246,3 +246,98 @@ def test_malformed_safetensors_headers(tmp_path: Path) -> None:
 def test_the_intact_copy_loads(folder: Path) -> None:
     manifest = SnapshotManifest.load(folder)
     assert SnapshotEnsemble.from_pretrained(folder).snapshot_names == [r.name for r in manifest.snapshots]
+
+
+# ---------------------------------------------------------------------- more hostile inputs (reliability issue)
+@pytest.mark.parametrize("name", ["model.pt", "weights.pth", "last.ckpt", "model.PKL"])
+def test_every_pickle_suffix_listed_in_the_manifest_is_refused_unread(folder: Path, tmp_path: Path, name: str) -> None:
+    marker = tmp_path / "code-ran"
+    _malicious_bin(folder / "cycle-000" / name, marker)
+    _rerecord(folder, "cycle-000")
+    with pytest.raises(SnapshotLoadError, match=rf"refusing cycle-000/{name} \(listed in manifest.json\)"):
+        SnapshotEnsemble.from_pretrained(folder)
+    assert not marker.exists()
+
+
+def test_a_pickle_beside_the_manifest_is_skipped_never_unpickled(
+    folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "code-ran"
+    for name in ("training_args.bin", "optimizer.pt"):
+        _malicious_bin(folder / name, marker)
+    with caplog.at_level("WARNING", logger="hf_sgdr.snapshots.loading"):
+        ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+        from hf_sgdr.snapshots.loading import root_files
+
+        assert {p.name for p in root_files(folder)}.isdisjoint({"training_args.bin", "optimizer.pt"})
+    assert ensemble.num_snapshots == 4
+    assert "skipping optimizer.pt: pickle-based files are never loaded or uploaded" in caplog.text
+    assert not marker.exists()
+
+
+def test_a_bit_flip_in_the_header_with_matching_checksums_is_refused_not_crashed(folder: Path) -> None:
+    path = folder / "cycle-001" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    header = data[8 : 8 + struct.unpack("<Q", data[:8])[0]]
+    where = 8 + header.index(b'"data_offsets":[') + len(b'"data_offsets":[')
+    data[where] = ord("x")  # a digit of the first offset becomes a letter: the header is no longer JSON
+    path.write_bytes(bytes(data))
+    _rerecord(folder, "cycle-001")
+    with pytest.raises(SnapshotLoadError, match=r"cycle-001/model.safetensors has an unreadable safetensors header"):
+        SnapshotEnsemble.from_pretrained(folder)
+    data[7] = 0x10  # the length prefix's top byte flipped: a header of ~2**60 bytes declared
+    path.write_bytes(bytes(data))
+    _rerecord(folder, "cycle-001")
+    with pytest.raises(SnapshotLoadError, match=r"declares a \d+-byte header but holds \d+ bytes"):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+def test_a_lying_manifest_size_is_caught_before_the_checksum(folder: Path) -> None:
+    _edit_manifest(folder, lambda d: d["snapshots"][2]["files"]["model.safetensors"].update(size=10**15))
+    message = r"cycle-002/model.safetensors has \d+ bytes, manifest.json says 1000000000000000 \(truncated or altered\)"
+    with pytest.raises(SnapshotLoadError, match=message):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    "value", ["..\\outside", "cycle-000\x00", "~/.ssh", ".hidden", "cycle-000/./config.json", "a" * 600, "c:/x"]
+)
+def test_more_names_that_could_escape_are_refused(folder: Path, value: str) -> None:
+    _edit_manifest(folder, lambda data: data["snapshots"][0].update(name=value))
+    message = r"snapshots\[0\].name .*(not a safe relative path|must be a non-empty relative path)"
+    with pytest.raises(ManifestError, match=message):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+def test_a_symlinked_file_is_followed_only_inside_the_folder(folder: Path, tmp_path: Path) -> None:
+    """A link to a file inside the root is allowed (a Hub cache is all links); one that leads out is refused."""
+    config = folder / "cycle-003" / "config.json"
+    config.unlink()
+    config.symlink_to(folder / "cycle-002" / "config.json")  # inside the folder and byte-identical
+    SnapshotEnsemble.from_pretrained(folder, progress=False)  # contained: allowed (a Hub cache is all links)
+    config.unlink()
+    (tmp_path / "secret.json").write_text((folder / "cycle-002" / "config.json").read_text())
+    config.symlink_to(tmp_path / "secret.json")
+    with pytest.raises(SnapshotLoadError, match=r"cycle-003/config.json resolves to .*secret.json.*escapes"):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"format": "someone-elses-format"}, r"not an hf_sgdr snapshot manifest \(format='someone-elses-format'\)"),
+        ({"format_version": 2}, r"unsupported manifest format_version 2 \(this hf_sgdr reads 1..1\)"),
+        ({"format_version": True}, r"unsupported manifest format_version True"),
+        ({"snapshot_type": "pickle"}, r"unknown snapshot_type 'pickle'"),
+        ({"snapshots": {"cycle-000": {}}}, r"manifest.snapshots has the wrong type dict"),
+    ],
+)
+def test_an_unknown_ensemble_kind_or_format_is_refused(folder: Path, edit: dict, message: str) -> None:
+    _edit_manifest(folder, lambda data: data.update(edit))
+    with pytest.raises(ManifestError, match=rf"manifest.json: {message}"):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+def test_an_unknown_ensemble_kind_is_refused_by_the_constructor() -> None:
+    with pytest.raises(ValueError, match=r"kind must be one of .*; got 'multilabel'"):
+        SnapshotEnsemble(kind="multilabel")

@@ -2,15 +2,17 @@
 events, and a write that fails on the main process raises `SnapshotWriteError` on both ranks at the
 next sync point instead of leaving the other one waiting.
 
-Launched with ``ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2`` (``accelerate launch --cpu`` starts
-one process). Each rank reports through a JSON file written before the process ends, so the outcome
-does not depend on the exit status of the process-group teardown.
+Launched with ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2`` (``accelerate
+launch --cpu`` starts one process). Each rank reports through a JSON file; both processes must also exit
+0 within the time limit: no hang, and no abort in the process-group teardown (the script collects the
+DDP reference cycle before exiting, as the recipes do).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_training_support import read_manifest
 
-pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+pytestmark = pytest.mark.multiprocess
 
 TESTS = Path(__file__).resolve().parent
 
@@ -29,6 +31,8 @@ import torch
 torch.set_num_threads(1)
 from test_training_multiprocess import run
 run(sys.argv[1], sys.argv[2])
+import gc
+gc.collect()
 """
 
 
@@ -89,10 +93,16 @@ def _launch(tmp_path: Path, mode: str) -> list[dict]:
     out.mkdir()
     script = tmp_path / "loop.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(out), mode]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(port), str(script), str(out), mode]  # fmt: skip
     result = subprocess.run(
-        command, env={**os.environ, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=600
+        command, env={**os.environ, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300
     )
+    assert result.returncode == 0 and "terminate called" not in result.stderr, result.stderr[-3000:]
     reports = sorted(out.glob("rank*.json"))
     assert len(reports) == 2, result.stderr[-3000:]
     return [json.loads(path.read_text()) for path in reports]

@@ -28,7 +28,14 @@ from transformers import (
 
 from hf_sgdr.atomic import sha256_file
 from hf_sgdr.snapshots.manifest import SnapshotManifest, SnapshotRecord
-from hf_sgdr.training import CycleAverager, SnapshotWriter, capture_weights, describe_model, snapshot_name
+from hf_sgdr.training import (
+    CycleAverager,
+    SnapshotWriteError,
+    SnapshotWriter,
+    capture_weights,
+    describe_model,
+    snapshot_name,
+)
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_LENGTH = 32
@@ -293,7 +300,8 @@ def test_writer_failure_leaves_nothing_half_written_and_is_reported(tmp_path: Pa
     writer.submit_snapshot(_record(1), broken)
     writer.submit_snapshot(_record(2), _save_bytes(b"fine"))
     error = writer.wait()
-    assert isinstance(error, OSError) and "No space left" in str(error)
+    assert isinstance(error, SnapshotWriteError) and isinstance(error.__cause__, OSError)
+    assert str(error).startswith(f"writing snapshot {tmp_path / 'cycle-001'} failed: OSError: No space left")
     assert writer.wait() is None  # reported once
     manifest = read_manifest(tmp_path)
     assert [r.name for r in manifest.snapshots] == ["cycle-000", "cycle-002"]

@@ -97,7 +97,7 @@ def check_safetensors_header(path: Path) -> dict[str, Any]:
             )
         try:
             header = json.loads(handle.read(header_size))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # deep nesting: RecursionError
             raise SnapshotLoadError(f"{path} has an unreadable safetensors header: {error}") from None
     if not isinstance(header, dict):
         raise SnapshotLoadError(f"{path} has a safetensors header that is not a JSON object")
@@ -110,6 +110,8 @@ def check_safetensors_header(path: Path) -> dict[str, Any]:
             dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
         except (TypeError, KeyError, ValueError):
             raise SnapshotLoadError(f"{path}: tensor {name!r} has a malformed header entry") from None
+        if not isinstance(dtype, str) or not isinstance(shape, list):
+            raise SnapshotLoadError(f"{path}: tensor {name!r} has a malformed dtype or shape")
         if dtype not in _DTYPE_BYTES:
             raise SnapshotLoadError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
         if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in [*shape, begin, end]):
@@ -192,7 +194,13 @@ def _check_shard_index(folder: Path, record: SnapshotRecord) -> None:
     index = folder / "model.safetensors.index.json"
     if "model.safetensors.index.json" not in record.files:
         return
-    shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        shards = set(weight_map.values())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, AttributeError, TypeError) as error:
+        raise SnapshotLoadError(f"{record.name}/{index.name} is not a valid shard index: {error}") from None
+    if not all(isinstance(shard, str) for shard in shards):
+        raise SnapshotLoadError(f"{record.name}/{index.name}: the shard index maps tensors to non-file names")
     missing = sorted(s for s in shards if s not in record.files)
     if missing:
         raise SnapshotLoadError(f"{record.name}: the shard index names files manifest.json does not list: {missing}")

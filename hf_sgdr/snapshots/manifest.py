@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json
+from ..schedule import SGDRSchedule
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "hf_sgdr.snapshot_ensemble"
@@ -196,6 +197,11 @@ class SnapshotManifest:
         for key in ("schedule", "training"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise ManifestError(f"manifest.{key} must be an object")
+        if data.get("schedule"):  # the card and plot rebuild the schedule from it: check it now, not there
+            try:
+                SGDRSchedule.from_dict(data["schedule"])
+            except (TypeError, ValueError, OverflowError) as error:
+                raise ManifestError(f"manifest.schedule is not a valid SGDR schedule: {error}") from None
         return cls(
             snapshot_type=snapshot_type,
             auto_class=_require(data, "auto_class", str, "manifest", optional=True),
@@ -217,8 +223,10 @@ class SnapshotManifest:
             raise ManifestError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes")
         try:
             data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # deep nesting: RecursionError
             raise ManifestError(f"{path} is not valid JSON: {error}") from None
+        except ManifestError as error:  # NaN / Infinity, refused by `_refuse_constant`
+            raise ManifestError(f"{path}: {error}") from None
         try:
             return cls.from_dict(data)
         except ManifestError as error:

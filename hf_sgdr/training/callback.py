@@ -17,7 +17,8 @@ import os
 import weakref
 from typing import Any
 
-from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import DefaultFlowCallback, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .arguments import SGDROptions
@@ -52,15 +53,17 @@ class SGDRCallback(TrainerCallback):
         self._training = False
 
     def attach(self, trainer: Trainer) -> SGDRCallback:
-        """Install into `trainer` ahead of its reporting callbacks and use its accelerator and wrapped
-        model (needed to gather sharded weights under FSDP / DeepSpeed). Returns `self`.
+        """Install into `trainer` after its flow control and ahead of its reporting callbacks, and use its
+        accelerator and wrapped model (needed to gather sharded weights under FSDP / DeepSpeed). Returns `self`.
         """
         callbacks = trainer.callback_handler.callbacks
         if any(isinstance(cb, SGDRCallback) and cb is not self for cb in callbacks):
             raise ValueError("this Trainer already has an SGDRCallback; install only one")
         if self in callbacks:
             callbacks.remove(self)
-        callbacks.insert(0, self)
+        # After DefaultFlowCallback (which decides `should_save` in on_step_end), before the reporters.
+        flow = [i for i, cb in enumerate(callbacks) if isinstance(cb, DefaultFlowCallback)]
+        callbacks.insert(flow[0] + 1 if flow else 0, self)
         self._trainer = weakref.ref(trainer)
         return self
 
@@ -108,6 +111,23 @@ class SGDRCallback(TrainerCallback):
         if event is not None:
             control.should_log = True  # the loss of the cycle's last step and the event go out at this step
             self._pending_logs.update(event.as_logs())
+        if control.should_save:
+            self._before_trainer_saves(args, state)
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if control.should_save:
+            self._before_trainer_saves(args, state)
+
+    def _before_trainer_saves(self, args: TrainingArguments, state: TrainerState) -> None:
+        """The Trainer writes a checkpoint next: finish the snapshot writes first (and store the running
+        average in the checkpoint folder), so that no complete checkpoint exists without its snapshots."""
+        folder = None
+        if self.options.swa_start is not None:
+            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+        self._handler().checkpoint(folder)
 
     def on_log(
         self,
@@ -138,6 +158,8 @@ class SGDRCallback(TrainerCallback):
             return  # evaluations outside train() (e.g. of snapshots afterwards) are not this run's
         if self.handler.observe(metrics, global_step=state.global_step):
             self._pending_logs["sgdr/cycle_extended"] = 1.0
+        if args.save_strategy == "best":  # the Trainer may save right after this evaluation
+            self._before_trainer_saves(args, state)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
@@ -159,6 +181,19 @@ class SGDRCallback(TrainerCallback):
             return
         self.handler.checkpoint(folder)
         self._checkpointed_step = global_step
+
+    @staticmethod
+    def last_complete_checkpoint(output_dir: str | os.PathLike[str]) -> str | None:
+        """The newest `checkpoint-N` in `output_dir` that the Trainer finished writing (it writes
+        `trainer_state.json` last); `transformers.trainer_utils.get_last_checkpoint` takes the newest
+        folder even when a killed run left it half-written."""
+        steps = []
+        for name in os.listdir(output_dir) if os.path.isdir(output_dir) else []:
+            prefix, _, step = name.partition("-")
+            complete = os.path.isfile(os.path.join(output_dir, name, TRAINER_STATE_NAME))
+            if prefix == PREFIX_CHECKPOINT_DIR and step.isdigit() and complete:
+                steps.append(int(step))
+        return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
 
     def _resume_state(self, args: TrainingArguments, state: TrainerState) -> dict[str, Any] | None:
         if self.options.swa_start is None or state.global_step == 0:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, get_last_checkpoint, has_length
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
 from transformers.utils import is_datasets_available
 
 from ..registration import SCHEDULER_NAME, get_sgdr_schedule
@@ -106,9 +106,10 @@ class SGDRTrainer(Trainer):
         ignore_keys_for_eval: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """As `Trainer.train`; tells the callback which checkpoint holds the running weight average."""
-        if resume_from_checkpoint is True and os.path.isdir(self.args.output_dir):
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True
+        """As `Trainer.train`; `resume_from_checkpoint=True` skips checkpoints a killed run left half-written,
+        and the callback learns which checkpoint holds the running weight average."""
+        if resume_from_checkpoint is True:  # the newest checkpoint written in full, not a half-written one
+            resume_from_checkpoint = SGDRCallback.last_complete_checkpoint(self.args.output_dir) or True
         self.sgdr_callback.resume_from_checkpoint = (
             resume_from_checkpoint if isinstance(resume_from_checkpoint, str) else None
         )
