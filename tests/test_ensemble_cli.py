@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from test_ensemble_support import tiny_bert_folder, tiny_lm_folder
 
-from hf_sgdr.snapshots.cli import add_snapshot_commands, main
+from hf_sgdr.cli import main
+from hf_sgdr.snapshots.cli import add_snapshot_commands
 
 
 def test_evaluate_writes_the_report_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

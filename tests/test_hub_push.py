@@ -274,7 +274,7 @@ def test_cli_push_takes_the_token_from_the_environment(hub: tuple[str, Recorder]
         [
             sys.executable,
             "-m",
-            "hf_sgdr.snapshots.cli",
+            "hf_sgdr.cli",
             "push",
             str(tiny_bert_folder()),
             "--repo-id",
@@ -302,7 +302,7 @@ def test_cli_push_takes_the_token_from_the_environment(hub: tuple[str, Recorder]
     assert {r.metric_name for r in card.data.eval_results} >= {"accuracy (ensemble (last 4, average))"}
 
     bad = subprocess.run(
-        [sys.executable, "-m", "hf_sgdr.snapshots.cli", "push", str(tmp_path), "--repo-id", "me/x"],
+        [sys.executable, "-m", "hf_sgdr.cli", "push", str(tmp_path), "--repo-id", "me/x"],
         env=env,
         capture_output=True,
         text=True,

@@ -155,7 +155,7 @@ def test_the_cli_push_error_shows_no_token(failing_hub: tuple[str, Recorder]) ->
     env["PYTHONPATH"] = str(REPO_ROOT)
     env["HF_HUB_VERBOSITY"] = "debug"
     result = subprocess.run(
-        [sys.executable, "-m", "hf_sgdr.snapshots.cli", "push", str(tiny_bert_folder()), "--repo-id", "me/x"],
+        [sys.executable, "-m", "hf_sgdr.cli", "push", str(tiny_bert_folder()), "--repo-id", "me/x"],
         env=env,
         capture_output=True,
         text=True,

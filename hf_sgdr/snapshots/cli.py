@@ -1,16 +1,14 @@
 """`hf-sgdr evaluate OUTPUT_DIR ...` and `hf-sgdr push OUTPUT_DIR --repo-id ...`.
 
-`add_snapshot_commands(subparsers)` adds both to the `hf-sgdr` parser (hf_sgdr.cli wires it in);
-`python -m hf_sgdr.snapshots.cli` runs them on their own.
+`add_snapshot_commands(subparsers)` adds both to the `hf-sgdr` parser (hf_sgdr.cli wires it in).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,18 +190,3 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     push.add_argument("--results", help="report JSON from `hf-sgdr evaluate --output_json` for the card")
     push.add_argument("--dataset_name", help="dataset id for the card (default: the report's or the manifest's)")
     push.set_defaults(handler=_push)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run `evaluate` or `push` on their own; a bad value exits with status 2 and a one-line message."""
-    parser = argparse.ArgumentParser(prog="hf-sgdr", description=__doc__)
-    add_snapshot_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except ValueError as error:
-        parser.exit(2, f"hf-sgdr {args.command}: error: {error}\n")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
