@@ -341,3 +341,25 @@ def test_an_unknown_ensemble_kind_or_format_is_refused(folder: Path, edit: dict,
 def test_an_unknown_ensemble_kind_is_refused_by_the_constructor() -> None:
     with pytest.raises(ValueError, match=r"kind must be one of .*; got 'multilabel'"):
         SnapshotEnsemble(kind="multilabel")
+
+
+def test_a_card_for_a_manifest_claiming_a_huge_budget_stays_small(tmp_path: Path) -> None:
+    """A manifest may claim 10^12 steps of 1-step cycles: the card lists 200 cycles and skips the plot."""
+    import dataclasses
+    import time
+
+    from hf_sgdr.snapshots.card import MAX_CARD_CYCLES, schedule_tables, write_schedule_plot
+    from hf_sgdr.snapshots.manifest import SnapshotManifest
+
+    manifest = SnapshotManifest.load(tiny_bert_folder())
+    hostile = dataclasses.replace(
+        manifest,
+        schedule={**manifest.schedule, "T_0": 1, "T_mult": 1.0, "cycle_limit": None, "last_cycle_length": None},
+        training={**manifest.training, "num_training_steps": 10**12},
+    )
+    started = time.perf_counter()
+    _, cycles = schedule_tables(hostile)
+    assert not write_schedule_plot(hostile, tmp_path / "lr.png") and not (tmp_path / "lr.png").exists()
+    assert time.perf_counter() - started < 10  # bounded work, not one row per claimed cycle
+    rows = cycles.splitlines()[2:]
+    assert len(rows) == MAX_CARD_CYCLES + 1 and rows[-1].startswith(f"| ... | {10**12 - MAX_CARD_CYCLES} more")

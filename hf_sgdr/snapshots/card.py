@@ -25,6 +25,10 @@ TEMPLATE_NAME = "snapshot_ensemble.md"
 _PAIR_TASKS = {"mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 
 
+#: A card lists at most this many cycles (and plots a schedule only up to it): a manifest may claim any budget.
+MAX_CARD_CYCLES = 200
+
+
 def template_path() -> Path:
     """The card template: package data of an installed hf_sgdr, else `model_cards/` of a source checkout."""
     try:
@@ -57,10 +61,19 @@ def schedule_facts(manifest: SnapshotManifest) -> tuple[SGDRSchedule, int, float
     return schedule, int(budget), peak
 
 
+def _cycles_in(schedule: SGDRSchedule, budget: int) -> int:
+    """How many cycles start within `budget` steps (one O(log) lookup, whatever the budget)."""
+    return schedule.position(budget - 1).cycle + 1
+
+
 def write_schedule_plot(manifest: SnapshotManifest, path: Path) -> bool:
-    """Draw the lr schedule with the snapshot points to `path` (PNG); False when there is nothing to draw."""
+    """Draw the lr schedule with the snapshot points to `path` (PNG); False when there is nothing to draw
+    or more cycles than a plot can show (a manifest may claim any budget)."""
     facts = schedule_facts(manifest)
     if facts is None:
+        return False
+    if _cycles_in(facts[0], facts[1]) > MAX_CARD_CYCLES:
+        logger.warning(f"the schedule has more than {MAX_CARD_CYCLES} cycles: the card will have no schedule plot")
         return False
     try:
         import matplotlib.pyplot as plt
@@ -99,10 +112,14 @@ def schedule_tables(manifest: SnapshotManifest) -> tuple[str, str]:
     params += f"\n| training steps | {budget} |" + (f"\n| peak lr | {_fmt(peak)} |" if peak else "")
     by_cycle = {r.cycle: r.name for r in manifest.snapshots}
     lr_label = "lr" if peak else "lr / peak"
+    count = _cycles_in(schedule, budget)
+    shown = budget if count <= MAX_CARD_CYCLES else schedule.cycle_start(MAX_CARD_CYCLES)
     rows = [
         [str(c.cycle), f"{c.start}-{c.end}", str(c.length), _fmt(c.max_lr), _fmt(c.min_lr), by_cycle.get(c.cycle, "-")]
-        for c in schedule.describe(budget, peak or 1.0)
+        for c in schedule.describe(shown, peak or 1.0)
     ]
+    if count > MAX_CARD_CYCLES:
+        rows.append(["...", f"{count - MAX_CARD_CYCLES} more cycles", "", "", "", ""])
     cycles = _table(["cycle", "steps", "length", f"max {lr_label}", f"min {lr_label}", "snapshot"], rows)
     return params, cycles
 
