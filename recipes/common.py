@@ -281,9 +281,8 @@ def train(
         num_training_steps=max_steps,
     )
     if args.with_tracking:
-        accelerator.init_trackers(
-            tracker_name, {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
-        )
+        config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"}
+        accelerator.init_trackers(tracker_name, config)  # the token never goes to a tracker
 
     checkpoint = _find_checkpoint(args)
     start_epoch, skip_batches = 0, 0

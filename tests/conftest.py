@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hub_endpoint import Recorder, recording_endpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HF_SGDR_SHARED", REPO.parent / "shared")).resolve()
@@ -50,3 +52,10 @@ _build_offline_cache()
 def shared_data() -> Path:
     """The real data folder (read-only); tests never touch `holdout/`."""
     return DATA
+
+
+@pytest.fixture
+def hub() -> Iterator[tuple[str, Recorder]]:
+    """The recording Hub stand-in on 127.0.0.1 (tests/hub_endpoint.py): (its URL, what it received)."""
+    with recording_endpoint() as endpoint:
+        yield endpoint

@@ -6,7 +6,6 @@ YAML validation, pre-upload and commit. The recorded commit is then written to d
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -15,16 +14,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import huggingface_hub
 import pytest
 import torch
+from hub_endpoint import Recorder
 from huggingface_hub import ModelCard
 from test_ensemble_support import REPO_ROOT, sst2_loader, tiny_bert_folder
 from transformers import AutoModelForSequenceClassification
@@ -33,87 +29,6 @@ from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotManifest
 from hf_sgdr.snapshots.outputs import materialize
 
 TOKEN = "hf_TESTSECRETtoken0123456789abcdef"
-
-
-@dataclass
-class Recorder:
-    """What the local endpoint received."""
-
-    requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
-    created: list[dict] = field(default_factory=list)
-    commits: list[dict] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-
-
-def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _reply(self, code: int, payload: dict) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            recorder.requests.append(("POST", self.path, dict(self.headers), body))
-            url = urlsplit(self.path)
-            host = f"http://{self.headers['Host']}"
-            if url.path == "/api/repos/create":
-                recorder.created.append(json.loads(body))
-                data = recorder.created[-1]
-                repo = f"{data['organization']}/{data['name']}"
-                return self._reply(200, {"url": f"{host}/{repo}", "name": repo})
-            if url.path == "/api/validate-yaml":
-                return self._reply(200, {"errors": [], "warnings": []})
-            match = re.fullmatch(r"/api/models/([^/]+)/([^/]+)/(preupload|commit)/(.+)", url.path)
-            if match and match[3] == "preupload":
-                files = json.loads(body)["files"]
-                return self._reply(
-                    200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
-                )
-            if match:
-                lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
-                files = {
-                    item["value"]["path"]: base64.b64decode(item["value"]["content"])
-                    for item in lines
-                    if item["key"] == "file"
-                }
-                header = next(item["value"] for item in lines if item["key"] == "header")
-                create_pr = parse_qs(url.query).get("create_pr") == ["1"]
-                repo, oid = f"{match[1]}/{match[2]}", hashlib.sha1(body).hexdigest()
-                recorder.commits.append(
-                    {"repo": repo, "revision": unquote(match[4]), "header": header, "files": files, "pr": create_pr}
-                )
-                reply = {"commitUrl": f"{host}/{repo}/commit/{oid}", "commitOid": oid}
-                if create_pr:
-                    reply["pullRequestUrl"] = f"{host}/{repo}/discussions/1"
-                return self._reply(200, reply)
-            recorder.unexpected.append(f"POST {self.path}")
-            return self._reply(404, {"error": "not served here"})
-
-        def do_GET(self) -> None:
-            recorder.requests.append(("GET", self.path, dict(self.headers), b""))
-            recorder.unexpected.append(f"GET {self.path}")
-            self._reply(404, {"error": "not served here"})
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def hub() -> Iterator[tuple[str, Recorder]]:
-    """A recording endpoint on 127.0.0.1."""
-    recorder = Recorder()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", recorder
-    server.shutdown()
-    server.server_close()
 
 
 @contextlib.contextmanager

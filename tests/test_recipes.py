@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_endpoint import Recorder
 from safetensors.torch import load_file
+from test_hub_push import TOKEN
 
 from hf_sgdr import SGDRSchedule
 from hf_sgdr.snapshots import SnapshotManifest
@@ -287,3 +289,40 @@ def test_every_config_parses_and_ends_on_a_cycle_end(config: Path, monkeypatch: 
     assert named is not None
     assert options.sgdr_T_0 == int(named[1]) * (1000 if named[2] else 1)
     assert options.sgdr_T_mult == float(named[3])
+
+
+def test_push_to_hub_with_a_token_that_is_never_written(
+    tmp_path: Path, shared_data: Path, hub: tuple[str, Recorder]
+) -> None:
+    """`--push_to_hub` sends the ensemble in one commit through huggingface_hub's real HTTP client (to the
+    local recording endpoint: there is no Hub here); the token given by flag is in no output or tracker log."""
+    import pandas as pd
+    from huggingface_hub import snapshot_download
+
+    endpoint, recorder = hub
+    frame = pd.read_parquet(shared_data / "glue" / "sst2" / "validation.parquet")
+    frame.iloc[:200].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[200:260].to_csv(tmp_path / "dev.csv", index=False)
+    model = snapshot_download("sentence-transformers/all-MiniLM-L6-v2")  # a local folder: no Hub call to load
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(GLUE), "--model_name_or_path", model, "--train_file", str(tmp_path / "train.csv"),
+         "--validation_file", str(tmp_path / "dev.csv"), "--output_dir", str(out), *GLUE_SMALL,
+         "--max_train_steps", "6", "--num_cycles", "2", "--with_tracking", "--report_to", "tensorboard",
+         "--push_to_hub", "--hub_model_id", "me/sst2-sgdr", "--hub_token", TOKEN],
+        capture_output=True, text=True, timeout=900,
+        env={**os.environ, **FAST, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    (commit,) = recorder.commits
+    assert commit["repo"] == "me/sst2-sgdr" and not recorder.unexpected
+    assert {"README.md", "manifest.json", "cycle-000/model.safetensors", "cycle-001/model.safetensors"} <= set(
+        commit["files"]
+    )
+    card = commit["files"]["README.md"].decode()
+    assert "uniform soup" in card and "cycle-001" in card
+    assert all(headers.get("authorization") == f"Bearer {TOKEN}" for _, _, headers, _ in recorder.requests)
+    assert TOKEN not in result.stdout + result.stderr
+    for path in out.rglob("*"):
+        assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
+    assert all(TOKEN.encode() not in content for content in commit["files"].values())

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 import transformers
+from hub_endpoint import Recorder, _handler, recording_endpoint
 from huggingface_hub.errors import HfHubHTTPError
 from test_ensemble_support import REPO_ROOT, tiny_bert_folder
-from test_hub_push import Recorder, _handler, online
+from test_hub_push import online
 from test_training_support import (
     byte_lm_data,
     one_thread,  # noqa: F401 (a fixture, used through pytestmark)
@@ -105,18 +106,12 @@ def test_a_successful_push_leaks_no_token(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    recorder = Recorder()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))  # the plain, succeeding endpoint
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("HF_TOKEN", ENV_TOKEN)
-    try:
+    with recording_endpoint() as (endpoint, recorder):  # the plain, succeeding endpoint
         ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
         saved = ensemble.save_pretrained(tmp_path / "saved", repo_id="me/secret-test")
         with online():
-            ensemble.push_to_hub("me/secret-test", endpoint=f"http://127.0.0.1:{server.server_port}")
-    finally:
-        server.shutdown()
-        server.server_close()
+            ensemble.push_to_hub("me/secret-test", endpoint=endpoint)
     # the token from HF_TOKEN was used, only in the Authorization header
     assert {headers.get("authorization") for _, _, headers, _ in recorder.requests} == {f"Bearer {ENV_TOKEN}"}
     assert all(not _leaks(path) and not _leaks(body) for _, path, _, body in recorder.requests)
