@@ -39,11 +39,12 @@ from common import (
     run_recipe,
     train,
 )
-from hf_sgdr.snapshots.data import GLUE_TEXT_COLUMNS
+from hf_sgdr.snapshots.data import DATA_FILE_FORMATS, GLUE_TEXT_COLUMNS, load_data_files
 from hf_sgdr.snapshots.metrics import compute_metrics, metric_names_for
 
 GLUE_TASKS = tuple(GLUE_TEXT_COLUMNS)
-_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+#: Custom data formats (those of `load_data_files` that hold labelled rows).
+DATA_SUFFIXES = tuple(suffix for suffix in DATA_FILE_FORMATS if suffix != ".txt")
 _TEXT_CANDIDATES = (
     ("sentence1", "sentence2"),
     ("question", "sentence"),
@@ -87,8 +88,8 @@ class GlueArguments:
                 continue
             if not os.path.isfile(path):
                 raise ValueError(f"--{name} {path} does not exist")
-            if Path(path).suffix.lower() not in _FILE_BUILDERS:
-                raise ValueError(f"--{name} must end in one of {', '.join(_FILE_BUILDERS)}; got {path}")
+            if Path(path).suffix.lower() not in DATA_SUFFIXES:
+                raise ValueError(f"--{name} must end in one of {', '.join(DATA_SUFFIXES)}; got {path}")
         if self.max_length < 8 or self.selection_size < 0:
             raise ValueError("--max_length must be >= 8 and --selection_size >= 0")
 
@@ -102,9 +103,7 @@ def load_raw(args: GlueArguments) -> tuple[DatasetDict, str, tuple[str, ...]]:
     files = {"train": args.train_file, "validation": args.validation_file}
     if args.test_file:
         files["test"] = args.test_file
-    suffix = Path(args.train_file).suffix.lower()
-    extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
-    raw = load_dataset(_FILE_BUILDERS[suffix], data_files=files, **extra)
+    raw = load_data_files(files)
     columns = raw["train"].column_names
     if args.label_column not in columns:
         raise ValueError(f"--label_column {args.label_column!r} is not a column of {args.train_file}: {columns}")

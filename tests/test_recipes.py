@@ -152,20 +152,20 @@ def test_rte_sentence_pairs_with_lora(tmp_path: Path) -> None:
 
 
 def test_custom_regression_files(tmp_path: Path, shared_data: Path) -> None:
-    """An STS-B-shaped task (sentence pairs with a real-valued label) from CSV files."""
+    """An STS-B-shaped task (sentence pairs with a real-valued label) from tab-separated files."""
     import pandas as pd
 
     sentences = pd.read_parquet(shared_data / "glue" / "sst2" / "validation.parquet")["sentence"].tolist()
     for name, start in (("train", 0), ("dev", 300)):
-        with open(tmp_path / f"{name}.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
+        with open(tmp_path / f"{name}.tsv", "w", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t")
             writer.writerow(["sentence1", "sentence2", "label"])
             for i in range(start, start + (240 if name == "train" else 60)):
                 a, b = sentences[i], sentences[(i * 7 + 3) % len(sentences)]
                 overlap = len(set(a.split()) & set(b.split())) / max(1, len(set(a.split()) | set(b.split())))
                 writer.writerow([a, b if i % 3 else a, 5.0 if i % 3 == 0 else round(5 * overlap, 3)])
     out = tmp_path / "out"
-    run(GLUE, "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
+    run(GLUE, "--train_file", str(tmp_path / "train.tsv"), "--validation_file", str(tmp_path / "dev.tsv"),
         "--output_dir", str(out), *GLUE_SMALL, "--max_train_steps", "8", "--num_cycles", "2")  # fmt: skip
     report = results(out)
     assert report["kind"] == "regression" and report["metrics"][:2] == ["pearson", "spearman"]

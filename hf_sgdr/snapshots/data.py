@@ -7,7 +7,7 @@ yields dicts of tensors (with `labels` for evaluation) works with `SnapshotEnsem
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,7 +25,15 @@ GLUE_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "rte": ("sentence1", "sentence2"),
     "wnli": ("sentence1", "sentence2"),
 }
-_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+#: Local data files `load_data_files` reads, by suffix: (the `datasets` builder, its options).
+DATA_FILE_FORMATS: dict[str, tuple[str, dict[str, str]]] = {
+    ".txt": ("text", {}),
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+}
 
 
 def text_dataloader(
@@ -66,17 +74,28 @@ def lm_dataloader(tokenizer: Any, texts: Sequence[str], *, block_size: int = 128
     return DataLoader(features, batch_size=batch_size)
 
 
+def load_data_files(files: Mapping[str, str]) -> Any:
+    """A `datasets.DatasetDict` with one split per entry of `files` (split name -> local file), all of one
+    format: .txt, .csv, .tsv, .json(l) or .parquet."""
+    from datasets import load_dataset
+
+    suffixes = {os.path.splitext(path)[1].lower() for path in files.values()}
+    if len(suffixes) != 1 or not suffixes <= DATA_FILE_FORMATS.keys():
+        raise ValueError(
+            f"data files must share one format among {', '.join(DATA_FILE_FORMATS)}; got {sorted(files.values())}"
+        )
+    builder, options = DATA_FILE_FORMATS[suffixes.pop()]
+    return load_dataset(builder, data_files=dict(files), **options)
+
+
 def load_split(
     split: str, *, dataset_name: str | None = None, config_name: str | None = None, data_file: str | None = None
 ) -> Any:
-    """A `datasets` split from the Hub (or the offline cache) or from a local .txt/.csv/.json(l)/.parquet file."""
+    """A `datasets` split from the Hub (or the offline cache) or from a local file (see `load_data_files`)."""
     from datasets import load_dataset
 
     if data_file is not None:
-        builder = _FILE_BUILDERS.get(os.path.splitext(data_file)[1].lower())
-        if builder is None:
-            raise ValueError(f"data file {data_file!r} must end in one of {', '.join(_FILE_BUILDERS)}")
-        return load_dataset(builder, data_files={"data": data_file}, split="data")
+        return load_data_files({"data": data_file})["data"]
     if dataset_name is None:
         raise ValueError("pass a dataset name (--dataset_name) or a local file")
     return load_dataset(dataset_name, config_name, split=split)
