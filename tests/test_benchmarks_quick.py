@@ -1,0 +1,126 @@
+"""The schedule and overhead benchmarks in `--quick` mode: each runs end to end in a subprocess (as a user
+would start it) and the results files it writes are checked: every row present, metrics finite and in
+range, snapshot steps where the schedules put them, the SST-2 holdout read only in the final-report stage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_quick(script: str, results_dir: Path, *flags: str) -> tuple[dict[str, Any], str]:
+    """Run `benchmarks/<script>.py --quick` writing into `results_dir`; return its JSON and Markdown."""
+    command = [
+        sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--quick", "--results_dir", str(results_dir), *flags
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    payload = json.loads((results_dir / f"{script}_quick.json").read_text(encoding="utf-8"))
+    markdown = (results_dir / f"{script}_quick.md").read_text(encoding="utf-8")
+    return payload, markdown
+
+
+def finite(value: float) -> bool:
+    return isinstance(value, float | int) and math.isfinite(value)
+
+
+def check_plots(payload: dict[str, Any]) -> None:
+    assert payload["plots"]
+    for plot in map(Path, payload["plots"]):
+        assert plot.suffix == ".png" and plot.stat().st_size > 1000
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_glue_schedules_quick(tmp_path: Path, shared_data: Path) -> None:
+    import pandas as pd
+
+    # Tests never read the real holdout: a stand-in of the same format (SST-2 train rows; the test checks the
+    # mechanism, not the accuracy) shows that the final-report stage is the only one that reads it.
+    stand_in = tmp_path / "holdout_stand_in.parquet"
+    pd.read_parquet(shared_data / "glue" / "sst2" / "train.parquet").iloc[-200:].to_parquet(stand_in)
+    payload, markdown = run_quick("glue_schedules", tmp_path, "--holdout_file", str(stand_in))
+    config = payload["config"]
+    assert config["schedules"] == ["cosine", "sgdr_tmult2"] and config["seeds"] == [0]
+    steps, cycles = config["steps"], config["num_cycles"]
+    runs = {run["schedule"]: run for run in payload["runs"]}
+    assert set(runs) == {"cosine", "sgdr_tmult2"}
+    # Stock schedules: snapshots at equal intervals; SGDR: at its cycle ends, the last one on the final step.
+    assert runs["cosine"]["snapshot_steps"] == [2, 4, 6]
+    sgdr_steps = runs["sgdr_tmult2"]["snapshot_steps"]
+    assert len(sgdr_steps) == cycles and sgdr_steps[-1] == steps and sgdr_steps == sorted(set(sgdr_steps))
+    for run in runs.values():
+        assert len(run["lr"]) == steps and all(0 <= lr <= config["learning_rate"] * (1 + 1e-9) for lr in run["lr"])
+        assert run["train_wall_s"] > 0 and run["validation_eval_wall_s"] > 0 and run["holdout_eval_wall_s"] > 0
+        assert len(run["validation"]["snapshots"]) == len(run["holdout"]["snapshots"]) == cycles
+        assert "greedy_soup" not in run["validation"]  # nothing is chosen on the split it is reported on
+        for split in ("validation", "holdout"):
+            rows = run[split]
+            for key in ("final", "ensemble_last3", "ensemble_all", "uniform_soup"):
+                assert 0.0 <= rows[key]["accuracy"] <= 1.0
+            assert rows["final"] == rows["snapshots"][-1]
+        assert 0.0 <= run["holdout"]["greedy_soup"]["accuracy"] <= 1.0
+        assert set(run["holdout"]["greedy_ensemble_members"]) <= {f"cycle-{i:03d}" for i in range(cycles)}
+    # The holdout was read once, in the final-report stage, after every training run had finished.
+    holdout = payload["holdout"]
+    assert holdout["stage"] == "final_report" and holdout["num_examples"] == 48 and holdout["path"] == str(stand_in)
+    assert holdout["read_at"] >= payload["training_finished_at"] >= max(r["finished_at"] for r in payload["runs"])
+    summary = {(e["schedule"], e["row"]): e for e in payload["summary"]}
+    for schedule in config["schedules"]:
+        for row in ("final", "ensemble_last3", "ensemble_all", "uniform_soup", "greedy_soup", "greedy_ensemble"):
+            entry = summary[(schedule, row)]
+            assert finite(entry["holdout"]["mean"]) and entry["holdout"]["std"] == 0.0 and entry["seeds"] == 1
+        assert "validation" not in summary[(schedule, "greedy_soup")]
+    assert "| sgdr_tmult2 | uniform soup, all |" in markdown and "holdout test acc." in markdown
+    assert "load average" in markdown
+    check_plots(payload)
+
+
+def test_lm_schedules_quick(tmp_path: Path) -> None:
+    payload, markdown = run_quick("lm_schedules", tmp_path)
+    config = payload["config"]
+    vocab = payload["vocab_size"]
+    splits = payload["splits"]
+    assert [splits[s]["fraction"] for s in ("train", "validation", "test")] == [[0.0, 0.9], [0.9, 0.95], [0.95, 1.0]]
+    assert payload["num_blocks"]["validation"] == payload["num_blocks"]["test"] == config["eval_blocks"]
+    assert len(payload["runs"]) == len(config["schedules"]) * len(config["seeds"])
+    for run in payload["runs"]:
+        assert len(run["lr"]) == config["steps"] and run["snapshot_steps"][-1] == config["steps"]
+        assert run["loss"] and all(finite(loss) for _, loss in run["loss"])
+        for split in ("validation", "test"):
+            rows = run[split]
+            for key in ("final", "ensemble_last3", "ensemble_all", "uniform_soup"):
+                ppl, nll = rows[key]["perplexity"], rows[key]["nll"]
+                assert 1.0 < ppl < 2 * vocab and math.isclose(math.log(ppl), nll, rel_tol=1e-6)
+        assert 1.0 < run["test"]["greedy_soup"]["perplexity"] < 2 * vocab
+        assert "greedy_soup" not in run["validation"]  # chosen on validation, reported on test only
+    rows = {(e["schedule"], e["row"]) for e in payload["summary"]}
+    assert {(s, "ensemble_all") for s in config["schedules"]} <= rows
+    assert "test ppl" in markdown and "| cosine | ensemble, all |" in markdown
+    check_plots(payload)
+
+
+def test_overhead_quick(tmp_path: Path) -> None:
+    payload, markdown = run_quick("overhead", tmp_path)
+    config, training, evaluation = payload["config"], payload["training"], payload["evaluation"]
+    for kind in ("cosine", "sgdr"):
+        assert len(training["runs"][kind]) == config["repeats"]
+        assert all(r["wall_s"] > 0 and r["thread_cpu_s"] > 0 for r in training["runs"][kind])
+    for metric in ("wall_s", "thread_cpu_s"):
+        assert finite(training[metric]["overhead_pct"]) and len(training[metric]["pair_overheads_pct"]) == 1
+    assert training["callback_calls_per_run"] >= config["steps"]
+    summary = evaluation["summary"]
+    assert set(summary) == {"ensemble", "reference"}
+    assert summary["reference"]["x_reference_wall_median"] == pytest.approx(1.0)
+    assert 1 <= summary["ensemble"]["resident"] <= 2
+    for values in summary.values():
+        assert values["wall_median"] > 0 and 0.0 <= values["accuracy"] <= 1.0
+    assert "SnapshotEnsemble.evaluate" in markdown and "x reference" in markdown
