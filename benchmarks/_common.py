@@ -271,6 +271,32 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def summarize_over_seeds(
+    runs: Sequence[dict[str, Any]],
+    schedules: Sequence[str],
+    rows: Sequence[tuple[str, str]],
+    splits: Sequence[str],
+    metric: str,
+    required_split: str | None = None,
+) -> list[dict[str, Any]]:
+    """One entry per (schedule, row): `metric` mean/std over the seeds' runs on each split that has it.
+
+    With `required_split`, rows that have no value on that split are left out.
+    """
+    out = []
+    for schedule in schedules:
+        group = [run for run in runs if run["schedule"] == schedule]
+        for key, label in rows:
+            entry: dict[str, Any] = {"schedule": schedule, "row": key, "label": label, "seeds": len(group)}
+            for split in splits:
+                values = [run[split][key][metric] for run in group if key in run.get(split, {})]
+                if values:
+                    entry[split] = dict(zip(("mean", "std"), mean_std(values), strict=True), values=values)
+            if required_split is None or required_split in entry:
+                out.append(entry)
+    return out
+
+
 def fmt_mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
     mean, std = mean_std([v * scale for v in values])
     return f"{mean:.{digits}f} ± {std:.{digits}f}"

@@ -40,10 +40,10 @@ from _common import (
     machine_info,
     make_schedules,
     markdown_table,
-    mean_std,
     plot_per_snapshot,
     plot_traces,
     setup_logging,
+    summarize_over_seeds,
     train_run,
     write_results,
 )
@@ -270,7 +270,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "total_wall_s": time.time() - started,
         "runs": runs,
     }
-    payload["summary"] = summarize(runs, args.schedules)
+    payload["summary"] = summarize_over_seeds(
+        runs, args.schedules, ROWS, ("validation", "holdout"), "accuracy", required_split="holdout"
+    )
     name = "glue_schedules_quick" if args.quick else "glue_schedules"
     payload["plots"] = [
         str(plot_traces(runs, args.results_dir / f"{name}_lr_loss.png", f"SST-2, MiniLM, {args.steps} steps")),
@@ -287,22 +289,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- report
-def summarize(runs: list[dict[str, Any]], schedules: list[str]) -> list[dict[str, Any]]:
-    """One entry per (schedule, row): accuracy mean/std over seeds on validation and the holdout."""
-    out = []
-    for schedule in schedules:
-        group = [run for run in runs if run["schedule"] == schedule]
-        for key, label in ROWS:
-            entry: dict[str, Any] = {"schedule": schedule, "row": key, "label": label, "seeds": len(group)}
-            for split in ("validation", "holdout"):
-                values = [run[split][key]["accuracy"] for run in group if key in run.get(split, {})]
-                if values:
-                    entry[split] = dict(zip(("mean", "std"), mean_std(values), strict=True), values=values)
-            if "holdout" in entry:
-                out.append(entry)
-    return out
-
-
 def render(payload: dict[str, Any]) -> str:
     config, runs = payload["config"], payload["runs"]
     header = ["schedule", "model", "validation acc. % (mean ± std)", "holdout test acc. % (mean ± std)", "seeds"]

@@ -37,10 +37,10 @@ from _common import (
     machine_info,
     make_schedules,
     markdown_table,
-    mean_std,
     plot_per_snapshot,
     plot_traces,
     setup_logging,
+    summarize_over_seeds,
     train_run,
     write_results,
 )
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "total_wall_s": time.time() - started,
         "runs": runs,
     }
-    payload["summary"] = summarize(runs, args.schedules)
+    payload["summary"] = summarize_over_seeds(runs, args.schedules, ROWS, ("validation", "test"), "perplexity")
     payload["plots"] = [
         str(
             plot_traces(
@@ -248,21 +248,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- report
-def summarize(runs: list[dict[str, Any]], schedules: list[str]) -> list[dict[str, Any]]:
-    """One entry per (schedule, row): perplexity mean/std over seeds on validation and test."""
-    out = []
-    for schedule in schedules:
-        group = [run for run in runs if run["schedule"] == schedule]
-        for key, label in ROWS:
-            entry: dict[str, Any] = {"schedule": schedule, "row": key, "label": label, "seeds": len(group)}
-            for split in ("validation", "test"):
-                values = [run[split][key]["perplexity"] for run in group if key in run[split]]
-                if values:
-                    entry[split] = dict(zip(("mean", "std"), mean_std(values), strict=True), values=values)
-            out.append(entry)
-    return out
-
-
 def render(payload: dict[str, Any]) -> str:
     config, runs = payload["config"], payload["runs"]
     body = []

@@ -319,12 +319,12 @@ def train(
             event = helper.step(loss=loss, epoch=done)
             if not accelerator.sync_gradients:
                 continue
-            step = helper.global_step
+            step, loss_value = helper.global_step, loss.item()  # one device sync per optimizer step
             if log_file is not None:
-                log_file.write(json.dumps({"step": step, "lr": lr, "loss": loss.item()}) + "\n")
+                log_file.write(json.dumps({"step": step, "lr": lr, "loss": loss_value}) + "\n")
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}", refresh=False)
-            logs: dict[str, Any] = {"train/loss": loss.item(), "train/learning_rate": lr}
+            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", refresh=False)
+            logs: dict[str, Any] = {"train/loss": loss_value, "train/learning_rate": lr}
             if event is not None:
                 logs.update(event.as_logs())
                 if evaluate is not None and args.eval_at_cycle_end:
