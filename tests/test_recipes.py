@@ -8,7 +8,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import torch
 from hub_endpoint import Recorder
 from safetensors.torch import load_file
 from test_hub_push import TOKEN
+from test_training_support import assert_clean_exit, launch_two_cpu_processes
 
 from hf_sgdr import SGDRSchedule
 from hf_sgdr.snapshots import SnapshotManifest
@@ -104,28 +104,12 @@ def test_glue_sst2_end_to_end(sst2_run: Path) -> None:
     assert (out / "lr_schedule.png").stat().st_size > 10_000
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_processes_match_one_process(tmp_path: Path, sst2_run: Path) -> None:
     """`accelerate launch` with 2 CPU processes: the same lr at every optimizer step, the same snapshot steps,
     snapshots written once, evaluation gathered without duplicates, and both processes exit 0."""
     out = tmp_path / "two"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(_free_port())]  # fmt: skip
-    result = subprocess.run(
-        [*launch, str(GLUE), "--output_dir", str(out), *GLUE_SST2_RUN],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **FAST, "ACCELERATE_USE_CPU": "1"},
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "terminate called" not in result.stderr
+    result = launch_two_cpu_processes(str(GLUE), "--output_dir", str(out), *GLUE_SST2_RUN, env=FAST, timeout=900)
+    assert_clean_exit(result)
     manifest = SnapshotManifest.load(out / "snapshots")
     single = SnapshotManifest.load(sst2_run / "snapshots")
     assert manifest.training["num_processes"] == 2 and single.training["num_processes"] == 1

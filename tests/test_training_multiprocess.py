@@ -11,14 +11,10 @@ DDP reference cycle before exiting, as the recipes do).
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_training_support import read_manifest
+from test_training_support import assert_clean_exit, launch_two_cpu_processes, read_manifest
 
 pytestmark = pytest.mark.multiprocess
 
@@ -93,16 +89,8 @@ def _launch(tmp_path: Path, mode: str) -> list[dict]:
     out.mkdir()
     script = tmp_path / "loop.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(port), str(script), str(out), mode]  # fmt: skip
-    result = subprocess.run(
-        command, env={**os.environ, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0 and "terminate called" not in result.stderr, result.stderr[-3000:]
+    result = launch_two_cpu_processes(str(script), str(out), mode)
+    assert_clean_exit(result)
     reports = sorted(out.glob("rank*.json"))
     assert len(reports) == 2, result.stderr[-3000:]
     return [json.loads(path.read_text()) for path in reports]

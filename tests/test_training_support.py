@@ -9,6 +9,10 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +126,32 @@ def training_args(output_dir: Path, **overrides: Any) -> TrainingArguments:
     }
     values.update(overrides)
     return TrainingArguments(**values)
+
+
+# ---------------------------------------------------------------------- two processes
+def launch_two_cpu_processes(*command: str, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run `accelerate launch` with 2 CPU processes (gloo) on a free port; returns the completed process.
+
+    ``accelerate launch --cpu`` starts one process, hence ``--multi_gpu`` with ``ACCELERATE_USE_CPU=1``.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(port)]  # fmt: skip
+    return subprocess.run(
+        [*launch, *command],
+        env={**os.environ, **(env or {}), "ACCELERATE_USE_CPU": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_clean_exit(result: subprocess.CompletedProcess) -> None:
+    """Both processes exited 0, without an abort in the process-group teardown."""
+    assert result.returncode == 0 and "terminate called" not in result.stderr, result.stderr[-4000:]
 
 
 # ---------------------------------------------------------------------- inspecting results

@@ -35,7 +35,7 @@ from ..validation import check_int
 from .averaging import CycleAverager
 from .distributed import ProcessSync, SnapshotWriteError
 from .model_info import describe_model, unwrap_model
-from .weights import capture_weights, save_weights, uses_sharded_weights
+from .weights import capture_weights, join_weight_gather, save_weights, uses_sharded_weights
 from .writer import SnapshotWriter, snapshot_name
 
 logger = logging.getLogger(__name__)
@@ -326,7 +326,9 @@ class CycleEndHandler:
         if skip:
             logger.info("snapshot %s is already in the manifest (resumed run): not written again", record.name)
             return
-        if not (self.sync.is_main or self._sharded):
+        if not self.sync.is_main:
+            if self._sharded:
+                join_weight_gather(self.model, self.accelerator)
             return
         # The previous write has finished (waited for above): its CPU copy is free to be overwritten.
         weights = capture_weights(self.model, self.accelerator, replace=averages, reuse=self._buffers)

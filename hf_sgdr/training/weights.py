@@ -32,6 +32,12 @@ def uses_sharded_weights(accelerator: Any) -> bool:
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
+def join_weight_gather(model: torch.nn.Module, accelerator: Any) -> None:
+    """A non-writing process's part of the collective that gathers sharded weights: it must take part,
+    but keeps nothing (no CPU copy)."""
+    _state_dict(model, accelerator)
+
+
 def _state_dict(model: torch.nn.Module, accelerator: Any) -> dict[str, torch.Tensor]:
     if accelerator is not None:
         return accelerator.get_state_dict(model, unwrap=True)
@@ -88,8 +94,8 @@ def capture_weights(
 
     `replace` substitutes entries by name (the running weight average) before copying. `reuse` is a
     previous capture whose tensors nobody reads any more (its write finished): they are overwritten
-    in place. Under FSDP or DeepSpeed this is a collective (see `uses_sharded_weights`); with FSDP
-    the non-main ranks get an empty dict.
+    in place. Under FSDP or DeepSpeed this is a collective (see `uses_sharded_weights`): the
+    processes that do not write call `join_weight_gather` at the same point.
     """
     state = dict(_state_dict(model, accelerator))
     if replace:
