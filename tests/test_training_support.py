@@ -38,6 +38,7 @@ from hf_sgdr.training import (
     SnapshotWriter,
     capture_weights,
     describe_model,
+    save_weights,
     snapshot_name,
 )
 
@@ -255,6 +256,18 @@ def test_captured_weights_are_cpu_copies_that_keep_tied_weights_tied() -> None:
     with torch.no_grad():
         model.transformer.wte.weight.add_(1.0)
     assert not torch.equal(weights["transformer.wte.weight"], model.transformer.wte.weight)
+
+
+def test_saving_a_snapshot_prints_no_transformers_progress_bar(tmp_path: Path, capfd) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    model = tiny_gpt2()
+    model.save_pretrained(tmp_path / "plain")
+    assert "Writing model shards" in capfd.readouterr().err  # what a snapshot would print without the guard
+    save_weights(model, tmp_path / "snapshot", capture_weights(model))
+    assert "Writing model shards" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # switched back on for everything else
+    assert snapshot_weights(tmp_path / "snapshot").keys() == snapshot_weights(tmp_path / "plain").keys()
 
 
 def test_a_capture_reuses_the_previous_copy_in_place() -> None:

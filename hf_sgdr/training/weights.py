@@ -9,7 +9,8 @@ adapter and the `modules_to_save`, e.g. a classifier head) are copied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,21 @@ def capture_weights(
     return _to_cpu(state, reuse)
 
 
+@contextlib.contextmanager
+def _without_transformers_progress_bars() -> Iterator[None]:
+    """Silence transformers' "Writing model shards" bar: written from the background writer, it would
+    cut through the training progress bar at every snapshot (the snapshot has its own log line)."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def save_weights(model: torch.nn.Module, folder: Path, weights: dict[str, torch.Tensor]) -> None:
     """Write `weights` into `folder` the way `model` saves itself: `save_pretrained` (config, safetensors;
     the adapter only for PEFT), or a bare `model.safetensors` for any other module. Thread-safe with
@@ -121,7 +137,8 @@ def save_weights(model: torch.nn.Module, folder: Path, weights: dict[str, torch.
     """
     model = unwrap_model(model)
     if is_peft_model(model) or isinstance(model, PreTrainedModel):
-        model.save_pretrained(folder, state_dict=weights)
+        with _without_transformers_progress_bars():
+            model.save_pretrained(folder, state_dict=weights)
         return
     unique: dict[int, str] = {}
     tensors = {}
