@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--snapshots", type=int, default=5, help="SGDR cycles = snapshots written (K)")
     parser.add_argument("--repeats", type=int, default=3, help="cosine/SGDR pairs after the warm-up run")
+    parser.add_argument("--window", type=int, default=3, help="steps counted from each snapshot step on")
     parser.add_argument("--eval_snapshots", type=int, default=5, help="K for the evaluation comparison")
     parser.add_argument("--eval_samples", type=int, default=872, help="SST-2 validation sentences (872 = all)")
     parser.add_argument("--eval_batch_size", type=int, default=32)
@@ -73,25 +74,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def training_cost(args: argparse.Namespace, load: LoadMonitor) -> dict[str, Any]:
-    """Interleaved `Trainer`+cosine / `SGDRTrainer` runs; wall and training-thread CPU time of `train()`."""
+    """Interleaved `Trainer`+cosine / `SGDRTrainer` runs (`training_overhead.compare`): wall and
+    training-thread CPU time of `train()`, and the time SGDR adds where it acts."""
     from transformers import AutoModelForSequenceClassification, set_seed
 
-    foreground, background = training_overhead.instrument()
-    options = argparse.Namespace(max_steps=args.steps, batch_size=args.batch_size, snapshots=args.snapshots)
+    options = argparse.Namespace(
+        max_steps=args.steps, batch_size=args.batch_size, snapshots=args.snapshots, repeats=args.repeats
+    )
     data = training_overhead.build_data(args.steps * args.batch_size, args.max_length)
     set_seed(0)
     base = AutoModelForSequenceClassification.from_pretrained(training_overhead.MODEL_ID, num_labels=2)
     root = Path(tempfile.mkdtemp(prefix="hf_sgdr_overhead_", dir=args.work_dir))
     runs: dict[str, list[dict[str, float]]] = {"cosine": [], "sgdr": []}
+
+    def record(kind: str, timing: training_overhead.RunTiming) -> None:
+        runs[kind].append({"wall_s": timing.wall, "thread_cpu_s": timing.cpu, "load": load.sample()})
+
     try:
-        warm = training_overhead.run_once("cosine", base, data, options, root)[0]
-        logger.info("warm-up run (cosine, untimed): %.1f s", warm)
-        foreground.seconds = background.seconds = 0.0
-        foreground.calls = background.calls = 0
-        order = [("cosine", "sgdr") if r % 2 == 0 else ("sgdr", "cosine") for r in range(args.repeats)]
-        for kind in tqdm([k for pair in order for k in pair], desc="training runs", unit="run"):
-            wall, cpu = training_overhead.run_once(kind, base, data, options, root)
-            runs[kind].append({"wall_s": wall, "thread_cpu_s": cpu, "load": load.sample()})
+        comparison = training_overhead.compare(
+            options, base, data, root, iterate=lambda kinds: tqdm(kinds, desc="training runs", unit="run"),
+            after_run=record,
+        )  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
     out: dict[str, Any] = {"runs": runs}
@@ -101,9 +104,10 @@ def training_cost(args: argparse.Namespace, load: LoadMonitor) -> dict[str, Any]
         pairs = [100 * (s[metric] - c[metric]) / c[metric] for c, s in zip(runs["cosine"], runs["sgdr"], strict=True)]
         out[metric] = {"cosine_median": cosine, "sgdr_median": sgdr, "overhead_pct": 100 * (sgdr - cosine) / cosine}
         out[metric]["pair_overheads_pct"] = pairs
-    out["callback_s_per_run"] = foreground.seconds / args.repeats
-    out["callback_calls_per_run"] = foreground.calls / args.repeats
-    out["writer_s_per_snapshot"] = background.seconds / max(1, args.repeats * args.snapshots)
+    out["attributable"] = comparison.attributable(args.window)
+    out["attributable_pct_median"] = statistics.median(row["attributable_pct"] for row in out["attributable"])
+    out["callback_s_per_run"] = statistics.mean(comparison.callback_seconds)
+    out["writer_s_per_snapshot"] = comparison.writer_seconds_per_snapshot
     return out
 
 
@@ -144,6 +148,7 @@ def render(payload: dict[str, Any]) -> str:
         training_rows.append(
             [label, f"{m['cosine_median']:.2f}", f"{m['sgdr_median']:.2f}", f"{m['overhead_pct']:+.1f} %", pairs]
         )
+    per_pair = ", ".join(f"{row['attributable_pct']:+.2f}" for row in train["attributable"])
     labels = {
         "naive": f"naive: {config['eval_snapshots']} × `Trainer.predict`, then average",
         "ensemble": "`SnapshotEnsemble.evaluate` (every snapshot, every last-k ensemble)",
@@ -175,9 +180,13 @@ def render(payload: dict[str, Any]) -> str:
                 training_rows,
             ),
             "",
-            f"SGDR callback on the training thread: {train['callback_s_per_run']:.3f} s per run "
-            f"({train['callback_calls_per_run']:.0f} calls); background snapshot writer: "
-            f"{train['writer_s_per_snapshot']:.3f} s per snapshot (overlaps training).",
+            f"Attributable to SGDR (the steps from each snapshot on beyond the local typical step, minus the same "
+            f"steps of the cosine run, plus the tail of `train()` and the callback's time), median over pairs: "
+            f"**{train['attributable_pct_median']:+.2f} %** of the cosine run (per pair: "
+            f"{per_pair} %).",
+            "",
+            f"SGDR callback on the training thread: {train['callback_s_per_run']:.3f} s per run; background "
+            f"snapshot writer: {train['writer_s_per_snapshot']:.3f} s per snapshot (overlaps training).",
             "",
             f"## Evaluation: K={config['eval_snapshots']} snapshots on {config['eval_samples']} SST-2 validation "
             "sentences",

@@ -116,7 +116,10 @@ def test_overhead_quick(tmp_path: Path) -> None:
         assert all(r["wall_s"] > 0 and r["thread_cpu_s"] > 0 for r in training["runs"][kind])
     for metric in ("wall_s", "thread_cpu_s"):
         assert finite(training[metric]["overhead_pct"]) and len(training[metric]["pair_overheads_pct"]) == 1
-    assert training["callback_calls_per_run"] >= config["steps"]
+    assert training["callback_s_per_run"] > 0 and training["writer_s_per_snapshot"] > 0
+    (pair,) = training["attributable"]
+    assert pair["attributable_s"] == pytest.approx(pair["snapshot_windows_s"] + pair["tail_s"] + pair["callback_s"])
+    assert finite(training["attributable_pct_median"]) and "Attributable to SGDR" in markdown
     summary = evaluation["summary"]
     assert set(summary) == {"ensemble", "reference"}
     assert summary["reference"]["x_reference_wall_median"] == pytest.approx(1.0)
