@@ -3,7 +3,7 @@
 1. training: `SGDRTrainer` (SGDR scheduler, `SGDRCallback`, a snapshot written at every cycle end, the
    optimizer state reset at every restart) against the stock `Trainer` with `lr_scheduler_type="cosine"`,
    same MiniLM model, SST-2 slice, steps, batch and seed; a warm-up run, then the two alternate (A B, B A, ...)
-   in one process; medians reported (`training_overhead.run_once`);
+   in one process; medians and the time attributable to SGDR reported (`training_overhead.compare`);
 2. evaluation: `SnapshotEnsemble.evaluate` over K snapshots against K single evaluations, i.e. K forward
    passes of one loaded model (reference) and K `Trainer.predict` calls (naive); each measurement in a fresh
    process, modes rotated over the repeats (`ensemble_eval`).
@@ -47,7 +47,7 @@ QUICK = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per training run")
+    parser.add_argument("--steps", type=int, default=250, help="optimizer steps per training run")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--snapshots", type=int, default=5, help="SGDR cycles = snapshots written (K)")
