@@ -271,22 +271,32 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+#: The rows of the schedule benchmarks' summaries: (key in a run's split results, label).
+SUMMARY_ROWS = (
+    ("final", "final model"),
+    ("ensemble_last3", "ensemble, last 3"),
+    ("ensemble_all", "ensemble, all"),
+    ("uniform_soup", "uniform soup, all"),
+    ("greedy_soup", "greedy soup (chosen on validation)"),
+    ("greedy_ensemble", "greedy ensemble selection (chosen on validation)"),
+)
+
+
 def summarize_over_seeds(
     runs: Sequence[dict[str, Any]],
     schedules: Sequence[str],
-    rows: Sequence[tuple[str, str]],
     splits: Sequence[str],
     metric: str,
     required_split: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per (schedule, row): `metric` mean/std over the seeds' runs on each split that has it.
+    """One entry per (schedule, `SUMMARY_ROWS` row): `metric` mean/std over the seeds' runs on each split that has it.
 
     With `required_split`, rows that have no value on that split are left out.
     """
     out = []
     for schedule in schedules:
         group = [run for run in runs if run["schedule"] == schedule]
-        for key, label in rows:
+        for key, label in SUMMARY_ROWS:
             entry: dict[str, Any] = {"schedule": schedule, "row": key, "label": label, "seeds": len(group)}
             for split in splits:
                 values = [run[split][key][metric] for run in group if key in run.get(split, {})]
@@ -300,6 +310,16 @@ def summarize_over_seeds(
 def fmt_mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
     mean, std = mean_std([v * scale for v in values])
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def wall_time_rows(runs: Sequence[dict[str, Any]], schedules: Sequence[str], keys: Sequence[str]) -> list[list[str]]:
+    """Per schedule: its snapshot steps and, for each wall-time key of a run, mean ± std over the seeds."""
+    rows = []
+    for schedule in schedules:
+        group = [run for run in runs if run["schedule"] == schedule]
+        steps = ", ".join(map(str, group[0]["snapshot_steps"]))
+        rows.append([schedule, steps, *(fmt_mean_std([run[key] for run in group], digits=1) for key in keys)])
+    return rows
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -45,6 +45,7 @@ from _common import (
     setup_logging,
     summarize_over_seeds,
     train_run,
+    wall_time_rows,
     write_results,
 )
 
@@ -52,14 +53,6 @@ logger = logging.getLogger("benchmarks.glue")
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "sgdr_tmult1", "sgdr_tmult2")
-ROWS = (
-    ("final", "final model"),
-    ("ensemble_last3", "ensemble, last 3"),
-    ("ensemble_all", "ensemble, all"),
-    ("uniform_soup", "uniform soup, all"),
-    ("greedy_soup", "greedy soup (chosen on validation)"),
-    ("greedy_ensemble", "greedy ensemble selection (chosen on validation)"),
-)
 QUICK = {
     "steps": 6,
     "seeds": [0],
@@ -271,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": runs,
     }
     payload["summary"] = summarize_over_seeds(
-        runs, args.schedules, ROWS, ("validation", "holdout"), "accuracy", required_split="holdout"
+        runs, args.schedules, ("validation", "holdout"), "accuracy", required_split="holdout"
     )
     name = "glue_schedules_quick" if args.quick else "glue_schedules"
     payload["plots"] = [
@@ -299,18 +292,8 @@ def render(payload: dict[str, Any]) -> str:
             values = entry.get(split, {}).get("values")
             cells.append(fmt_mean_std(values, 100) if values else "(chosen on it)")
         body.append([entry["schedule"], entry["label"], *cells, entry["seeds"]])
-    timing = []
-    for schedule in config["schedules"]:
-        group = [run for run in runs if run["schedule"] == schedule]
-        timing.append(
-            [
-                schedule,
-                ", ".join(map(str, group[0]["snapshot_steps"])),
-                fmt_mean_std([r["train_wall_s"] for r in group], digits=1),
-                fmt_mean_std([r["validation_eval_wall_s"] for r in group], digits=1),
-                fmt_mean_std([r["holdout_eval_wall_s"] for r in group], digits=1),
-            ]
-        )
+    wall_keys = ("train_wall_s", "validation_eval_wall_s", "holdout_eval_wall_s")
+    timing = wall_time_rows(runs, config["schedules"], wall_keys)
     return "\n".join(
         [
             "# SST-2 fine-tuning: lr schedules, snapshot ensembles and soups",

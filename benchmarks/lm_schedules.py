@@ -42,20 +42,13 @@ from _common import (
     setup_logging,
     summarize_over_seeds,
     train_run,
+    wall_time_rows,
     write_results,
 )
 
 logger = logging.getLogger("benchmarks.lm")
 
 SCHEDULES = ("cosine", "cosine_with_restarts", "sgdr_tmult1", "sgdr_tmult2", "linear")
-ROWS = (
-    ("final", "final model"),
-    ("ensemble_last3", "ensemble, last 3"),
-    ("ensemble_all", "ensemble, all"),
-    ("uniform_soup", "uniform soup, all"),
-    ("greedy_soup", "greedy soup (chosen on validation)"),
-    ("greedy_ensemble", "greedy ensemble selection (chosen on validation)"),
-)
 SPLITS = (("train", 0.0, 0.9), ("validation", 0.9, 0.95), ("test", 0.95, 1.0))
 QUICK = {
     "steps": 12,
@@ -223,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "total_wall_s": time.time() - started,
         "runs": runs,
     }
-    payload["summary"] = summarize_over_seeds(runs, args.schedules, ROWS, ("validation", "test"), "perplexity")
+    payload["summary"] = summarize_over_seeds(runs, args.schedules, ("validation", "test"), "perplexity")
     payload["plots"] = [
         str(
             plot_traces(
@@ -257,17 +250,7 @@ def render(payload: dict[str, Any]) -> str:
             for split in ("validation", "test")
         ]
         body.append([entry["schedule"], entry["label"], *cells, entry["seeds"]])
-    timing = []
-    for schedule in config["schedules"]:
-        group = [run for run in runs if run["schedule"] == schedule]
-        timing.append(
-            [
-                schedule,
-                ", ".join(map(str, group[0]["snapshot_steps"])),
-                fmt_mean_std([r["train_wall_s"] for r in group], digits=1),
-                fmt_mean_std([r["eval_wall_s"] for r in group], digits=1),
-            ]
-        )
+    timing = wall_time_rows(runs, config["schedules"], ("train_wall_s", "eval_wall_s"))
     model = payload["model"]
     return "\n".join(
         [

@@ -57,7 +57,6 @@ class Stopwatch:
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self.calls = 0
 
     def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
@@ -67,7 +66,6 @@ class Stopwatch:
                 return function(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
-                self.calls += 1
 
         return timed
 
@@ -83,20 +81,18 @@ def instrument() -> tuple[Stopwatch, Stopwatch]:
 
 
 class StepClock(TrainerCallback):
-    """Wall and training-thread CPU time of every optimizer step (from `on_step_begin` to the end of
-    `on_step_end`: it runs after the SGDR callback, so a step's time includes the snapshot copy)."""
+    """Wall time of every optimizer step (from `on_step_begin` to the end of `on_step_end`: it runs
+    after the SGDR callback, so a step's time includes the snapshot copy)."""
 
     def __init__(self) -> None:
         self.wall: list[float] = []
-        self.cpu: list[float] = []
-        self._start = (0.0, 0.0)
+        self._start = 0.0
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._start = (time.perf_counter(), time.thread_time())
+        self._start = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.wall.append(time.perf_counter() - self._start[0])
-        self.cpu.append(time.thread_time() - self._start[1])
+        self.wall.append(time.perf_counter() - self._start)
 
 
 @dataclass
@@ -106,7 +102,6 @@ class RunTiming:
     wall: float
     cpu: float
     step_wall: list[float]
-    step_cpu: list[float]
     snapshot_steps: list[int]
 
     @property
@@ -183,7 +178,7 @@ def run_once(kind: str, base: torch.nn.Module, data: Any, options: argparse.Name
         snapshot_steps = [r.global_step for r in SnapshotManifest.load(output_dir / "snapshots").snapshots]
         assert len(snapshot_steps) == options.snapshots, f"expected {options.snapshots} snapshots: {snapshot_steps}"
     shutil.rmtree(output_dir, ignore_errors=True)
-    return RunTiming(seconds, cpu_seconds, clock.wall, clock.cpu, snapshot_steps)
+    return RunTiming(seconds, cpu_seconds, clock.wall, snapshot_steps)
 
 
 def summary(values: list[float]) -> str:
@@ -244,12 +239,12 @@ def compare(
     `root`. `iterate` wraps the run order (e.g. a progress bar); `after_run` sees every timed run."""
     foreground, background = instrument()
     run_once("cosine", base, data, options, root)
-    background.seconds, background.calls = 0.0, 0
+    background.seconds = 0.0
     order = [("cosine", "sgdr") if r % 2 == 0 else ("sgdr", "cosine") for r in range(options.repeats)]
     runs: dict[str, list[RunTiming]] = {"cosine": [], "sgdr": []}
     callback_seconds = []
     for kind in iterate([kind for pair in order for kind in pair]):
-        foreground.seconds, foreground.calls = 0.0, 0
+        foreground.seconds = 0.0
         timing = run_once(kind, base, data, options, root)
         runs[kind].append(timing)
         if kind == "sgdr":
