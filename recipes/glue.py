@@ -188,13 +188,20 @@ def main(argv: list[str] | None = None) -> None:
     @torch.no_grad()
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
         model.eval()
-        predictions, references = [], []
+        predictions, references, probabilities = [], [], []
         for batch in prepared_eval:
             logits = model(**batch).logits
             predicted = logits.squeeze(-1) if is_regression else logits.argmax(dim=-1)
             predictions.append(gather_for_metrics(accelerator, predicted))
             references.append(gather_for_metrics(accelerator, batch["labels"]))
-        scores = compute_metrics(metric_names, torch.cat(predictions).numpy(), torch.cat(references).numpy())
+            if not is_regression:
+                probabilities.append(gather_for_metrics(accelerator, logits.float().softmax(dim=-1)))
+        scores = compute_metrics(
+            metric_names,
+            torch.cat(predictions).numpy(),
+            torch.cat(references).numpy(),
+            torch.cat(probabilities).numpy() if probabilities else None,
+        )
         return {f"eval_{name}": value for name, value in scores.items()}
 
     result = train(

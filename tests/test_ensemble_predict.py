@@ -107,7 +107,15 @@ def test_each_method_on_real_members_matches_a_hand_combination(eval_loader: obj
     weighted = ensemble.predict(eval_loader, "weighted", [4, 3, 2, 1])
     expected = (0.4 * probs[0] + 0.3 * probs[1] + 0.2 * probs[2] + 0.1 * probs[3]).argmax(-1)
     assert torch.equal(weighted.predictions, expected) and weighted.weights == pytest.approx([0.4, 0.3, 0.2, 0.1])
-    assert average.metrics() == {"accuracy": pytest.approx((average.predictions == labels).double().mean().item())}
+    scored = average.metrics()
+    assert list(scored) == ["accuracy", "nll", "brier", "ece"]  # the task's metric, then the probabilities'
+    assert scored["accuracy"] == pytest.approx((average.predictions == labels).double().mean().item())
+    true_class = probs.mean(0)[torch.arange(len(labels)), labels]
+    assert scored["nll"] == pytest.approx(-true_class.log().mean().item())
+    assert scored["brier"] == pytest.approx(((1 - true_class) ** 2).mean().item())  # two classes: positive form
+    assert mean_logits.metrics(["nll"])["nll"] == pytest.approx(
+        -logits.mean(0).log_softmax(-1)[torch.arange(len(labels)), labels].mean().item()
+    )
 
     fitted = ensemble.predict(eval_loader, "weighted", selection_dataloader=sst2_loader("train[300:348]"))
     assert sum(fitted.weights) == pytest.approx(1.0) and all(w >= 0 for w in fitted.weights)
@@ -245,6 +253,7 @@ def test_evaluate_report_rows_table_and_json(tmp_path: Path, eval_loader: object
         *names,
         *(f"ensemble (last {k}, average)" for k in range(1, 5)),
         "uniform soup",
+        "best snapshot (chosen on selection)",
         "greedy soup",
         "greedy ensemble selection",
         "weighted ensemble (fitted)",
@@ -252,11 +261,28 @@ def test_evaluate_report_rows_table_and_json(tmp_path: Path, eval_loader: object
     direct, labels = _direct_outputs(folder, names, eval_loader)
     for i, name in enumerate(names):
         accuracy = (direct[i].argmax(-1) == labels).double().mean().item()
-        assert report.row(name).metrics == {"accuracy": pytest.approx(accuracy)}
+        assert report.row(name).metrics["accuracy"] == pytest.approx(accuracy)
+        assert list(report.row(name).metrics) == ["accuracy", "nll", "brier", "ece"]
     for k in range(1, 5):
         accuracy = (direct[4 - k :].softmax(-1).mean(0).argmax(-1) == labels).double().mean().item()
         row = report.row(f"ensemble (last {k}, average)")
         assert row.metrics["accuracy"] == pytest.approx(accuracy) and row.forward_passes == k
+    # Diversity of the ensemble of all four: pairwise disagreement of the argmax, gain over the mean member.
+    classes = direct.argmax(-1)
+    pairs = [(classes[i] != classes[j]).double().mean().item() for i in range(4) for j in range(i + 1, 4)]
+    diversity = report.row("ensemble (last 4, average)").diversity
+    assert diversity["disagreement"] == pytest.approx(sum(pairs) / 6)
+    member_nll = [report.row(name).metrics["nll"] for name in names]
+    assert diversity["mean_member"]["nll"] == pytest.approx(sum(member_nll) / 4)
+    assert diversity["gain"]["nll"] == pytest.approx(
+        report.row("ensemble (last 4, average)").metrics["nll"] - sum(member_nll) / 4
+    )
+    assert report.row("ensemble (last 1, average)").diversity is None
+    # The best snapshot is the one with the best accuracy on the selection split (the first on ties).
+    selection_direct, selection_labels = _direct_outputs(folder, names, selection)
+    selection_accuracy = [(selection_direct[i].argmax(-1) == selection_labels).double().mean().item() for i in range(4)]
+    best = max(range(4), key=lambda i: (selection_accuracy[i], -i))
+    assert report.row("best snapshot (chosen on selection)").members == [names[best]]
     soup = AutoModelForSequenceClassification.from_pretrained(folder, subfolder=names[0]).eval()
     soup.load_state_dict({k: v.float() for k, v in _mean_state(folder, names, [0.25] * 4).items()}, strict=False)
     with torch.inference_mode():
@@ -275,6 +301,47 @@ def test_evaluate_report_rows_table_and_json(tmp_path: Path, eval_loader: object
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["rows"][0]["name"] == names[0] and saved["selection_split"] == "train[300:348]"
     assert EvaluationReport.load_json(tmp_path / "report.json") == report
+    assert "disagreement" in table and ("members disagree on" in table or "members agree on" in table)
+
+
+def test_evaluate_targets_nll_and_fits_temperatures(eval_loader: object) -> None:
+    folder = tiny_bert_folder()
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    selection = sst2_loader("train[300:348]")
+    with pytest.raises(ValueError, match="temperature_scaling needs classification outputs and a selection split"):
+        ensemble.evaluate(eval_loader, temperature_scaling=True)
+    report = ensemble.evaluate(eval_loader, selection, selection_metric="nll", temperature_scaling=True)
+    names = ensemble.snapshot_names
+    selection_direct, selection_labels = _direct_outputs(folder, names, selection)
+    member_nll = [
+        torch.nn.functional.cross_entropy(selection_direct[i].double(), selection_labels).item() for i in range(4)
+    ]
+    best = min(range(4), key=member_nll.__getitem__)
+    assert report.row("best snapshot (chosen on selection)").members == [names[best]]
+    assert report.row("best snapshot (chosen on selection)").selection_metrics == {
+        "nll": pytest.approx(member_nll[best])
+    }
+    scaled = report.rows_of("temperature_scaled")
+    assert [row.name for row in scaled] == [
+        *(f"{name} (temperature-scaled)" for name in names),
+        *(f"ensemble (last {k}, average, temperature-scaled)" for k in range(2, 5)),
+    ]
+    for i, name in enumerate(names):
+        row = report.row(f"{name} (temperature-scaled)")
+        # The temperature minimises the member's NLL on the selection split: no grid point does better.
+        logits = selection_direct[i].double()
+
+        def nll_at(t: float, logits: torch.Tensor = logits) -> float:
+            return torch.nn.functional.cross_entropy(logits / t, selection_labels).item()
+
+        assert all(nll_at(row.temperature) <= nll_at(t) + 1e-9 for t in torch.linspace(0.06, 19.0, 300).tolist())
+        # A temperature keeps every argmax: accuracy is the member's own.
+        assert row.metrics["accuracy"] == pytest.approx(report.row(name).metrics["accuracy"])
+    ensemble_row = report.row("ensemble (last 4, average, temperature-scaled)")
+    assert ensemble_row.metrics["accuracy"] == pytest.approx(
+        report.row("ensemble (last 4, average)").metrics["accuracy"]
+    )
+    assert ensemble_row.temperature is not None and ensemble_row.forward_passes == 4
 
 
 def test_empty_ensemble_and_bad_arguments() -> None:

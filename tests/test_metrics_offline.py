@@ -12,7 +12,9 @@ from sklearn import metrics as sk
 from hf_sgdr.snapshots.metrics import (
     METRICS,
     accuracy,
+    brier,
     compute_metrics,
+    ece,
     f1,
     is_better,
     matthews_correlation,
@@ -67,12 +69,13 @@ def test_perplexity_is_exp_of_mean_token_nll() -> None:
 
 
 def test_metric_selection_by_task_and_kind() -> None:
-    assert metric_names_for("classification", "sst2") == ("accuracy",)
-    assert metric_names_for("classification", "cola") == ("matthews_correlation",)
-    assert metric_names_for("classification", "mrpc") == ("f1", "accuracy")
+    probability = ("nll", "brier", "ece")
+    assert metric_names_for("classification", "sst2") == ("accuracy", *probability)
+    assert metric_names_for("classification", "cola") == ("matthews_correlation", *probability)
+    assert metric_names_for("classification", "mrpc") == ("f1", "accuracy", *probability)
     assert metric_names_for("regression", "stsb") == ("pearson", "spearman")
     assert metric_names_for("causal_lm", "wikitext") == ("perplexity", "nll")
-    assert metric_names_for("classification", None) == ("accuracy", "f1")
+    assert metric_names_for("classification", None) == ("accuracy", "f1", *probability)
     with pytest.raises(ValueError, match="unknown metric 'bleu'; accepted: accuracy"):
         metric_names_for("classification", names=["bleu"])
     with pytest.raises(ValueError, match="metric 'perplexity' does not apply to classification"):
@@ -88,4 +91,60 @@ def test_compute_metrics_and_direction() -> None:
     assert is_better("accuracy", 0.8, 0.8, or_equal=True)
     assert is_better("perplexity", 10.0, 12.0) and not is_better("perplexity", 12.0, 10.0)
     assert not is_better("pearson", float("nan"), 0.1) and is_better("pearson", 0.1, float("nan"))
-    assert {name for name, metric in METRICS.items() if not metric.higher_is_better} == {"mse", "perplexity", "nll"}
+    assert {name for name, metric in METRICS.items() if not metric.higher_is_better} == {
+        "mse",
+        "perplexity",
+        "nll",
+        "brier",
+        "ece",
+    }
+
+
+def _random_probabilities(seed: int, num_classes: int, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, num_classes)) * 3
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, num_classes, n)
+    return probabilities, labels
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("num_classes", [2, 3, 5])
+def test_probability_metrics_match_sklearn(seed: int, num_classes: int) -> None:
+    probabilities, labels = _random_probabilities(seed, num_classes)
+    classes = list(range(num_classes))
+    assert nll(probabilities, labels) == pytest.approx(sk.log_loss(labels, probabilities, labels=classes), rel=1e-12)
+    expected_brier = (
+        sk.brier_score_loss(labels, probabilities[:, 1])
+        if num_classes == 2
+        else sk.brier_score_loss(labels, probabilities, labels=classes)
+    )
+    assert brier(probabilities, labels) == pytest.approx(expected_brier, rel=1e-12)
+    # Computed through compute_metrics, as the ensembles do: the probabilities feed nll/brier/ece only.
+    predictions = probabilities.argmax(axis=1)
+    result = compute_metrics(["accuracy", "nll", "brier"], predictions, labels, probabilities)
+    assert result["accuracy"] == pytest.approx(sk.accuracy_score(labels, predictions))
+    assert result["nll"] == pytest.approx(sk.log_loss(labels, probabilities, labels=classes), rel=1e-12)
+
+
+def test_nll_clips_a_confidently_wrong_prediction() -> None:
+    probabilities = np.array([[1.0, 0.0], [0.5, 0.5]])
+    assert nll(probabilities, np.array([1, 0])) == pytest.approx((-math.log(1e-15) - math.log(0.5)) / 2)
+
+
+def test_ece_by_hand() -> None:
+    # Confidences 0.95, 0.95 (bin 15: one right, one wrong), 0.6 (bin 9: right), 0.55 (bin 9: wrong).
+    probabilities = np.array([[0.95, 0.05], [0.05, 0.95], [0.6, 0.4], [0.45, 0.55]])
+    labels = np.array([0, 0, 0, 0])
+    top = abs(0.5 - 0.95) * 2 / 4
+    middle = abs(0.5 - (0.6 + 0.55) / 2) * 2 / 4
+    assert ece(probabilities, labels) == pytest.approx(top + middle, abs=1e-12)
+    # A bin's upper edge is inside it: confidence exactly 2/3 falls in bin 10 ((9/15, 10/15]), with 0.61.
+    edge = np.array([[2 / 3, 1 / 3], [0.61, 0.39]])
+    assert ece(edge, np.array([0, 1])) == pytest.approx(abs(0.5 - (2 / 3 + 0.61) / 2), abs=1e-12)
+    assert ece(np.array([[0.8, 0.2]] * 5), np.array([0, 0, 0, 0, 1])) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_probability_metrics_refuse_class_ids_alone() -> None:
+    with pytest.raises(ValueError, match="metric 'nll' scores class probabilities"):
+        compute_metrics(["nll"], np.array([1, 0]), np.array([1, 1]))

@@ -90,6 +90,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         metrics=args.metrics or metric_names_for(ensemble.kind, task),
         method=args.method,
         soups=not args.no_soups,
+        selection_metric=args.selection_metric,
+        temperature_scaling=args.temperature_scaling,
         eval_split=args.validation_file or args.eval_split,
         selection_split=args.selection_file or args.selection_split or "selection",
         dataset=dataset_name,
@@ -168,6 +170,14 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     methods = sorted({m for kind in METHODS.values() for m in kind} - {"weighted"})
     evaluate.add_argument("--method", default="average", choices=methods, help="combination for the last-k ensembles")
     evaluate.add_argument("--no_soups", action="store_true", help="skip the weight soups")
+    evaluate.add_argument(
+        "--selection_metric", choices=list(METRICS), help="what the chosen rows optimise (default: the first metric)"
+    )
+    evaluate.add_argument(
+        "--temperature_scaling",
+        action="store_true",
+        help="classification: add rows with a temperature per snapshot / ensemble, fitted on the selection split",
+    )
     evaluate.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
     evaluate.add_argument("--output_json", help="write the report as JSON here")
     evaluate.set_defaults(handler=_evaluate)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import TASK_KINDS
+from .metrics import TASK_KINDS, compute_metrics
 
 #: Methods accepted for each kind of output; the first is the default.
 METHODS: dict[str, tuple[str, ...]] = {
@@ -34,11 +34,21 @@ class Combined:
     `scores`: class probabilities (`average`, `weighted`), mean logits (`logits`) or vote fractions
     (`vote`) ``[N, C]``; the mean prediction ``[N]`` (regression); the ensemble's log-likelihood of each
     target token ``[T]`` (causal LM). `predictions`: class ids or values ``[N]``; for a causal LM the
-    token log-likelihoods again, which is what the LM metrics take.
+    token log-likelihoods again, which is what the LM metrics take. `probabilities`: classification only,
+    the ensemble's class distribution ``[N, C]`` that the probability metrics score (the softmax of the mean
+    logits for `logits`, the vote fractions for `vote`).
     """
 
     scores: torch.Tensor
     predictions: torch.Tensor
+    probabilities: torch.Tensor | None = None
+
+    def metrics(self, names: Sequence[str], labels: torch.Tensor | None) -> dict[str, float]:
+        """The named metrics of this output against `labels` (None for a causal LM)."""
+        probabilities = None if self.probabilities is None else self.probabilities.numpy()
+        return compute_metrics(
+            names, self.predictions.numpy(), None if labels is None else labels.numpy(), probabilities
+        )
 
 
 def check_method(kind: str, method: str) -> str:
@@ -85,10 +95,11 @@ def combine(
         votes = torch.nn.functional.one_hot(outputs.argmax(dim=-1), outputs.shape[-1]).double().mean(dim=0)
         # Ties between classes with equally many votes go to the class with the higher mean probability.
         tie_break = outputs.double().softmax(dim=-1).mean(dim=0) / (outputs.shape[0] + 1)
-        return Combined(votes, (votes + tie_break).argmax(dim=-1))
+        return Combined(votes, (votes + tie_break).argmax(dim=-1), votes)
     else:
         scores = torch.einsum("k,knc->nc", w, outputs.double().softmax(dim=-1))
-    return Combined(scores, scores.argmax(dim=-1))
+        return Combined(scores, scores.argmax(dim=-1), scores)
+    return Combined(scores, scores.argmax(dim=-1), scores.softmax(dim=-1))
 
 
 def fit_weights(outputs: torch.Tensor, labels: torch.Tensor | None, kind: str, steps: int = 200) -> list[float]:

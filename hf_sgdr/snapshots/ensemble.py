@@ -27,7 +27,7 @@ from .._version import __version__
 from ..atomic import atomic_write_text
 from ..schedule import SGDRSchedule
 from ..validation import check_int
-from .combine import check_method, combine, fit_weights, normalize_weights
+from .combine import Combined, check_method, combine, fit_weights, normalize_weights
 from .evaluation import EvaluationReport, run_evaluation
 from .loading import auto_model_class, load_model, load_state_dict, read_ahead, verify_folder
 from .manifest import SnapshotManifest, SnapshotRecord, check_relative_name
@@ -56,14 +56,14 @@ class EnsemblePrediction:
     predictions: torch.Tensor
     labels: torch.Tensor | None
     member_outputs: torch.Tensor
+    probabilities: torch.Tensor | None = None
 
     def metrics(self, names: Sequence[str] | None = None) -> dict[str, float]:
         """Task metrics of the ensemble (default: the task's; labels needed except for a causal LM)."""
         names = metric_names_for(self.kind, self.task, names)
         if self.kind != "causal_lm" and self.labels is None:
             raise ValueError("metrics need labels: the dataloader had no 'labels' or 'label' column")
-        labels = None if self.labels is None else self.labels.numpy()
-        return compute_metrics(names, self.predictions.numpy(), labels)
+        return Combined(self.scores, self.predictions, self.probabilities).metrics(names, self.labels)
 
     @property
     def perplexity(self) -> float:
@@ -451,6 +451,7 @@ class SnapshotEnsemble:
             combined.predictions,
             batch_sets[0].example_labels(),
             outputs[0],
+            combined.probabilities,
         )
 
     def evaluate(
@@ -463,14 +464,21 @@ class SnapshotEnsemble:
         soups: bool = True,
         eval_split: str = "eval",
         selection_split: str = "selection",
+        selection_metric: str | None = None,
+        temperature_scaling: bool = False,
         dataset: str | None = None,
         json_path: str | os.PathLike[str] | None = None,
         print_table: bool = False,
     ) -> EvaluationReport:
         """Report every snapshot alone, the ensemble of the last k for every k, and the soups.
 
-        With `selection_dataloader` (a split other than the reported one), also the greedy soup, greedy
-        ensemble selection and fitted weights, all chosen on it and reported on `eval_dataloader`.
+        Classification is scored on accuracy-type metrics and on the probabilities (NLL, Brier, ECE with 15
+        bins) by default; every ensemble row carries its members' disagreement and its gain over the mean
+        member. With `selection_dataloader` (a split other than the reported one), also the best single
+        snapshot, greedy soup, greedy ensemble selection and fitted weights, all chosen on it by
+        `selection_metric` (default: the first metric; "nll" targets the probabilities) and reported on
+        `eval_dataloader`; `temperature_scaling=True` adds every snapshot and last-k ensemble with a
+        temperature fitted on the selection split.
         """
         runner = self._require_members()
         if selection_dataloader is not None and (
@@ -493,6 +501,8 @@ class SnapshotEnsemble:
             names,
             method=method,
             soups=soups,
+            selection_metric=selection_metric,
+            temperature_scaling=temperature_scaling,
             progress=self.progress,
         )
         labels = eval_batches.example_labels()

@@ -1,7 +1,9 @@
 """The ensemble report: every snapshot alone, the last-k ensembles, the soups, and the validation-chosen ones.
 
-Rows chosen with a validation split (greedy soup, greedy ensemble selection, fitted weights) are chosen
-on `selection` only and reported on `eval`, which must be a different split.
+Rows chosen with a validation split (the best single snapshot, greedy soup, greedy ensemble selection,
+fitted weights, temperatures) are chosen on `selection` only and reported on `eval`, which must be a
+different split. Every ensemble row carries a diversity report: how often its members disagree and what it
+gains over its average member, the two numbers that say whether more snapshots can help.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_write_json
-from .combine import combine, fit_weights
-from .metrics import compute_metrics
+from .calibration import fit_temperature, scaled_probabilities
+from .combine import Combined, combine, fit_weights
+from .metrics import METRICS
 from .outputs import Batches, collect_member_outputs, soup_outputs
 from .runners import Runner
-from .soups import greedy_ensemble_selection, greedy_soup
+from .soups import greedy_ensemble_selection, greedy_soup, rank_members
 
-ROW_KINDS = ("snapshot", "ensemble", "uniform_soup", "greedy_soup", "greedy_ensemble", "weighted_ensemble")
+ROW_KINDS = (
+    "snapshot",
+    "ensemble",
+    "uniform_soup",
+    "best_snapshot",
+    "greedy_soup",
+    "greedy_ensemble",
+    "weighted_ensemble",
+    "temperature_scaled",
+)
+#: Below this pairwise disagreement rate the members are near copies of each other.
+LOW_DISAGREEMENT = 0.01
 
 
 @dataclass
@@ -36,6 +50,8 @@ class ReportRow:
     forward_passes: int = 1
     weights: list[float] | None = None
     selection_metrics: dict[str, float] | None = None
+    temperature: float | None = None
+    diversity: dict[str, Any] | None = None
 
 
 @dataclass
@@ -84,12 +100,45 @@ class EvaluationReport:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:
-        header = ["name", "members", "forward passes", *self.metrics]
+        disagreement = any((row.diversity or {}).get("disagreement") is not None for row in self.rows)
+        header = ["name", "members", "forward passes", *self.metrics, *(["disagreement"] if disagreement else [])]
         body = []
         for row in self.rows:
             members = ", ".join(row.members) if len(row.members) <= 3 else f"{len(row.members)} snapshots"
-            body.append([row.name, members, str(row.forward_passes), *(f"{row.metrics[m]:.4f}" for m in self.metrics)])
+            cells = [row.name, members, str(row.forward_passes), *(f"{row.metrics[m]:.4f}" for m in self.metrics)]
+            if disagreement:
+                rate = (row.diversity or {}).get("disagreement")
+                cells.append("" if rate is None else f"{100 * rate:.1f} %")
+            body.append(cells)
         return header, body
+
+    def diversity_reading(self) -> str | None:
+        """One line on the ensemble of all snapshots: do its members differ enough for an ensemble gain?"""
+        full = [row for row in self.rows_of("ensemble") if row.diversity and len(row.members) == self.num_members]
+        if not full or self.num_members < 2:
+            return None
+        diversity, metric = full[-1].diversity, self.metrics[0]
+        gain = diversity["gain"].get(metric)
+        rate = diversity.get("disagreement")
+        direction = (
+            "better" if gain is not None and gain * (1 if METRICS[metric].higher_is_better else -1) > 0 else "no better"
+        )
+        gain_text = f"the ensemble's {metric} is {gain:+.4f} against its mean member ({direction})"
+        if "nll" in diversity["gain"] and metric != "nll":
+            gain_text += f", NLL {diversity['gain']['nll']:+.4f}"
+        if rate is None:
+            return f"{gain_text}."
+        if rate < LOW_DISAGREEMENT:
+            return (
+                f"members agree on {100 * (1 - rate):.1f} % of inputs: more cycles or a higher restart peak would be "
+                f"needed for an ensemble gain ({gain_text})."
+            )
+        return f"members disagree on {100 * rate:.1f} % of inputs (mean over pairs); {gain_text}."
+
+    @property
+    def num_members(self) -> int:
+        """Number of snapshots in the report."""
+        return len(self.rows_of("snapshot"))
 
     def to_table(self) -> str:
         """A fixed-width text table, one row per way of using the snapshots."""
@@ -99,7 +148,10 @@ class EvaluationReport:
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in [header, *body]
         ]
         split = f"{self.eval_split}" + (f", chosen on {self.selection_split}" if self.selection_split else "")
-        return "\n".join([f"{self.kind} snapshot ensemble, metrics on {split}", *lines])
+        reading = self.diversity_reading()
+        return "\n".join(
+            [f"{self.kind} snapshot ensemble, metrics on {split}", *lines, *([reading] if reading else [])]
+        )
 
     def to_markdown(self) -> str:
         """The same table in Markdown (for the model card)."""
@@ -117,8 +169,34 @@ def _metrics(
     method: str,
     weights: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    combined = combine(outputs, kind, method, weights)
-    return compute_metrics(names, combined.predictions.numpy(), None if labels is None else labels.numpy())
+    return combine(outputs, kind, method, weights).metrics(names, labels)
+
+
+def _diversity(
+    member_outputs: torch.Tensor,
+    labels: torch.Tensor | None,
+    kind: str,
+    names: Sequence[str],
+    ensemble: dict[str, float],
+) -> dict[str, Any]:
+    """Pairwise disagreement of the members' predicted classes (classification), the members' mean metrics
+    and the ensemble's gain over them (ensemble minus mean member, in each metric's own units)."""
+    members = [_metrics(names, member_outputs[i : i + 1], labels, kind, "average") for i in range(len(member_outputs))]
+    mean_member = {name: float(sum(m[name] for m in members) / len(members)) for name in names}
+    disagreement = None
+    if kind == "classification" and len(member_outputs) > 1:
+        classes = member_outputs.argmax(dim=-1)
+        pairs = [
+            float((classes[i] != classes[j]).double().mean())
+            for i in range(len(classes))
+            for j in range(i + 1, len(classes))
+        ]
+        disagreement = sum(pairs) / len(pairs)
+    return {
+        "disagreement": disagreement,
+        "mean_member": mean_member,
+        "gain": {name: ensemble[name] - mean_member[name] for name in names},
+    }
 
 
 def run_evaluation(
@@ -131,10 +209,18 @@ def run_evaluation(
     *,
     method: str = "average",
     soups: bool = True,
+    selection_metric: str | None = None,
+    temperature_scaling: bool = False,
     progress: bool = True,
 ) -> list[ReportRow]:
-    """Compute every row of the report; each member is loaded once for both splits."""
+    """Compute every row of the report; each member is loaded once for both splits.
+
+    `selection_metric` (default: the first of `metric_names`) is what the validation-chosen rows optimise;
+    `temperature_scaling` adds temperature-scaled rows (classification, fitted on the selection split).
+    """
     count = len(names)
+    if temperature_scaling and (kind != "classification" or selection_batches is None):
+        raise ValueError("temperature_scaling needs classification outputs and a selection split to fit on")
     batch_sets = [eval_batches] if selection_batches is None else [eval_batches, selection_batches]
     outputs = collect_member_outputs(runner, range(count), batch_sets, kind, progress=progress)
     eval_out, eval_labels = outputs[0], eval_batches.example_labels()
@@ -145,14 +231,25 @@ def run_evaluation(
         for i, name in enumerate(names)
     ]
     for k in range(1, count + 1):
-        metrics = _metrics(metric_names, eval_out[count - k :], eval_labels, kind, method)
-        rows.append(ReportRow(f"ensemble (last {k}, {method})", "ensemble", list(names[count - k :]), metrics, k))
+        members = eval_out[count - k :]
+        metrics = _metrics(metric_names, members, eval_labels, kind, method)
+        row = ReportRow(f"ensemble (last {k}, {method})", "ensemble", list(names[count - k :]), metrics, k)
+        if k > 1:
+            row.diversity = _diversity(members, eval_labels, kind, metric_names, metrics)
+        rows.append(row)
     if soups:
         soup = soup_outputs(runner, range(count), [eval_batches], kind, None)[0]
         metrics = _metrics(metric_names, soup.unsqueeze(0), eval_labels, kind, "average")
         rows.append(ReportRow("uniform soup", "uniform_soup", list(names), metrics))
     if selection_batches is not None:
-        rows += _selected_rows(runner, names, kind, eval_batches, selection_batches, outputs, metric_names, soups)
+        selection_metric = selection_metric or metric_names[0]
+        if selection_metric not in METRICS:
+            raise ValueError(f"unknown selection_metric {selection_metric!r}; accepted: {', '.join(METRICS)}")
+        rows += _selected_rows(
+            runner, names, kind, eval_batches, selection_batches, outputs, metric_names, soups, selection_metric
+        )
+        if temperature_scaling:
+            rows += _temperature_rows(names, eval_batches, selection_batches, outputs, metric_names, method)
     return rows
 
 
@@ -165,19 +262,28 @@ def _selected_rows(
     outputs: list[torch.Tensor],
     metric_names: Sequence[str],
     soups: bool,
+    primary: str,
 ) -> list[ReportRow]:
-    """The rows whose members or weights are chosen on the selection split."""
+    """The rows whose members or weights are chosen on the selection split (by the metric `primary`)."""
     eval_out, selection_out = outputs
     eval_labels, selection_labels = eval_batches.example_labels(), selection_batches.example_labels()
     if kind != "causal_lm" and selection_labels is None:
         raise ValueError("choosing on the selection split needs labels in the selection dataloader")
-    primary = metric_names[0]
-    rows = []
+    singles = [
+        _metrics([primary], selection_out[i : i + 1], selection_labels, kind, "average")[primary]
+        for i in range(len(names))
+    ]
+    best = rank_members(singles, primary)[0]
+    rows = [
+        ReportRow(
+            "best snapshot (chosen on selection)",
+            "best_snapshot",
+            [names[best]],
+            _metrics(metric_names, eval_out[best : best + 1], eval_labels, kind, "average"),
+            selection_metrics={primary: singles[best]},
+        )
+    ]
     if soups:
-        singles = [
-            _metrics([primary], selection_out[i : i + 1], selection_labels, kind, "average")[primary]
-            for i in range(len(names))
-        ]
 
         def soup_score(indices: list[int]) -> float:
             soup = soup_outputs(runner, indices, [selection_batches], kind, None)[0]
@@ -214,3 +320,46 @@ def _selected_rows(
         )
     )
     return rows
+
+
+def _temperature_rows(
+    names: Sequence[str],
+    eval_batches: Batches,
+    selection_batches: Batches,
+    outputs: list[torch.Tensor],
+    metric_names: Sequence[str],
+    method: str,
+) -> list[ReportRow]:
+    """Every snapshot and every last-k ensemble with one temperature each, fitted on the selection split."""
+    eval_out, selection_out = outputs
+    eval_labels, selection_labels = eval_batches.example_labels(), selection_batches.example_labels()
+    count = len(names)
+    candidates = [(f"{name} (temperature-scaled)", [i], "average") for i, name in enumerate(names)]
+    candidates += [
+        (f"ensemble (last {k}, {method}, temperature-scaled)", list(range(count - k, count)), method)
+        for k in range(2, count + 1)
+    ]
+    rows = []
+    for label, members, how in candidates:
+        fit_on = combine(selection_out[members], "classification", how)
+        temperature = fit_temperature(_log_probabilities(fit_on), selection_labels)
+        reported = combine(eval_out[members], "classification", how)
+        probabilities = scaled_probabilities(_log_probabilities(reported), temperature)
+        scaled = Combined(probabilities, probabilities.argmax(dim=-1), probabilities)
+        rows.append(
+            ReportRow(
+                label,
+                "temperature_scaled",
+                [names[i] for i in members],
+                scaled.metrics(metric_names, eval_labels),
+                len(members),
+                temperature=temperature,
+            )
+        )
+    return rows
+
+
+def _log_probabilities(combined: Combined) -> torch.Tensor:
+    """The log of an output's class distribution (the logits a temperature divides)."""
+    assert combined.probabilities is not None
+    return combined.probabilities.clamp_min(1e-15).log()

@@ -3,7 +3,11 @@
 Each metric is a small numpy function checked against scikit-learn / scipy in the tests. GLUE tasks get
 their official metrics (`GLUE_METRICS`); other tasks get a default per kind of output (`DEFAULT_METRICS`).
 The first metric of a task is its primary one: greedy soups and greedy selection maximise it (or minimise
-it, for perplexity).
+it, for perplexity) unless another selection metric is named.
+
+Classification is also scored on its probabilities (`PROBABILITY_METRICS`: negative log-likelihood,
+Brier score, expected calibration error), which is where ensembles gain first (Ashukha et al., ICLR 2020):
+two models with the same argmax accuracy can differ a lot in how much probability they put on the truth.
 """
 
 from __future__ import annotations
@@ -17,19 +21,24 @@ import numpy as np
 #: What a model's outputs mean: one score per class, one number per example, or next-token probabilities.
 TASK_KINDS = ("classification", "regression", "causal_lm")
 
+#: Scored on the class probabilities, reported beside every classification task's own metrics.
+PROBABILITY_METRICS = ("nll", "brier", "ece")
+#: Equal-width confidence bins of the expected calibration error (Guo et al., ICML 2017).
+ECE_BINS = 15
+
 GLUE_METRICS: dict[str, tuple[str, ...]] = {
-    "cola": ("matthews_correlation",),
-    "sst2": ("accuracy",),
-    "mrpc": ("f1", "accuracy"),
-    "qqp": ("f1", "accuracy"),
+    "cola": ("matthews_correlation", *PROBABILITY_METRICS),
+    "sst2": ("accuracy", *PROBABILITY_METRICS),
+    "mrpc": ("f1", "accuracy", *PROBABILITY_METRICS),
+    "qqp": ("f1", "accuracy", *PROBABILITY_METRICS),
     "stsb": ("pearson", "spearman"),
-    "mnli": ("accuracy",),
-    "qnli": ("accuracy",),
-    "rte": ("accuracy",),
-    "wnli": ("accuracy",),
+    "mnli": ("accuracy", *PROBABILITY_METRICS),
+    "qnli": ("accuracy", *PROBABILITY_METRICS),
+    "rte": ("accuracy", *PROBABILITY_METRICS),
+    "wnli": ("accuracy", *PROBABILITY_METRICS),
 }
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "f1"),
+    "classification": ("accuracy", "f1", *PROBABILITY_METRICS),
     "regression": ("pearson", "spearman", "mse"),
     "causal_lm": ("perplexity", "nll"),
 }
@@ -97,9 +106,43 @@ def mse(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean((np.asarray(predictions, dtype=np.float64) - np.asarray(labels, dtype=np.float64)) ** 2))
 
 
-def nll(token_log_likelihoods: np.ndarray, _: np.ndarray | None = None) -> float:
-    """Mean negative log-likelihood per predicted token (nats)."""
-    return float(-np.mean(np.asarray(token_log_likelihoods, dtype=np.float64)))
+#: Probabilities are clipped here before the log, so a confidently wrong member costs a finite NLL.
+_PROBABILITY_FLOOR = 1e-15
+
+
+def nll(values: np.ndarray, labels: np.ndarray | None = None) -> float:
+    """Mean negative log-likelihood (nats): of the true class for class probabilities ``[N, C]`` (scikit-learn's
+    `log_loss`, same clipping), or of each predicted token for token log-likelihoods ``[T]`` (causal LM)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 2:
+        if labels is None:
+            raise ValueError("the classification NLL needs labels")
+        picked = values[np.arange(len(values)), np.asarray(labels, dtype=np.int64)]
+        return float(-np.mean(np.log(np.clip(picked, _PROBABILITY_FLOOR, 1.0))))
+    return float(-np.mean(values))
+
+
+def brier(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Brier score: mean squared distance of the probabilities to the one-hot truth, summed over classes;
+    halved for two classes, which makes it the positive-class form (scikit-learn's `brier_score_loss`)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    one_hot = np.eye(probabilities.shape[1])[np.asarray(labels, dtype=np.int64)]
+    score = float(np.mean(np.sum((probabilities - one_hot) ** 2, axis=1)))
+    return score / 2 if probabilities.shape[1] == 2 else score
+
+
+def ece(probabilities: np.ndarray, labels: np.ndarray, num_bins: int = ECE_BINS) -> float:
+    """Expected calibration error: |accuracy - confidence| per equal-width confidence bin ((m-1)/M, m/M],
+    weighted by the bin's share of the examples (top-label confidence, `ECE_BINS` bins)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    bins = np.clip(np.ceil(confidence * num_bins).astype(np.int64) - 1, 0, num_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        inside = bins == b
+        total += abs(float(np.mean(correct[inside])) - float(np.mean(confidence[inside]))) * np.mean(inside)
+    return float(total)
 
 
 def perplexity(token_log_likelihoods: np.ndarray, _: np.ndarray | None = None) -> float:
@@ -109,11 +152,13 @@ def perplexity(token_log_likelihoods: np.ndarray, _: np.ndarray | None = None) -
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric function, the kinds it applies to, and which direction is better."""
+    """A metric function, the kinds it applies to, which direction is better, and whether it scores the
+    class probabilities (classification) instead of the predicted class ids."""
 
     function: Callable[..., float]
     kinds: tuple[str, ...]
     higher_is_better: bool = True
+    uses_probabilities: bool = False
 
 
 METRICS: dict[str, Metric] = {
@@ -124,7 +169,9 @@ METRICS: dict[str, Metric] = {
     "spearman": Metric(spearman, ("regression",)),
     "mse": Metric(mse, ("regression",), higher_is_better=False),
     "perplexity": Metric(perplexity, ("causal_lm",), higher_is_better=False),
-    "nll": Metric(nll, ("causal_lm",), higher_is_better=False),
+    "nll": Metric(nll, ("classification", "causal_lm"), higher_is_better=False, uses_probabilities=True),
+    "brier": Metric(brier, ("classification",), higher_is_better=False, uses_probabilities=True),
+    "ece": Metric(ece, ("classification",), higher_is_better=False, uses_probabilities=True),
 }
 
 
@@ -146,9 +193,26 @@ def metric_names_for(kind: str, task: str | None = None, names: Sequence[str] | 
     return names
 
 
-def compute_metrics(names: Sequence[str], predictions: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
-    """{name: value} for each metric; `predictions` are class ids, values, or token log-likelihoods (LM)."""
-    return {name: METRICS[name].function(predictions, labels) for name in names}
+def compute_metrics(
+    names: Sequence[str],
+    predictions: np.ndarray,
+    labels: np.ndarray | None,
+    probabilities: np.ndarray | None = None,
+) -> dict[str, float]:
+    """{name: value} for each metric; `predictions` are class ids, values, or token log-likelihoods (LM).
+
+    Classification's probability metrics (`nll`, `brier`, `ece`) need `probabilities` ``[N, C]``.
+    """
+    values = {}
+    for name in names:
+        metric = METRICS[name]
+        source = predictions
+        if metric.uses_probabilities and probabilities is not None:
+            source = probabilities
+        elif metric.uses_probabilities and np.issubdtype(np.asarray(predictions).dtype, np.integer):  # class ids
+            raise ValueError(f"metric {name!r} scores class probabilities; pass probabilities=[N, C]")
+        values[name] = metric.function(source, labels)
+    return values
 
 
 def is_better(name: str, candidate: float, incumbent: float, *, or_equal: bool = False) -> bool:

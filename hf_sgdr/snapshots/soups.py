@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .combine import combine
-from .metrics import METRICS, compute_metrics, is_better
+from .metrics import METRICS, is_better
 
 
 def rank_members(scores: Sequence[float], metric: str) -> list[int]:
@@ -54,10 +54,7 @@ def greedy_ensemble_selection(
     max_rounds = 2 * num_members if max_rounds is None else max_rounds
 
     def score(counts: list[int]) -> float:
-        combined = combine(outputs, kind, "weighted", counts)
-        return compute_metrics([metric], combined.predictions.numpy(), None if labels is None else labels.numpy())[
-            metric
-        ]
+        return combine(outputs, kind, "weighted", counts).metrics([metric], labels)[metric]
 
     counts = [0] * num_members
     singles = [score([int(i == k) for i in range(num_members)]) for k in range(num_members)]
