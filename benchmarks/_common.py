@@ -62,11 +62,13 @@ def setup_logging(verbose: bool = False) -> None:
 # ---------------------------------------------------------------------------------------------- schedules
 @dataclass(frozen=True)
 class Schedule:
-    """One compared schedule: a transformers `lr_scheduler_type` and its `lr_scheduler_kwargs`."""
+    """One compared schedule: a transformers `lr_scheduler_type`, its `lr_scheduler_kwargs` and, for SGDR,
+    the `SGDRTrainer` options it needs (e.g. `restart_from`)."""
 
     name: str
     lr_scheduler_type: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_sgdr(self) -> bool:
@@ -81,11 +83,22 @@ def make_schedules(names: Sequence[str], num_cycles: int) -> list[Schedule]:
         "cosine_with_restarts": Schedule("cosine_with_restarts", "cosine_with_restarts", {"num_cycles": num_cycles}),
         "sgdr_tmult1": Schedule("sgdr_tmult1", "sgdr", {"num_cycles": num_cycles, "T_mult": 1}),
         "sgdr_tmult2": Schedule("sgdr_tmult2", "sgdr", {"num_cycles": num_cycles, "T_mult": 2}),
+        # One long fine-tuning cycle, then short cycles at half its peak: from the first cycle's end ("star",
+        # Sadrtdinov et al. 2023, fresh optimizer state each time) or each from the last (FGE-style).
+        "star": Schedule("star", "sgdr", {"cycles": star_cycles(num_cycles)}, {"restart_from": "first"}),
+        "fge": Schedule("fge", "sgdr", {"cycles": star_cycles(num_cycles)}),
     }
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown schedule(s) {unknown}; known: {list(known)}")
     return [known[n] for n in names]
+
+
+def star_cycles(num_cycles: int, first: float = 0.4, peak: float = 0.5) -> list[dict[str, float]]:
+    """A cycle list: the first cycle takes `first` of the budget at the full peak, the other `num_cycles - 1`
+    share the rest equally at `peak` times it."""
+    rest = (1.0 - first) / max(1, num_cycles - 1)
+    return [{"length": first, "peak": 1.0}, *({"length": rest, "peak": peak} for _ in range(num_cycles - 1))]
 
 
 def equal_interval_steps(steps: int, warmup_steps: int, count: int) -> list[int]:
@@ -200,7 +213,9 @@ def train_run(
     common = {"model": model, "args": args, "train_dataset": train_dataset, "data_collator": data_collator}
     stock_snapshots: EqualIntervalSnapshots | None = None
     if schedule.is_sgdr:
-        trainer: Trainer = SGDRTrainer(**common, processing_class=tokenizer, snapshot_task=config.task)
+        trainer: Trainer = SGDRTrainer(
+            **common, processing_class=tokenizer, snapshot_task=config.task, **schedule.options
+        )
     else:
         ensemble = SnapshotEnsemble(config.num_cycles, tokenizer=tokenizer, task=config.task, progress=False)
         stock_snapshots = EqualIntervalSnapshots(

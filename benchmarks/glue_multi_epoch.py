@@ -1,0 +1,489 @@
+"""SST-2 fine-tuning of all-MiniLM-L6-v2 over several epochs of a small train subset: the regime that
+snapshot ensembles are for (the final model overfits; members of similar quality), scored on accuracy and on
+the probabilities (NLL, Brier, ECE), against what stock users already get.
+
+Rows, all at the same training compute (same optimizer steps, batch, peak lr, warmup, seeds): transformers
+`linear`, `cosine`, `cosine_with_restarts` (snapshotted at equal intervals), SGDR T_mult 1 and 2, and two cycle
+lists (one long cycle, then short cycles at half its peak): `star` (`restart_from="first"`: every short
+cycle starts from the first cycle's end with a fresh optimizer state) and `fge` (each from the last). For
+each: the final model, the best snapshot chosen on validation NLL (what `load_best_model_at_end` with the
+default `eval_loss` gives), ensembles of all / last k, the uniform and greedy soups, greedy selection,
+temperature-scaled rows; plus the deep-ensemble anchor: the seeds' final cosine models averaged (3x the compute).
+
+Stages, each resumable (a finished run writes its results at once; a re-run skips it):
+  train    every (seed, schedule): train, keep the snapshots, evaluate on validation  -> RUN/run.json
+  report   only once every run is trained: read the SST-2 holdout and evaluate every run on it, chosen on
+           validation                                                                -> RUN/holdout.json
+           then the deep-ensemble anchor and the tables (results/glue_multi_epoch.{md,json}, plots)
+
+    eval "$(python ../shared/hf-offline/build_cache.py /tmp/hfhome)"
+    python benchmarks/glue_multi_epoch.py --output_dir /tmp/bench/multi_epoch            # both stages
+    python benchmarks/glue_multi_epoch.py --output_dir DIR --stage train --seeds 1      # one worker's share
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from _common import (
+    DATA,
+    RESULTS,
+    LoadMonitor,
+    RunConfig,
+    fmt_mean_std,
+    machine_info,
+    make_schedules,
+    markdown_table,
+    mean_std,
+    plot_per_snapshot,
+    plot_traces,
+    setup_logging,
+    train_run,
+    write_results,
+)
+from glue_schedules import Holdout, load_train_and_validation, sorted_loader, warm_up
+from hf_sgdr.atomic import atomic_write_json
+from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
+
+logger = logging.getLogger("benchmarks.glue_multi_epoch")
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+SCHEDULES = ("cosine", "sgdr_tmult1", "star", "fge", "cosine_with_restarts", "sgdr_tmult2", "linear")
+STOCK = ("linear", "cosine", "cosine_with_restarts")
+METRICS = ("accuracy", "nll", "brier", "ece")
+QUICK = {
+    "epochs": 2,
+    "seeds": [0, 1],
+    "train_samples": 32,
+    "batch_size": 8,
+    "warmup_steps": 0,
+    "num_cycles": 4,
+    "schedules": ["cosine", "star"],
+    "validation_samples": 32,
+    "holdout_samples": 32,
+    "eval_batch_size": 32,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train_samples", type=int, default=1000, help="SST-2 train subset (shuffled, seed 0)")
+    parser.add_argument("--epochs", type=int, default=5, help="passes over the subset (sets the optimizer steps)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=1e-4, help="peak lr of every schedule")
+    parser.add_argument("--warmup_steps", type=int, default=6, help="linear warmup of every schedule")
+    parser.add_argument("--num_cycles", type=int, default=5, help="cycles / snapshots per run")
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES)
+    parser.add_argument("--validation_samples", type=int, default=None, help="default: all 872")
+    parser.add_argument("--holdout_samples", type=int, default=None, help="default: all 1821")
+    parser.add_argument("--eval_batch_size", type=int, default=128)
+    parser.add_argument("--holdout_file", type=Path, default=DATA / "holdout" / "sst2_test_labeled.parquet")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    parser.add_argument("--output_dir", type=Path, required=True, help="run folders (kept: the stages resume)")
+    parser.add_argument("--results_dir", type=Path, default=RESULTS)
+    parser.add_argument("--stage", choices=("train", "report", "all"), default="all")
+    parser.add_argument("--quick", action="store_true", help="smoke run (2 schedules, 2 seeds, 8 steps)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        vars(args).update(QUICK)
+    args.steps = math.ceil(args.train_samples / args.batch_size) * args.epochs
+    return args
+
+
+def run_folder(args: argparse.Namespace, schedule: str, seed: int) -> Path:
+    return args.output_dir / f"{schedule}-seed{seed}"
+
+
+# ---------------------------------------------------------------------------------------------- stage 1
+def train_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor) -> None:
+    """Train every (seed, schedule) not trained yet; evaluate it on validation; write RUN/run.json."""
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+    train, validation_loader = load_train_and_validation(args, tokenizer)
+
+    def make_model() -> torch.nn.Module:
+        return AutoModelForSequenceClassification.from_pretrained(MODEL_ID, num_labels=2)
+
+    config = RunConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        num_cycles=args.num_cycles,
+        logging_steps=max(1, args.steps // 60),
+        task="sst2",
+    )
+    schedules = make_schedules(args.schedules, args.num_cycles)
+    jobs = [(s, schedule) for s in args.seeds for schedule in schedules]
+    todo = [(s, schedule) for s, schedule in jobs if not (run_folder(args, schedule.name, s) / "run.json").is_file()]
+    logger.info("train stage: %d of %d runs to do", len(todo), len(jobs))
+    if todo:
+        warm_up(make_model, train, DataCollatorWithPadding(tokenizer), args.batch_size)
+    for seed, schedule in tqdm(todo, desc="train + validation", unit="run"):
+        folder = run_folder(args, schedule.name, seed)
+        out = train_run(schedule, make_model, train, config, seed, folder, tokenizer=tokenizer)
+        load.sample()
+        tick = time.perf_counter()
+        ensemble = SnapshotEnsemble.from_pretrained(out.snapshot_dir, progress=False, device="cpu")
+        report = ensemble.evaluate(validation_loader, metrics=list(METRICS), eval_split="validation")
+        run = {
+            "schedule": schedule.name,
+            "seed": seed,
+            "train_wall_s": out.train_wall_s,
+            "validation_eval_wall_s": time.perf_counter() - tick,
+            "snapshot_dir": str(out.snapshot_dir),
+            "snapshot_steps": out.snapshot_steps,
+            "lr": out.lr,
+            "loss": out.loss,
+            "validation": report.to_dict(),
+            "finished_at": time.time(),
+        }
+        atomic_write_json(folder / "run.json", run)
+        logger.info(
+            "%s seed %d: %.0f s; validation final acc %.4f nll %.4f, ensemble(all) acc %.4f nll %.4f",
+            schedule.name,
+            seed,
+            out.train_wall_s,
+            report.rows_of("snapshot")[-1].metrics["accuracy"],
+            report.rows_of("snapshot")[-1].metrics["nll"],
+            report.rows_of("ensemble")[-1].metrics["accuracy"],
+            report.rows_of("ensemble")[-1].metrics["nll"],
+        )
+
+
+# ---------------------------------------------------------------------------------------------- stage 2
+def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, started: float) -> dict[str, Any]:
+    """Read the holdout (only now, once every run is trained) and evaluate every run on it."""
+    runs = []
+    missing = []
+    for seed in args.seeds:
+        for name in args.schedules:
+            path = run_folder(args, name, seed) / "run.json"
+            if path.is_file():
+                runs.append(json.loads(path.read_text(encoding="utf-8")))
+            else:
+                missing.append(f"{name}-seed{seed}")
+    if missing:
+        raise SystemExit(f"the report stage needs every run trained first; missing: {', '.join(missing)}")
+    training_finished_at = max(run["finished_at"] for run in runs)
+    _, validation_loader = load_train_and_validation(args, tokenizer)
+    holdout = Holdout(args.holdout_file)
+    frame = holdout.read("final_report", training_finished_at)
+    if args.holdout_samples:
+        frame = frame.iloc[: args.holdout_samples]
+    holdout_loader = sorted_loader(
+        tokenizer, frame["sentence"].tolist(), frame["label"].tolist(), args.max_length, args.eval_batch_size
+    )
+    for run in tqdm(runs, desc="final report (holdout)", unit="run"):
+        path = run_folder(args, run["schedule"], run["seed"]) / "holdout.json"
+        if not path.is_file():
+            tick = time.perf_counter()
+            ensemble = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False, device="cpu")
+            report = ensemble.evaluate(
+                holdout_loader,
+                validation_loader,
+                metrics=list(METRICS),
+                eval_split="holdout_test",
+                selection_split="validation",
+                selection_metric="nll",
+                temperature_scaling=True,
+            )
+            atomic_write_json(path, {"report": report.to_dict(), "wall_s": time.perf_counter() - tick})
+            load.sample()
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        run["holdout"], run["holdout_eval_wall_s"] = saved["report"], saved["wall_s"]
+    anchor = deep_ensemble(args, runs, tokenizer, holdout_loader, validation_loader)
+    payload = {
+        "benchmark": "glue_multi_epoch",
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "model": MODEL_ID,
+        "machine": machine_info(),
+        "load_average": load.summary(),
+        "training_finished_at": training_finished_at,
+        "holdout": {"path": str(args.holdout_file), "stage": holdout.stage, "read_at": holdout.read_at},
+        "num_holdout": len(frame),
+        "total_wall_s": time.time() - started,
+        "runs": runs,
+        "deep_ensemble": anchor,
+    }
+    payload["summary"] = summarize(runs, args.schedules, anchor)
+    payload["goal"] = goal_check(payload["summary"], runs)
+    return payload
+
+
+def deep_ensemble(
+    args: argparse.Namespace, runs: list[dict[str, Any]], tokenizer: Any, holdout_loader: Any, validation_loader: Any
+) -> dict[str, Any] | None:
+    """The seeds' final cosine models as one ensemble (K independent runs: K times the training compute)."""
+    finals = [run for run in runs if run["schedule"] == "cosine"]
+    if len(finals) < 2:
+        return None
+    path = args.output_dir / "deep_ensemble_cosine.json"
+    if not path.is_file():
+        from transformers import AutoModelForSequenceClassification
+
+        ensemble = SnapshotEnsemble(tokenizer=tokenizer, task="sst2", progress=False)
+        for run in finals:
+            last = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False).snapshot_names[-1]
+            model = AutoModelForSequenceClassification.from_pretrained(Path(run["snapshot_dir"]) / last)
+            ensemble.add_model(model, name=f"cosine-seed{run['seed']}")
+        report = ensemble.evaluate(
+            holdout_loader,
+            validation_loader,
+            metrics=list(METRICS),
+            soups=False,
+            eval_split="holdout_test",
+            selection_split="validation",
+            selection_metric="nll",
+            temperature_scaling=True,
+        )
+        atomic_write_json(path, {"report": report.to_dict(), "seeds": [run["seed"] for run in finals]})
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------- summary
+#: (label, how to find the row in a run's holdout report): the rows of the main table.
+def _row_pickers(count: int) -> list[tuple[str, Any]]:
+    return [
+        ("final model", lambda r: r.rows_of("snapshot")[-1]),
+        ("best snapshot (validation NLL)", lambda r: r.rows_of("best_snapshot")[0]),
+        ("ensemble, all", lambda r: r.row(f"ensemble (last {count}, average)")),
+        ("ensemble, last 3", lambda r: r.row(f"ensemble (last {min(3, count)}, average)")),
+        ("uniform soup", lambda r: r.rows_of("uniform_soup")[0]),
+        ("greedy soup (validation NLL)", lambda r: r.rows_of("greedy_soup")[0]),
+        ("greedy selection (validation NLL)", lambda r: r.rows_of("greedy_ensemble")[0]),
+        ("final model, temperature-scaled", lambda r: r.row(f"{r.rows_of('snapshot')[-1].name} (temperature-scaled)")),
+        ("ensemble, all, temperature-scaled", lambda r: r.row(f"ensemble (last {count}, average, temperature-scaled)")),
+    ]
+
+
+def summarize(runs: list[dict[str, Any]], schedules: list[str], anchor: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Mean ± std over seeds of every metric for each (schedule, row); validation values where the row has them."""
+    out = []
+    for schedule in schedules:
+        group = [run for run in runs if run["schedule"] == schedule]
+        reports = [EvaluationReport.from_dict(run["holdout"]) for run in group]
+        validation = [EvaluationReport.from_dict(run["validation"]) for run in group]
+        count = reports[0].num_members
+        for label, pick in _row_pickers(count):
+            rows = [pick(report) for report in reports]
+            entry = {
+                "schedule": schedule,
+                "row": label,
+                "seeds": len(rows),
+                "holdout": {m: [row.metrics[m] for row in rows] for m in METRICS},
+                "disagreement": [(row.diversity or {}).get("disagreement") for row in rows],
+            }
+            with contextlib.suppress(KeyError, IndexError):  # chosen on validation, or needs it: no value there
+                entry["validation"] = {m: [pick(report).metrics[m] for report in validation] for m in METRICS}
+            out.append(entry)
+    if anchor is not None:
+        report = EvaluationReport.from_dict(anchor["report"])
+        k = report.num_members
+        for label, name in (
+            (f"deep ensemble of {k} cosine runs ({k}x compute)", f"ensemble (last {k}, average)"),
+            (f"deep ensemble of {k}, temperature-scaled", f"ensemble (last {k}, average, temperature-scaled)"),
+        ):
+            row = report.row(name)
+            out.append(
+                {
+                    "schedule": "anchor",
+                    "row": label,
+                    "seeds": 1,
+                    "holdout": {m: [row.metrics[m]] for m in METRICS},
+                    "disagreement": [(row.diversity or {}).get("disagreement")],
+                }
+            )
+    return out
+
+
+def goal_check(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's goal, measured: the best SGDR ensemble row (chosen by its validation NLL, never the holdout)
+    against the best stock row of any kind (chosen the same way), and against the deep-ensemble anchor."""
+
+    def mean(entry: dict[str, Any], split: str, metric: str) -> float:
+        return mean_std(entry[split][metric])[0]
+
+    def best_by_validation(entries: list[dict[str, Any]]) -> dict[str, Any]:
+        scored = [e for e in entries if "validation" in e]
+        return (
+            min(scored, key=lambda e: mean(e, "validation", "nll")) if scored else min(entries, key=lambda e: e["row"])
+        )
+
+    sgdr_ensembles = [
+        e
+        for e in summary
+        if e["schedule"] not in (*STOCK, "anchor") and e["row"].startswith("ensemble") and "temperature" not in e["row"]
+    ]
+    stock = [e for e in summary if e["schedule"] in STOCK and "temperature" not in e["row"]]
+    if not sgdr_ensembles or not stock:
+        return {}
+    ours, theirs = best_by_validation(sgdr_ensembles), best_by_validation(stock)
+    result = {
+        "sgdr_row": f"{ours['schedule']}: {ours['row']}",
+        "stock_row": f"{theirs['schedule']}: {theirs['row']}",
+        "sgdr_nll": mean(ours, "holdout", "nll"),
+        "stock_nll": mean(theirs, "holdout", "nll"),
+        "sgdr_accuracy": mean(ours, "holdout", "accuracy"),
+        "stock_accuracy": mean(theirs, "holdout", "accuracy"),
+    }
+    result["relative_nll_gain"] = 1 - result["sgdr_nll"] / result["stock_nll"]
+    result["accuracy_points"] = 100 * (result["sgdr_accuracy"] - result["stock_accuracy"])
+    anchor = [e for e in summary if e["schedule"] == "anchor" and "temperature" not in e["row"]]
+    cosine_final = [e for e in summary if e["schedule"] == "cosine" and e["row"] == "final model"]
+    if anchor and cosine_final:
+        base = mean(cosine_final[0], "holdout", "nll")
+        anchor_gain = base - mean(anchor[0], "holdout", "nll")
+        result["deep_ensemble_nll"] = mean(anchor[0], "holdout", "nll")
+        result["share_of_deep_ensemble_gain"] = (base - result["sgdr_nll"]) / anchor_gain if anchor_gain else None
+    result["met"] = bool(
+        result["relative_nll_gain"] >= 0.15
+        and result["accuracy_points"] >= 1.0
+        and (result.get("share_of_deep_ensemble_gain") or 0) >= 2 / 3
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- report
+def render(payload: dict[str, Any]) -> str:
+    config = payload["config"]
+    header = [
+        "schedule",
+        "model",
+        "holdout acc. %",
+        "holdout NLL",
+        "holdout ECE",
+        "holdout Brier",
+        "val. NLL",
+        "disagr.",
+    ]
+    body = []
+    for entry in payload["summary"]:
+        holdout = entry["holdout"]
+        validation = entry.get("validation")
+        rates = [r for r in entry["disagreement"] if r is not None]
+        body.append(
+            [
+                entry["schedule"],
+                entry["row"],
+                fmt_mean_std(holdout["accuracy"], 100),
+                fmt_mean_std(holdout["nll"], digits=3),
+                fmt_mean_std(holdout["ece"], digits=3),
+                fmt_mean_std(holdout["brier"], digits=3),
+                fmt_mean_std(validation["nll"], digits=3) if validation else "(chosen on it)",
+                f"{100 * mean_std(rates)[0]:.1f} %" if rates else "",
+            ]
+        )
+    goal = payload.get("goal") or {}
+    goal_lines = []
+    if goal:
+        goal_lines = [
+            "## The goal, measured (rows chosen by validation NLL, reported on the holdout)",
+            "",
+            f"- best SGDR snapshot ensemble: **{goal['sgdr_row']}**: NLL {goal['sgdr_nll']:.4f}, accuracy "
+            f"{100 * goal['sgdr_accuracy']:.2f} %",
+            f"- best stock row of any kind: **{goal['stock_row']}**: NLL {goal['stock_nll']:.4f}, accuracy "
+            f"{100 * goal['stock_accuracy']:.2f} %",
+            f"- relative NLL gain {100 * goal['relative_nll_gain']:.1f} % (goal >= 15 %), accuracy "
+            f"{goal['accuracy_points']:+.2f} points (goal >= +1.0)",
+        ]
+        if goal.get("share_of_deep_ensemble_gain") is not None:
+            goal_lines.append(
+                f"- deep ensemble of the cosine seeds: NLL {goal['deep_ensemble_nll']:.4f}; the SGDR row reaches "
+                f"{100 * goal['share_of_deep_ensemble_gain']:.0f} % of its NLL gain over the cosine final model "
+                "(goal >= 67 %) at a third of its compute"
+            )
+        goal_lines += [f"- goal met: **{'yes' if goal['met'] else 'no'}**", ""]
+    timing = []
+    for schedule in config["schedules"]:
+        group = [run for run in payload["runs"] if run["schedule"] == schedule]
+        timing.append(
+            [
+                schedule,
+                ", ".join(map(str, group[0]["snapshot_steps"])),
+                fmt_mean_std([run["train_wall_s"] for run in group], digits=0),
+                fmt_mean_std([run["holdout_eval_wall_s"] for run in group], digits=0),
+            ]
+        )
+    machine, load = payload["machine"], payload["load_average"]
+    return "\n".join(
+        [
+            "# SST-2, several epochs of a small subset: snapshot ensembles where they can pay",
+            "",
+            f"`{payload['model']}`, {config['epochs']} epochs of {config['train_samples']} SST-2 train sentences "
+            f"({config['steps']} optimizer steps of batch {config['batch_size']}), peak lr {config['learning_rate']}, "
+            f"warmup {config['warmup_steps']} steps, max_length {config['max_length']}, {config['num_cycles']} "
+            f"cycles / snapshots, seeds {config['seeds']}. Holdout: {payload['num_holdout']} labelled SST-2 test "
+            "sentences, read once, after every run was trained; everything chosen (best snapshot, greedy soup and "
+            "selection, temperatures) is chosen on the 872 validation sentences by NLL. Mean ± std over seeds; "
+            "ECE with 15 equal-width bins; Brier in its two-class (positive-class) form; disagreement: members' "
+            "pairwise argmax disagreement on the holdout.",
+            "",
+            markdown_table(header, body),
+            "",
+            *goal_lines,
+            "## Snapshot steps and wall time per run (seconds, mean ± std over seeds)",
+            "",
+            markdown_table(["schedule", "snapshot steps", "train()", "holdout evaluation (all rows)"], timing),
+            "",
+            f"Machine: {machine['cpus']} CPU cores, torch {machine['torch']} ({machine['torch_threads']} thread(s)), "
+            f"transformers {machine['transformers']}; 1-minute load average {load['min']:.1f}–{load['max']:.1f}. "
+            f"Report stage {payload['total_wall_s'] / 60:.1f} min.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    args = parse_args(argv)
+    setup_logging()
+    torch.set_num_threads(args.threads)
+    from transformers import AutoTokenizer
+
+    started, load = time.time(), LoadMonitor()
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_ID)
+    if args.stage in ("train", "all"):
+        train_stage(args, tokenizer, load)
+    if args.stage == "train":
+        return None
+    payload = report_stage(args, tokenizer, load, started)
+    name = "glue_multi_epoch_quick" if args.quick else "glue_multi_epoch"
+    runs_for_plots = [{**run, "validation": _per_snapshot(run)} for run in payload["runs"]]
+    payload["plots"] = [
+        str(plot_traces(payload["runs"], args.results_dir / f"{name}_lr_loss.png", f"SST-2, {args.steps} steps")),
+        str(
+            plot_per_snapshot(
+                runs_for_plots, args.results_dir / f"{name}_nll_per_snapshot.png", "nll", "validation", "NLL", False
+            )
+        ),
+    ]
+    markdown = render(payload)
+    write_results(name, payload, markdown, args.results_dir)
+    print(markdown)
+    return payload
+
+
+def _per_snapshot(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's validation report in the shape `plot_per_snapshot` reads: each snapshot, its step, the ensemble."""
+    parsed = EvaluationReport.from_dict(run["validation"])
+    snapshots = parsed.rows_of("snapshot")
+    return {
+        "snapshots": [row.metrics for row in snapshots],
+        "snapshot_steps": run["snapshot_steps"],
+        "ensemble_all": parsed.rows_of("ensemble")[-1].metrics,
+    }
+
+
+if __name__ == "__main__":
+    main()
