@@ -35,9 +35,11 @@ SCHEDULER_KWARGS: dict[str, str] = {
     "warmup_start_lr": "lr at step 0 of the initial warmup (default 0)",
     "restart_warmup_steps": "linear warmup at the start of every later cycle, < T_0 (default 0)",
     "cycle_limit": "after this many cycles the lr holds at the last floor (default: no limit)",
+    "cycles": "explicit cycles instead of T_0/T_mult: [[length, peak], ...], length in steps or as a fraction of "
+    "the budget, peak a factor on the lr (e.g. [[0.4, 1], [0.15, 0.5], [0.15, 0.5], [0.15, 0.5], [0.15, 0.5]])",
     "reset_optimizer_state": "reset optimizer moments/momentum at each restart (default false)",
 }
-_OPTIONAL_KWARGS = frozenset({"T_0", "eta_max", "cycle_limit", "num_cycles"})
+_OPTIONAL_KWARGS = frozenset({"T_0", "eta_max", "cycle_limit", "num_cycles", "cycles"})
 
 
 def normalize_scheduler_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:

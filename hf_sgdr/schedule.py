@@ -10,6 +10,10 @@ with `d = lr_decay**i`::
 
 which equals torch's `CosineAnnealingWarmRestarts` for integer `T_mult` and `lr_decay = 1`.
 
+Instead of `T_0`/`T_mult`, a schedule may list its cycles: each one's length (steps, or a fraction of the
+budget after the warmup) and peak (a factor on the param group's peak), e.g. one long fine-tuning cycle
+then four short ones at half its peak (`parse_cycles`). Shrinking cycles need no `T_mult < 1`: list them.
+
 Everything else in the package asks this module; nothing re-derives the arithmetic.
 """
 
@@ -125,6 +129,9 @@ class SGDRSchedule:
         cycle_limit: After this many cycles the lr holds at the last cycle's floor; `None` = forever.
         last_cycle_length: Length of cycle `cycle_limit - 1`, set by `fit_budget` so that the last
             cycle absorbs rounding and training ends exactly on a cycle end.
+        cycles: An explicit list of cycles, `((length, peak_factor), ...)` in steps, instead of the
+            `T_0`/`T_mult` rule (`build_schedule(cycles=...)` resolves fractions of a budget). `T_0` must be
+            the first length, `T_mult` 1, and `cycle_limit` is the number of cycles.
     """
 
     T_0: int
@@ -137,6 +144,7 @@ class SGDRSchedule:
     restart_warmup_steps: int = 0
     cycle_limit: int | None = None
     last_cycle_length: int | None = None
+    cycles: tuple[tuple[int, float], ...] | None = None
     # Lazily extended index of the cycle boundaries; a cache, not part of the value.
     _runs: _CycleRuns = field(init=False, repr=False, compare=False)
 
@@ -153,7 +161,9 @@ class SGDRSchedule:
         set_(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, minimum=0))
         set_(self, "warmup_start_lr", check_float("warmup_start_lr", self.warmup_start_lr, minimum=0.0))
         set_(self, "restart_warmup_steps", check_int("restart_warmup_steps", self.restart_warmup_steps, minimum=0))
-        if self.restart_warmup_steps >= self.T_0:
+        if self.cycles is not None:
+            self._check_cycles()
+        elif self.restart_warmup_steps >= self.T_0:
             raise ValueError(
                 f"restart_warmup_steps must be < T_0={self.T_0} (the shortest cycle); got {self.restart_warmup_steps!r}"
             )
@@ -168,6 +178,32 @@ class SGDRSchedule:
                 check_int("last_cycle_length", self.last_cycle_length, minimum=self.restart_warmup_steps + 1),
             )
         set_(self, "_runs", _CycleRuns(self))
+
+    def _check_cycles(self) -> None:
+        """Normalise an explicit cycle list and check it against the other fields."""
+        cycles = tuple(
+            (
+                check_int(f"cycles[{i}] length", length, minimum=1),
+                check_float(f"cycles[{i}] peak", peak, minimum=0.0, min_open=True),
+            )
+            for i, (length, peak) in enumerate(self.cycles)  # type: ignore[union-attr]
+        )
+        if not cycles:
+            raise ValueError("cycles must list at least one cycle")
+        if self.T_0 != cycles[0][0] or self.T_mult != 1.0 or self.last_cycle_length is not None:
+            raise ValueError("with cycles, T_0 is the first cycle's length, T_mult 1 and last_cycle_length unset")
+        if self.cycle_limit not in (None, len(cycles)):
+            raise ValueError(
+                f"with cycles, cycle_limit is the number of cycles ({len(cycles)}); got {self.cycle_limit}"
+            )
+        shortest = min((length for length, _ in cycles[1:]), default=None)
+        if shortest is not None and self.restart_warmup_steps >= shortest:
+            raise ValueError(
+                f"restart_warmup_steps must be < {shortest} (the shortest cycle after the first); "
+                f"got {self.restart_warmup_steps!r}"
+            )
+        object.__setattr__(self, "cycles", cycles)
+        object.__setattr__(self, "cycle_limit", len(cycles))
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -232,7 +268,12 @@ class SGDRSchedule:
 
     def to_dict(self) -> dict[str, Any]:
         """The hyper-parameters as plain Python values (JSON- and `weights_only`-safe)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        if self.cycles is None:
+            del data["cycles"]  # older readers know no such key
+        else:
+            data["cycles"] = [[length, peak] for length, peak in self.cycles]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SGDRSchedule:
@@ -241,6 +282,8 @@ class SGDRSchedule:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown SGDR schedule parameter(s) {unknown}; accepted: {sorted(known)}")
+        if data.get("cycles") is not None:
+            data = {**data, "cycles": tuple((length, peak) for length, peak in data["cycles"])}
         return cls(**data)
 
     # ------------------------------------------------------------------ cycle arithmetic
@@ -248,6 +291,8 @@ class SGDRSchedule:
         """Number of steps in cycle `cycle` (0-based)."""
         if self.cycle_limit is not None and cycle >= self.cycle_limit:
             raise ValueError(f"cycle must be < cycle_limit={self.cycle_limit}; got {cycle}")
+        if self.cycles is not None:
+            return self.cycles[cycle][0]
         if self.last_cycle_length is not None and cycle == self.cycle_limit - 1:  # type: ignore[operator]
             return self.last_cycle_length
         return _rule_length(self.T_0, self.T_mult, cycle)
@@ -314,10 +359,15 @@ class SGDRSchedule:
         return ends
 
     # ------------------------------------------------------------------ learning rates
+    def peak_factor(self, cycle: int) -> float:
+        """The factor on the groups' peak in cycle `cycle` (1 unless a cycle list says otherwise)."""
+        return 1.0 if self.cycles is None else self.cycles[min(cycle, len(self.cycles) - 1)][1]
+
     def cycle_bounds(self, cycle: int, max_lr: float) -> tuple[float, float]:
         """(peak, floor) of cycle `cycle` for a group whose undecayed peak is `max_lr`."""
         decay = self.lr_decay**cycle
-        return decay * (self.eta_max if self.eta_max is not None else max_lr), decay * self.eta_min
+        peak = self.eta_max if self.eta_max is not None else max_lr
+        return decay * peak * self.peak_factor(cycle), decay * self.eta_min
 
     def piece_at(self, pos: CyclePosition, max_lrs: Sequence[float]) -> SchedulePiece:
         """The smooth piece of the schedule that contains `pos`, bound to the groups' peaks `max_lrs`.
@@ -333,7 +383,8 @@ class SGDRSchedule:
         decay = self.lr_decay**cycle if self.lr_decay != 1.0 else 1.0
         floor = decay * self.eta_min
         floors = (floor,) * len(peaks)
-        amplitudes = tuple(decay * peak - floor for peak in peaks)
+        factor = decay * self.peak_factor(cycle)
+        amplitudes = tuple(factor * peak - floor for peak in peaks)
         if pos.length is None:
             return SchedulePiece(pos.start, MAX_STEP + 1, pos, "constant", pos.start, 1, floors, amplitudes)
         end = pos.start + pos.length
@@ -421,6 +472,15 @@ class _CycleRuns:
         self.lengths = [schedule.cycle_length(0)]
         # T_mult = 1 without a cycle limit: the first run never ends.
         self.complete = schedule.T_mult == 1.0 and schedule.cycle_limit is None
+        if schedule.cycles is not None:  # a cycle list: every run known at once, the last of length 0
+            for cycle, (length, _) in enumerate(schedule.cycles[1:], start=1):
+                self.cycles.append(cycle)
+                self.starts.append(self.starts[-1] + self.lengths[-1])
+                self.lengths.append(length)
+            self.cycles.append(len(schedule.cycles))
+            self.starts.append(self.starts[-1] + self.lengths[-1])
+            self.lengths.append(0)
+            self.complete = True
 
     def _next_run(self) -> None:
         sched, c, L = self.schedule, self.cycles[-1], self.lengths[-1]
@@ -464,6 +524,73 @@ class _CycleRuns:
         return self.starts[k] + (cycle - self.cycles[k]) * self.lengths[k]
 
 
+def parse_cycles(cycles: Any) -> list[tuple[float, float]]:
+    """A user's cycle list as `[(length, peak factor), ...]`, checked; lengths stay as given (steps or fractions).
+
+    Accepted forms, for every entry: a length alone (`100`, `0.4`), a pair `[length, peak]`, a mapping
+    `{"length": ..., "peak": ...}` (peak default 1), or, as one string (a command line), JSON or
+    `"0.4:1,0.15:0.5"`. A length is steps (an integer >= 1) or a fraction of the budget after the
+    warmup (a float in (0, 1]); a peak is a factor (> 0) on each param group's peak lr.
+    """
+    if isinstance(cycles, str):
+        text = cycles.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                cycles = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"cycles is not valid JSON ({error}); e.g. [[0.4, 1], [0.15, 0.5]]") from None
+        else:
+            cycles = [part.split(":") for part in text.replace(" ", ",").split(",") if part]
+    if not isinstance(cycles, Sequence) or isinstance(cycles, (str, bytes)) or not cycles:
+        raise ValueError(f"cycles must be a non-empty list of cycles, e.g. [[0.4, 1], [0.15, 0.5]]; got {cycles!r}")
+    parsed = []
+    for index, entry in enumerate(cycles):
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - {"length", "peak"})
+            if unknown or "length" not in entry:
+                raise ValueError(f"cycles[{index}] takes the keys length (required) and peak; got {sorted(entry)}")
+            length, peak = entry["length"], entry.get("peak", 1.0)
+        elif isinstance(entry, (list, tuple)):
+            if len(entry) not in (1, 2):
+                raise ValueError(f"cycles[{index}] must be [length] or [length, peak]; got {entry!r}")
+            length, peak = entry[0], entry[1] if len(entry) == 2 else 1.0
+        else:
+            length, peak = entry, 1.0
+        number = check_float(f"cycles[{index}] length", length, minimum=0.0, min_open=True)
+        if number > 1.0 and number != math.floor(number):
+            raise ValueError(
+                f"cycles[{index}] length must be steps (an integer >= 1) or a fraction of the budget in (0, 1]; "
+                f"got {length!r}"
+            )
+        peak = check_float(f"cycles[{index}] peak", peak, minimum=0.0, min_open=True)
+        parsed.append((int(number) if number > 1.0 or isinstance(length, int) else number, peak))
+    return parsed
+
+
+def resolve_cycles(cycles: Any, num_training_steps: int | None, warmup_steps: int = 0) -> tuple[tuple[int, float], ...]:
+    """`parse_cycles`, with fractions turned into steps of the budget after the warmup (the last cycle
+    absorbs rounding, so training ends exactly on the last cycle's end)."""
+    parsed = parse_cycles(cycles)
+    fractions = [isinstance(length, float) for length, _ in parsed]
+    if not any(fractions):
+        return tuple((int(length), peak) for length, peak in parsed)
+    if not all(fractions):
+        raise ValueError("cycles must give every length in steps or every length as a fraction of the budget, not both")
+    total = sum(length for length, _ in parsed)
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"cycle lengths given as fractions of the budget must sum to 1; they sum to {total:g}")
+    if num_training_steps is None:
+        raise ValueError("cycle lengths given as fractions need num_training_steps (the budget to share)")
+    budget = check_int("num_training_steps", num_training_steps, minimum=1) - warmup_steps
+    lengths = [max(1, math.floor(length * budget + 0.5)) for length, _ in parsed[:-1]]
+    last = budget - sum(lengths)
+    if last < 1:
+        raise ValueError(f"{len(parsed)} cycles do not fit a budget of {budget} steps after the warmup")
+    return tuple(zip([*lengths, last], [peak for _, peak in parsed], strict=True))
+
+
 def _rule_length(T_0: int, T_mult: float, cycle: int) -> int:
     """`T_i = max(1, floor(T_0 * T_mult**i + 0.5))`, exact integer for integer T_mult."""
     if T_mult == 1.0:
@@ -480,14 +607,29 @@ def build_schedule(
     *,
     num_cycles: int | None = None,
     num_training_steps: int | None = None,
+    cycles: Any = None,
     **params: Any,
 ) -> SGDRSchedule:
-    """Make a schedule from user-facing options: a fixed `T_0`, or a budget fit.
+    """Make a schedule from user-facing options: a fixed `T_0`, a budget fit, or a cycle list.
 
     - `T_0` given: cycles follow the rule; `num_cycles` must not be given too.
     - `num_cycles` given: fit the budget (`num_training_steps` required) so training ends on a cycle end.
-    - neither: fit the budget with `DEFAULT_NUM_CYCLES` cycles (fewer when the budget is too small).
+    - `cycles` given (see `parse_cycles`): exactly those cycles; exclusive with `T_0`, `num_cycles`,
+      `T_mult` and `cycle_limit`.
+    - none of them: fit the budget with `DEFAULT_NUM_CYCLES` cycles (fewer when the budget is too small).
     """
+    if cycles is not None:
+        clashing = {"T_0": T_0, "num_cycles": num_cycles, "cycle_limit": params.get("cycle_limit")}
+        given = [f"{name}={value!r}" for name, value in clashing.items() if value is not None]
+        if params.get("T_mult", 1.0) not in (1, 1.0, "1", None):
+            given.append(f"T_mult={params['T_mult']!r}")
+        if given:
+            raise ValueError(f"cycles lists every cycle; do not pass {', '.join(given)} with it")
+        params = {k: v for k, v in params.items() if k not in ("T_mult", "cycle_limit")}
+        resolved = resolve_cycles(
+            cycles, num_training_steps, check_int("warmup_steps", params.get("warmup_steps", 0), minimum=0)
+        )
+        return SGDRSchedule(T_0=resolved[0][0], cycles=resolved, **params)
     if T_0 is not None and num_cycles is not None:
         raise ValueError(
             f"pass either T_0 (fixed first cycle) or num_cycles (fit the budget), not both; got T_0={T_0!r}, "

@@ -27,6 +27,9 @@ class SGDRScheduler(LRScheduler):
             to fit the budget so that training ends exactly on a cycle end.
         T_mult, eta_min, eta_max, lr_decay, warmup_steps, warmup_start_lr, restart_warmup_steps,
             cycle_limit: see `SGDRSchedule`.
+        cycles: An explicit cycle list instead of `T_0`/`T_mult`: each cycle's length (steps, or a
+            fraction of the budget) and peak factor, e.g. ``[[0.4, 1], [0.15, 0.5], [0.15, 0.5], ...]``
+            (see `hf_sgdr.schedule.parse_cycles`).
         num_cycles: Number of cycles for the budget fit (needs `num_training_steps`).
         num_training_steps: The training budget in optimizer steps; enables the budget fit and the
             pitfall warnings (ending mid-cycle, fewer than 2 restarts, a narrow lr range).
@@ -48,6 +51,7 @@ class SGDRScheduler(LRScheduler):
         warmup_start_lr: float = 0.0,
         restart_warmup_steps: int = 0,
         cycle_limit: int | None = None,
+        cycles: Any = None,
         num_cycles: int | None = None,
         num_training_steps: int | None = None,
         reset_optimizer_state: bool = False,
@@ -67,6 +71,7 @@ class SGDRScheduler(LRScheduler):
                 warmup_steps=warmup_steps,
                 warmup_start_lr=warmup_start_lr,
                 restart_warmup_steps=restart_warmup_steps,
+                cycles=cycles,
                 **({} if cycle_limit is None else {"cycle_limit": cycle_limit}),
             )
         self.schedule = schedule
@@ -85,12 +90,15 @@ class SGDRScheduler(LRScheduler):
         """Refuse a floor at or above a group's peak before anything is written to the optimizer."""
         if self.schedule.eta_max is not None:
             return
+        factor = min((peak for _, peak in self.schedule.cycles), default=1.0) if self.schedule.cycles else 1.0
         for index, group in enumerate(optimizer.param_groups):
             base_lr = group.get("initial_lr", group["lr"])
-            if not float(base_lr) > self.schedule.eta_min:
+            if not float(base_lr) * factor > self.schedule.eta_min:
+                lowest = "" if factor == 1.0 else f" times the lowest cycle peak factor {factor:g}"
                 raise ValueError(
-                    f"eta_min must be < the initial lr of every param group; got eta_min={self.schedule.eta_min!r}"
-                    f" >= lr={float(base_lr)!r} of param group {index} (or pass eta_max)"
+                    f"eta_min must be < the initial lr of every param group{lowest}; got "
+                    f"eta_min={self.schedule.eta_min!r} >= lr={float(base_lr)!r} of param group {index} "
+                    "(or pass eta_max)"
                 )
 
     # ------------------------------------------------------------------ torch hooks

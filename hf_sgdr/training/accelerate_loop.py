@@ -159,6 +159,7 @@ class SGDRAccelerateHelper:
                 max_snapshots=self.options.max_snapshots,
                 swa_start=self.options.swa_start,
                 reset_optimizer_state=self.options.sgdr_reset_optimizer_state,
+                restart_from=self.options.restart_from,
                 processing_class=self.processing_class,
                 accelerator=accelerator,
                 task=self.task,

@@ -20,7 +20,9 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
 from ..registration import SCHEDULER_NAME, normalize_scheduler_kwargs
+from ..schedule import parse_cycles
 from ..validation import check_bool, check_float, check_int
+from .core import RESTART_FROM
 
 #: Option name -> `lr_scheduler_kwargs` key, for the options that parametrise the schedule itself.
 #: Sub-folder of `output_dir` that holds the snapshots unless `snapshot_dir` says otherwise.
@@ -33,6 +35,7 @@ SCHEDULE_OPTIONS = {
     "sgdr_eta_min": "eta_min",
     "sgdr_lr_decay": "lr_decay",
     "sgdr_restart_warmup_steps": "restart_warmup_steps",
+    "sgdr_cycles": "cycles",
     "sgdr_reset_optimizer_state": "reset_optimizer_state",
 }
 #: The options that shape the schedule (everything but the optimizer-reset flag).
@@ -90,11 +93,29 @@ class SGDROptions:
             "help": "Linear warmup steps at the start of every cycle after the first, < T_0 (default 0).",
         },
     )
+    sgdr_cycles: str | None = field(
+        default=None,
+        metadata={
+            "aliases": ["--cycles"],
+            "help": "Explicit cycles instead of T_0/T_mult: 'length:peak,...' or JSON [[length, peak], ...]; a length "
+            "is steps or a fraction of the budget (all fractions: they sum to 1), a peak a factor on the lr. "
+            "E.g. '0.4:1,0.15:0.5,0.15:0.5,0.15:0.5,0.15:0.5': one long cycle, then four short at half its peak.",
+        },
+    )
     sgdr_reset_optimizer_state: bool = field(
         default=False,
         metadata={
             "aliases": ["--reset_optimizer_state"],
             "help": "Reset the optimizer state (Adam moments, momentum, step counts) at every restart.",
+        },
+    )
+    restart_from: str = field(
+        default="last",
+        metadata={
+            "choices": ["last", "first"],
+            "help": "Where each cycle after a restart starts: 'last' (SGDR: from the previous cycle's end) or "
+            "'first' (star: the trainable weights go back to the first cycle's end at every later restart, "
+            "with a fresh optimizer state).",
         },
     )
     save_snapshots: bool = field(
@@ -137,11 +158,17 @@ class SGDROptions:
             self.swa_start = check_float("swa_start", self.swa_start, minimum=0.0, maximum=1.0, max_open=True)
         self.sgdr_reset_optimizer_state = check_bool("sgdr_reset_optimizer_state", self.sgdr_reset_optimizer_state)
         self.save_snapshots = check_bool("save_snapshots", self.save_snapshots)
-        chosen = [n for n in ("sgdr_T_0", "sgdr_T_0_epochs", "sgdr_num_cycles") if getattr(self, n) is not None]
+        if self.restart_from not in RESTART_FROM:
+            raise ValueError(f"restart_from must be one of {', '.join(RESTART_FROM)}; got {self.restart_from!r}")
+        if self.sgdr_cycles is not None:
+            parse_cycles(self.sgdr_cycles)  # a bad list fails here, naming the entry
+        exclusive = ("sgdr_T_0", "sgdr_T_0_epochs", "sgdr_num_cycles", "sgdr_cycles")
+        chosen = [n for n in exclusive if getattr(self, n) is not None]
         if len(chosen) > 1:
             raise ValueError(
-                f"give at most one of sgdr_T_0, sgdr_T_0_epochs and sgdr_num_cycles (the first cycle's length or the "
-                f"number of cycles fitted to the budget); got {', '.join(f'{n}={getattr(self, n)!r}' for n in chosen)}"
+                f"give at most one of sgdr_T_0, sgdr_T_0_epochs, sgdr_num_cycles and sgdr_cycles (the first cycle's "
+                f"length, the number of cycles fitted to the budget, or the cycles themselves); got "
+                f"{', '.join(f'{n}={getattr(self, n)!r}' for n in chosen)}"
             )
 
     def snapshot_folder(self, output_dir: str | os.PathLike[str] | None) -> Path | None:

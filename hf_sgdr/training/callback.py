@@ -33,7 +33,7 @@ class SGDRCallback(TrainerCallback):
 
     Args:
         options: The snapshot options (`save_snapshots`, `snapshot_dir`, `max_snapshots`,
-            `swa_start`, `sgdr_reset_optimizer_state`); the schedule itself comes from the Trainer's
+            `swa_start`, `sgdr_reset_optimizer_state`, `restart_from`); the schedule itself comes from the Trainer's
             `lr_scheduler_kwargs`, so schedule fields here are refused.
         task: Task name for the manifest (default: derived from the model class).
         **option_kwargs: Individual `SGDROptions` fields, overriding `options`.
@@ -96,6 +96,7 @@ class SGDRCallback(TrainerCallback):
             max_snapshots=options.max_snapshots,
             swa_start=options.swa_start,
             reset_optimizer_state=options.sgdr_reset_optimizer_state,
+            restart_from=options.restart_from,
             processing_class=processing_class,
             accelerator=trainer.accelerator if trainer is not None else None,
             task=self.task,
@@ -124,7 +125,7 @@ class SGDRCallback(TrainerCallback):
         """The Trainer writes a checkpoint next: finish the snapshot writes first (and store the running
         average in the checkpoint folder), so that no complete checkpoint exists without its snapshots."""
         folder = None
-        if self.options.swa_start is not None:
+        if self._handler().needs_checkpoint_state:
             folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
             os.makedirs(folder, exist_ok=True)
         self._handler().checkpoint(folder)
@@ -196,7 +197,7 @@ class SGDRCallback(TrainerCallback):
         return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
 
     def _resume_state(self, args: TrainingArguments, state: TrainerState) -> dict[str, Any] | None:
-        if self.options.swa_start is None or state.global_step == 0:
+        if (self.options.swa_start is None and self.options.restart_from == "last") or state.global_step == 0:
             return None
         folder = self.resume_from_checkpoint or os.path.join(
             args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"

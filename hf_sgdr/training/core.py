@@ -3,8 +3,10 @@
 `CycleEndHandler.after_step()` is called once per optimizer step, after the scheduler stepped. It
 asks the scheduler (its own step counter, the one source of truth) whether a cycle just ended and
 then (a) writes the cycle's snapshot (the weights after its last, lowest-lr step, or their running
-average with `swa_start`) in the background, (b) resets the optimizer state at a restart unless
-the scheduler already did, and (c) returns a `CycleEndEvent` for the loop to log. The Trainer
+average with `swa_start`) in the background, (b) with `restart_from="first"`, puts the weights back to
+the first cycle's end at every later restart, and (c) returns a `CycleEndEvent` for the loop to log.
+The optimizer-state reset at restarts has one owner, the scheduler (`reset_optimizer_state`, done in its
+`step()`); asking the handler for it switches the scheduler's on. The Trainer
 callback and the plain-Accelerate helper are thin layers over it; nothing here knows which loop
 calls it. Cycle boundaries are never cached: a scheduler that lengthens a cycle (`AdaptiveSGDR`)
 moves the next event.
@@ -29,7 +31,7 @@ import torch
 
 from .._version import __version__
 from ..atomic import atomic_write_bytes
-from ..optimizer_reset import check_resettable, reset_optimizer_state
+from ..optimizer_reset import check_resettable
 from ..snapshots.manifest import ManifestError, SnapshotManifest, SnapshotRecord
 from ..validation import check_int
 from .averaging import CycleAverager
@@ -42,9 +44,11 @@ logger = logging.getLogger(__name__)
 
 #: What a scheduler must offer for the cycle-end events (`SGDRScheduler`, `AdaptiveSGDR`).
 EVENT_API = ("last_epoch", "position", "is_at_cycle_end", "is_restart_step", "completed_cycle")
-#: File in a training checkpoint folder that holds the handler's state (the running average).
+#: File in a training checkpoint folder that holds the handler's state (running average, star anchor).
 STATE_NAME = "sgdr_state.pt"
 _STATE_FORMAT = 1
+#: Where each cycle after a restart starts: from the last cycle's end (SGDR) or the first's ("star").
+RESTART_FROM = ("last", "first")
 
 
 def check_event_api(scheduler: Any) -> None:
@@ -86,6 +90,7 @@ class CycleEndEvent:
     snapshot: str | None
     averaged: bool
     num_averaged: int | None
+    weights_restored: bool = False
 
     def as_logs(self) -> dict[str, float | str]:
         """The event as Trainer-style log values (`sgdr/...`)."""
@@ -93,6 +98,7 @@ class CycleEndEvent:
             "sgdr/completed_cycle": float(self.cycle),
             "sgdr/restart": float(self.restart),
             "sgdr/optimizer_reset": float(self.optimizer_reset),
+            "sgdr/weights_restored": float(self.weights_restored),
         }
         if self.snapshot is not None:
             logs["sgdr/snapshot"] = self.snapshot
@@ -114,8 +120,11 @@ class CycleEndHandler:
         snapshot_dir: Folder for the snapshots and `manifest.json`; `None` writes no snapshots.
         max_snapshots: Keep only the newest K snapshots (>= 1); `None` keeps all.
         swa_start: Average the weights over the cycle from this fraction on (in [0, 1)); `None`: off.
-        reset_optimizer_state: Reset the optimizer state at each restart (skipped if the scheduler
-            is set to do it itself).
+        reset_optimizer_state: Reset the optimizer state at each restart: switches the scheduler's
+            `reset_optimizer_state` on (the scheduler resets in its `step()`).
+        restart_from: "last" (SGDR: each cycle continues from the previous one's end) or "first"
+            ("star", Sadrtdinov et al. 2023: at every restart after the first cycle the trainable weights go
+            back to the first cycle's end, and the optimizer state is reset at every restart).
         processing_class: Tokenizer / processor to save once beside the snapshots.
         accelerator: The `Accelerator`, so that sharded weights are gathered (FSDP, ZeRO-3).
         task: Task name for the manifest (default: derived from the model's Auto class).
@@ -133,6 +142,7 @@ class CycleEndHandler:
         max_snapshots: int | None = None,
         swa_start: float | None = None,
         reset_optimizer_state: bool = False,
+        restart_from: str = "last",
         processing_class: Any = None,
         accelerator: Any = None,
         task: str | None = None,
@@ -147,13 +157,21 @@ class CycleEndHandler:
         self.model = model
         self.accelerator = accelerator
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
-        self.reset_optimizer_state = reset_optimizer_state and not getattr(scheduler, "reset_optimizer_state", False)
-        if self.reset_optimizer_state:
-            check_resettable(optimizer)
-        self.num_optimizer_resets = 0
+        if restart_from not in RESTART_FROM:
+            raise ValueError(f"restart_from must be one of {', '.join(RESTART_FROM)}; got {restart_from!r}")
+        self.restart_from = restart_from
+        self._sharded = uses_sharded_weights(accelerator)
+        if restart_from == "first" and self._sharded:
+            raise ValueError(
+                "restart_from='first' is not supported with sharded weights (FSDP / DeepSpeed): each process would "
+                "have to keep its own shards of the first cycle's weights; use restart_from='last'"
+            )
+        if reset_optimizer_state or restart_from == "first":
+            _switch_on_scheduler_reset(scheduler, optimizer)
         self.events: list[CycleEndEvent] = []
         self.sync = ProcessSync()
-        self._sharded = uses_sharded_weights(accelerator)
+        #: CPU copy of the trainable weights at the first cycle's end (`restart_from="first"`).
+        self._anchor: dict[str, torch.Tensor] | None = None
         self._seen = int(scheduler.last_epoch)
         self._cycle_start = scheduler.position().start
         self._lrs = self._current_lrs()
@@ -170,15 +188,20 @@ class CycleEndHandler:
                     "average needs the full parameters on one process; set swa_start=None"
                 )
             self.averager = CycleAverager(swa_start)
-            if resume_state is not None:
-                self.load_state_dict(resume_state)
-            elif self._seen > 0:
+            if resume_state is None and self._seen > 0:
                 logger.warning(
                     "resuming at scheduler step %d without the running weight average (no %s in the checkpoint): "
                     "the current cycle's averaged snapshot will average fewer steps",
                     self._seen,
                     STATE_NAME,
                 )
+        if resume_state is not None:
+            self.load_state_dict(resume_state)
+        elif restart_from == "first" and self._past_first_cycle:
+            raise ValueError(
+                f"resuming a restart_from='first' run at scheduler step {self._seen} needs the first cycle's weights, "
+                f"which the checkpoint's {STATE_NAME} holds; resume from a checkpoint that has it"
+            )
 
         self.writer: SnapshotWriter | None = None
         if self.snapshot_dir is not None and self.sync.is_main:
@@ -214,7 +237,8 @@ class CycleEndHandler:
             schedule=schedule.to_dict() if hasattr(schedule, "to_dict") else None,
             training={
                 **training_info,
-                "reset_optimizer_state": bool(self.reset_optimizer_state or self._scheduler_resets),
+                "reset_optimizer_state": self._scheduler_resets,
+                "restart_from": self.restart_from,
                 "swa_start": swa_start,
                 "max_snapshots": max_snapshots,
                 "scheduler": type(self.scheduler).__name__,
@@ -231,6 +255,16 @@ class CycleEndHandler:
     @property
     def _scheduler_resets(self) -> bool:
         return bool(getattr(self.scheduler, "reset_optimizer_state", False))
+
+    @property
+    def _past_first_cycle(self) -> bool:
+        """True once the first cycle has ended (a star restart then needs the first cycle's weights)."""
+        return self._seen > 0 and self.scheduler.position().cycle >= 1
+
+    @property
+    def num_optimizer_resets(self) -> int:
+        """Optimizer-state resets so far (done by the scheduler, their one owner)."""
+        return int(getattr(self.scheduler, "num_optimizer_resets", 0))
 
     def _current_lrs(self) -> list[Any]:
         """The lrs the next optimizer step uses (kept unconverted: a tensor lr would sync the device)."""
@@ -274,11 +308,7 @@ class CycleEndHandler:
     def _end_cycle(self, t: int, global_step: int, epoch: float | None, train_loss: float | None) -> CycleEndEvent:
         cycle = int(self.scheduler.completed_cycle)
         restart = bool(self.scheduler.is_restart_step())
-        reset = restart and self._scheduler_resets
-        if restart and self.reset_optimizer_state:
-            reset_optimizer_state(self.optimizer)
-            self.num_optimizer_resets += 1
-            reset = True
+        reset = restart and self._scheduler_resets  # the scheduler has just done it, in its step()
         lrs = tuple(float(lr) for lr in self._lrs)
         averager = self.averager
         averaged = averager is not None and averager.count > 0
@@ -303,19 +333,41 @@ class CycleEndHandler:
             )
         if averager is not None:
             averager.reset()
-        event = CycleEndEvent(cycle, int(global_step), t, restart, reset, lrs, path, averaged, num_averaged)
+        restored = restart and self.restart_from == "first" and self._restart_from_first(cycle)
+        event = CycleEndEvent(cycle, int(global_step), t, restart, reset, lrs, path, averaged, num_averaged, restored)
         self.events.append(event)
         if self.sync.is_main:
             logger.info(
-                "SGDR cycle %d ended at step %d (lr %s)%s%s%s",
+                "SGDR cycle %d ended at step %d (lr %s)%s%s%s%s",
                 cycle,
                 global_step,
                 ", ".join(f"{lr:.3g}" for lr in lrs),
                 f", averaged over {num_averaged} steps" if averaged else "",
                 ", optimizer state reset" if reset else "",
+                ", weights back to the first cycle's end" if restored else "",
                 f": snapshot {path}" if path else "",
             )
         return event
+
+    def _restart_from_first(self, cycle: int) -> bool:
+        """Keep the first cycle's weights at its end; put them back at every later restart. True if restored.
+
+        Only trainable parameters are kept and restored (the adapter of a LoRA model, all weights of a full
+        fine-tune), on every process alike; the snapshot of the cycle that just ended was copied before.
+        """
+        parameters = {n: p for n, p in unwrap_model(self.model).named_parameters() if p.requires_grad}
+        if cycle == 0:
+            self._anchor = {n: p.detach().to("cpu", copy=True) for n, p in parameters.items()}
+            return False
+        if self._anchor is None or self._anchor.keys() != parameters.keys():
+            raise RuntimeError(
+                "restart_from='first' has no copy of the first cycle's trainable weights to restart from (the model's "
+                "trainable parameters changed, or the run resumed without its checkpoint state)"
+            )
+        with torch.no_grad():
+            for name, parameter in parameters.items():
+                parameter.copy_(self._anchor[name])
+        return True
 
     def _write_snapshot(self, record: SnapshotRecord, averages: dict[str, torch.Tensor] | None) -> None:
         """Wait for the previous write (raising its error everywhere), then copy and hand over this one."""
@@ -378,6 +430,7 @@ class CycleEndHandler:
             "format": _STATE_FORMAT,
             "scheduler_step": self._seen,
             "averager": self.averager.state_dict() if self.averager is not None else None,
+            "anchor": self._anchor,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -391,16 +444,25 @@ class CycleEndHandler:
             )
         if self.averager is not None and state.get("averager") is not None:
             self.averager.load_state_dict(state["averager"])
+        if self.restart_from == "first":
+            if state.get("anchor") is None and self._past_first_cycle:
+                raise ValueError(f"this {STATE_NAME} holds no first-cycle weights for restart_from='first'")
+            self._anchor = state.get("anchor")
 
     def checkpoint(self, folder: str | Path | None = None) -> None:
         """At a checkpoint: wait for pending writes (raising everywhere on failure) and, on the main
         process, save the state into `folder/STATE_NAME`. A checkpoint then implies its snapshots.
         """
         self._raise(self.writer.wait() if self.writer is not None else None)
-        if folder is not None and self.sync.is_main and self.averager is not None:
+        if folder is not None and self.sync.is_main and self.needs_checkpoint_state:
             buffer = io.BytesIO()
             torch.save(self.state_dict(), buffer)
             atomic_write_bytes(Path(folder) / STATE_NAME, buffer.getvalue())
+
+    @property
+    def needs_checkpoint_state(self) -> bool:
+        """Whether a training checkpoint must carry `STATE_NAME` (a running average or star weights)."""
+        return self.averager is not None or self.restart_from == "first"
 
     def finish(self) -> None:
         """Wait for every write and raise on every rank if one failed; later annotations write at once."""
@@ -422,6 +484,18 @@ class CycleEndHandler:
         if not path.is_file():
             return None
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _switch_on_scheduler_reset(scheduler: Any, optimizer: Any) -> None:
+    """Make the scheduler, the one owner of the optimizer reset, reset the state at every restart."""
+    if not hasattr(scheduler, "reset_optimizer_state"):
+        raise TypeError(
+            f"resetting the optimizer state at restarts needs an SGDR scheduler that does it "
+            f"(hf_sgdr.SGDRScheduler); {type(scheduler).__name__} has no reset_optimizer_state"
+        )
+    if not scheduler.reset_optimizer_state:
+        check_resettable(optimizer)
+        scheduler.reset_optimizer_state = True
 
 
 def _finite(value: Any) -> float | None:
