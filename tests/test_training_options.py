@@ -30,9 +30,12 @@ from hf_sgdr.training import (
         ({"swa_start": 1.0}, r"swa_start must be a finite number in \[0, 1\); got 1.0"),
         ({"max_snapshots": 0}, r"max_snapshots must be an integer >= 1; got 0"),
         ({"save_snapshots": "maybe"}, r"save_snapshots must be a boolean"),
-        ({"sgdr_T_0": 4, "sgdr_num_cycles": 3}, r"at most one of sgdr_T_0, sgdr_T_0_epochs, sgdr_num_cycles and sgdr_cycles"),
-            ({"restart_from": "middle"}, r"restart_from must be one of last, first; got .middle."),
-            ({"sgdr_cycles": "0.5:1,abc"}, r"cycles\[1\] length must be a finite number > 0; got .abc."),
+        (
+            {"sgdr_T_0": 4, "sgdr_num_cycles": 3},
+            r"at most one of sgdr_T_0, sgdr_T_0_epochs, sgdr_num_cycles and sgdr_cycles",
+        ),
+        ({"restart_from": "middle"}, r"restart_from must be one of last, first; got .middle."),
+        ({"sgdr_cycles": "0.5:1,abc"}, r"cycles\[1\] length must be a finite number > 0; got .abc."),
     ],
 )
 def test_bad_options_name_the_option_and_the_accepted_range(options: dict, message: str) -> None:
