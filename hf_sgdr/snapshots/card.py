@@ -145,10 +145,10 @@ def snapshot_table(manifest: SnapshotManifest) -> str:
 
 
 def _indexed_rows(report: EvaluationReport) -> list[Any]:
-    """The rows worth metadata: the full ensemble, the soups, greedy selection and the last snapshot alone."""
+    """The rows worth metadata: the full ensemble, the soups, the chosen rows and the last snapshot alone."""
     snapshots = report.rows_of("snapshot")
     full = [r for r in report.rows_of("ensemble") if len(r.members) == len(snapshots)]
-    chosen = [r for r in report.rows if r.kind in ("uniform_soup", "greedy_soup", "greedy_ensemble")]
+    chosen = [r for r in report.rows if r.kind in ("uniform_soup", "best_snapshot", "greedy_soup", "greedy_ensemble")]
     return full + chosen + snapshots[-1:]
 
 
