@@ -67,12 +67,14 @@ GLUE_SMALL = (
 
 
 GLUE_SST2_RUN = ("--task_name", "sst2", *GLUE_SMALL, "--max_train_steps", "12", "--gradient_accumulation_steps", "2",
-                 "--num_cycles", "3", "--T_mult", "1", "--warmup_steps", "2", "--eta_min", "1e-6")  # fmt: skip
+                 "--num_cycles", "3", "--T_mult", "1", "--warmup_steps", "2", "--eta_min", "1e-6",
+                 "--restart_from", "first")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def sst2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One process, 12 optimizer steps of 2 micro-batches, 3 cycles fitted to the budget after 2 warmup steps."""
+    """One process, 12 optimizer steps of 2 micro-batches, 3 cycles fitted to the budget after 2 warmup steps,
+    star restarts (every later cycle from the first cycle's end)."""
     out = tmp_path_factory.mktemp("sst2") / "out"
     run(GLUE, "--output_dir", str(out), *GLUE_SST2_RUN)
     return out
@@ -87,6 +89,7 @@ def test_glue_sst2_end_to_end(sst2_run: Path) -> None:
     assert [r.global_step for r in manifest.snapshots] == ends
     assert all(r.eval_metrics and 0.0 <= r.eval_metrics["eval_accuracy"] <= 1.0 for r in manifest.snapshots)
     assert manifest.training["gradient_accumulation_steps"] == 2 and manifest.task == "sst2"
+    assert manifest.training["restart_from"] == "first" and manifest.training["reset_optimizer_state"] is True
     # One log line per optimizer step (not per micro-batch), each with the schedule's lr for that step.
     log = train_log(out)
     assert sorted(log) == list(range(1, 13))
@@ -113,6 +116,7 @@ def test_two_processes_match_one_process(tmp_path: Path, sst2_run: Path) -> None
     manifest = SnapshotManifest.load(out / "snapshots")
     single = SnapshotManifest.load(sst2_run / "snapshots")
     assert manifest.training["num_processes"] == 2 and single.training["num_processes"] == 1
+    assert manifest.training["restart_from"] == "first"  # star restarts on every rank alike
     assert [r.scheduler_step for r in manifest.snapshots] == [r.scheduler_step for r in single.snapshots]
     assert [r.global_step for r in manifest.snapshots] == [r.global_step for r in single.snapshots]
     assert sorted(p.name for p in (out / "snapshots").iterdir() if p.is_dir()) == [r.name for r in manifest.snapshots]

@@ -4,7 +4,8 @@
 asks the scheduler (its own step counter, the one source of truth) whether a cycle just ended and
 then (a) writes the cycle's snapshot (the weights after its last, lowest-lr step, or their running
 average with `swa_start`) in the background, (b) with `restart_from="first"`, puts the weights back to
-the first cycle's end at every later restart, and (c) returns a `CycleEndEvent` for the loop to log.
+the first cycle's end at every later restart (at the next training-mode forward, so that evaluations at the
+cycle end see the cycle's own weights), and (c) returns a `CycleEndEvent` for the loop to log.
 The optimizer-state reset at restarts has one owner, the scheduler (`reset_optimizer_state`, done in its
 `step()`); asking the handler for it switches the scheduler's on. The Trainer
 callback and the plain-Accelerate helper are thin layers over it; nothing here knows which loop
@@ -172,6 +173,14 @@ class CycleEndHandler:
         self.sync = ProcessSync()
         #: CPU copy of the trainable weights at the first cycle's end (`restart_from="first"`).
         self._anchor: dict[str, torch.Tensor] | None = None
+        #: A star restart waiting for the next training forward (so that evaluations and checkpoints taken at
+        #: the cycle end still see the cycle's own weights).
+        self._restore_pending = False
+        self._restore_hook = (
+            unwrap_model(model).register_forward_pre_hook(self._restore_before_training_forward)
+            if restart_from == "first"
+            else None
+        )
         self._seen = int(scheduler.last_epoch)
         self._cycle_start = scheduler.position().start
         self._lrs = self._current_lrs()
@@ -349,25 +358,36 @@ class CycleEndHandler:
             )
         return event
 
+    def _trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in unwrap_model(self.model).named_parameters() if p.requires_grad}
+
     def _restart_from_first(self, cycle: int) -> bool:
-        """Keep the first cycle's weights at its end; put them back at every later restart. True if restored.
+        """Keep the first cycle's weights at its end; schedule their return at every later restart (True then).
 
         Only trainable parameters are kept and restored (the adapter of a LoRA model, all weights of a full
-        fine-tune), on every process alike; the snapshot of the cycle that just ended was copied before.
+        fine-tune), on every process alike. The weights go back at the next training-mode forward, so an
+        evaluation or a checkpoint at the cycle end still sees the cycle's own weights (as its snapshot does).
         """
-        parameters = {n: p for n, p in unwrap_model(self.model).named_parameters() if p.requires_grad}
         if cycle == 0:
-            self._anchor = {n: p.detach().to("cpu", copy=True) for n, p in parameters.items()}
+            self._anchor = {n: p.detach().to("cpu", copy=True) for n, p in self._trainable().items()}
             return False
-        if self._anchor is None or self._anchor.keys() != parameters.keys():
+        if self._anchor is None or self._anchor.keys() != self._trainable().keys():
             raise RuntimeError(
                 "restart_from='first' has no copy of the first cycle's trainable weights to restart from (the model's "
                 "trainable parameters changed, or the run resumed without its checkpoint state)"
             )
-        with torch.no_grad():
-            for name, parameter in parameters.items():
-                parameter.copy_(self._anchor[name])
+        self._restore_pending = True
         return True
+
+    def _restore_before_training_forward(self, module: torch.nn.Module, args: Any) -> None:
+        """Forward pre-hook: put the first cycle's weights back before the first training step of a new cycle."""
+        if not (self._restore_pending and module.training):
+            return
+        assert self._anchor is not None
+        with torch.no_grad():
+            for name, parameter in self._trainable().items():
+                parameter.copy_(self._anchor[name])
+        self._restore_pending = False
 
     def _write_snapshot(self, record: SnapshotRecord, averages: dict[str, torch.Tensor] | None) -> None:
         """Wait for the previous write (raising its error everywhere), then copy and hand over this one."""
@@ -431,6 +451,7 @@ class CycleEndHandler:
             "scheduler_step": self._seen,
             "averager": self.averager.state_dict() if self.averager is not None else None,
             "anchor": self._anchor,
+            "restore_pending": self._restore_pending,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -448,6 +469,7 @@ class CycleEndHandler:
             if state.get("anchor") is None and self._past_first_cycle:
                 raise ValueError(f"this {STATE_NAME} holds no first-cycle weights for restart_from='first'")
             self._anchor = state.get("anchor")
+            self._restore_pending = bool(state.get("restore_pending", False))
 
     def checkpoint(self, folder: str | Path | None = None) -> None:
         """At a checkpoint: wait for pending writes (raising everywhere on failure) and, on the main
@@ -467,6 +489,9 @@ class CycleEndHandler:
     def finish(self) -> None:
         """Wait for every write and raise on every rank if one failed; later annotations write at once."""
         self._finished = True
+        if self._restore_hook is not None:
+            self._restore_hook.remove()
+            self._restore_hook = None
         self._buffers = None
         self._raise(self.writer.close() if self.writer is not None else None)
 
