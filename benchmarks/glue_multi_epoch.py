@@ -310,48 +310,47 @@ def summarize(runs: list[dict[str, Any]], schedules: list[str], anchor: dict[str
 
 
 def goal_check(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's goal, measured: the best SGDR ensemble row (chosen by its validation NLL, never the holdout)
-    against the best stock row of any kind (chosen the same way), and against the deep-ensemble anchor."""
+    """The issue's goal, measured. Our row: the SGDR snapshot ensemble (all / last 3, any SGDR schedule) with the
+    best validation NLL, never chosen on the holdout. Their row: the best stock row of any kind by holdout NLL
+    (a choice that favours the stock side). Plus the share of the deep-ensemble anchor's NLL gain."""
 
     def mean(entry: dict[str, Any], split: str, metric: str) -> float:
         return mean_std(entry[split][metric])[0]
 
-    def best_by_validation(entries: list[dict[str, Any]]) -> dict[str, Any]:
-        scored = [e for e in entries if "validation" in e]
-        return (
-            min(scored, key=lambda e: mean(e, "validation", "nll")) if scored else min(entries, key=lambda e: e["row"])
-        )
-
-    sgdr_ensembles = [
+    ours_candidates = [
         e
         for e in summary
-        if e["schedule"] not in (*STOCK, "anchor") and e["row"].startswith("ensemble") and "temperature" not in e["row"]
+        if e["schedule"] not in (*STOCK, "anchor") and e["row"] in ("ensemble, all", "ensemble, last 3")
     ]
-    stock = [e for e in summary if e["schedule"] in STOCK and "temperature" not in e["row"]]
-    if not sgdr_ensembles or not stock:
+    stock = [e for e in summary if e["schedule"] in STOCK]
+    if not ours_candidates or not stock:
         return {}
-    ours, theirs = best_by_validation(sgdr_ensembles), best_by_validation(stock)
-    result = {
+    ours = min(ours_candidates, key=lambda e: mean(e, "validation", "nll"))
+    theirs = min(stock, key=lambda e: mean(e, "holdout", "nll"))
+    result: dict[str, Any] = {
         "sgdr_row": f"{ours['schedule']}: {ours['row']}",
         "stock_row": f"{theirs['schedule']}: {theirs['row']}",
         "sgdr_nll": mean(ours, "holdout", "nll"),
         "stock_nll": mean(theirs, "holdout", "nll"),
         "sgdr_accuracy": mean(ours, "holdout", "accuracy"),
         "stock_accuracy": mean(theirs, "holdout", "accuracy"),
+        "best_stock_accuracy": max(mean(e, "holdout", "accuracy") for e in stock),
     }
     result["relative_nll_gain"] = 1 - result["sgdr_nll"] / result["stock_nll"]
-    result["accuracy_points"] = 100 * (result["sgdr_accuracy"] - result["stock_accuracy"])
+    result["accuracy_points"] = 100 * (result["sgdr_accuracy"] - result["best_stock_accuracy"])
     anchor = [e for e in summary if e["schedule"] == "anchor" and "temperature" not in e["row"]]
     cosine_final = [e for e in summary if e["schedule"] == "cosine" and e["row"] == "final model"]
+    result["share_of_deep_ensemble_gain"] = None
     if anchor and cosine_final:
         base = mean(cosine_final[0], "holdout", "nll")
-        anchor_gain = base - mean(anchor[0], "holdout", "nll")
         result["deep_ensemble_nll"] = mean(anchor[0], "holdout", "nll")
-        result["share_of_deep_ensemble_gain"] = (base - result["sgdr_nll"]) / anchor_gain if anchor_gain else None
+        anchor_gain = base - result["deep_ensemble_nll"]
+        if anchor_gain > 0:
+            result["share_of_deep_ensemble_gain"] = (base - result["sgdr_nll"]) / anchor_gain
     result["met"] = bool(
         result["relative_nll_gain"] >= 0.15
         and result["accuracy_points"] >= 1.0
-        and (result.get("share_of_deep_ensemble_gain") or 0) >= 2 / 3
+        and (result["share_of_deep_ensemble_gain"] or 0) >= 2 / 3
     )
     return result
 
@@ -390,14 +389,15 @@ def render(payload: dict[str, Any]) -> str:
     goal_lines = []
     if goal:
         goal_lines = [
-            "## The goal, measured (rows chosen by validation NLL, reported on the holdout)",
+            "## The goal, measured (holdout, mean over seeds)",
             "",
-            f"- best SGDR snapshot ensemble: **{goal['sgdr_row']}**: NLL {goal['sgdr_nll']:.4f}, accuracy "
-            f"{100 * goal['sgdr_accuracy']:.2f} %",
-            f"- best stock row of any kind: **{goal['stock_row']}**: NLL {goal['stock_nll']:.4f}, accuracy "
-            f"{100 * goal['stock_accuracy']:.2f} %",
+            f"- SGDR snapshot ensemble with the best validation NLL: **{goal['sgdr_row']}**: holdout NLL "
+            f"{goal['sgdr_nll']:.4f}, accuracy {100 * goal['sgdr_accuracy']:.2f} %",
+            f"- best stock row of any kind by holdout NLL (a choice in the stock side's favour): "
+            f"**{goal['stock_row']}**: NLL {goal['stock_nll']:.4f}, accuracy {100 * goal['stock_accuracy']:.2f} %; "
+            f"best stock accuracy of any row {100 * goal['best_stock_accuracy']:.2f} %",
             f"- relative NLL gain {100 * goal['relative_nll_gain']:.1f} % (goal >= 15 %), accuracy "
-            f"{goal['accuracy_points']:+.2f} points (goal >= +1.0)",
+            f"{goal['accuracy_points']:+.2f} points over the best stock accuracy (goal >= +1.0)",
         ]
         if goal.get("share_of_deep_ensemble_gain") is not None:
             goal_lines.append(

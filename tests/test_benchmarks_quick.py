@@ -127,3 +127,52 @@ def test_overhead_quick(tmp_path: Path) -> None:
     for values in summary.values():
         assert values["wall_median"] > 0 and 0.0 <= values["accuracy"] <= 1.0
     assert "SnapshotEnsemble.evaluate" in markdown and "x reference" in markdown
+
+
+def test_glue_multi_epoch_quick_resumes_and_reads_the_holdout_last(tmp_path: Path, shared_data: Path) -> None:
+    import pandas as pd
+
+    stand_in = tmp_path / "holdout_stand_in.parquet"  # never the real holdout in a test (see above)
+    pd.read_parquet(shared_data / "glue" / "sst2" / "train.parquet").iloc[-200:].to_parquet(stand_in)
+    runs_dir = tmp_path / "runs"
+    flags = ("--holdout_file", str(stand_in), "--output_dir", str(runs_dir))
+    # The report stage refuses to read the holdout before every run is trained.
+    early = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "glue_multi_epoch.py"), "--quick", "--stage", "report", *flags],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert early.returncode != 0 and "needs every run trained first; missing: cosine-seed0" in early.stderr
+    payload, markdown = run_quick("glue_multi_epoch", tmp_path, *flags)
+    config = payload["config"]
+    assert config["schedules"] == ["cosine", "star"] and config["seeds"] == [0, 1] and config["steps"] == 8
+    runs = {(run["schedule"], run["seed"]): run for run in payload["runs"]}
+    assert runs[("cosine", 0)]["snapshot_steps"] == [2, 4, 6, 8]
+    assert runs[("star", 0)]["snapshot_steps"] == [3, 5, 7, 8]  # 40 % of the budget, then 3 short cycles
+    assert payload["holdout"]["stage"] == "final_report"
+    assert payload["holdout"]["read_at"] >= payload["training_finished_at"]
+    summary = {(e["schedule"], e["row"]): e for e in payload["summary"]}
+    for schedule in ("cosine", "star"):
+        for row in (
+            "final model",
+            "best snapshot (validation NLL)",
+            "ensemble, all",
+            "greedy selection (validation NLL)",
+        ):
+            entry = summary[(schedule, row)]
+            assert entry["seeds"] == 2
+            assert all(0.0 <= v <= 1.0 for v in entry["holdout"]["accuracy"] + entry["holdout"]["ece"])
+            assert all(finite(v) and v > 0 for v in entry["holdout"]["nll"] + entry["holdout"]["brier"])
+        assert all(0.0 <= r <= 1.0 for r in summary[(schedule, "ensemble, all")]["disagreement"])
+        assert "validation" not in summary[(schedule, "best snapshot (validation NLL)")]  # chosen on it
+    anchor = summary[("anchor", "deep ensemble of 2 cosine runs (2x compute)")]
+    assert len(anchor["holdout"]["nll"]) == 1
+    assert set(payload["goal"]) >= {"sgdr_row", "stock_row", "relative_nll_gain", "accuracy_points", "met"}
+    assert "| star | ensemble, all |" in markdown and "holdout NLL" in markdown and "goal met" in markdown
+    check_plots(payload)
+    # A second start skips every finished run and every finished report.
+    again = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "glue_multi_epoch.py"), "--quick", "--results_dir", str(tmp_path),
+         *flags], cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0 and "train stage: 0 of 4 runs to do" in again.stderr
+    assert json.loads((tmp_path / "glue_multi_epoch_quick.json").read_text())["summary"] == payload["summary"]
