@@ -98,7 +98,11 @@ def plot_schedule(
 
 
 def _default_title(schedule: SGDRSchedule) -> str:
-    parts = [f"SGDR T_0={schedule.T_0}", f"T_mult={schedule.T_mult:g}"]
+    if schedule.cycles is not None:
+        listed = ", ".join(f"{length}x{peak:g}" for length, peak in schedule.cycles[:6])
+        parts = [f"SGDR cycles (steps x peak) {listed}{', ...' if len(schedule.cycles) > 6 else ''}"]
+    else:
+        parts = [f"SGDR T_0={schedule.T_0}", f"T_mult={schedule.T_mult:g}"]
     if schedule.cycle_limit is not None:
         parts.append(f"{schedule.cycle_limit} cycles")
     if schedule.lr_decay != 1.0:

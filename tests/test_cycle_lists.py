@@ -3,6 +3,7 @@ the budget fit, events, checkpoint round trips, the `lr_scheduler_kwargs` path a
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -128,3 +129,27 @@ def test_bad_cycle_lists_get_clear_errors(cycles: object, extra: dict, message: 
 def test_a_floor_above_a_scaled_peak_is_refused_naming_the_factor() -> None:
     with pytest.raises(ValueError, match=r"times the lowest cycle peak factor 0.01"):
         SGDRScheduler(_optimizer(lr=1e-3), cycles=[[10, 1], [10, 0.01]], eta_min=1e-4)
+
+
+def test_describe_and_plot_take_a_cycle_list(tmp_path, capsys) -> None:
+    from hf_sgdr.cli import main
+
+    flags = [
+        "--num_training_steps",
+        "315",
+        "--warmup_steps",
+        "6",
+        "--lr",
+        "1e-4",
+        "--cycles",
+        "0.4:1,0.15:0.5,0.15:0.5,0.15:0.5,0.15:0.5",
+    ]
+    assert main(["describe", *flags, "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert [row["length"] for row in described["cycles"]] == [124, 46, 46, 46, 47]
+    assert [row["max_lr"] for row in described["cycles"]] == pytest.approx([1e-4, 5e-5, 5e-5, 5e-5, 5e-5])
+    assert main(["plot", *flags, "-o", str(tmp_path / "star.png")]) == 0
+    assert (tmp_path / "star.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):
+        main(["describe", "--num_training_steps", "100", "--cycles", "0.5:1,0.4:1"])
+    assert "fractions of the budget must sum to 1" in capsys.readouterr().err
