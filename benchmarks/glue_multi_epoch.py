@@ -94,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", type=Path, required=True, help="run folders (kept: the stages resume)")
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
     parser.add_argument("--stage", choices=("train", "report", "all"), default="all")
+    parser.add_argument("--partial", action="store_true", help="report without the runs not trained (named)")
     parser.add_argument("--quick", action="store_true", help="smoke run (2 schedules, 2 seeds, 8 steps)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -175,8 +176,11 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
                 runs.append(json.loads(path.read_text(encoding="utf-8")))
             else:
                 missing.append(f"{name}-seed{seed}")
-    if missing:
-        raise SystemExit(f"the report stage needs every run trained first; missing: {', '.join(missing)}")
+    if missing and not args.partial:
+        raise SystemExit(
+            f"the report stage needs every run trained first; missing: {', '.join(missing)} (or --partial to report "
+            "the runs there are, naming the missing ones)"
+        )
     training_finished_at = max(run["finished_at"] for run in runs)
     _, validation_loader = load_train_and_validation(args, tokenizer)
     holdout = Holdout(args.holdout_file)
@@ -216,9 +220,11 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
         "num_holdout": len(frame),
         "total_wall_s": time.time() - started,
         "runs": runs,
+        "missing_runs": missing,
         "deep_ensemble": anchor,
     }
-    payload["summary"] = summarize(runs, args.schedules, anchor)
+    present = [name for name in args.schedules if any(run["schedule"] == name for run in runs)]
+    payload["summary"] = summarize(runs, present, anchor)
     payload["goal"] = goal_check(payload["summary"], runs)
     return payload
 
@@ -367,6 +373,7 @@ def render(payload: dict[str, Any]) -> str:
         "holdout Brier",
         "val. NLL",
         "disagr.",
+        "seeds",
     ]
     body = []
     for entry in payload["summary"]:
@@ -383,6 +390,7 @@ def render(payload: dict[str, Any]) -> str:
                 fmt_mean_std(holdout["brier"], digits=3),
                 fmt_mean_std(validation["nll"], digits=3) if validation else "(chosen on it)",
                 f"{100 * mean_std(rates)[0]:.1f} %" if rates else "",
+                entry["seeds"],
             ]
         )
     goal = payload.get("goal") or {}
@@ -409,6 +417,8 @@ def render(payload: dict[str, Any]) -> str:
     timing = []
     for schedule in config["schedules"]:
         group = [run for run in payload["runs"] if run["schedule"] == schedule]
+        if not group:
+            continue
         timing.append(
             [
                 schedule,
@@ -433,6 +443,11 @@ def render(payload: dict[str, Any]) -> str:
             "",
             markdown_table(header, body),
             "",
+            *(
+                [f"Not trained in time, left out: {', '.join(payload['missing_runs'])}.", ""]
+                if payload["missing_runs"]
+                else []
+            ),
             *goal_lines,
             "## Snapshot steps and wall time per run (seconds, mean ± std over seeds)",
             "",
