@@ -273,6 +273,9 @@ def test_every_config_parses_and_ends_on_a_cycle_end(config: Path, monkeypatch: 
     )
     ends = schedule.cycle_ends(run_args.max_train_steps)
     assert ends[-1] == run_args.max_train_steps and len(ends) >= 3
+    if config.stem.endswith("_star"):  # one long cycle, then short ones from its end at half its peak
+        assert options.restart_from == "first" and [schedule.cycle_length(i) for i in range(5)] == [124, 46, 46, 46, 47]
+        return
     named = re.fullmatch(r".*_T0-(\d+)(k?)_Tmult-(\d+)", config.stem)  # the file name states the schedule
     assert named is not None
     assert options.sgdr_T_0 == int(named[1]) * (1000 if named[2] else 1)
