@@ -92,10 +92,19 @@ def test_sst2_fine_tuning_snapshots_resets_and_eval_metrics(tmp_path: Path) -> N
 
     # the run's snapshot ensemble, evaluated from the Trainer: each snapshot's accuracy is the one the
     # Trainer measured at its cycle end; the greedy choices are made on a split that is not reported
-    report = trainer.evaluate_snapshots(selection_dataset=sst2("train", 16), json_path=tmp_path / "report.json")
+    report = trainer.evaluate_snapshots(
+        selection_dataset=sst2("train", 16),
+        selection_metric="nll",
+        temperature_scaling=True,
+        json_path=tmp_path / "report.json",
+    )
     names = [row.name for row in report.rows]
     assert names[:2] == ["cycle-000", "cycle-001"]
     assert {"ensemble (last 2, average)", "uniform soup", "greedy soup", "greedy ensemble selection"} <= set(names)
+    assert {"cycle-001 (temperature-scaled)", "ensemble (last 2, average, temperature-scaled)"} <= set(names)
+    assert set(report.row("best snapshot (chosen on selection)").selection_metrics) == {"nll"}
     for record in manifest.snapshots:
         assert report.row(record.name).metrics["accuracy"] == pytest.approx(record.eval_metrics["eval_accuracy"])
+        # The classification NLL is the Trainer's own eval_loss (mean cross-entropy) of that snapshot.
+        assert report.row(record.name).metrics["nll"] == pytest.approx(record.eval_metrics["eval_loss"], rel=1e-4)
     assert (tmp_path / "report.json").is_file() and report.selection_split == "selection"

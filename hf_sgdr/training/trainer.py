@@ -138,11 +138,15 @@ class SGDRTrainer(Trainer):
         metrics: Sequence[str] | None = None,
         method: str = "average",
         soups: bool = True,
+        selection_metric: str | None = None,
+        temperature_scaling: bool = False,
         json_path: str | os.PathLike[str] | None = None,
         print_table: bool = False,
     ) -> EvaluationReport | None:
         """Evaluate this run's snapshots: each alone, the ensembles of the last k, the soups, and (with
-        `selection_dataset`, a split other than the reported one) the greedy soup and selection.
+        `selection_dataset`, a split other than the reported one) the best snapshot, the greedy soup and
+        selection, chosen by `selection_metric`, and with `temperature_scaling` the temperature-scaled rows
+        (see `SnapshotEnsemble.evaluate`).
 
         Reports on `eval_dataset` (default: the Trainer's), collated like `Trainer.evaluate`. Runs on the
         main process (one model resident at a time); the other processes wait and get `None`.
@@ -166,6 +170,8 @@ class SGDRTrainer(Trainer):
                 metrics=metrics,
                 method=method,
                 soups=soups,
+                selection_metric=selection_metric,
+                temperature_scaling=temperature_scaling,
                 json_path=json_path,
                 print_table=print_table,
             )
