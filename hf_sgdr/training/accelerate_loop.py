@@ -30,7 +30,7 @@ from accelerate import Accelerator
 from accelerate.scheduler import AcceleratedScheduler
 
 from .arguments import SGDROptions
-from .core import CycleEndEvent, CycleEndHandler, check_event_api
+from .core import CycleEndEvent, CycleEndHandler, check_event_api, training_record
 
 
 class SGDRAccelerateHelper:
@@ -163,12 +163,13 @@ class SGDRAccelerateHelper:
                 processing_class=self.processing_class,
                 accelerator=accelerator,
                 task=self.task,
-                training_info={
-                    "loop": "accelerate",
-                    "num_training_steps": self.num_training_steps,
-                    "gradient_accumulation_steps": int(accelerator.gradient_accumulation_steps),
-                    "num_processes": int(accelerator.num_processes),
-                },
+                training_info=training_record(
+                    "accelerate",
+                    num_training_steps=self.num_training_steps,
+                    gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
+                    num_processes=accelerator.num_processes,
+                    learning_rate=self.scheduler.base_lrs[0] if getattr(self.scheduler, "base_lrs", None) else None,
+                ),
                 resume_state=self._resume_state,
             )
         return self.handler

@@ -22,7 +22,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .arguments import SGDROptions
-from .core import CycleEndHandler
+from .core import CycleEndHandler, CycleLoss, training_record
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class SGDRCallback(TrainerCallback):
         self._pending_logs: dict[str, float | str] = {}
         self._checkpointed_step: int | None = None
         self._training = False
+        self._cycle_loss = CycleLoss()
 
     def attach(self, trainer: Trainer) -> SGDRCallback:
         """Install into `trainer` after its flow control and ahead of its reporting callbacks, and use its
@@ -100,17 +101,27 @@ class SGDRCallback(TrainerCallback):
             processing_class=processing_class,
             accelerator=trainer.accelerator if trainer is not None else None,
             task=self.task,
-            training_info=_training_info(args, state),
+            training_info=training_record(
+                "transformers.Trainer",
+                num_training_steps=state.max_steps,
+                gradient_accumulation_steps=args.gradient_accumulation_steps,
+                num_processes=args.world_size,
+                learning_rate=args.learning_rate,
+                per_device_train_batch_size=args.per_device_train_batch_size,
+                seed=args.seed,
+            ),
             resume_state=self._resume_state(args, state),
         )
         self._pending_logs = {}
         self._checkpointed_step = None
         self._training = True
+        self._cycle_loss = CycleLoss(state.global_step)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         event = self._handler().after_step(global_step=state.global_step, epoch=state.epoch)
         if event is not None:
             control.should_log = True  # the loss of the cycle's last step and the event go out at this step
+            self._cycle_loss.cycle_ended_at(state.global_step)
             self._pending_logs.update(event.as_logs())
         if control.should_save:
             self._before_trainer_saves(args, state)
@@ -140,7 +151,9 @@ class SGDRCallback(TrainerCallback):
     ) -> None:
         if self.handler is None or logs is None or "loss" not in logs:
             return  # only training-loss logs carry the SGDR values
-        self.handler.annotate(state.global_step, train_loss=logs["loss"])
+        cycle_mean = self._cycle_loss.add_window(state.global_step, logs["loss"])
+        if cycle_mean is not None:
+            self.handler.annotate(state.global_step, train_loss=cycle_mean)
         extra = {"sgdr/cycle": float(self.handler.scheduler.current_cycle), **self._pending_logs}
         self._pending_logs = {}
         logs.update(extra)
@@ -234,15 +247,3 @@ def _configure_monitor(scheduler: Any, args: TrainingArguments) -> None:
         bool(args.greater_is_better) if args.greater_is_better is not None else not metric.endswith("loss")
     )
     logger.info("adaptive SGDR monitors %s (greater_is_better=%s)", metric, scheduler.greater_is_better)
-
-
-def _training_info(args: TrainingArguments, state: TrainerState) -> dict[str, Any]:
-    return {
-        "loop": "transformers.Trainer",
-        "num_training_steps": int(state.max_steps),
-        "gradient_accumulation_steps": int(args.gradient_accumulation_steps),
-        "per_device_train_batch_size": int(args.per_device_train_batch_size),
-        "num_processes": int(args.world_size),
-        "learning_rate": float(args.learning_rate),
-        "seed": int(args.seed),
-    }

@@ -73,6 +73,58 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def training_record(
+    loop: str,
+    *,
+    num_training_steps: int | None,
+    gradient_accumulation_steps: int,
+    num_processes: int,
+    learning_rate: float | None = None,
+    per_device_train_batch_size: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """The manifest's `training` facts, the same keys for every loop (`None` where a loop does not know)."""
+    return {
+        "loop": loop,
+        "num_training_steps": None if num_training_steps is None else int(num_training_steps),
+        "gradient_accumulation_steps": int(gradient_accumulation_steps),
+        "per_device_train_batch_size": None
+        if per_device_train_batch_size is None
+        else int(per_device_train_batch_size),
+        "num_processes": int(num_processes),
+        "learning_rate": None if learning_rate is None else float(learning_rate),
+        "seed": None if seed is None else int(seed),
+    }
+
+
+class CycleLoss:
+    """The mean training loss over a cycle from the Trainer's logs, the same quantity the Accelerate helper
+    records: each log's loss is a mean over the optimizer steps since the previous log, and a cycle end always
+    logs, so the windows of one cycle weighted by their steps give the cycle's mean."""
+
+    def __init__(self, start_step: int = 0) -> None:
+        self._last_step = start_step
+        self._sum = 0.0
+        self._steps = 0
+        self._cycle_end: int | None = None
+
+    def cycle_ended_at(self, step: int) -> None:
+        """A cycle ended after optimizer step `step` (the log of that step closes its window)."""
+        self._cycle_end = step
+
+    def add_window(self, step: int, loss: float) -> float | None:
+        """Add the log at `step`; returns the cycle's mean loss when that log closes a cycle."""
+        window, self._last_step = step - self._last_step, step
+        if window > 0 and math.isfinite(loss):
+            self._sum += float(loss) * window
+            self._steps += window
+        if step != self._cycle_end:
+            return None
+        mean = self._sum / self._steps if self._steps else None
+        self._sum, self._steps, self._cycle_end = 0.0, 0, None
+        return mean
+
+
 @dataclass(frozen=True)
 class CycleEndEvent:
     """One cycle end, as the loop should report it.
