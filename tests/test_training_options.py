@@ -16,8 +16,8 @@ from hf_sgdr.training import (
     SGDROptions,
     SGDRTrainer,
     SGDRTrainingArguments,
-    merge_scheduler_kwargs,
 )
+from hf_sgdr.training.arguments import merge_scheduler_kwargs
 
 
 @pytest.mark.parametrize(

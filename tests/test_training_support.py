@@ -39,8 +39,8 @@ from hf_sgdr.training import (
     capture_weights,
     describe_model,
     save_weights,
-    snapshot_name,
 )
+from hf_sgdr.training.writer import snapshot_name
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_LENGTH = 32
