@@ -6,7 +6,6 @@ YAML validation, pre-upload and commit. The recorded commit is then written to d
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -15,31 +14,19 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
-from hub_endpoint import Recorder
+from helpers.ensembles import REPO_ROOT, sst2_loader, tiny_bert_folder
+from helpers.hub import TOKEN, Recorder, online
 from huggingface_hub import ModelCard
-from test_ensemble_support import REPO_ROOT, sst2_loader, tiny_bert_folder
 from transformers import AutoModelForSequenceClassification
 
 import hf_sgdr.snapshots.loading
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError, SnapshotManifest
 from hf_sgdr.snapshots.outputs import materialize
-
-TOKEN = "hf_TESTSECRETtoken0123456789abcdef"
-
-
-@contextlib.contextmanager
-def online() -> Iterator[None]:
-    """Lift the tests' offline mode during a push (the local endpoint is the only server it can reach)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        yield
 
 
 def _write_commit(files: dict[str, bytes], folder: Path) -> Path:

@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
-from test_training_support import byte_lm_data, tiny_gpt2, training_args
+from helpers.training import byte_lm_data, tiny_gpt2, training_args
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
