@@ -58,9 +58,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """`obj` as the JSON text hf_sgdr writes: indented, key-sorted; non-finite floats are refused."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write `obj` as indented, key-sorted JSON atomically; non-finite floats are refused."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """Write `obj` as `json_text` atomically."""
+    return atomic_write_text(path, json_text(obj))
 
 
 def _fsync_tree(root: Path) -> None:

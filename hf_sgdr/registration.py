@@ -11,13 +11,17 @@ before building one.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from ._lazy import when_imported
 from .schedule import DEFAULT_NUM_CYCLES
-from .scheduler import SGDRScheduler
 from .validation import check_int
+
+if TYPE_CHECKING:  # torch only where the factory runs: `import hf_sgdr` stays light
+    import torch
+
+    from .scheduler import SGDRScheduler
 
 SCHEDULER_NAME = "sgdr"
 
@@ -79,6 +83,8 @@ def get_sgdr_schedule(
     `T_0` or `num_cycles`, the budget is fitted with `hf_sgdr.schedule.DEFAULT_NUM_CYCLES` cycles so
     that training ends on a cycle end.
     """
+    from .scheduler import SGDRScheduler
+
     kwargs = normalize_scheduler_kwargs(kwargs)
     if num_warmup_steps is not None:
         num_warmup_steps = check_int("num_warmup_steps", num_warmup_steps, minimum=0)
@@ -95,11 +101,31 @@ def get_sgdr_schedule(
 def register_sgdr_scheduler() -> None:
     """Add ``"sgdr"`` to `transformers.SchedulerType` and its factory to `TYPE_TO_SCHEDULER_FUNCTION`.
 
-    Idempotent; called by `import hf_sgdr`.
+    Idempotent; imports both `transformers` modules. `import hf_sgdr` does the same through
+    `register_sgdr_scheduler_on_import`, without importing them itself.
     """
-    from transformers import optimization
-    from transformers.trainer_utils import SchedulerType
+    import transformers.optimization as optimization
+    import transformers.trainer_utils as trainer_utils
 
+    _add_scheduler_type(trainer_utils)
+    _add_factory(optimization)
+
+
+def register_sgdr_scheduler_on_import() -> None:
+    """Register ``"sgdr"`` now where `transformers`' modules are loaded, else the moment they are.
+
+    `SchedulerType` lives in `transformers.trainer_utils`, which imports `peft` when it is installed
+    (seconds); every use of a scheduler name (`TrainingArguments`, `HfArgumentParser(TrainingArguments)`,
+    `get_scheduler`, unpickling `training_args.bin`) imports that module first, so the member is there
+    before any of them reads the enum. Called by `import hf_sgdr`.
+    """
+    when_imported("transformers.trainer_utils", _add_scheduler_type)
+    when_imported("transformers.optimization", _add_factory)
+
+
+def _add_scheduler_type(trainer_utils: ModuleType) -> Any:
+    """The ``SGDR`` member of `trainer_utils.SchedulerType`, added in every place an enum keeps members."""
+    SchedulerType = trainer_utils.SchedulerType
     member = SchedulerType._value2member_map_.get(SCHEDULER_NAME)
     if member is None:
         member = str.__new__(SchedulerType, SCHEDULER_NAME)
@@ -115,4 +141,11 @@ def register_sgdr_scheduler() -> None:
         SchedulerType._value2member_map_[SCHEDULER_NAME] = member
         if "SGDR" not in SchedulerType._member_names_:
             SchedulerType._member_names_.append("SGDR")
-    optimization.TYPE_TO_SCHEDULER_FUNCTION[member] = get_sgdr_schedule
+    return member
+
+
+def _add_factory(optimization: ModuleType) -> None:
+    """`get_sgdr_schedule` as the ``"sgdr"`` entry of `optimization.TYPE_TO_SCHEDULER_FUNCTION`."""
+    import transformers.trainer_utils as trainer_utils  # loaded already: optimization imports it
+
+    optimization.TYPE_TO_SCHEDULER_FUNCTION[_add_scheduler_type(trainer_utils)] = get_sgdr_schedule

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub_endpoint import Recorder, recording_endpoint
+from helpers.hub import Recorder, recording_endpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HF_SGDR_SHARED", REPO.parent / "shared")).resolve()
@@ -48,6 +48,18 @@ def _build_offline_cache() -> None:
 _build_offline_cache()
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for every test: the models here are tiny, and on a shared 2-core machine a
+    second thread only adds contention (a 3-10x slowdown measured here). Subprocesses set their own."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data folder (read-only); tests never touch `holdout/`."""
@@ -56,6 +68,6 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def hub() -> Iterator[tuple[str, Recorder]]:
-    """The recording Hub stand-in on 127.0.0.1 (tests/hub_endpoint.py): (its URL, what it received)."""
+    """The recording Hub stand-in on 127.0.0.1 (tests/helpers/hub.py): (its URL, what it received)."""
     with recording_endpoint() as endpoint:
         yield endpoint

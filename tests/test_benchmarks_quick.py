@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 
 

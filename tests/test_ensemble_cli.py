@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_ensemble_support import tiny_bert_folder, tiny_lm_folder
+from helpers.ensembles import tiny_bert_folder, tiny_lm_folder
 
 from hf_sgdr.cli import main
 from hf_sgdr.snapshots.cli import add_snapshot_commands

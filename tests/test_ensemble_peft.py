@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.ensembles import MODEL_ID, lora_folder, lora_model, sst2_loader
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
-from test_ensemble_support import MODEL_ID, lora_folder, lora_model, sst2_loader
 from transformers import AutoModelForSequenceClassification
 
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotManifest

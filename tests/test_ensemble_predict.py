@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from test_ensemble_support import (
+from helpers.ensembles import (
     minilm_folder,
     sst2_loader,
     tiny_bert,
@@ -20,6 +19,7 @@ from test_ensemble_support import (
     tokenizer,
     wikitext_blocks,
 )
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble, SnapshotManifest

@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 import torch
-from test_training_support import (
+from helpers.training import (
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     snapshot_weights,
     temporaries,
@@ -33,8 +32,6 @@ from transformers import Trainer
 
 from hf_sgdr.snapshots.loading import verify_folder
 from hf_sgdr.training import SGDRCallback, SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TESTS = Path(__file__).resolve().parent
 #: Cycles of 3 steps over 12 steps (snapshots at 3, 6, 9, 12), a checkpoint every 4 steps (4, 8, 12).

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_training_support import (
+from helpers.training import (
     assert_checksums,
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     temporaries,
     tiny_gpt2,
@@ -34,8 +33,6 @@ from transformers import AutoModelForCausalLM
 from hf_sgdr.snapshots.loading import verify_folder
 from hf_sgdr.snapshots.manifest import SnapshotManifest, SnapshotRecord
 from hf_sgdr.training import SGDRTrainer, SnapshotWriteError, SnapshotWriter
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TESTS = Path(__file__).resolve().parent
 #: File-size limit while the failing snapshot is written: config.json fits, model.safetensors (~0.5 MB) does not.

@@ -6,37 +6,27 @@ YAML validation, pre-upload and commit. The recorded commit is then written to d
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
-from hub_endpoint import Recorder
+from helpers.ensembles import REPO_ROOT, sst2_loader, tiny_bert_folder
+from helpers.hub import TOKEN, Recorder, online
 from huggingface_hub import ModelCard
-from test_ensemble_support import REPO_ROOT, sst2_loader, tiny_bert_folder
 from transformers import AutoModelForSequenceClassification
 
-from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotManifest
+import hf_sgdr.snapshots.loading
+from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError, SnapshotManifest
 from hf_sgdr.snapshots.outputs import materialize
-
-TOKEN = "hf_TESTSECRETtoken0123456789abcdef"
-
-
-@contextlib.contextmanager
-def online() -> Iterator[None]:
-    """Lift the tests' offline mode during a push (the local endpoint is the only server it can reach)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        yield
 
 
 def _write_commit(files: dict[str, bytes], folder: Path) -> Path:
@@ -114,6 +104,53 @@ def test_push_to_hub_round_trip(
         assert f"| {row.name} |" in text
     assert 'SnapshotEnsemble.from_pretrained("me/sgdr-ensemble")' in text
     assert 'from_pretrained("me/sgdr-ensemble", subfolder="cycle-003")' in text
+
+
+def test_push_to_hub_keeps_the_training_provenance_and_uploads_in_place(
+    hub: tuple[str, Recorder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pushed manifest is the training run's (library versions included), files go up from where they lie."""
+    endpoint, recorder = hub
+    folder = tmp_path / "trained"
+    shutil.copytree(tiny_bert_folder(), folder)
+    trained_with = {"hf_sgdr": "0.0.1", "torch": "2.0.0", "transformers": "4.40.0", "huggingface_hub": "0.20.0"}
+    replace(SnapshotManifest.load(folder), library_versions=trained_with).save(folder)
+    ensemble = SnapshotEnsemble.from_pretrained(folder, snapshots=2, progress=False)
+
+    def no_copy(*args: object, **kwargs: object) -> None:
+        raise AssertionError("push_to_hub saved a copy of a folder-backed ensemble")
+
+    hashed: list[object] = []
+    monkeypatch.setattr(SnapshotEnsemble, "save_pretrained", no_copy)
+    monkeypatch.setattr(hf_sgdr.snapshots.loading, "sha256_file", lambda path: hashed.append(path))
+    with online():
+        ensemble.push_to_hub("me/provenance", token=TOKEN, endpoint=endpoint)
+
+    files = recorder.commits[0]["files"]
+    pushed = json.loads(files["manifest.json"])
+    assert pushed["library_versions"] == trained_with  # not the pushing machine's
+    assert [s["name"] for s in pushed["snapshots"]] == ["cycle-002", "cycle-003"]
+    snapshot_files = {name for name in files if "/" in name}
+    kept = ("cycle-002", "cycle-003")
+    assert snapshot_files == {f"{n}/{f}" for n in kept for f in ("config.json", "model.safetensors")}
+    for name in snapshot_files | {"tokenizer.json", "tokenizer_config.json"}:
+        assert files[name] == (folder / name).read_bytes()
+    assert hashed == []  # huggingface_hub's digest, checked against the manifest, is the only hashing
+    assert ModelCard(files["README.md"].decode()).data.library_name == "hf-sgdr"
+
+
+def test_push_refuses_a_snapshot_altered_after_loading(hub: tuple[str, Recorder], tmp_path: Path) -> None:
+    endpoint, recorder = hub
+    folder = tmp_path / "trained"
+    shutil.copytree(tiny_bert_folder(), folder)
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    weights = folder / "cycle-003" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, same header: only the digest tells
+    weights.write_bytes(bytes(data))
+    with online(), pytest.raises(SnapshotLoadError, match=r"cycle-003/model.safetensors is corrupt"):
+        ensemble.push_to_hub("me/altered", token=TOKEN, endpoint=endpoint)
+    assert recorder.commits == [] and recorder.created == []
 
 
 def test_card_snippet_runs_against_the_pushed_files(hub: tuple[str, Recorder], tmp_path: Path) -> None:
@@ -213,6 +250,7 @@ def test_cli_push_takes_the_token_from_the_environment(hub: tuple[str, Recorder]
     commit = recorder.commits[0]
     assert commit["pr"] and commit["header"]["summary"] == "from the CLI"
     assert {"README.md", "schedule.png", "manifest.json", "cycle-003/model.safetensors"} <= set(commit["files"])
+    assert commit["files"]["manifest.json"] == (tiny_bert_folder() / "manifest.json").read_bytes()  # as trained
     card = ModelCard(commit["files"]["README.md"].decode())
     assert {r.metric_name for r in card.data.eval_results} >= {"accuracy (ensemble (last 4, average))"}
 

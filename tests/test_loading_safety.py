@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_ensemble_support import copy_folder, tiny_bert_folder
+from helpers.ensembles import copy_folder, tiny_bert_folder
 
 from hf_sgdr.snapshots import ManifestError, SnapshotEnsemble, SnapshotLoadError, SnapshotManifest
 from hf_sgdr.snapshots.loading import check_safetensors_header

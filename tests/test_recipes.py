@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hub_endpoint import Recorder
+from helpers.hub import TOKEN, Recorder
+from helpers.training import assert_clean_exit, launch_two_cpu_processes
 from safetensors.torch import load_file
-from test_hub_push import TOKEN
-from test_training_support import assert_clean_exit, launch_two_cpu_processes
 
 from hf_sgdr import SGDRSchedule
 from hf_sgdr.snapshots import SnapshotManifest
@@ -107,6 +106,7 @@ def test_glue_sst2_end_to_end(sst2_run: Path) -> None:
     assert (out / "lr_schedule.png").stat().st_size > 10_000
 
 
+@pytest.mark.multiprocess
 def test_two_processes_match_one_process(tmp_path: Path, sst2_run: Path) -> None:
     """`accelerate launch` with 2 CPU processes: the same lr at every optimizer step, the same snapshot steps,
     snapshots written once, evaluation gathered without duplicates, and both processes exit 0."""

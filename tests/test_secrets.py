@@ -18,21 +18,17 @@ from pathlib import Path
 
 import pytest
 import transformers
-from hub_endpoint import Recorder, _handler, recording_endpoint
-from huggingface_hub.errors import HfHubHTTPError
-from test_ensemble_support import REPO_ROOT, tiny_bert_folder
-from test_hub_push import online
-from test_training_support import (
+from helpers.ensembles import REPO_ROOT, tiny_bert_folder
+from helpers.hub import Recorder, _handler, online, recording_endpoint
+from helpers.training import (
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     tiny_gpt2,
     training_args,
 )
+from huggingface_hub.errors import HfHubHTTPError
 
 from hf_sgdr.snapshots import SnapshotEnsemble
 from hf_sgdr.training import SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOKEN = "hf_FAKEtoken1234567890SECRET"  # passed explicitly (hub_token=, token=)
 ENV_TOKEN = "hf_FAKEenvTOKEN0987654321SECRET"  # in HF_TOKEN
@@ -67,7 +63,7 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
 
 @pytest.fixture
 def failing_hub(request: pytest.FixtureRequest) -> Iterator[tuple[str, Recorder]]:
-    """The local endpoint of test_hub_push, answering `request.param` = (path fragment, status) with an error
+    """The local Hub endpoint of helpers.hub, answering `request.param` = (path fragment, status) with an error
     whose body is what the Hub sends (an error message), e.g. ("/api/repos/create", 401)."""
     fragment, status = request.param
     recorder = Recorder()

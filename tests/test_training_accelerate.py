@@ -10,10 +10,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from test_training_support import (
+from helpers.training import (
     assert_checksums,
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     tiny_gpt2,
 )
@@ -22,8 +21,6 @@ from transformers import AutoModelForCausalLM, default_data_collator
 
 from hf_sgdr import SGDRScheduler
 from hf_sgdr.training import SGDRAccelerateHelper
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _setup(accumulation: int = 2):

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_training_support import (
+from helpers.training import (
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     tiny_gpt2,
     training_args,
@@ -17,8 +16,6 @@ from test_training_support import (
 
 from hf_sgdr import AdaptiveSGDR
 from hf_sgdr.training import SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("monitor_from", ["scheduler", "metric_for_best_model"])

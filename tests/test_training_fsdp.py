@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_training_support import (
+from helpers.training import (
     assert_checksums,
     assert_clean_exit,
     launch_two_cpu_processes,
@@ -59,7 +59,7 @@ def run(out: str) -> None:
     import torch.distributed as dist
     from accelerate import Accelerator, FullyShardedDataParallelPlugin, PartialState
     from accelerate.utils import DistributedType
-    from test_training_support import byte_lm_data, tiny_gpt2
+    from helpers.training import byte_lm_data, tiny_gpt2
     from torch.utils.data import DataLoader
     from transformers import default_data_collator
 

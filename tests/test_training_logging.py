@@ -7,17 +7,14 @@ import logging
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_training_support import (
+from helpers.training import (
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     tiny_gpt2,
     training_args,
 )
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from hf_sgdr.training import SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_cycle_events_reach_log_history_tensorboard_and_the_console(

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_training_support import (
+from helpers.training import (
     MODEL_ID,
     StepRecorder,
     assert_checksums,
     minilm,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     sst2,
     tokenizer,
@@ -23,8 +22,6 @@ from test_training_support import (
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_sgdr.training import SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _accuracy(prediction) -> dict[str, float]:

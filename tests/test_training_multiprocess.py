@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_training_support import assert_clean_exit, launch_two_cpu_processes, read_manifest
+from helpers.training import assert_clean_exit, launch_two_cpu_processes, read_manifest
 
 pytestmark = pytest.mark.multiprocess
 
@@ -37,7 +37,7 @@ def run(out: str, mode: str) -> None:
     import torch
     import torch.distributed as dist
     from accelerate import Accelerator
-    from test_training_support import byte_lm_data, tiny_gpt2
+    from helpers.training import byte_lm_data, tiny_gpt2
     from torch.utils.data import DataLoader
     from transformers import default_data_collator
 

@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
-from test_training_support import byte_lm_data, tiny_gpt2, training_args
+from helpers.training import byte_lm_data, tiny_gpt2, training_args
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
@@ -16,8 +16,8 @@ from hf_sgdr.training import (
     SGDROptions,
     SGDRTrainer,
     SGDRTrainingArguments,
-    merge_scheduler_kwargs,
 )
+from hf_sgdr.training.arguments import merge_scheduler_kwargs
 
 
 @pytest.mark.parametrize(

@@ -5,24 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-from safetensors.torch import load_file
-from test_training_support import (
+from helpers.training import (
     MODEL_ID,
     assert_checksums,
     minilm,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     sst2,
     tokenizer,
     training_args,
 )
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from safetensors.torch import load_file
 
 from hf_sgdr.training import SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_lora_snapshots_hold_only_the_adapter_and_reload(tmp_path: Path) -> None:

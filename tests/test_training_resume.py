@@ -12,11 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
-from test_training_support import (
+from helpers.training import (
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     snapshot_weights,
     tiny_gpt2,
@@ -25,8 +23,6 @@ from test_training_support import (
 from transformers import TrainerCallback
 
 from hf_sgdr.training import SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TESTS = Path(__file__).resolve().parent
 

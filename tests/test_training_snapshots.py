@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 import torch
 from accelerate import Accelerator
-from test_training_support import (
+from helpers.training import (
     StepRecorder,
     assert_checksums,
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     snapshot_weights,
     temporaries,
@@ -29,7 +28,6 @@ import hf_sgdr.training.core as core
 from hf_sgdr import SGDRWarning
 from hf_sgdr.training import SGDRCallback, SGDRTrainer, SnapshotWriteError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 LR = 1e-3
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
-from test_training_support import (
+from helpers.training import (
     StepRecorder,
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     snapshot_weights,
     tiny_gpt2,
@@ -19,8 +17,6 @@ from test_training_support import (
 from transformers import AutoModelForCausalLM
 
 from hf_sgdr.training import SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_averaged_snapshots_equal_the_hand_computed_mean_of_the_window(tmp_path: Path) -> None:

@@ -1,11 +1,39 @@
-"""Snapshot folders and snapshot ensembles (layer 5)."""
+"""Snapshot folders and snapshot ensembles (layers 4 and 6). Names are imported on first use.
 
-from .combine import METHODS, combine, fit_weights
-from .data import dataset_dataloader, lm_dataloader, text_dataloader
-from .ensemble import EnsemblePrediction, SnapshotEnsemble
-from .evaluation import EvaluationReport, ReportRow
-from .loading import SnapshotLoadError
-from .manifest import MANIFEST_NAME, ManifestError, SnapshotManifest, SnapshotRecord
+The combination function itself is `hf_sgdr.snapshots.combine.combine`: a lazy package attribute
+cannot share its name with the submodule `combine`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from .combine import METHODS, fit_weights
+    from .data import dataset_dataloader, lm_dataloader, text_dataloader
+    from .ensemble import EnsemblePrediction, SnapshotEnsemble
+    from .evaluation import EvaluationReport, ReportRow
+    from .loading import SnapshotLoadError
+    from .manifest import MANIFEST_NAME, ManifestError, SnapshotManifest, SnapshotRecord
+
+_NAMES = {
+    "METHODS": ".combine",
+    "fit_weights": ".combine",
+    "dataset_dataloader": ".data",
+    "lm_dataloader": ".data",
+    "text_dataloader": ".data",
+    "EnsemblePrediction": ".ensemble",
+    "SnapshotEnsemble": ".ensemble",
+    "EvaluationReport": ".evaluation",
+    "ReportRow": ".evaluation",
+    "SnapshotLoadError": ".loading",
+    "MANIFEST_NAME": ".manifest",
+    "ManifestError": ".manifest",
+    "SnapshotManifest": ".manifest",
+    "SnapshotRecord": ".manifest",
+}
 
 __all__ = [
     "MANIFEST_NAME",
@@ -18,9 +46,9 @@ __all__ = [
     "SnapshotLoadError",
     "SnapshotManifest",
     "SnapshotRecord",
-    "combine",
     "dataset_dataloader",
     "fit_weights",
     "lm_dataloader",
     "text_dataloader",
 ]
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -261,3 +261,22 @@ def build_card(
         first_snapshot=manifest.snapshots[0].name if manifest.snapshots else "cycle-000",
         last_snapshot=manifest.snapshots[-1].name if manifest.snapshots else "cycle-000",
     )
+
+
+def card_files(
+    manifest: SnapshotManifest,
+    *,
+    report: EvaluationReport | None = None,
+    repo_id: str | None = None,
+    dataset: str | None = None,
+) -> dict[str, bytes]:
+    """A fresh model card (README.md) and, where it can be drawn, the schedule plot, as file contents for a push."""
+    import tempfile
+
+    files = {}
+    with tempfile.TemporaryDirectory(prefix="hf_sgdr-plot-") as scratch:
+        plot = Path(scratch) / PLOT_NAME
+        if write_schedule_plot(manifest, plot):
+            files[PLOT_NAME] = plot.read_bytes()
+    card = build_card(manifest, report=report, repo_id=repo_id, dataset=dataset, has_plot=PLOT_NAME in files)
+    return {"README.md": str(card).encode("utf-8"), **files}

@@ -171,6 +171,8 @@ class SnapshotEnsemble:
         self.base_model: str | None = None
         self.source: Path | None = None
         self.last_report: EvaluationReport | None = None
+        #: The library versions the snapshots were trained with (from the loaded manifest); None: this process's.
+        self.library_versions: dict[str, str] | None = None
         self._kind = kind
         self._model_kwargs: dict[str, Any] = {}
         self._members: list[_Member] = []
@@ -345,6 +347,7 @@ class SnapshotEnsemble:
         )
         ensemble.snapshot_type, ensemble.source = manifest.snapshot_type, root
         ensemble.auto_class = manifest.auto_class
+        ensemble.library_versions = dict(manifest.library_versions)
         ensemble.base_model = base_model or manifest.base_model
         ensemble._model_kwargs = model_kwargs
         ensemble._members = [_Member(record, folder=root / record.name) for record in records]
@@ -527,7 +530,10 @@ class SnapshotEnsemble:
 
     # ------------------------------------------------------------------ saving and pushing
     def manifest(self, records: Sequence[SnapshotRecord] | None = None) -> SnapshotManifest:
-        """The root config of this ensemble (what `save_pretrained` writes as manifest.json)."""
+        """The root config of this ensemble (what `save_pretrained` writes as manifest.json).
+
+        A loaded ensemble keeps the provenance of its manifest (`library_versions` of the training run).
+        """
         return SnapshotManifest(
             snapshot_type=self.snapshot_type or "full_model",
             auto_class=self.auto_class,
@@ -535,7 +541,7 @@ class SnapshotEnsemble:
             task=self.task,
             schedule=self.schedule,
             training=self.training,
-            library_versions=_library_versions(self.snapshot_type),
+            library_versions=dict(self.library_versions or _library_versions(self.snapshot_type)),
             snapshots=list(records or self.records),
         )
 
@@ -604,26 +610,34 @@ class SnapshotEnsemble:
         report: EvaluationReport | None = None,
         dataset: str | None = None,
     ) -> Any:
-        """Save to a temporary folder and upload it to `repo_id` in one commit (create_repo, then create_commit).
+        """Upload the ensemble to `repo_id` in one commit (create_repo, then create_commit) with a fresh model card.
 
+        An ensemble loaded from a folder is pushed from that folder, in place, with its manifest's provenance
+        (`hub.push_folder`, the path `hf-sgdr push` takes); one holding models added in memory is saved to a
+        temporary folder first. `report` (default: the last `evaluate`) fills the card's results table.
         The token comes from `token`, else `HF_TOKEN` or the stored login; it is never logged or written.
         Returns huggingface_hub's `CommitInfo`.
         """
+        from .card import card_files
         from .hub import push_folder
 
+        self._require_members()
+        options = dict(
+            private=private,
+            commit_message=commit_message,
+            commit_description=commit_description,
+            create_pr=create_pr,
+            revision=revision,
+            token=token,
+            endpoint=endpoint,
+        )
+        if self.source is not None and all(m.folder == self.source / m.record.name for m in self._members):
+            manifest = self.manifest()
+            card = card_files(manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset)
+            return push_folder(self.source, repo_id, manifest=manifest, extra_files=card, **options)
         with tempfile.TemporaryDirectory(prefix="hf_sgdr-push-") as folder:
             self.save_pretrained(folder, report=report, dataset=dataset, repo_id=repo_id)
-            return push_folder(
-                folder,
-                repo_id,
-                private=private,
-                commit_message=commit_message,
-                commit_description=commit_description,
-                create_pr=create_pr,
-                revision=revision,
-                token=token,
-                endpoint=endpoint,
-            )
+            return push_folder(folder, repo_id, **options)
 
 
 def _default_device() -> torch.device:

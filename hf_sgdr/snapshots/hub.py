@@ -2,8 +2,8 @@
 
 Downloads fetch the manifest first and then only what it lists (plus tokenizer files, card and plot),
 so a pickle in the repo is never even downloaded. A push verifies the folder, then creates the repo and
-uploads everything in one commit. The token is resolved by `huggingface_hub` (argument, `HF_TOKEN`,
-stored login) and is never logged or written anywhere.
+uploads everything in one commit, from where the files lie (no copy). The token is resolved by
+`huggingface_hub` (argument, `HF_TOKEN`, stored login) and is never logged or written anywhere.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .loading import PICKLE_SUFFIXES, pickle_refusal, root_files, verify_folder
+from ..atomic import json_text
+from .loading import PICKLE_SUFFIXES, SnapshotLoadError, pickle_refusal, root_files, verify_folder
 from .manifest import MANIFEST_NAME, SnapshotManifest
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def push_folder(
     folder: str | os.PathLike[str],
     repo_id: str,
     *,
+    manifest: SnapshotManifest | None = None,
     private: bool | None = None,
     commit_message: str | None = None,
     commit_description: str | None = None,
@@ -117,24 +119,40 @@ def push_folder(
     endpoint: str | None = None,
     extra_files: Mapping[str, bytes] | None = None,
 ) -> Any:
-    """Upload a verified snapshot folder to `repo_id` in one commit; `extra_files` (e.g. a fresh card) override.
+    """Upload a verified snapshot folder to `repo_id` in one commit, in place; `extra_files` (e.g. a fresh card)
+    override root files of the same name.
 
-    Uploaded: the root files (manifest, tokenizer, card, plot; no pickles, no temporaries) and each snapshot's
-    manifest-listed files. Returns huggingface_hub's `CommitInfo`.
+    The one push path (`hf-sgdr push` and `SnapshotEnsemble.push_to_hub`). Uploaded: the root files
+    (manifest, tokenizer, card, plot; no pickles, no temporaries) and each snapshot's manifest-listed files,
+    read where they are. `manifest` (default: the folder's own manifest.json, uploaded as it is) is the one
+    to publish instead, e.g. a subset of the snapshots: each of its records must equal the folder's, so the
+    provenance it carries (library versions, metrics) is the training run's. Each file is hashed once, by
+    `huggingface_hub`, and that digest is checked against the manifest before anything is sent. Returns
+    huggingface_hub's `CommitInfo`.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
     root = Path(folder)
-    manifest, records = verify_folder(root)
+    names = None if manifest is None else [record.name for record in manifest.snapshots]
+    on_disk, records = verify_folder(root, names, _cache_repo_folder(root), checksums=False)
+    if manifest is not None:
+        for record in manifest.snapshots:
+            if record != on_disk.snapshot(record.name):
+                raise SnapshotLoadError(f"{record.name}: the manifest to push differs from {root / MANIFEST_NAME}")
     extra = dict(extra_files or {})
+    if manifest is not None and MANIFEST_NAME not in extra:
+        extra[MANIFEST_NAME] = json_text(manifest.to_dict()).encode("utf-8")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in extra.items()]
     for path in root_files(root):
         if path.name not in extra:
             operations.append(CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)))
     for record in records:
-        for name in record.files:
-            operations.append(CommitOperationAdd(f"{record.name}/{name}", str(root / record.name / name)))
-    message = commit_message or f"Upload {manifest.snapshot_type} snapshot ensemble ({len(records)} snapshots)"
+        for name, expected in record.files.items():
+            operation = CommitOperationAdd(f"{record.name}/{name}", str(root / record.name / name))
+            if operation.upload_info.sha256.hex() != expected.sha256:
+                raise SnapshotLoadError(f"{record.name}/{name} is corrupt: its SHA-256 differs from manifest.json")
+            operations.append(operation)
+    message = commit_message or f"Upload {on_disk.snapshot_type} snapshot ensemble ({len(records)} snapshots)"
     api = HfApi(endpoint=endpoint, token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.create_commit(

@@ -1,28 +1,50 @@
-"""Training-loop glue (layer 4): snapshots at cycle ends, optimizer resets, weight averaging.
+"""Training-loop glue (layer 5): snapshots at cycle ends, optimizer resets, weight averaging.
 
-One core (`CycleEndHandler`) serves both loops: `SGDRCallback` / `SGDRTrainer` for the
-`transformers.Trainer`, `SGDRAccelerateHelper` for plain Accelerate loops. `SGDROptions` holds the
-options once for every front end (`SGDRTrainingArguments` puts them on the command line).
+One core (`hf_sgdr.training.core.CycleEndHandler`) serves both loops: `SGDRCallback` / `SGDRTrainer`
+for the `transformers.Trainer`, `SGDRAccelerateHelper` for plain Accelerate loops. `SGDROptions` holds
+the options once for every front end (`SGDRTrainingArguments` puts them on the command line). Names
+are imported on first use; internals (the handler, the process sync, the state file name) stay in
+their modules.
 """
 
-from .accelerate_loop import SGDRAccelerateHelper
-from .arguments import SGDROptions, SGDRTrainingArguments, merge_scheduler_kwargs
-from .averaging import CycleAverager
-from .callback import SGDRCallback
-from .core import STATE_NAME, CycleEndEvent, CycleEndHandler, check_event_api, library_versions
-from .distributed import ProcessSync, SnapshotWriteError
-from .model_info import ModelDescription, describe_model
-from .trainer import SGDRTrainer
-from .weights import capture_weights, save_weights
-from .writer import SnapshotWriter, snapshot_name
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from .accelerate_loop import SGDRAccelerateHelper
+    from .arguments import SGDROptions, SGDRTrainingArguments
+    from .averaging import CycleAverager
+    from .callback import SGDRCallback
+    from .core import CycleEndEvent
+    from .distributed import SnapshotWriteError
+    from .model_info import ModelDescription, describe_model
+    from .trainer import SGDRTrainer
+    from .weights import capture_weights, save_weights
+    from .writer import SnapshotWriter
+
+_NAMES = {
+    "SGDRAccelerateHelper": ".accelerate_loop",
+    "SGDROptions": ".arguments",
+    "SGDRTrainingArguments": ".arguments",
+    "CycleAverager": ".averaging",
+    "SGDRCallback": ".callback",
+    "CycleEndEvent": ".core",
+    "SnapshotWriteError": ".distributed",
+    "ModelDescription": ".model_info",
+    "describe_model": ".model_info",
+    "SGDRTrainer": ".trainer",
+    "capture_weights": ".weights",
+    "save_weights": ".weights",
+    "SnapshotWriter": ".writer",
+}
 
 __all__ = [
-    "STATE_NAME",
     "CycleAverager",
     "CycleEndEvent",
-    "CycleEndHandler",
     "ModelDescription",
-    "ProcessSync",
     "SGDRAccelerateHelper",
     "SGDRCallback",
     "SGDROptions",
@@ -31,10 +53,7 @@ __all__ = [
     "SnapshotWriteError",
     "SnapshotWriter",
     "capture_weights",
-    "check_event_api",
     "describe_model",
-    "library_versions",
-    "merge_scheduler_kwargs",
     "save_weights",
-    "snapshot_name",
 ]
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

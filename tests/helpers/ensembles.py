@@ -1,4 +1,4 @@
-"""Shared builders for the ensemble, loading and Hub tests (no tests here).
+"""Shared builders for the ensemble, loading and Hub tests.
 
 Each builder trains a real model briefly with SGDR on real data and writes the snapshot folder the way
 the training side does (`write_snapshot_folder` per snapshot, then `SnapshotManifest.save`), independently
@@ -24,7 +24,7 @@ from hf_sgdr.snapshots.manifest import SnapshotManifest, SnapshotRecord
 from hf_sgdr.snapshots.storage import write_snapshot_folder
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_LENGTH = 32
 _ROOT = Path(tempfile.mkdtemp(prefix="hf_sgdr_ensemble_tests_"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)

@@ -1,10 +1,12 @@
 """A local stand-in for the Hugging Face Hub's HTTP API (the only stand-in in the tests: there is no Hub
 here). It answers just what a push uses (repo creation, YAML validation, pre-upload, commit) and records
-every request, so tests can check what `huggingface_hub`'s real client sent."""
+every request, so tests can check what `huggingface_hub`'s real client sent. Also the push tests' token
+and `online()`, which lifts the tests' offline mode while a push talks to it."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -14,6 +16,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import huggingface_hub
+import pytest
+
+#: A token-shaped secret the push tests send and then look for everywhere it must not be.
+TOKEN = "hf_TESTSECRETtoken0123456789abcdef"
+
+
+@contextlib.contextmanager
+def online() -> Iterator[None]:
+    """Lift the tests' offline mode during a push (the local endpoint is the only server it can reach)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        yield
 
 
 @dataclass

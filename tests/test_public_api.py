@@ -1,0 +1,82 @@
+"""The public face: `import hf_sgdr` is light, the lazy names resolve, "sgdr" is registered on demand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import hf_sgdr
+import hf_sgdr.snapshots
+import hf_sgdr.training
+
+#: Modules that `import hf_sgdr` must not load: the Trainer side and what it drags in (seconds).
+HEAVY = ["peft", "torch", "transformers.trainer_utils", "hf_sgdr.training", "hf_sgdr.snapshots.ensemble"]
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_import_hf_sgdr_loads_neither_peft_torch_nor_the_training_glue() -> None:
+    code = f"import sys, json, hf_sgdr; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    loaded = json.loads(_run(code))
+    assert loaded == []
+
+
+def test_plain_import_then_transformers_gets_sgdr_everywhere() -> None:
+    """The registration waits for transformers' modules and is in place before anything reads the enum."""
+    code = (
+        "import sys, hf_sgdr, torch\n"
+        "from transformers import HfArgumentParser, TrainingArguments, get_scheduler\n"
+        "assert 'sgdr' in HfArgumentParser(TrainingArguments).format_help()\n"
+        "args = TrainingArguments(output_dir='out', lr_scheduler_type='sgdr')\n"
+        "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)\n"
+        "s = get_scheduler('sgdr', opt, num_warmup_steps=0, num_training_steps=10)\n"
+        "waiting = [f for f in sys.meta_path if type(f).__module__ == 'hf_sgdr._lazy']\n"
+        "print(args.lr_scheduler_type.value, type(s).__name__, len(waiting))"
+    )
+    assert _run(code) == "sgdr SGDRScheduler 0"
+
+
+@pytest.mark.parametrize("first", ["transformers.trainer_utils", "transformers.optimization"])
+def test_registration_works_when_transformers_came_first(first: str) -> None:
+    code = (
+        f"import {first}, hf_sgdr\n"
+        "from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION\n"
+        "from transformers.trainer_utils import SchedulerType\n"
+        "print(TYPE_TO_SCHEDULER_FUNCTION[SchedulerType('sgdr')] is hf_sgdr.get_sgdr_schedule)"
+    )
+    assert _run(code) == "True"
+
+
+def test_public_names_resolve_lazily_and_are_listed() -> None:
+    from hf_sgdr import SGDRAccelerateHelper, SGDRCallback, SGDRTrainer, SGDRTrainingArguments, SnapshotEnsemble
+    from hf_sgdr.snapshots.ensemble import SnapshotEnsemble as FromModule
+    from hf_sgdr.training import SGDRTrainer as FromTraining
+
+    assert SnapshotEnsemble is FromModule and SGDRTrainer is FromTraining
+    assert SGDRCallback.__module__ == "hf_sgdr.training.callback"
+    assert SGDRAccelerateHelper.__module__ == "hf_sgdr.training.accelerate_loop"
+    assert SGDRTrainingArguments.__module__ == "hf_sgdr.training.arguments"
+    for package in (hf_sgdr, hf_sgdr.training, hf_sgdr.snapshots):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, f"{package.__name__}.{name}"
+        assert set(package.__all__) <= set(dir(package))
+    assert hf_sgdr.CosineAnnealingWarmRestartsScheduler is hf_sgdr.SGDRScheduler  # the seeds' alias
+    assert issubclass(hf_sgdr.SGDRWithWarmup, hf_sgdr.SGDRScheduler)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = hf_sgdr.nope
+
+
+def test_internals_stay_in_their_modules() -> None:
+    for internal in ("STATE_NAME", "check_event_api", "ProcessSync", "CycleEndHandler", "library_versions"):
+        assert internal not in hf_sgdr.training.__all__
+        with pytest.raises(AttributeError):
+            getattr(hf_sgdr.training, internal)
+    from hf_sgdr.training.core import STATE_NAME, check_event_api  # noqa: F401 (still importable there)
+    from hf_sgdr.training.distributed import ProcessSync  # noqa: F401
