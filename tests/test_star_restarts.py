@@ -10,23 +10,21 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from peft import LoraConfig, TaskType, get_peft_model
-from test_training_support import (
+from helpers.training import (
     StepRecorder,
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     snapshot_weights,
     tiny_gpt2,
     training_args,
 )
+from peft import LoraConfig, TaskType, get_peft_model
 from torch.utils.data import DataLoader
 from transformers import default_data_collator
 
 from hf_sgdr import SGDRScheduler
 from hf_sgdr.training import SGDRAccelerateHelper, SGDRTrainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 CYCLES = "0.4:1,0.2:0.5,0.2:0.5,0.2:0.5"  # 10 steps: 4, 2, 2, 2
 
 

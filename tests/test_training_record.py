@@ -10,9 +10,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from test_training_support import (
+from helpers.training import (
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     tiny_gpt2,
     training_args,
@@ -22,8 +21,6 @@ from transformers import default_data_collator
 
 from hf_sgdr import SGDRScheduler
 from hf_sgdr.training import SGDRAccelerateHelper, SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trainer_run(output_dir: Path, logging_steps: int) -> SGDRTrainer:
