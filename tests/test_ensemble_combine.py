@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from hf_sgdr.snapshots.combine import METHODS, combine, fit_weights, normalize_weights
+from hf_sgdr.snapshots.combine import combine, fit_weights, normalize_weights
+from hf_sgdr.snapshots.metrics import METHODS
 from hf_sgdr.snapshots.soups import greedy_ensemble_selection, greedy_soup, rank_members
 
 # Three members, two examples, three classes.

@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from .combine import METHODS, fit_weights
+    from .combine import fit_weights
     from .data import dataset_dataloader, lm_dataloader, text_dataloader
     from .ensemble import EnsemblePrediction, SnapshotEnsemble
     from .evaluation import EvaluationReport, ReportRow
     from .loading import SnapshotLoadError
     from .manifest import MANIFEST_NAME, ManifestError, SnapshotManifest, SnapshotRecord
+    from .metrics import METHODS
 
 _NAMES = {
-    "METHODS": ".combine",
+    "METHODS": ".metrics",
     "fit_weights": ".combine",
     "dataset_dataloader": ".data",
     "lm_dataloader": ".data",

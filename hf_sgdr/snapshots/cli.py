@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .combine import METHODS
-from .metrics import GLUE_METRICS, METRICS, metric_names_for
+from .metrics import GLUE_METRICS, METHODS, METRICS, metric_names_for
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader

@@ -17,14 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import TASK_KINDS, compute_metrics
-
-#: Methods accepted for each kind of output; the first is the default.
-METHODS: dict[str, tuple[str, ...]] = {
-    "classification": ("average", "logits", "vote", "weighted"),
-    "regression": ("average", "weighted"),
-    "causal_lm": ("average", "weighted"),
-}
+from .metrics import METHODS, TASK_KINDS, compute_metrics
 
 
 @dataclass

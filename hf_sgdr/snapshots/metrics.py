@@ -20,6 +20,13 @@ import numpy as np
 
 #: What a model's outputs mean: one score per class, one number per example, or next-token probabilities.
 TASK_KINDS = ("classification", "regression", "causal_lm")
+#: How the members' outputs of each kind may be combined (`combine.combine`); the first is the default. Kept
+#: here, beside the kinds and free of torch, so that a command line can offer them without importing torch.
+METHODS: dict[str, tuple[str, ...]] = {
+    "classification": ("average", "logits", "vote", "weighted"),
+    "regression": ("average", "weighted"),
+    "causal_lm": ("average", "weighted"),
+}
 
 #: Scored on the class probabilities, reported beside every classification task's own metrics.
 PROBABILITY_METRICS = ("nll", "brier", "ece")
