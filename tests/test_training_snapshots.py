@@ -181,7 +181,8 @@ def test_a_failed_write_leaves_earlier_snapshots_intact_and_stops_training(
         AutoModelForCausalLM.from_pretrained(snapshot_dir / record.name)
 
 
-def test_callback_on_a_stock_trainer_resets_the_optimizer_itself(tmp_path: Path) -> None:
+def test_callback_on_a_stock_trainer_has_its_scheduler_reset_the_optimizer(tmp_path: Path) -> None:
+    """The reset has one owner, the scheduler: the callback's option switches the scheduler's on."""
     recorder = StepRecorder(optimizer_state=True)
     trainer = Trainer(
         model=tiny_gpt2(),
@@ -191,7 +192,7 @@ def test_callback_on_a_stock_trainer_resets_the_optimizer_itself(tmp_path: Path)
     callback = SGDRCallback(sgdr_reset_optimizer_state=True, save_snapshots=False).attach(trainer)
     trainer.add_callback(recorder)
     trainer.train()
-    assert trainer.lr_scheduler.reset_optimizer_state is False and trainer.lr_scheduler.num_optimizer_resets == 0
+    assert trainer.lr_scheduler.reset_optimizer_state is True and trainer.lr_scheduler.num_optimizer_resets == 2
     assert callback.handler.num_optimizer_resets == 2
     assert [recorder.optimizer_state[s]["steps"] for s in range(1, 10)] == [[n] for n in (1, 2, 3, 0, 1, 2, 3, 0, 1)]
     assert recorder.optimizer_state[4]["max_exp_avg"] == 0.0 and recorder.optimizer_state[3]["max_exp_avg"] > 0
