@@ -11,11 +11,17 @@ before building one.
 from __future__ import annotations
 
 import difflib
+import functools
+import json
+import re
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from .schedule import DEFAULT_NUM_CYCLES
+from .schedule import DEFAULT_NUM_CYCLES, SGDRWarning
 from .scheduler import SGDRScheduler
 from .validation import check_int
 
@@ -40,13 +46,14 @@ SCHEDULER_KWARGS: dict[str, str] = {
 _OPTIONAL_KWARGS = frozenset({"T_0", "eta_max", "cycle_limit", "num_cycles"})
 
 
-def normalize_scheduler_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+def normalize_scheduler_kwargs(kwargs: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """Check the keys of `lr_scheduler_kwargs` and turn textual "none"/"null" into `None`.
 
     Values themselves are coerced and range-checked by the schedule (strings such as ``"1e-3"`` that
-    a command line leaves behind are accepted there).
+    a command line leaves behind are accepted there). Anything but a mapping (a command line's
+    ``T_0=5``, which transformers leaves as a string) is refused with the expected form.
     """
-    kwargs = dict(kwargs or {})
+    kwargs = _as_mapping(kwargs)
     unknown = [key for key in kwargs if key not in SCHEDULER_KWARGS]
     if unknown:
         hints = []
@@ -62,6 +69,55 @@ def normalize_scheduler_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(value, str) and value.strip().lower() in {"", "none", "null"}:
             kwargs[key] = None
     return kwargs
+
+
+def _as_mapping(kwargs: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    if kwargs is None:
+        return {}
+    if isinstance(kwargs, Mapping):
+        return dict(kwargs)
+    hint = ""
+    pairs = (
+        [item.partition("=") for item in re.split(r"[,\s]+", kwargs.strip()) if item] if isinstance(kwargs, str) else []
+    )
+    if pairs and all(key and sep for key, sep, _ in pairs):
+        hint = f"; for {kwargs!r} write '{json.dumps({key: _json_value(value) for key, _, value in pairs})}'"
+    raise ValueError(
+        "lr_scheduler_kwargs for lr_scheduler_type='sgdr' must be a dict; on a command line a JSON object, "
+        f'e.g. --lr_scheduler_kwargs \'{{"T_0": 100, "T_mult": 2}}\'; got {kwargs!r}{hint}'
+    )
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def check_scheduler_kwargs(
+    kwargs: Mapping[str, Any] | str | None,
+    *,
+    lrs: Sequence[float] = (1.0,),
+    num_warmup_steps: int | None = None,
+    num_training_steps: int | None = None,
+) -> None:
+    """Check `lr_scheduler_kwargs` for ``"sgdr"`` before training spends anything: raise `ValueError`
+    naming the parameter, as building the scheduler would.
+
+    `lrs` are the param groups' initial lrs (the floor must be below them). Without `T_0` and without
+    a known budget, the fitted first cycle is unknown until `train()`: everything else is checked.
+    """
+    kwargs = normalize_scheduler_kwargs(kwargs)
+    if kwargs.get("T_0") is None and num_training_steps is None:
+        if kwargs.get("num_cycles") is not None:
+            check_int("num_cycles", kwargs["num_cycles"], minimum=1)
+        kwargs.pop("num_cycles", None)
+        kwargs["T_0"] = check_int("restart_warmup_steps", kwargs.get("restart_warmup_steps", 0), minimum=0) + 1
+    optimizer = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": float(lr)} for lr in lrs])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SGDRWarning)  # the pitfall warnings come once, when training builds it
+        get_sgdr_schedule(optimizer, num_warmup_steps, num_training_steps, **kwargs)
 
 
 def get_sgdr_schedule(
@@ -93,8 +149,13 @@ def get_sgdr_schedule(
 def register_sgdr_scheduler() -> None:
     """Add ``"sgdr"`` to `transformers.SchedulerType` and its factory to `TYPE_TO_SCHEDULER_FUNCTION`.
 
+    Also routes ``"sgdr"`` in `transformers.get_scheduler` (the module function, `transformers.get_scheduler`,
+    and the `Trainer`'s) to the factory directly, past two checks transformers makes of every schedule:
+    `num_warmup_steps` defaults to 0 as in the schedule, and `scheduler_specific_kwargs` that is not a
+    mapping (a command line's ``T_0=5``) gets an error saying what the option expects, not ``**`` on a string.
     Idempotent; called by `import hf_sgdr`.
     """
+    import transformers
     from transformers import optimization
     from transformers.trainer_utils import SchedulerType
 
@@ -114,3 +175,31 @@ def register_sgdr_scheduler() -> None:
         if "SGDR" not in SchedulerType._member_names_:
             SchedulerType._member_names_.append("SGDR")
     optimization.TYPE_TO_SCHEDULER_FUNCTION[member] = get_sgdr_schedule
+    routed = _route_sgdr(optimization.get_scheduler)
+    for module in (optimization, transformers, sys.modules.get("transformers.trainer")):
+        if module is not None:
+            module.get_scheduler = routed
+
+
+def _route_sgdr(get_scheduler: Callable[..., Any]) -> Callable[..., Any]:
+    """`get_scheduler` with ``"sgdr"`` built by `get_sgdr_schedule`; other names and layer-wise optimizers as before."""
+    if getattr(get_scheduler, "routes_sgdr", False):
+        return get_scheduler
+
+    @functools.wraps(get_scheduler)
+    def routed(
+        name: Any,
+        optimizer: Any = None,
+        num_warmup_steps: int | None = None,
+        num_training_steps: int | None = None,
+        scheduler_specific_kwargs: Mapping[str, Any] | str | None = None,
+    ) -> Any:
+        from transformers.optimization import LayerWiseDummyOptimizer
+
+        if name == SCHEDULER_NAME and not isinstance(optimizer, LayerWiseDummyOptimizer):
+            kwargs = normalize_scheduler_kwargs(scheduler_specific_kwargs)
+            return get_sgdr_schedule(optimizer, num_warmup_steps, num_training_steps, **kwargs)
+        return get_scheduler(name, optimizer, num_warmup_steps, num_training_steps, scheduler_specific_kwargs)
+
+    routed.routes_sgdr = True  # type: ignore[attr-defined]
+    return routed
