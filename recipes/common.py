@@ -253,13 +253,14 @@ def train(
     processing_class: Any,
     task: str | None,
     tracker_name: str,
+    training_info: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Train with an SGDR schedule fitted to the budget; a snapshot at every cycle end.
 
     The model, optimizer and dataloader must already be prepared; the scheduler is built here and
     kept unprepared (`SGDRAccelerateHelper` steps it once per optimizer step, whatever the number
     of processes). Checkpoints (`--checkpointing_steps`) hold the scheduler, the helper and the RNGs,
-    so `--resume_from_checkpoint` continues exactly.
+    so `--resume_from_checkpoint` continues exactly. `training_info` goes to the manifest (the training data).
     """
     steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or math.ceil(args.num_train_epochs * steps_per_epoch)
@@ -279,6 +280,7 @@ def train(
         processing_class=processing_class,
         task=task,
         num_training_steps=max_steps,
+        training_info=training_info,
     )
     if args.with_tracking:
         config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"}
