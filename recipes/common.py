@@ -29,6 +29,7 @@ from transformers import HfArgumentParser
 
 from hf_sgdr import SGDRScheduler, plot_schedule
 from hf_sgdr.atomic import TMP_PREFIX
+from hf_sgdr.hub_access import ResourceNotFoundError
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
 from hf_sgdr.training import SGDRAccelerateHelper, SGDROptions
 
@@ -438,6 +439,10 @@ def run_recipe(main: Callable[[], None]) -> None:
     outlives `destroy_process_group`. Left to interpreter shutdown, its worker threads are destroyed
     while the interpreter is being torn down, and about 1 process in 12 aborts ("terminate called
     without an active exception"). Collecting the cycle while the interpreter is alive ends cleanly.
+    A model or dataset that cannot be loaded ends the run with one line saying what is missing.
     """
-    main()
+    try:
+        main()
+    except ResourceNotFoundError as error:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {error}")
     gc.collect()

@@ -39,6 +39,7 @@ from common import (
     run_recipe,
     train,
 )
+from hf_sgdr.hub_access import loading
 from hf_sgdr.snapshots.data import DATA_FILE_FORMATS, GLUE_TEXT_COLUMNS, load_data_files
 from hf_sgdr.snapshots.manifest import HELD_OUT_NAME, TRAIN_DATA_KEY, TrainData
 from hf_sgdr.snapshots.metrics import compute_metrics, metric_names_for
@@ -98,7 +99,8 @@ class GlueArguments:
 def load_raw(args: GlueArguments) -> tuple[DatasetDict, str, tuple[str, ...]]:
     """The splits, the name of the reported split, and the text columns."""
     if args.task_name is not None:
-        raw = load_dataset("nyu-mll/glue", args.task_name)
+        with loading(f"GLUE task {args.task_name!r} (dataset 'nyu-mll/glue')"):
+            raw = load_dataset("nyu-mll/glue", args.task_name)
         eval_split = "validation_matched" if args.task_name == "mnli" else "validation"
         return raw, eval_split, GLUE_TEXT_COLUMNS[args.task_name]
     files = {"train": args.train_file, "validation": args.validation_file}
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     is_regression, labels = label_space(raw, label_column)
     kind = "regression" if is_regression else "classification"
 
-    tokenizer = AutoTokenizer.from_pretrained(glue_args.model_name_or_path)
+    with loading(f"model {glue_args.model_name_or_path!r} (its tokenizer)"):
+        tokenizer = AutoTokenizer.from_pretrained(glue_args.model_name_or_path)
     label_to_id = {label: i for i, label in enumerate(labels)}
     encodes_labels = glue_args.task_name is None and not is_regression
 
@@ -177,15 +180,16 @@ def main(argv: list[str] | None = None) -> None:
         return dataset if n is None else dataset.select(range(min(n, len(dataset))))
 
     eval_set = limit(tokenized[eval_split])
-    config = AutoConfig.from_pretrained(
-        glue_args.model_name_or_path,
-        num_labels=1 if is_regression else len(labels),
-        finetuning_task=glue_args.task_name,
-    )
-    if not is_regression:
-        config.label2id = {str(label): i for label, i in label_to_id.items()}
-        config.id2label = {i: str(label) for label, i in label_to_id.items()}
-    model = AutoModelForSequenceClassification.from_pretrained(glue_args.model_name_or_path, config=config)
+    with loading(f"model {glue_args.model_name_or_path!r}"):
+        config = AutoConfig.from_pretrained(
+            glue_args.model_name_or_path,
+            num_labels=1 if is_regression else len(labels),
+            finetuning_task=glue_args.task_name,
+        )
+        if not is_regression:
+            config.label2id = {str(label): i for label, i in label_to_id.items()}
+            config.id2label = {i: str(label) for label, i in label_to_id.items()}
+        model = AutoModelForSequenceClassification.from_pretrained(glue_args.model_name_or_path, config=config)
     model = apply_lora(model, args, "SEQ_CLS")
 
     collator = DataCollatorWithPadding(tokenizer)

@@ -130,10 +130,12 @@ def _warn_if_trained_on(args: argparse.Namespace, ensemble: Any, train_data: Tra
     """Warn when `--selection_split` holds rows the run trained on (as its manifest records them)."""
     import datasets
 
+    from .data import load_split
+
     if train_data.data_file is not None or not _same_data(args, ensemble, train_data):
         return
     dataset_name, config, _ = _data_source(args, ensemble)
-    total = len(datasets.load_dataset(dataset_name, config, split=train_data.split))
+    total = len(load_split(train_data.split, dataset_name=dataset_name, config_name=config))
     try:
         parts = datasets.ReadInstruction.from_spec(args.selection_split).to_absolute({train_data.split: total})
     except ValueError:  # a split other than the training one
