@@ -129,9 +129,9 @@ def get_sgdr_schedule(
 ) -> SGDRScheduler:
     """The ``"sgdr"`` factory for `transformers.get_scheduler` and the `Trainer`.
 
-    `num_warmup_steps` (from `warmup_steps` / `warmup_ratio`) becomes the initial warmup. Without
-    `T_0` or `num_cycles`, the budget is fitted with `hf_sgdr.schedule.DEFAULT_NUM_CYCLES` cycles so
-    that training ends on a cycle end.
+    `num_warmup_steps` (the `Trainer`'s `warmup_steps`, a ratio below 1) becomes the initial warmup (none
+    when it is not given). Without `T_0` or `num_cycles`, the budget is fitted with
+    `hf_sgdr.schedule.DEFAULT_NUM_CYCLES` cycles so that training ends on a cycle end.
     """
     kwargs = normalize_scheduler_kwargs(kwargs)
     if num_warmup_steps is not None:
@@ -140,7 +140,7 @@ def get_sgdr_schedule(
         if given is not None and num_warmup_steps and check_int("warmup_steps", given, minimum=0) != num_warmup_steps:
             raise ValueError(
                 f"warmup_steps={given!r} in lr_scheduler_kwargs disagrees with the Trainer's warmup "
-                f"({num_warmup_steps} steps from warmup_steps/warmup_ratio); set only one"
+                f"({num_warmup_steps} steps from TrainingArguments.warmup_steps); set only one"
             )
         kwargs.setdefault("warmup_steps", num_warmup_steps)
     return SGDRScheduler(optimizer, num_training_steps=num_training_steps, last_epoch=last_epoch, **kwargs)
