@@ -36,6 +36,9 @@ def test_a_mistyped_local_path_is_not_looked_up_on_the_hub(folder: Path, tmp_pat
     with pytest.raises(FileNotFoundError, match="missing does not exist"):
         SnapshotEnsemble.from_pretrained(tmp_path / "missing")  # a Path is always local
     assert SnapshotEnsemble.from_pretrained("out/snapshots", progress=False).num_snapshots == 4
+    with pytest.raises(Exception) as hub:  # nothing like it in out/: a Hub repo id, looked up there (offline here)
+        SnapshotEnsemble.from_pretrained("out/sst2-sgdr-ensemble")
+    assert "does not exist: give an existing snapshot folder" not in str(hub.value)
 
 
 def test_a_checksum_mismatch_says_what_to_do(folder: Path) -> None:

@@ -253,26 +253,22 @@ def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     """Raise `FileNotFoundError` naming `path_or_repo_id` when it looks like a local path and does not exist.
 
     Local-looking: a `Path`, a name starting with `/`, `.` or `~`, with more than one `/` or a backslash,
-    or whose parent folder exists here (``out/snapshotz`` with an `out/`); anything else is a Hub repo id.
+    or a `namespace/name` whose `namespace` is a folder here holding an entry close to `name` (a typo such
+    as ``out/snapshotz`` beside ``out/snapshots``); anything else is left to the Hub.
     """
     path = Path(path_or_repo_id)
     if path.exists():
         return
     text = os.fspath(path_or_repo_id)
     parent = path.expanduser().parent
-    local = (
-        not isinstance(path_or_repo_id, str)
-        or text.startswith(("/", ".", "~"))
-        or text.count("/") > 1
-        or "\\" in text
-        or (parent != Path(".") and parent.is_dir())
+    entries = [entry.name for entry in parent.iterdir()] if parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, entries, n=1)
+    explicit = (
+        not isinstance(path_or_repo_id, str) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
     )
-    if not local:
+    if not explicit and not (parent != Path(".") and close):
         return
-    hint = ""
-    if parent.is_dir():
-        close = difflib.get_close_matches(path.name, [entry.name for entry in parent.iterdir()], n=1)
-        hint = f" (did you mean {parent / close[0]}?)" if close else ""
+    hint = f" (did you mean {parent / close[0]}?)" if close else ""
     raise FileNotFoundError(
         f"{text} does not exist{hint}: give an existing snapshot folder or training output_dir (a local path), "
         "or a Hub repo id (namespace/name)"
