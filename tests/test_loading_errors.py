@@ -12,6 +12,7 @@ import pytest
 from test_ensemble_support import copy_folder, tiny_bert_folder
 from transformers import Trainer
 
+from hf_sgdr.hub_access import ResourceNotFoundError
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError
 
 
@@ -36,9 +37,18 @@ def test_a_mistyped_local_path_is_not_looked_up_on_the_hub(folder: Path, tmp_pat
     with pytest.raises(FileNotFoundError, match="missing does not exist"):
         SnapshotEnsemble.from_pretrained(tmp_path / "missing")  # a Path is always local
     assert SnapshotEnsemble.from_pretrained("out/snapshots", progress=False).num_snapshots == 4
-    with pytest.raises(Exception) as hub:  # nothing like it in out/: a Hub repo id, looked up there (offline here)
+    # Nothing like it in out/: a Hub repo id, looked up there (offline here), and the error names it.
+    with pytest.raises(FileNotFoundError, match=r"^cannot load the snapshot ensemble 'out/sst2-sgdr-ensemble' from"):
         SnapshotEnsemble.from_pretrained("out/sst2-sgdr-ensemble")
-    assert "does not exist: give an existing snapshot folder" not in str(hub.value)
+
+
+def test_a_hub_repo_that_cannot_be_fetched_is_named(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        ResourceNotFoundError, match=r"^cannot load the snapshot ensemble 'someone/sst2-sgdr' from the Hub"
+    ) as err:
+        SnapshotEnsemble.from_pretrained("someone/sst2-sgdr")
+    assert "offline mode is on and it is not in the cache" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_checksum_mismatch_says_what_to_do(folder: Path) -> None:

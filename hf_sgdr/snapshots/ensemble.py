@@ -8,6 +8,7 @@ disk) and computed one at a time in a single module; see `runners` for the memor
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -25,6 +26,7 @@ from torch import nn
 
 from .._version import __version__
 from ..atomic import atomic_write_text
+from ..hub_access import loading
 from ..schedule import SGDRSchedule
 from ..validation import check_int
 from .combine import check_method, combine, fit_weights, normalize_weights
@@ -330,17 +332,20 @@ class SnapshotEnsemble:
 
         Every selected snapshot is verified first (paths, safetensors only, sizes, checksums, headers).
         """
-        from .hub import resolve_source
+        from .hub import _REPO_ID, resolve_source
 
         check_local_source(path_or_repo_id)
-        root, containment = resolve_source(
-            path_or_repo_id,
-            revision,
-            token=token,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            endpoint=endpoint,
-        )
+        name = os.fspath(path_or_repo_id)
+        on_hub = not Path(name).exists() and _REPO_ID.match(name)
+        with loading(f"the snapshot ensemble {name!r} from the Hub") if on_hub else contextlib.nullcontext():
+            root, containment = resolve_source(
+                path_or_repo_id,
+                revision,
+                token=token,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                endpoint=endpoint,
+            )
         names = _select(_combinable(open_manifest(root, containment), root), snapshots)
         manifest, records = verify_folder(root, names, containment)
         ensemble = cls(
