@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
-from .schedule import SGDRSchedule, build_schedule
+from .schedule import CycleInfo, SGDRSchedule, build_schedule
 from .snapshots.cli import add_snapshot_commands
 from .validation import check_float, check_int
 
 _NOT_SCHEDULE_SHAPE = {"reset_optimizer_state"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags (`--T_mul` must not silently mean `--T_mult`); an unknown flag gets a suggestion."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:"):
+            known = sorted(set(_option_strings(self)))
+            for flag in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(flag.split("=")[0], known, n=1) if flag.startswith("--") else []
+                if close:
+                    message += f" (did you mean {close[0]}?)"
+        super().error(message)
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> Iterator[str]:
+    """Every flag of `parser` and of its subcommands."""
+    for action in parser._actions:
+        yield from (option for option in action.option_strings if option.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _option_strings(sub)
 
 
 def _add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,19 +61,41 @@ def schedule_from_arguments(args: argparse.Namespace) -> tuple[SGDRSchedule, int
     budget = check_int("num_training_steps", args.num_training_steps, minimum=1)
     schedule = build_schedule(options.pop("T_0", None), num_training_steps=budget, **options)
     lrs = [check_float("lr", x, minimum=0.0, min_open=True) for x in args.lr]
+    for index, lr in enumerate(lrs):  # as the scheduler refuses it: a floor at or above the peak
+        if schedule.eta_max is None and not lr > schedule.eta_min:
+            raise ValueError(
+                f"eta_min must be < the initial lr of every param group; got eta_min={schedule.eta_min!r} >= "
+                f"lr={lr!r} of param group {index} (--lr), or pass --eta_max"
+            )
     return schedule, budget, lrs
+
+
+def _cycle_json(schedule: SGDRSchedule, row: CycleInfo, max_lr: float) -> dict[str, float | int]:
+    """One cycle for `describe --json`: `last_lr` (the lr of its last step) and `floor` (its decayed eta_min)."""
+    values = row._asdict()
+    values["last_lr"] = values.pop("min_lr")
+    values["floor"] = schedule.cycle_bounds(row.cycle, max_lr)[1]
+    return values
 
 
 def _describe(args: argparse.Namespace) -> int:
     schedule, budget, lrs = schedule_from_arguments(args)
     rows = schedule.describe(budget, lrs[0])
     if args.json:
-        print(json.dumps({"schedule": schedule.to_dict(), "cycles": [row._asdict() for row in rows]}, indent=2))
+        cycles = [_cycle_json(schedule, row, lrs[0]) for row in rows]
+        print(json.dumps({"schedule": schedule.to_dict(), "cycles": cycles}, indent=2))
     else:
-        print(f"{'cycle':>5} {'start':>9} {'end':>9} {'length':>8} {'max lr':>11} {'min lr':>11}")
+        print(f"{'cycle':>5} {'start':>9} {'end':>9} {'length':>8} {'max lr':>11} {'last lr':>11} {'floor':>11}")
         for row in rows:
             end = f"{row.end}" + ("*" if row.end > budget else "")
-            print(f"{row.cycle:>5} {row.start:>9} {end:>9} {row.length:>8} {row.max_lr:>11.4g} {row.min_lr:>11.4g}")
+            floor = schedule.cycle_bounds(row.cycle, lrs[0])[1]
+            print(
+                f"{row.cycle:>5} {row.start:>9} {end:>9} {row.length:>8} {row.max_lr:>11.4g} {row.min_lr:>11.4g} "
+                f"{floor:>11.4g}"
+            )
+        print(
+            "last lr: the lr of the cycle's last step (its snapshot); floor: eta_min (decayed), which no step reaches"
+        )
         if rows and rows[-1].end > budget:
             print(f"* the last cycle runs past the budget of {budget} steps")
         ends = schedule.cycle_ends(budget)
@@ -59,6 +109,9 @@ def _plot(args: argparse.Namespace) -> int:
     from .plotting import plot_schedule
 
     schedule, budget, lrs = schedule_from_arguments(args)
+    folder = Path(args.output).parent
+    if not folder.is_dir():
+        raise ValueError(f"the folder of --output {args.output} does not exist ({folder}); create it first")
     plot_schedule(schedule, budget, lrs, path=args.output)
     print(f"wrote {args.output}")
     return 0
@@ -66,9 +119,9 @@ def _plot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `hf-sgdr` parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="hf-sgdr", description=__doc__)
+    parser = _Parser(prog="hf-sgdr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    describe = commands.add_parser("describe", help="table of cycles: start, length, max and min lr")
+    describe = commands.add_parser("describe", help="table of cycles: start, length, max lr, last lr and floor")
     _add_schedule_arguments(describe)
     describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
     describe.set_defaults(handler=_describe)

@@ -39,8 +39,19 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     return inner
 
 
+#: Every state key `reset_optimizer_state` knows how to bring back to its fresh value.
+_KNOWN_KEYS = _ZERO_KEYS | {"momentum_buffer", "mu_product", "sum"}
+#: Attribute of an optimizer on which `check_resettable` keeps its pending first-step check.
+_FIRST_STEP_CHECK = "_hf_sgdr_first_step_check"
+
+
 def check_resettable(optimizer: Any) -> None:
-    """Raise `ValueError` unless `reset_optimizer_state` knows this optimizer's state layout."""
+    """Raise `ValueError` unless `reset_optimizer_state` knows this optimizer's state layout.
+
+    The class is checked at once; the state entries too when there are any, else right after the
+    first optimizer step (a subclass may keep extra state that only appears there), so that an
+    unknown layout stops training at its first step, not at the first restart a cycle later.
+    """
     inner = unwrap_optimizer(optimizer)
     if not isinstance(inner, SUPPORTED_OPTIMIZERS):
         names = ", ".join(cls.__name__ for cls in SUPPORTED_OPTIMIZERS)
@@ -48,10 +59,50 @@ def check_resettable(optimizer: Any) -> None:
             f"reset_optimizer_state=True cannot reset the state of {type(inner).__name__}: supported optimizers "
             f"are torch.optim {names} (also behind Accelerate). Use one of them or set reset_optimizer_state=False."
         )
+    if inner.state:
+        _check_state_entries(inner)
+    elif getattr(inner, _FIRST_STEP_CHECK, None) is None:
+        setattr(inner, _FIRST_STEP_CHECK, _FirstStepCheck(inner))
+
+
+class _FirstStepCheck:
+    """Checks the state entries after the first optimizer step, then removes itself when the second begins.
+
+    The post-step hook also runs when a subclass's overriding `step` returns (after its own additions);
+    the pre-step hook of the second step checks once more, the first step then being complete.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.handles = [
+            optimizer.register_step_post_hook(self._after_step),
+            optimizer.register_step_pre_hook(self._before_step),
+        ]
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        _check_state_entries(optimizer)
+
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if optimizer.state:
+            for handle in self.handles:
+                handle.remove()
+            setattr(optimizer, _FIRST_STEP_CHECK, None)
+            _check_state_entries(optimizer)
+
+
+def _check_state_entries(inner: torch.optim.Optimizer) -> None:
+    """Raise `ValueError` if any parameter's state holds an entry whose fresh value is unknown."""
+    unknown = sorted({str(key) for state in inner.state.values() for key in state if key not in _KNOWN_KEYS})
+    if unknown:
+        raise ValueError(
+            f"reset_optimizer_state=True cannot reset the state of {type(inner).__name__}: its state holds "
+            f"{', '.join(map(repr, unknown))}, which hf_sgdr does not know how to reset (known entries: "
+            f"{', '.join(sorted(_KNOWN_KEYS))}). Use the torch.optim class it derives from, or set "
+            "reset_optimizer_state=False."
+        )
 
 
 def _reset_entry(key: str, value: Any, group: dict[str, Any]) -> Any:
-    """Reset one state entry in place where possible; return the value the entry must hold after."""
+    """Reset one known state entry in place where possible; return the value the entry must hold after."""
     if key == "momentum_buffer":
         if value is None:
             return None
@@ -62,13 +113,9 @@ def _reset_entry(key: str, value: Any, group: dict[str, Any]) -> Any:
         return value.fill_(1.0) if isinstance(value, torch.Tensor) else 1.0
     if key == "sum":  # Adagrad's accumulator starts at initial_accumulator_value
         return value.fill_(group.get("initial_accumulator_value", 0.0))
-    if key in _ZERO_KEYS:
-        if isinstance(value, torch.Tensor):
-            return value.zero_()
-        return type(value)(0)
-    raise RuntimeError(
-        f"reset_optimizer_state found an unknown optimizer state entry {key!r}; refusing to leave it stale"
-    )
+    if isinstance(value, torch.Tensor):
+        return value.zero_()
+    return type(value)(0)
 
 
 @torch.no_grad()
@@ -76,7 +123,8 @@ def reset_optimizer_state(optimizer: Any) -> int:
     """Reset every parameter's optimizer state to what a fresh optimizer would hold; return how many.
 
     Works on a plain `torch.optim` optimizer or one wrapped by Accelerate (whose `.state` is the
-    inner optimizer's). Hyper-parameters (`param_groups`) are untouched.
+    inner optimizer's). Hyper-parameters (`param_groups`) are untouched. Every entry is checked before
+    any is touched: an unknown layout raises `ValueError` and leaves the state as it was.
     """
     check_resettable(optimizer)
     inner = unwrap_optimizer(optimizer)

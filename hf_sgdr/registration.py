@@ -3,7 +3,9 @@
 `transformers` has no scheduler registry: `SchedulerType` is an enum checked by
 `TrainingArguments.__post_init__`, `set_lr_scheduler` and `get_scheduler`, and the factory is looked up
 in `optimization.TYPE_TO_SCHEDULER_FUNCTION`. So registration adds one member to the enum (every
-place an enum keeps its members) and one entry to that dict, idempotently, and touches nothing else.
+place an enum keeps its members) and one entry to that dict, idempotently; and because `get_scheduler`
+refuses some of what ``"sgdr"`` accepts before the factory runs (no `num_warmup_steps`, non-mapping kwargs),
+it routes that one name past those checks, leaving every other name as it was.
 `HfArgumentParser` reads the enum's choices when a parser is built, so `import hf_sgdr` must come
 before building one.
 """
@@ -11,11 +13,17 @@ before building one.
 from __future__ import annotations
 
 import difflib
+import functools
+import json
+import re
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._lazy import when_imported
-from .schedule import DEFAULT_NUM_CYCLES
+from .schedule import DEFAULT_NUM_CYCLES, SGDRWarning
 from .validation import check_int
 
 if TYPE_CHECKING:  # torch only where the factory runs: `import hf_sgdr` stays light
@@ -46,13 +54,14 @@ SCHEDULER_KWARGS: dict[str, str] = {
 _OPTIONAL_KWARGS = frozenset({"T_0", "eta_max", "cycle_limit", "num_cycles", "cycles"})
 
 
-def normalize_scheduler_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+def normalize_scheduler_kwargs(kwargs: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """Check the keys of `lr_scheduler_kwargs` and turn textual "none"/"null" into `None`.
 
     Values themselves are coerced and range-checked by the schedule (strings such as ``"1e-3"`` that
-    a command line leaves behind are accepted there).
+    a command line leaves behind are accepted there). Anything but a mapping (a command line's
+    ``T_0=5``, which transformers leaves as a string) is refused with the expected form.
     """
-    kwargs = dict(kwargs or {})
+    kwargs = _as_mapping(kwargs)
     unknown = [key for key in kwargs if key not in SCHEDULER_KWARGS]
     if unknown:
         hints = []
@@ -70,6 +79,57 @@ def normalize_scheduler_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return kwargs
 
 
+def _as_mapping(kwargs: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    if kwargs is None:
+        return {}
+    if isinstance(kwargs, Mapping):
+        return dict(kwargs)
+    hint = ""
+    pairs = (
+        [item.partition("=") for item in re.split(r"[,\s]+", kwargs.strip()) if item] if isinstance(kwargs, str) else []
+    )
+    if pairs and all(key and sep for key, sep, _ in pairs):
+        hint = f"; for {kwargs!r} write '{json.dumps({key: _json_value(value) for key, _, value in pairs})}'"
+    raise ValueError(
+        "lr_scheduler_kwargs for lr_scheduler_type='sgdr' must be a dict; on a command line a JSON object, "
+        f'e.g. --lr_scheduler_kwargs \'{{"T_0": 100, "T_mult": 2}}\'; got {kwargs!r}{hint}'
+    )
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def check_scheduler_kwargs(
+    kwargs: Mapping[str, Any] | str | None,
+    *,
+    lrs: Sequence[float] = (1.0,),
+    num_warmup_steps: int | None = None,
+    num_training_steps: int | None = None,
+) -> None:
+    """Check `lr_scheduler_kwargs` for ``"sgdr"`` before training spends anything: raise `ValueError`
+    naming the parameter, as building the scheduler would.
+
+    `lrs` are the param groups' initial lrs (the floor must be below them). Without `T_0` and without
+    a known budget, the fitted first cycle is unknown until `train()`: everything else is checked.
+    """
+    kwargs = normalize_scheduler_kwargs(kwargs)
+    if kwargs.get("T_0") is None and num_training_steps is None:
+        if kwargs.get("num_cycles") is not None:
+            check_int("num_cycles", kwargs["num_cycles"], minimum=1)
+        kwargs.pop("num_cycles", None)
+        kwargs["T_0"] = check_int("restart_warmup_steps", kwargs.get("restart_warmup_steps", 0), minimum=0) + 1
+    import torch
+
+    optimizer = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": float(lr)} for lr in lrs])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SGDRWarning)  # the pitfall warnings come once, when training builds it
+        get_sgdr_schedule(optimizer, num_warmup_steps, num_training_steps, **kwargs)
+
+
 def get_sgdr_schedule(
     optimizer: torch.optim.Optimizer,
     num_warmup_steps: int | None = None,
@@ -79,9 +139,9 @@ def get_sgdr_schedule(
 ) -> SGDRScheduler:
     """The ``"sgdr"`` factory for `transformers.get_scheduler` and the `Trainer`.
 
-    `num_warmup_steps` (from `warmup_steps` / `warmup_ratio`) becomes the initial warmup. Without
-    `T_0` or `num_cycles`, the budget is fitted with `hf_sgdr.schedule.DEFAULT_NUM_CYCLES` cycles so
-    that training ends on a cycle end.
+    `num_warmup_steps` (the `Trainer`'s `warmup_steps`, a ratio below 1) becomes the initial warmup (none
+    when it is not given). Without `T_0` or `num_cycles`, the budget is fitted with
+    `hf_sgdr.schedule.DEFAULT_NUM_CYCLES` cycles so that training ends on a cycle end.
     """
     from .scheduler import SGDRScheduler
 
@@ -92,7 +152,7 @@ def get_sgdr_schedule(
         if given is not None and num_warmup_steps and check_int("warmup_steps", given, minimum=0) != num_warmup_steps:
             raise ValueError(
                 f"warmup_steps={given!r} in lr_scheduler_kwargs disagrees with the Trainer's warmup "
-                f"({num_warmup_steps} steps from warmup_steps/warmup_ratio); set only one"
+                f"({num_warmup_steps} steps from TrainingArguments.warmup_steps); set only one"
             )
         kwargs.setdefault("warmup_steps", num_warmup_steps)
     return SGDRScheduler(optimizer, num_training_steps=num_training_steps, last_epoch=last_epoch, **kwargs)
@@ -101,6 +161,10 @@ def get_sgdr_schedule(
 def register_sgdr_scheduler() -> None:
     """Add ``"sgdr"`` to `transformers.SchedulerType` and its factory to `TYPE_TO_SCHEDULER_FUNCTION`.
 
+    Also routes ``"sgdr"`` in `transformers.get_scheduler` (the module function, `transformers.get_scheduler`,
+    and the `Trainer`'s) to the factory directly, past two checks transformers makes of every schedule:
+    `num_warmup_steps` defaults to 0 as in the schedule, and `scheduler_specific_kwargs` that is not a
+    mapping (a command line's ``T_0=5``) gets an error saying what the option expects, not ``**`` on a string.
     Idempotent; imports both `transformers` modules. `import hf_sgdr` does the same through
     `register_sgdr_scheduler_on_import`, without importing them itself.
     """
@@ -145,7 +209,37 @@ def _add_scheduler_type(trainer_utils: ModuleType) -> Any:
 
 
 def _add_factory(optimization: ModuleType) -> None:
-    """`get_sgdr_schedule` as the ``"sgdr"`` entry of `optimization.TYPE_TO_SCHEDULER_FUNCTION`."""
+    """`get_sgdr_schedule` as the ``"sgdr"`` entry of `optimization.TYPE_TO_SCHEDULER_FUNCTION`, and
+    ``"sgdr"`` routed past `get_scheduler`'s generic checks (see `register_sgdr_scheduler`)."""
     import transformers.trainer_utils as trainer_utils  # loaded already: optimization imports it
 
     optimization.TYPE_TO_SCHEDULER_FUNCTION[_add_scheduler_type(trainer_utils)] = get_sgdr_schedule
+    routed = _route_sgdr(optimization.get_scheduler)
+    for name in ("transformers.optimization", "transformers", "transformers.trainer"):
+        module = optimization if name == "transformers.optimization" else sys.modules.get(name)
+        if module is not None:
+            module.get_scheduler = routed
+
+
+def _route_sgdr(get_scheduler: Callable[..., Any]) -> Callable[..., Any]:
+    """`get_scheduler` with ``"sgdr"`` built by `get_sgdr_schedule`; other names and layer-wise optimizers as before."""
+    if getattr(get_scheduler, "routes_sgdr", False):
+        return get_scheduler
+
+    @functools.wraps(get_scheduler)
+    def routed(
+        name: Any,
+        optimizer: Any = None,
+        num_warmup_steps: int | None = None,
+        num_training_steps: int | None = None,
+        scheduler_specific_kwargs: Mapping[str, Any] | str | None = None,
+    ) -> Any:
+        from transformers.optimization import LayerWiseDummyOptimizer
+
+        if name == SCHEDULER_NAME and not isinstance(optimizer, LayerWiseDummyOptimizer):
+            kwargs = normalize_scheduler_kwargs(scheduler_specific_kwargs)
+            return get_sgdr_schedule(optimizer, num_warmup_steps, num_training_steps, **kwargs)
+        return get_scheduler(name, optimizer, num_warmup_steps, num_training_steps, scheduler_specific_kwargs)
+
+    routed.routes_sgdr = True  # type: ignore[attr-defined]
+    return routed

@@ -101,6 +101,27 @@ class SGDRScheduler(LRScheduler):
                     "(or pass eta_max)"
                 )
 
+    def _adopt_new_param_groups(self) -> None:
+        """Give param groups added after construction a peak (their own lr), as torch gives it at construction."""
+        groups = self.optimizer.param_groups
+        if len(groups) < len(self.base_lrs):
+            raise ValueError(
+                f"the optimizer has {len(groups)} param groups but the scheduler schedules {len(self.base_lrs)}; "
+                "param groups cannot be removed from an optimizer under a scheduler"
+            )
+        for index in range(len(self.base_lrs), len(groups)):
+            group = groups[index]
+            lr = group["lr"]
+            group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
+            if self.schedule.eta_max is None and not float(group["initial_lr"]) > self.schedule.eta_min:
+                raise ValueError(
+                    f"eta_min must be < the initial lr of every param group; param group {index} (added with "
+                    f"optimizer.add_param_group) has lr={float(group['initial_lr'])!r} <= eta_min="
+                    f"{self.schedule.eta_min!r}"
+                )
+            self.base_lrs.append(group["initial_lr"])
+        self._piece = None  # a piece holds one amplitude per group
+
     # ------------------------------------------------------------------ torch hooks
     def get_lr(self) -> list[float | torch.Tensor]:
         """The lrs for `last_epoch`, one per param group."""
@@ -113,8 +134,11 @@ class SGDRScheduler(LRScheduler):
         """Advance one optimizer step (call after `optimizer.step()`); reset optimizer state at a restart.
 
         The common case (no `epoch`, past torch's first-step call-order check) skips the base class'
-        per-step bookkeeping: this runs on every training step.
+        per-step bookkeeping: this runs on every training step. A param group added with
+        `optimizer.add_param_group` since the last step is scheduled from its own lr.
         """
+        if len(self.optimizer.param_groups) != len(self.base_lrs):
+            self._adopt_new_param_groups()
         if epoch is not None or self._step_count < 2:
             if epoch is not None:
                 epoch = check_int("epoch", epoch, minimum=0)

@@ -29,6 +29,7 @@ from transformers import HfArgumentParser
 
 from hf_sgdr import SGDRScheduler, plot_schedule
 from hf_sgdr.atomic import TMP_PREFIX
+from hf_sgdr.hub_access import ResourceNotFoundError
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
 from hf_sgdr.training import SGDRAccelerateHelper, SGDROptions
 
@@ -253,13 +254,14 @@ def train(
     processing_class: Any,
     task: str | None,
     tracker_name: str,
+    training_info: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Train with an SGDR schedule fitted to the budget; a snapshot at every cycle end.
 
     The model, optimizer and dataloader must already be prepared; the scheduler is built here and
     kept unprepared (`SGDRAccelerateHelper` steps it once per optimizer step, whatever the number
     of processes). Checkpoints (`--checkpointing_steps`) hold the scheduler, the helper and the RNGs,
-    so `--resume_from_checkpoint` continues exactly.
+    so `--resume_from_checkpoint` continues exactly. `training_info` goes to the manifest (the training data).
     """
     steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or math.ceil(args.num_train_epochs * steps_per_epoch)
@@ -279,6 +281,7 @@ def train(
         processing_class=processing_class,
         task=task,
         num_training_steps=max_steps,
+        training_info=training_info,
     )
     if args.with_tracking:
         config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"}
@@ -436,6 +439,10 @@ def run_recipe(main: Callable[[], None]) -> None:
     outlives `destroy_process_group`. Left to interpreter shutdown, its worker threads are destroyed
     while the interpreter is being torn down, and about 1 process in 12 aborts ("terminate called
     without an active exception"). Collecting the cycle while the interpreter is alive ends cleanly.
+    A model or dataset that cannot be loaded ends the run with one line saying what is missing.
     """
-    main()
+    try:
+        main()
+    except ResourceNotFoundError as error:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {error}")
     gc.collect()

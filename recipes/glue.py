@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import ClassLabel, DatasetDict, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
@@ -39,7 +39,9 @@ from common import (
     run_recipe,
     train,
 )
+from hf_sgdr.hub_access import loading
 from hf_sgdr.snapshots.data import DATA_FILE_FORMATS, GLUE_TEXT_COLUMNS, load_data_files
+from hf_sgdr.snapshots.manifest import HELD_OUT_NAME, TRAIN_DATA_KEY, TrainData
 from hf_sgdr.snapshots.metrics import compute_metrics, metric_names_for
 
 GLUE_TASKS = tuple(GLUE_TEXT_COLUMNS)
@@ -97,7 +99,8 @@ class GlueArguments:
 def load_raw(args: GlueArguments) -> tuple[DatasetDict, str, tuple[str, ...]]:
     """The splits, the name of the reported split, and the text columns."""
     if args.task_name is not None:
-        raw = load_dataset("nyu-mll/glue", args.task_name)
+        with loading(f"GLUE task {args.task_name!r} (dataset 'nyu-mll/glue')"):
+            raw = load_dataset("nyu-mll/glue", args.task_name)
         eval_split = "validation_matched" if args.task_name == "mnli" else "validation"
         return raw, eval_split, GLUE_TEXT_COLUMNS[args.task_name]
     files = {"train": args.train_file, "validation": args.validation_file}
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     is_regression, labels = label_space(raw, label_column)
     kind = "regression" if is_regression else "classification"
 
-    tokenizer = AutoTokenizer.from_pretrained(glue_args.model_name_or_path)
+    with loading(f"model {glue_args.model_name_or_path!r} (its tokenizer)"):
+        tokenizer = AutoTokenizer.from_pretrained(glue_args.model_name_or_path)
     label_to_id = {label: i for i, label in enumerate(labels)}
     encodes_labels = glue_args.task_name is None and not is_regression
 
@@ -156,25 +160,36 @@ def main(argv: list[str] | None = None) -> None:
     train_set = tokenized["train"]
     if glue_args.max_train_samples is not None:
         train_set = train_set.select(range(min(glue_args.max_train_samples, len(train_set))))
-    selection_set = None
-    if glue_args.selection_size and len(train_set) > 2 * glue_args.selection_size:
-        split = train_set.train_test_split(test_size=glue_args.selection_size, seed=args.seed, shuffle=True)
-        train_set, selection_set = split["train"], split["test"]
+    rows_used, held_out, selection_set = len(train_set), [], None
+    if glue_args.selection_size and rows_used > 2 * glue_args.selection_size:  # the rows of a train_test_split
+        rows = Dataset.from_dict({"row": list(range(rows_used))})
+        split = rows.train_test_split(test_size=glue_args.selection_size, seed=args.seed, shuffle=True)
+        held_out = split["test"]["row"]
+        train_set, selection_set = train_set.select(split["train"]["row"]), train_set.select(held_out)
+    train_data = TrainData(  # recorded in the manifest: `hf-sgdr evaluate` chooses on the held-out rows by default
+        "train",
+        rows_used,
+        tuple(held_out),
+        dataset_name="nyu-mll/glue" if glue_args.task_name else None,
+        dataset_config_name=glue_args.task_name,
+        data_file=None if glue_args.task_name else str(Path(glue_args.train_file).resolve()),
+    )
 
     def limit(dataset: Any) -> Any:
         n = glue_args.max_eval_samples
         return dataset if n is None else dataset.select(range(min(n, len(dataset))))
 
     eval_set = limit(tokenized[eval_split])
-    config = AutoConfig.from_pretrained(
-        glue_args.model_name_or_path,
-        num_labels=1 if is_regression else len(labels),
-        finetuning_task=glue_args.task_name,
-    )
-    if not is_regression:
-        config.label2id = {str(label): i for label, i in label_to_id.items()}
-        config.id2label = {i: str(label) for label, i in label_to_id.items()}
-    model = AutoModelForSequenceClassification.from_pretrained(glue_args.model_name_or_path, config=config)
+    with loading(f"model {glue_args.model_name_or_path!r}"):
+        config = AutoConfig.from_pretrained(
+            glue_args.model_name_or_path,
+            num_labels=1 if is_regression else len(labels),
+            finetuning_task=glue_args.task_name,
+        )
+        if not is_regression:
+            config.label2id = {str(label): i for label, i in label_to_id.items()}
+            config.id2label = {i: str(label) for label, i in label_to_id.items()}
+        model = AutoModelForSequenceClassification.from_pretrained(glue_args.model_name_or_path, config=config)
     model = apply_lora(model, args, "SEQ_CLS")
 
     collator = DataCollatorWithPadding(tokenizer)
@@ -215,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         processing_class=tokenizer,
         task=glue_args.task_name or kind,
         tracker_name=f"glue_{glue_args.task_name or 'custom'}",
+        training_info={TRAIN_DATA_KEY: train_data.to_dict()},
     )
     extra = {}
     if glue_args.task_name == "mnli":
@@ -232,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         if selection_set is None
         else DataLoader(selection_set, collate_fn=collator, batch_size=args.per_device_eval_batch_size),
         eval_split=eval_split,
-        selection_split="train_heldout",
+        selection_split=HELD_OUT_NAME,
         dataset=f"nyu-mll/glue ({glue_args.task_name})" if glue_args.task_name else glue_args.train_file,
         extra_reports=extra,
     )

@@ -39,6 +39,7 @@ from common import (
     run_recipe,
     train,
 )
+from hf_sgdr.hub_access import loading
 
 #: (n_layer, n_head, n_embd) presets; "cpu-tiny" trains on 2 CPU cores in minutes.
 MODEL_SIZES = {"cpu-tiny": (2, 2, 64), "cpu-small": (4, 4, 128), "gpt2": (12, 12, 768)}
@@ -90,7 +91,8 @@ class LMArguments:
 def load_texts(args: LMArguments) -> DatasetDict:
     """'train' and 'validation' splits with a 'text' column."""
     if args.dataset_name is not None:
-        raw = load_dataset(args.dataset_name, args.dataset_config_name)
+        with loading(f"dataset {args.dataset_name!r}"):
+            raw = load_dataset(args.dataset_name, args.dataset_config_name)
     else:
         files = {"train": args.train_file}
         if args.validation_file:
@@ -108,7 +110,8 @@ def load_texts(args: LMArguments) -> DatasetDict:
 def make_tokenizer(args: LMArguments, texts: list[str]) -> PreTrainedTokenizerFast:
     """The named tokenizer, or a byte-level BPE trained on the training text (no download needed)."""
     if args.tokenizer_name is not None:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
+        with loading(f"tokenizer {args.tokenizer_name!r}"):
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
     else:
         from tokenizers import ByteLevelBPETokenizer
 
@@ -139,7 +142,8 @@ def group_blocks(tokenizer: Any, texts: list[str], block_size: int) -> Dataset:
 def make_model(args: LMArguments, tokenizer: Any) -> GPT2LMHeadModel:
     """A fresh GPT-2 of the requested size, with the tokenizer's vocabulary and the block size."""
     if args.config_name is not None:
-        config = AutoConfig.from_pretrained(args.config_name)
+        with loading(f"model config {args.config_name!r}"):
+            config = AutoConfig.from_pretrained(args.config_name)
     else:
         n_layer, n_head, n_embd = MODEL_SIZES[args.model_size]
         config = GPT2Config(n_layer=args.n_layer or n_layer, n_head=args.n_head or n_head, n_embd=args.n_embd or n_embd)

@@ -18,14 +18,53 @@ from hf_sgdr.plotting import MAX_PLOTTED_POINTS, plotted_steps
 def test_describe_prints_the_cycle_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["describe", "--T_mult", "2", "--num_cycles", "4", "--num_training_steps", "1000", "--lr", "1e-4"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["cycle", "start", "end", "length", "max", "lr", "min", "lr"]
+    assert out[0].split() == ["cycle", "start", "end", "length", "max", "lr", "last", "lr", "floor"]
     assert [line.split()[:4] for line in out[1:5]] == [
         ["0", "0", "66", "66"],
         ["1", "66", "198", "132"],
         ["2", "198", "462", "264"],
         ["3", "462", "1000", "538"],  # the last cycle absorbs the rounding, never shorter than the rule's 528
     ]
-    assert "snapshots at steps: [66, 198, 462, 1000]" in out[5]
+    assert out[5].startswith("last lr: the lr of the cycle's last step")
+    assert "snapshots at steps: [66, 198, 462, 1000]" in out[6]
+
+
+def test_describe_shows_the_last_lr_of_each_cycle_and_its_floor(capsys: pytest.CaptureFixture[str]) -> None:
+    flags = ["--T_0", "10", "--eta_min", "1e-5", "--lr_decay", "0.5", "--num_training_steps", "30", "--lr", "1e-3"]
+    assert main(["describe", *flags]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
+    schedule = SGDRSchedule(T_0=10, eta_min=1e-5, lr_decay=0.5)
+    for cycle, row in enumerate(rows):
+        assert float(row[5]) == pytest.approx(schedule.lr(10 * cycle + 9, 1e-3), rel=1e-3)  # last step's lr
+        assert float(row[6]) == pytest.approx(1e-5 * 0.5**cycle)  # the floor
+        assert float(row[5]) > float(row[6])
+    assert main(["describe", *flags, "--json"]) == 0
+    cycles = json.loads(capsys.readouterr().out)["cycles"]
+    assert [c["floor"] for c in cycles] == pytest.approx([1e-5, 5e-6, 2.5e-6])
+    assert cycles[0]["last_lr"] == pytest.approx(schedule.lr(9, 1e-3)) and "min_lr" not in cycles[0]
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hf_sgdr.cli", *args], capture_output=True, text=True)
+
+
+def test_describe_refuses_a_floor_at_or_above_the_peak() -> None:
+    result = _run_cli("describe", "--eta_min", "1", "--lr", "1e-4", "--num_training_steps", "100")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "eta_min must be < the initial lr of every param group; got eta_min=1.0 >= lr=0.0001" in result.stderr
+
+
+def test_abbreviated_flags_are_refused_with_the_right_flag_suggested() -> None:
+    result = _run_cli("describe", "--T_mul", "2", "--T_0", "10", "--num_training_steps", "100")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "unrecognized arguments: --T_mul 2 (did you mean --T_mult?)" in result.stderr
+
+
+def test_plot_refuses_an_output_folder_that_does_not_exist(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "lr.png"
+    result = _run_cli("plot", "--T_0", "10", "--num_training_steps", "40", "-o", str(target))
+    assert result.returncode == 2 and not (tmp_path / "missing").exists()
+    assert f"the folder of --output {target} does not exist" in result.stderr
 
 
 def test_describe_json_and_pitfall_warning(capsys: pytest.CaptureFixture[str]) -> None:

@@ -102,3 +102,51 @@ def test_commands_plug_into_another_parser() -> None:
     assert args.metrics == ["accuracy", "f1"] and args.eval_split == "validation" and callable(args.handler)
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "out", "--method", "median"])
+
+
+def _with_train_data(tmp_path: Path) -> Path:
+    """The tiny BERT run, its manifest recording SST-2 train rows 0-95 as its data and 64-95 as held out."""
+    from test_ensemble_support import copy_folder
+
+    from hf_sgdr.snapshots.manifest import TRAIN_DATA_KEY, TrainData
+
+    folder = copy_folder(tiny_bert_folder(), tmp_path / "snapshots")
+    data = json.loads((folder / "manifest.json").read_text())
+    record = TrainData("train", 96, tuple(range(64, 96)), dataset_name="nyu-mll/glue", dataset_config_name="sst2")
+    data["training"][TRAIN_DATA_KEY] = record.to_dict()
+    (folder / "manifest.json").write_text(json.dumps(data))
+    return folder
+
+
+def _evaluate(folder: Path, out: Path, *extra: str) -> dict:
+    argv = ["evaluate", str(folder), "--max_eval_samples", "24", "--max_length", "32", "--output_json", str(out)]
+    assert main([*argv, *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_evaluate_chooses_on_the_held_out_slice_the_manifest_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _with_train_data(tmp_path)
+    default = _evaluate(folder, tmp_path / "default.json")
+    assert default["selection_split"] == "train_heldout"
+    assert "chosen on train_heldout" in capsys.readouterr().out
+    explicit = _evaluate(folder, tmp_path / "explicit.json", "--selection_split", "train[64:96]")
+    assert "warning: --selection_split" not in capsys.readouterr().err  # the held-out rows themselves
+    assert [row["kind"] for row in default["rows"]][-3:] == ["greedy_soup", "greedy_ensemble", "weighted_ensemble"]
+    for ours, theirs in zip(default["rows"], explicit["rows"], strict=True):
+        assert (ours["name"], ours["members"]) == (theirs["name"], theirs["members"])
+        assert ours["metrics"] == pytest.approx(theirs["metrics"])
+        assert ours.get("selection_metrics") == pytest.approx(theirs.get("selection_metrics"))
+
+
+def test_evaluate_warns_when_the_selection_split_holds_training_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _with_train_data(tmp_path)
+    _evaluate(folder, tmp_path / "leaky.json", "--selection_split", "train[40:80]", "--no_soups")
+    err = capsys.readouterr().err
+    assert "warning: --selection_split train[40:80] holds 24 of its 40 examples that the run trained on" in err
+    assert "Omit --selection_split to choose on the held-out slice (train_heldout, 32 examples)" in err
+    _evaluate(folder, tmp_path / "clean.json", "--selection_split", "train[300:332]", "--no_soups")
+    assert "warning: --selection_split" not in capsys.readouterr().err

@@ -127,7 +127,7 @@ def test_missing_folder_and_missing_file_are_named(folder: Path, tmp_path: Path)
     (folder / "cycle-001").rmdir()
     with pytest.raises(SnapshotLoadError, match=r"snapshot folder 'cycle-001' listed in manifest.json is missing"):
         SnapshotEnsemble.from_pretrained(folder)
-    with pytest.raises(FileNotFoundError, match="neither an existing folder nor a Hub repo id"):
+    with pytest.raises(FileNotFoundError, match="nowhere/at all does not exist: give an existing snapshot folder"):
         SnapshotEnsemble.from_pretrained(tmp_path / "nowhere" / "at all")
 
 

@@ -113,11 +113,87 @@ def test_unknown_optimizer_is_refused() -> None:
         check_resettable(Custom([torch.nn.Parameter(torch.randn(2))]))
 
 
-def test_unknown_state_entry_is_not_silently_left_stale() -> None:
-    params = [torch.nn.Parameter(torch.randn(2))]
+def test_unknown_state_entry_is_refused_and_nothing_is_half_reset() -> None:
+    params = [torch.nn.Parameter(torch.randn(2)), torch.nn.Parameter(torch.randn(2))]
     optimizer = torch.optim.AdamW(params, lr=0.01)
-    params[0].grad = torch.ones(2)
+    for p in params:
+        p.grad = torch.ones(2)
     optimizer.step()
-    optimizer.state[params[0]]["mystery"] = torch.ones(2)
-    with pytest.raises(RuntimeError, match="mystery"):
+    optimizer.state[params[1]]["mystery"] = torch.ones(2)  # only on the second parameter
+    before = {id(p): {k: v.clone() for k, v in optimizer.state[p].items()} for p in params}
+    with pytest.raises(ValueError, match=r"AdamW: its state holds 'mystery'.*set reset_optimizer_state=False"):
         reset_optimizer_state(optimizer)
+    for p in params:  # the first parameter's entries were not zeroed before the refusal
+        for key, value in optimizer.state[p].items():
+            torch.testing.assert_close(value, before[id(p)][key], rtol=0, atol=0)
+
+
+class AdamWWithEMA(torch.optim.AdamW):
+    """A subclass of a supported optimizer that keeps one more state entry (an EMA of the weights)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                state["ema"] = p.detach().clone() if "ema" not in state else state["ema"].lerp_(p, 0.1)
+        return loss
+
+
+def _first_step(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+
+
+def test_subclass_with_extra_state_is_refused_at_its_first_step_not_at_the_first_restart() -> None:
+    params = [torch.nn.Parameter(torch.randn(3))]
+    optimizer = AdamWWithEMA(params, lr=0.01)
+    SGDRScheduler(optimizer, T_0=50, reset_optimizer_state=True)
+    with pytest.raises(ValueError, match=r"AdamWWithEMA: its state holds 'ema'"):
+        _first_step(optimizer, params)
+    # Built once the state exists (a resumed run): refused at construction.
+    with pytest.raises(ValueError, match=r"AdamWWithEMA: its state holds 'ema'"):
+        SGDRScheduler(optimizer, T_0=50, reset_optimizer_state=True)
+
+
+def test_subclass_with_extra_state_behind_accelerate_is_refused_at_its_first_step() -> None:
+    params = [torch.nn.Parameter(torch.randn(3))]
+    optimizer = Accelerator(cpu=True).prepare_optimizer(AdamWWithEMA(params, lr=0.01))
+    check_resettable(optimizer)
+    with pytest.raises(ValueError, match="'ema'"):
+        _first_step(optimizer, params)
+
+
+def test_subclass_without_extra_state_passes_the_first_step_check() -> None:
+    class PlainSubclass(torch.optim.AdamW):
+        pass
+
+    params = [torch.nn.Parameter(torch.randn(3))]
+    optimizer = PlainSubclass(params, lr=0.01)
+    scheduler = SGDRScheduler(optimizer, T_0=2, reset_optimizer_state=True)
+    for _ in range(4):
+        _first_step(optimizer, params)
+        scheduler.step()
+    assert scheduler.num_optimizer_resets == 2
+
+
+def test_sgdr_trainer_with_such_a_subclass_stops_at_the_first_step(tmp_path) -> None:
+    from test_training_support import byte_lm_data, tiny_gpt2, training_args
+
+    from hf_sgdr.training import SGDRTrainer
+
+    model = tiny_gpt2()
+    trainer = SGDRTrainer(
+        model=model,
+        args=training_args(tmp_path, max_steps=8),
+        train_dataset=byte_lm_data(32),
+        optimizers=(AdamWWithEMA(model.parameters(), lr=1e-3), None),
+        sgdr_T_0=4,
+        sgdr_reset_optimizer_state=True,
+    )
+    with pytest.raises(ValueError, match=r"AdamWWithEMA: its state holds 'ema'"):
+        trainer.train()
+    assert trainer.state.global_step == 0  # not a cycle of compute later
+    assert not (tmp_path / "snapshots" / "cycle-000").exists()

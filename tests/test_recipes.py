@@ -106,6 +106,29 @@ def test_glue_sst2_end_to_end(sst2_run: Path) -> None:
     assert (out / "lr_schedule.png").stat().st_size > 10_000
 
 
+def test_glue_records_its_held_out_slice_and_the_cli_chooses_on_it(sst2_run: Path, capsys) -> None:
+    from hf_sgdr.cli import main
+    from hf_sgdr.snapshots.manifest import TrainData
+
+    manifest = SnapshotManifest.load(sst2_run / "snapshots")
+    train_data = TrainData.from_training(manifest.training)
+    assert (train_data.dataset_name, train_data.dataset_config_name, train_data.split) == (
+        "nyu-mll/glue",
+        "sst2",
+        "train",
+    )
+    assert train_data.rows_used == 192 and len(set(train_data.held_out)) == 32
+    argv = ["evaluate", str(sst2_run), "--max_eval_samples", "48", "--max_length", "32", "--output_json"]
+    assert main([*argv, str(sst2_run / "cli.json")]) == 0  # no --selection_split: the recorded held-out slice
+    cli, recipe = results(sst2_run, "cli.json"), results(sst2_run)
+    assert cli["selection_split"] == recipe["selection_split"] == "train_heldout"
+    for name in ("greedy soup", "greedy ensemble selection"):  # chosen on the same 32 sentences
+        assert row(cli, name)["members"] == row(recipe, name)["members"]
+        assert row(cli, name)["selection_metrics"] == pytest.approx(row(recipe, name)["selection_metrics"])
+    assert main([*argv, str(sst2_run / "leaky.json"), "--selection_split", "train[:100]", "--no_soups"]) == 0
+    assert "holds 84 of its 100 examples that the run trained on" in capsys.readouterr().err
+
+
 @pytest.mark.multiprocess
 def test_two_processes_match_one_process(tmp_path: Path, sst2_run: Path) -> None:
     """`accelerate launch` with 2 CPU processes: the same lr at every optimizer step, the same snapshot steps,

@@ -159,3 +159,65 @@ def test_stock_trainer_trains_with_sgdr_and_logs_the_schedule(tmp_path: Path) ->
     assert sorted(logged) == list(range(1, 19))
     for step, lr in logged.items():  # the lr the Trainer logs at step k was used by optimizer step k
         assert lr == pytest.approx(scheduler.schedule.lr(step - 1, 1e-4), rel=1e-9, abs=1e-15)
+
+
+def test_get_scheduler_without_num_warmup_steps_defaults_to_no_warmup() -> None:
+    from transformers import get_scheduler as get  # looked up after `import hf_sgdr` (the module's name was before)
+
+    assert get is transformers.optimization.get_scheduler
+    scheduler = get("sgdr", _optimizer(), num_training_steps=100)
+    assert scheduler.schedule == get("sgdr", _optimizer(), num_warmup_steps=0, num_training_steps=100).schedule
+    assert scheduler.schedule.warmup_steps == 0 and scheduler.get_last_lr() == [1e-3]
+    with pytest.raises(ValueError, match="LINEAR requires `num_warmup_steps`"):  # other names as before
+        get("linear", _optimizer(), num_training_steps=100)
+
+
+def _cli_args(tmp_path: Path, *extra: str) -> TrainingArguments:
+    parser = HfArgumentParser(TrainingArguments)
+    common = ["--output_dir", str(tmp_path), "--use_cpu", "true", "--report_to", "none", "--max_steps", "8"]
+    (args,) = parser.parse_args_into_dataclasses([*common, "--lr_scheduler_type", "sgdr", *extra])
+    return args
+
+
+def _tiny_lm() -> tuple[torch.nn.Module, list]:
+    from test_training_support import byte_lm_data, tiny_gpt2
+
+    return tiny_gpt2(), byte_lm_data(16)
+
+
+NOT_JSON = r"""lr_scheduler_kwargs for lr_scheduler_type='sgdr' must be a dict; on a command line a JSON object"""
+
+
+def test_non_json_lr_scheduler_kwargs_say_what_the_option_expects(tmp_path: Path) -> None:
+    args = _cli_args(tmp_path, "--lr_scheduler_kwargs", "T_0=5")
+    assert args.lr_scheduler_kwargs == "T_0=5"  # transformers parses JSON only when it starts with "{"
+    model, data = _tiny_lm()
+    with pytest.raises(ValueError, match=NOT_JSON + r".*got 'T_0=5'; for 'T_0=5' write '\{\"T_0\": 5\}'"):
+        Trainer(model=model, args=args, train_dataset=data).train()  # the stock Trainer
+    from hf_sgdr.training import SGDRCallback, SGDRTrainer
+
+    with pytest.raises(ValueError, match=NOT_JSON):  # at construction, not at train()
+        SGDRTrainer(model=model, args=args, train_dataset=data)
+    with pytest.raises(ValueError, match=NOT_JSON):
+        Trainer(model=model, args=args, train_dataset=data, callbacks=[SGDRCallback(save_snapshots=False)])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ('{"T_mult": 0.5}', "T_mult must be a finite number >= 1; got 0.5"),
+        ('{"T_0": 4, "restart_warmup_steps": 4}', "restart_warmup_steps must be < T_0=4"),
+        ('{"eta_min": 0.1}', "eta_min must be < the initial lr of every param group"),
+        ('{"num_cycles": 20}', "num_cycles"),
+        ('{"T_mul": 2}', "did you mean 'T_mult'"),
+    ],
+)
+def test_sgdr_trainer_checks_its_schedule_when_it_is_built(tmp_path: Path, kwargs: str, message: str) -> None:
+    from hf_sgdr.training import SGDRCallback, SGDRTrainer
+
+    args = _cli_args(tmp_path, "--lr_scheduler_kwargs", kwargs)
+    model, data = _tiny_lm()
+    with pytest.raises(ValueError, match=message):
+        SGDRTrainer(model=model, args=args, train_dataset=data)
+    with pytest.raises(ValueError, match=message):
+        Trainer(model=model, args=args, train_dataset=data, callbacks=[SGDRCallback(save_snapshots=False)])

@@ -199,3 +199,37 @@ def test_reset_with_an_unknown_optimizer_fails_at_construction() -> None:
     with pytest.raises(ValueError, match="cannot reset the state of Adafactor"):
         SGDRScheduler(optimizer, T_0=5, reset_optimizer_state=True)
     SGDRScheduler(optimizer, T_0=5)  # fine without the reset
+
+
+def test_param_group_added_after_construction_is_scheduled_from_its_own_lr() -> None:
+    first, second = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.AdamW([first], lr=1e-2)
+    scheduler = SGDRScheduler(optimizer, T_0=4, eta_min=1e-4, warmup_steps=2)
+    schedule = scheduler.schedule
+    seen = []
+    for t in range(1, 13):
+        if t == 3:
+            optimizer.add_param_group({"params": [second], "lr": 5e-3})
+        optimizer.step()
+        scheduler.step()
+        seen.append([group["lr"] for group in optimizer.param_groups])
+        assert seen[-1][0] == pytest.approx(schedule.lr(t, 1e-2), rel=1e-12)
+        if t >= 3:
+            assert seen[-1][1] == pytest.approx(schedule.lr(t, 5e-3), rel=1e-12)
+    assert scheduler.base_lrs == [1e-2, 5e-3] and optimizer.param_groups[1]["initial_lr"] == 5e-3
+    assert scheduler.get_last_lr() == seen[-1]
+    restored = SGDRScheduler(optimizer, T_0=4, eta_min=1e-4, warmup_steps=2)
+    restored.load_state_dict(scheduler.state_dict())
+    assert restored.base_lrs == [1e-2, 5e-3]
+
+
+def test_param_group_added_below_the_floor_is_refused_by_name() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1e-2)
+    scheduler = SGDRScheduler(optimizer, T_0=4, eta_min=1e-3)
+    for _ in range(3):
+        scheduler.step()
+    optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-3})
+    with pytest.raises(
+        ValueError, match=r"param group 1 \(added with optimizer.add_param_group\) has lr=0.001 <= eta_min"
+    ):
+        scheduler.step()

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .manifest import HELD_OUT_NAME, TrainData
 from .metrics import GLUE_METRICS, METHODS, METRICS, metric_names_for
 
 if TYPE_CHECKING:
@@ -46,12 +48,19 @@ def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, s
 
 
 def _dataloader(
-    args: argparse.Namespace, ensemble: Any, split: str | None, data_file: str | None, limit: int | None
+    args: argparse.Namespace,
+    ensemble: Any,
+    split: str | None,
+    data_file: str | None,
+    limit: int | None,
+    rows: Sequence[int] | None = None,
 ) -> DataLoader:
     from .data import dataset_dataloader, load_split
 
     dataset_name, config, task = _data_source(args, ensemble)
     dataset = load_split(split, dataset_name=dataset_name, config_name=config, data_file=data_file)
+    if rows is not None:
+        dataset = dataset.select(rows)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     return dataset_dataloader(
@@ -78,10 +87,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output_dir} holds no tokenizer files; save the tokenizer with the snapshots")
     dataset_name, _, task = _data_source(args, ensemble)
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, args.max_eval_samples)
-    selection_loader = None
+    selection_loader, selection_name = None, args.selection_file or args.selection_split
+    train_data = TrainData.from_training(ensemble.training)
     if args.selection_split or args.selection_file:
+        if args.selection_split and train_data is not None:
+            _warn_if_trained_on(args, ensemble, train_data)
         selection_loader = _dataloader(
             args, ensemble, args.selection_split, args.selection_file, args.max_selection_samples
+        )
+    elif train_data is not None and train_data.held_out and _same_data(args, ensemble, train_data):
+        selection_name = HELD_OUT_NAME  # the slice the run kept out of training
+        selection_loader = _dataloader(
+            args, ensemble, train_data.split, train_data.data_file, args.max_selection_samples, train_data.held_out
         )
     report = ensemble.evaluate(
         eval_loader,
@@ -92,7 +109,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         selection_metric=args.selection_metric,
         temperature_scaling=args.temperature_scaling,
         eval_split=args.validation_file or args.eval_split,
-        selection_split=args.selection_file or args.selection_split or "selection",
+        selection_split=selection_name or "selection",
         dataset=dataset_name,
         json_path=args.output_json,
     )
@@ -100,6 +117,40 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.output_json:
         print(f"wrote {args.output_json}")
     return 0
+
+
+def _same_data(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> bool:
+    """True when this evaluation reads the dataset the run trained on (so its recorded row numbers apply)."""
+    if train_data.data_file is not None:
+        return args.dataset_name is None and args.dataset_config_name is None
+    dataset_name, config, _ = _data_source(args, ensemble)
+    return (dataset_name, config) == (train_data.dataset_name, train_data.dataset_config_name)
+
+
+def _warn_if_trained_on(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> None:
+    """Warn when `--selection_split` holds rows the run trained on (as its manifest records them)."""
+    import datasets
+
+    from .data import load_split
+
+    if train_data.data_file is not None or not _same_data(args, ensemble, train_data):
+        return
+    dataset_name, config, _ = _data_source(args, ensemble)
+    total = len(load_split(train_data.split, dataset_name=dataset_name, config_name=config))
+    try:
+        parts = datasets.ReadInstruction.from_spec(args.selection_split).to_absolute({train_data.split: total})
+    except ValueError:  # a split other than the training one
+        return
+    trained = sum(train_data.trained_rows_in(range(part.from_, part.to)) for part in parts)
+    if trained:
+        size = sum(part.to - part.from_ for part in parts)
+        print(
+            f"warning: --selection_split {args.selection_split} holds {trained} of its {size} examples that the run "
+            "trained on (manifest.json training.train_data): the greedy soup, selection and weights would be chosen "
+            f"on training data. Omit --selection_split to choose on the held-out slice ({HELD_OUT_NAME}, "
+            f"{len(train_data.held_out)} examples)",
+            file=sys.stderr,
+        )
 
 
 @_as_value_errors
@@ -154,7 +205,10 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--dataset_config_name", help="dataset config (default: the GLUE task)")
     data.add_argument("--eval_split", default="validation", help="the split reported (default: validation)")
     data.add_argument(
-        "--selection_split", help="split that the greedy soup and selection choose on, e.g. 'train[:1000]'"
+        "--selection_split",
+        help="split that the greedy soup, selection and weights choose on, e.g. 'train[:1000]' (default: the "
+        f"held-out slice of the training split that the run recorded in its manifest, '{HELD_OUT_NAME}'; a split "
+        "holding rows the run trained on is warned about)",
     )
     data.add_argument("--validation_file", help="local .txt/.csv/.json(l)/.parquet file reported instead of a split")
     data.add_argument("--selection_file", help="local file to choose on instead of --selection_split")

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ..hub_access import loading
+
 #: Text columns of the GLUE tasks (second one for sentence pairs).
 GLUE_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "cola": ("sentence",),
@@ -91,14 +93,16 @@ def load_data_files(files: Mapping[str, str]) -> Any:
 def load_split(
     split: str, *, dataset_name: str | None = None, config_name: str | None = None, data_file: str | None = None
 ) -> Any:
-    """A `datasets` split from the Hub (or the offline cache) or from a local file (see `load_data_files`)."""
+    """A `datasets` split from the Hub (or the offline cache) or from a local file (see `load_data_files`);
+    a dataset that cannot be found raises `ResourceNotFoundError` with a one-line message."""
     from datasets import load_dataset
 
     if data_file is not None:
         return load_data_files({"data": data_file})["data"]
     if dataset_name is None:
         raise ValueError("pass a dataset name (--dataset_name) or a local file")
-    return load_dataset(dataset_name, config_name, split=split)
+    with loading(f"dataset {dataset_name!r}" + (f" (config {config_name!r})" if config_name else "")):
+        return load_dataset(dataset_name, config_name, split=split)
 
 
 def dataset_dataloader(

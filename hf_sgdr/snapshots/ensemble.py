@@ -8,6 +8,7 @@ disk) and computed one at a time in a single module; see `runners` for the memor
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -25,11 +26,21 @@ from torch import nn
 
 from .._version import __version__
 from ..atomic import atomic_write_text
+from ..hub_access import loading
 from ..schedule import SGDRSchedule
 from ..validation import check_int
 from .combine import Combined, check_method, combine, fit_weights, normalize_weights
 from .evaluation import EvaluationReport, run_evaluation
-from .loading import auto_model_class, load_model, load_state_dict, read_ahead, verify_folder
+from .loading import (
+    SnapshotLoadError,
+    auto_model_class,
+    check_local_source,
+    load_model,
+    load_state_dict,
+    open_manifest,
+    read_ahead,
+    verify_folder,
+)
 from .manifest import SnapshotManifest, SnapshotRecord, check_relative_name
 from .metrics import TASK_KINDS, compute_metrics, metric_names_for
 from .outputs import collect_member_outputs, materialize
@@ -323,19 +334,22 @@ class SnapshotEnsemble:
 
         Every selected snapshot is verified first (paths, safetensors only, sizes, checksums, headers).
         """
-        from .hub import resolve_source
+        from .hub import _REPO_ID, resolve_source
 
-        root, containment = resolve_source(
-            path_or_repo_id,
-            revision,
-            token=token,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            endpoint=endpoint,
-        )
-        names = _select(SnapshotManifest.load(root), snapshots)
+        check_local_source(path_or_repo_id)
+        name = os.fspath(path_or_repo_id)
+        on_hub = not Path(name).exists() and _REPO_ID.match(name)
+        with loading(f"the snapshot ensemble {name!r} from the Hub") if on_hub else contextlib.nullcontext():
+            root, containment = resolve_source(
+                path_or_repo_id,
+                revision,
+                token=token,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                endpoint=endpoint,
+            )
+        names = _select(_combinable(open_manifest(root, containment), root), snapshots)
         manifest, records = verify_folder(root, names, containment)
-        auto_model_class(manifest.auto_class)
         ensemble = cls(
             max(1, len(records)),
             tokenizer=_load_tokenizer(root),
@@ -642,6 +656,23 @@ class SnapshotEnsemble:
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _combinable(manifest: SnapshotManifest, root: Path) -> SnapshotManifest:
+    """`manifest`, unless it lists no snapshot or models whose outputs the ensemble cannot combine."""
+    if not manifest.snapshots:
+        raise SnapshotLoadError(
+            f"{root / 'manifest.json'} lists no snapshots: the run has not finished a cycle yet (a snapshot is "
+            "listed once its cycle ended and its files are complete)"
+        )
+    if manifest.auto_class not in SUPPORTED_AUTO_CLASSES:
+        auto_model_class(manifest.auto_class)  # a name that is no AutoModel class at all: refused as such
+        raise ValueError(
+            f"the snapshots in {root} are {manifest.auto_class} models (manifest.json auto_class), whose outputs the "
+            f"ensemble cannot combine: it supports {', '.join(SUPPORTED_AUTO_CLASSES)}. Load a snapshot on its own "
+            f"with transformers.{manifest.auto_class}.from_pretrained(folder, subfolder=name)"
+        )
+    return manifest
 
 
 def _select(manifest: SnapshotManifest, snapshots: Sequence[str] | int | None) -> list[str]:

@@ -9,6 +9,7 @@ before anything is allocated). Errors name the file.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from ..atomic import TMP_PREFIX, sha256_file
-from .manifest import SnapshotManifest, SnapshotRecord
+from .manifest import MANIFEST_NAME, SnapshotManifest, SnapshotRecord
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,11 @@ def verify_snapshot(
                 f"{record.name}/{name} has {size} bytes, manifest.json says {expected.size} (truncated or altered)"
             )
         if checksums and sha256_file(path) != expected.sha256:
-            raise SnapshotLoadError(f"{record.name}/{name} is corrupt: its SHA-256 differs from manifest.json")
+            raise SnapshotLoadError(
+                f"{record.name}/{name} is corrupt: its SHA-256 differs from manifest.json (altered or damaged since it "
+                f"was written). Fetch the snapshot again (from the Hub: delete it from the cache, or pass "
+                f"force_download), or leave it out with snapshots=[...] listing the others"
+            )
         if name.endswith(".safetensors"):
             check_safetensors_header(path)
     _check_shard_index(folder, record)
@@ -213,11 +218,61 @@ def verify_folder(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"snapshot folder {root} does not exist")
-    manifest = SnapshotManifest.load(root)
+    manifest = open_manifest(root, containment)
     records = manifest.snapshots if names is None else [manifest.snapshot(name) for name in names]
     for record in records:
         verify_snapshot(root, record, manifest.snapshot_type, containment, checksums=checksums)
     return manifest, records
+
+
+def open_manifest(root: Path, containment: Path | None = None) -> SnapshotManifest:
+    """`root/manifest.json`, refused when it resolves out of `containment` (default `root`); a folder
+    without one gets an error that says what the folder is and what to do."""
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file() and not path.is_symlink():
+        raise FileNotFoundError(_no_manifest_message(Path(root)))
+    contained(path, containment or Path(root), MANIFEST_NAME)
+    return SnapshotManifest.load(root)
+
+
+def _no_manifest_message(root: Path) -> str:
+    if any(root.glob("checkpoint-*")) or (root / "trainer_state.json").is_file():
+        return (
+            f"{root} is a Trainer output folder without snapshots (no {MANIFEST_NAME}, no snapshots/): "
+            "lr_scheduler_type='sgdr' alone schedules the lr but writes no snapshots. Train with "
+            "hf_sgdr.training.SGDRTrainer, or add SGDRCallback().attach(trainer) to the Trainer; both write "
+            f"output_dir/snapshots/{MANIFEST_NAME}"
+        )
+    return (
+        f"no {MANIFEST_NAME} in {root}: not an hf_sgdr snapshot folder; give the snapshot folder, the training "
+        "output_dir that holds snapshots/, or a Hub repo id"
+    )
+
+
+def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
+    """Raise `FileNotFoundError` naming `path_or_repo_id` when it looks like a local path and does not exist.
+
+    Local-looking: a `Path`, a name starting with `/`, `.` or `~`, with more than one `/` or a backslash,
+    or a `namespace/name` whose `namespace` is a folder here holding an entry close to `name` (a typo such
+    as ``out/snapshotz`` beside ``out/snapshots``); anything else is left to the Hub.
+    """
+    path = Path(path_or_repo_id)
+    if path.exists():
+        return
+    text = os.fspath(path_or_repo_id)
+    parent = path.expanduser().parent
+    entries = [entry.name for entry in parent.iterdir()] if parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, entries, n=1)
+    explicit = (
+        not isinstance(path_or_repo_id, str) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+    )
+    if not explicit and not (parent != Path(".") and close):
+        return
+    hint = f" (did you mean {parent / close[0]}?)" if close else ""
+    raise FileNotFoundError(
+        f"{text} does not exist{hint}: give an existing snapshot folder or training output_dir (a local path), "
+        "or a Hub repo id (namespace/name)"
+    )
 
 
 def read_ahead(folder: Path, names: Iterable[str]) -> None:

@@ -235,3 +235,57 @@ class SnapshotManifest:
 
 def _refuse_constant(name: str) -> float:
     raise ManifestError(f"non-finite number {name} in manifest")
+
+
+#: Key of the manifest's `training` section that records the training data (see `TrainData`).
+TRAIN_DATA_KEY = "train_data"
+#: Name of the held-out slice of the training split, as reports call it.
+HELD_OUT_NAME = "train_heldout"
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Which data a run trained on: the first `rows_used` rows of `split` (of the `datasets` id
+    `dataset_name` / `dataset_config_name`, or of the local `data_file`) less the `held_out` rows,
+    kept out of training to choose soups, selections and weights on."""
+
+    split: str
+    rows_used: int
+    held_out: tuple[int, ...] = ()
+    dataset_name: str | None = None
+    dataset_config_name: str | None = None
+    data_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's `training.train_data` value."""
+        return {**asdict(self), "held_out": list(self.held_out)}
+
+    @classmethod
+    def from_training(cls, training: dict[str, Any]) -> TrainData | None:
+        """The record in a manifest's `training` section (`None` when the run recorded none); strict, as the
+        manifest may come from someone else's repo."""
+        data = training.get(TRAIN_DATA_KEY)
+        if data is None:
+            return None
+        where = f"training.{TRAIN_DATA_KEY}"
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where} must be an object; got {type(data).__name__}")
+        rows_used = _require(data, "rows_used", int, where)
+        held_out = _require(data, "held_out", list, where)
+        if isinstance(rows_used, bool) or rows_used < 0:
+            raise ManifestError(f"{where}.rows_used must be an integer >= 0; got {rows_used!r}")
+        if not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < rows_used for r in held_out):
+            raise ManifestError(f"{where}.held_out must list row numbers in [0, rows_used={rows_used})")
+        return cls(
+            split=_require(data, "split", str, where),
+            rows_used=rows_used,
+            held_out=tuple(held_out),
+            dataset_name=_require(data, "dataset_name", str, where, optional=True),
+            dataset_config_name=_require(data, "dataset_config_name", str, where, optional=True),
+            data_file=_require(data, "data_file", str, where, optional=True),
+        )
+
+    def trained_rows_in(self, rows: range) -> int:
+        """How many of `rows` (row numbers of `split`) the run trained on."""
+        inside = len(range(max(rows.start, 0), min(rows.stop, self.rows_used)))
+        return inside - sum(1 for row in self.held_out if row in rows)

@@ -34,10 +34,18 @@ class Batches:
         return len(self.inputs)
 
     def example_labels(self) -> torch.Tensor | None:
-        """The labels of every example, concatenated (None when the data has none)."""
+        """The labels of every example, concatenated (None when the data has none).
+
+        Token labels of dynamically padded batches (a different width per batch, as
+        `DataCollatorForLanguageModeling` gives) are right-padded with -100 to the widest batch.
+        """
         if not self.labels or any(label is None for label in self.labels):
             return None
-        return torch.cat([label.reshape(label.shape[0], -1).squeeze(-1) for label in self.labels])
+        rows = [label.reshape(label.shape[0], -1) for label in self.labels]
+        width = max(row.shape[1] for row in rows)
+        if any(row.shape[1] != width for row in rows):
+            rows = [nn.functional.pad(row, (0, width - row.shape[1]), value=IGNORE_INDEX) for row in rows]
+        return torch.cat(rows).squeeze(-1)
 
 
 def is_main_process() -> bool:

@@ -23,6 +23,7 @@ pending snapshot writes, so a checkpoint implies its snapshots::
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -47,6 +48,8 @@ class SGDRAccelerateHelper:
         processing_class: Tokenizer / processor saved once beside the snapshots.
         task: Task name for the manifest.
         num_training_steps: The budget in optimizer steps, recorded in the manifest.
+        training_info: More facts for the manifest's `training` section, e.g. the training data under
+            `hf_sgdr.snapshots.manifest.TRAIN_DATA_KEY` (a `TrainData.to_dict()`).
         register_for_checkpointing: Register the scheduler and this helper with
             `accelerator.register_for_checkpointing` and flush snapshot writes before `save_state`.
         **option_kwargs: `SGDROptions` fields, overriding `options`.
@@ -63,6 +66,7 @@ class SGDRAccelerateHelper:
         processing_class: Any = None,
         task: str | None = None,
         num_training_steps: int | None = None,
+        training_info: Mapping[str, Any] | None = None,
         register_for_checkpointing: bool = True,
         **option_kwargs: Any,
     ) -> None:
@@ -81,6 +85,7 @@ class SGDRAccelerateHelper:
         self.processing_class = processing_class
         self.task = task
         self.num_training_steps = num_training_steps
+        self.training_info = dict(training_info or {})
         #: Optimizer steps taken (skipped fp16 steps included, as the Trainer counts them).
         self.global_step = 0
         self.handler: CycleEndHandler | None = None
@@ -169,7 +174,8 @@ class SGDRAccelerateHelper:
                     gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
                     num_processes=accelerator.num_processes,
                     learning_rate=self.scheduler.base_lrs[0] if getattr(self.scheduler, "base_lrs", None) else None,
-                ),
+                )
+                | self.training_info,
                 resume_state=self._resume_state,
             )
         return self.handler

@@ -19,8 +19,9 @@ from typing import Any
 
 from transformers import DefaultFlowCallback, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
+from ..registration import SCHEDULER_NAME, check_scheduler_kwargs
 from .arguments import SGDROptions
 from .core import CycleEndHandler, CycleLoss, training_record
 
@@ -69,6 +70,26 @@ class SGDRCallback(TrainerCallback):
         return self
 
     # ------------------------------------------------------------------ training events
+    def on_init_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        optimizer: Any = None,
+        lr_scheduler: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """A `Trainer(callbacks=[SGDRCallback()])` refuses bad ``"sgdr"`` schedule arguments when it is built."""
+        if lr_scheduler is None and SchedulerType(args.lr_scheduler_type).value == SCHEDULER_NAME:
+            budget = args.max_steps if args.max_steps > 0 else None
+            groups = optimizer.param_groups if optimizer is not None else [{"lr": args.learning_rate}]
+            check_scheduler_kwargs(
+                args.lr_scheduler_kwargs,
+                lrs=[float(group["lr"]) for group in groups],
+                num_warmup_steps=None if budget is None else args.get_warmup_steps(budget),
+                num_training_steps=budget,
+            )
+
     def on_train_begin(
         self,
         args: TrainingArguments,

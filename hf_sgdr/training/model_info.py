@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from accelerate.utils import extract_model_from_parallel
+from accelerate.utils import extract_model_from_parallel, is_compiled_module
 
 #: Auto classes tried first (in this order) when a model class appears under several of them.
 _PREFERRED_AUTO_CLASSES = (
@@ -48,8 +48,16 @@ class ModelDescription:
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The user's model behind DDP / FSDP / compile wrappers (what `save_pretrained` must be called on)."""
-    return extract_model_from_parallel(model)
+    """The user's model behind DDP / FSDP / `torch.compile` wrappers (what `save_pretrained` must be called on).
+
+    Accelerate keeps the compiled wrapper by default; its state dict names every entry `_orig_mod.*`.
+    """
+    return extract_model_from_parallel(model, keep_torch_compile=False)
+
+
+def without_compile(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` without a top-level `torch.compile` wrapper (other wrappers such as DDP / FSDP kept)."""
+    return model._orig_mod if is_compiled_module(model) else model
 
 
 def peft_model_class() -> type | None:

@@ -21,7 +21,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
 from transformers.utils import is_datasets_available
 
-from ..registration import SCHEDULER_NAME, get_sgdr_schedule
+from ..registration import SCHEDULER_NAME, check_scheduler_kwargs, get_sgdr_schedule
 from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
 from .callback import SGDRCallback
 
@@ -58,6 +58,7 @@ class SGDRTrainer(Trainer):
         self._sgdr_steps_per_epoch: int | None = None
         super().__init__(model, args, *trainer_args, **kwargs)
         self._use_sgdr_schedule()
+        self._check_sgdr_schedule()
         self.sgdr_callback = SGDRCallback(self.sgdr_options.without_schedule(), task=snapshot_task).attach(self)
 
     def _use_sgdr_schedule(self) -> None:
@@ -75,6 +76,25 @@ class SGDRTrainer(Trainer):
             )
         logger.info("SGDRTrainer: lr_scheduler_type 'linear' (the TrainingArguments default) replaced by 'sgdr'")
         self.args.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
+
+    def _check_sgdr_schedule(self) -> None:
+        """Refuse bad schedule arguments now, not at `train()`: with `max_steps` the schedule is built in full;
+        otherwise the budget fit (and `sgdr_T_0_epochs`) waits for the real number of steps."""
+        if self.lr_scheduler is not None:
+            return
+        options = self.sgdr_options
+        by_epochs = options.sgdr_T_0_epochs is not None
+        kwargs = merge_scheduler_kwargs(
+            self.args.lr_scheduler_kwargs, options.sgdr_options(sgdr_T_0_epochs=None).scheduler_kwargs()
+        )
+        budget = self.args.max_steps if self.args.max_steps > 0 and not by_epochs else None
+        groups = self.optimizer.param_groups if self.optimizer is not None else [{"lr": self.args.learning_rate}]
+        check_scheduler_kwargs(
+            kwargs,
+            lrs=[float(group["lr"]) for group in groups],
+            num_warmup_steps=None if budget is None else self.args.get_warmup_steps(budget),
+            num_training_steps=budget,
+        )
 
     def set_initial_training_values(self, args: TrainingArguments, dataloader: Any) -> tuple[Any, ...]:
         """As in `Trainer`; also keeps the optimizer steps per epoch for `sgdr_T_0_epochs`."""

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
-from .model_info import is_peft_model, unwrap_model
+from .model_info import is_peft_model, unwrap_model, without_compile
 
 #: Weights file for a model that is neither a `PreTrainedModel` nor a `PeftModel`.
 PLAIN_WEIGHTS_NAME = "model.safetensors"
@@ -39,10 +39,17 @@ def join_weight_gather(model: torch.nn.Module, accelerator: Any) -> None:
     _state_dict(model, accelerator)
 
 
+#: The name component `torch.compile` adds (to every entry of a compiled module's state dict).
+_COMPILE_PREFIX = "_orig_mod."
+
+
 def _state_dict(model: torch.nn.Module, accelerator: Any) -> dict[str, torch.Tensor]:
+    """The full state dict under the uncompiled model's names (also for regionally compiled submodules)."""
     if accelerator is not None:
-        return accelerator.get_state_dict(model, unwrap=True)
-    return unwrap_model(model).state_dict()
+        state = accelerator.get_state_dict(without_compile(model), unwrap=True)
+    else:
+        state = unwrap_model(model).state_dict()
+    return {name.replace(_COMPILE_PREFIX, ""): tensor for name, tensor in state.items()}
 
 
 def _peft_subset(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,93 @@
+"""`SnapshotEnsemble.from_pretrained` refuses at load, with an error that names the path and says what to do:
+a mistyped local path, a corrupt file, a manifest without snapshots or of models the ensemble cannot
+combine, a manifest.json linked from outside the folder, a plain Trainer output folder without snapshots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_ensemble_support import copy_folder, tiny_bert_folder
+from transformers import Trainer
+
+from hf_sgdr.hub_access import ResourceNotFoundError
+from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return copy_folder(tiny_bert_folder(), tmp_path / "out" / "snapshots")
+
+
+def _edit_manifest(folder: Path, **changes: object) -> None:
+    data = json.loads((folder / "manifest.json").read_text())
+    data.update(changes)
+    (folder / "manifest.json").write_text(json.dumps(data))
+
+
+def test_a_mistyped_local_path_is_not_looked_up_on_the_hub(folder: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"^out/snapshotz does not exist \(did you mean out/snapshots\?\)"):
+        SnapshotEnsemble.from_pretrained("out/snapshotz")
+    for local in ["./snapshots", "../nowhere/snapshots", str(tmp_path / "missing"), "a/b/c"]:
+        with pytest.raises(FileNotFoundError, match=f"^{local} does not exist"):
+            SnapshotEnsemble.from_pretrained(local)
+    with pytest.raises(FileNotFoundError, match="missing does not exist"):
+        SnapshotEnsemble.from_pretrained(tmp_path / "missing")  # a Path is always local
+    assert SnapshotEnsemble.from_pretrained("out/snapshots", progress=False).num_snapshots == 4
+    # Nothing like it in out/: a Hub repo id, looked up there (offline here), and the error names it.
+    with pytest.raises(FileNotFoundError, match=r"^cannot load the snapshot ensemble 'out/sst2-sgdr-ensemble' from"):
+        SnapshotEnsemble.from_pretrained("out/sst2-sgdr-ensemble")
+
+
+def test_a_hub_repo_that_cannot_be_fetched_is_named(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        ResourceNotFoundError, match=r"^cannot load the snapshot ensemble 'someone/sst2-sgdr' from the Hub"
+    ) as err:
+        SnapshotEnsemble.from_pretrained("someone/sst2-sgdr")
+    assert "offline mode is on and it is not in the cache" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_checksum_mismatch_says_what_to_do(folder: Path) -> None:
+    weights = folder / "cycle-001" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes
+    weights.write_bytes(bytes(data))
+    with pytest.raises(SnapshotLoadError, match=r"cycle-001/model.safetensors is corrupt.*Fetch the snapshot again"):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+def test_a_manifest_without_snapshots_is_refused_at_load(folder: Path) -> None:
+    _edit_manifest(folder, snapshots=[])
+    with pytest.raises(SnapshotLoadError, match=r"manifest\.json lists no snapshots"):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+def test_an_auto_class_the_ensemble_cannot_combine_is_refused_at_load(folder: Path) -> None:
+    _edit_manifest(folder, auto_class="AutoModelForTokenClassification")
+    with pytest.raises(ValueError, match=r"AutoModelForTokenClassification models .* the ensemble cannot combine"):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+def test_a_manifest_symlinked_from_outside_the_folder_is_refused(folder: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.json"
+    shutil.move(folder / "manifest.json", outside)
+    (folder / "manifest.json").symlink_to(outside)
+    with pytest.raises(SnapshotLoadError, match=r"manifest\.json resolves to .*elsewhere\.json, outside"):
+        SnapshotEnsemble.from_pretrained(folder)
+
+
+def test_a_plain_trainer_output_folder_says_how_to_get_snapshots(tmp_path: Path) -> None:
+    from test_training_support import byte_lm_data, tiny_gpt2, training_args
+
+    args = training_args(tmp_path, max_steps=4, lr_scheduler_type="sgdr", save_strategy="steps", save_steps=2)
+    Trainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(16)).train()
+    assert (tmp_path / "checkpoint-4").is_dir() and not (tmp_path / "snapshots").exists()
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"Trainer output folder without snapshots .*SGDRTrainer, or add SGDRCallback\(\)\.attach",
+    ):
+        SnapshotEnsemble.from_pretrained(tmp_path)
