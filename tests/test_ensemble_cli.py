@@ -106,7 +106,7 @@ def test_commands_plug_into_another_parser() -> None:
 
 def _with_train_data(tmp_path: Path) -> Path:
     """The tiny BERT run, its manifest recording SST-2 train rows 0-95 as its data and 64-95 as held out."""
-    from test_ensemble_support import copy_folder
+    from helpers.ensembles import copy_folder
 
     from hf_sgdr.snapshots.manifest import TRAIN_DATA_KEY, TrainData
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_ensemble_support import tiny_lm_folder, tokenizer, wikitext_blocks
+from helpers.ensembles import tiny_lm_folder, tokenizer, wikitext_blocks
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForLanguageModeling
 

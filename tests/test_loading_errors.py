@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_ensemble_support import copy_folder, tiny_bert_folder
+from helpers.ensembles import copy_folder, tiny_bert_folder
 from transformers import Trainer
 
 from hf_sgdr.hub_access import ResourceNotFoundError
@@ -81,7 +81,7 @@ def test_a_manifest_symlinked_from_outside_the_folder_is_refused(folder: Path, t
 
 
 def test_a_plain_trainer_output_folder_says_how_to_get_snapshots(tmp_path: Path) -> None:
-    from test_training_support import byte_lm_data, tiny_gpt2, training_args
+    from helpers.training import byte_lm_data, tiny_gpt2, training_args
 
     args = training_args(tmp_path, max_steps=4, lr_scheduler_type="sgdr", save_strategy="steps", save_steps=2)
     Trainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(16)).train()

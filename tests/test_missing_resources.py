@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_ensemble_support import tiny_bert_folder
+from helpers.ensembles import tiny_bert_folder
 
 from hf_sgdr.hub_access import ResourceNotFoundError, loading, missing_message
 

@@ -180,7 +180,7 @@ def test_subclass_without_extra_state_passes_the_first_step_check() -> None:
 
 
 def test_sgdr_trainer_with_such_a_subclass_stops_at_the_first_step(tmp_path) -> None:
-    from test_training_support import byte_lm_data, tiny_gpt2, training_args
+    from helpers.training import byte_lm_data, tiny_gpt2, training_args
 
     from hf_sgdr.training import SGDRTrainer
 

@@ -180,7 +180,7 @@ def _cli_args(tmp_path: Path, *extra: str) -> TrainingArguments:
 
 
 def _tiny_lm() -> tuple[torch.nn.Module, list]:
-    from test_training_support import byte_lm_data, tiny_gpt2
+    from helpers.training import byte_lm_data, tiny_gpt2
 
     return tiny_gpt2(), byte_lm_data(16)
 

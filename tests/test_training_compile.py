@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from test_training_support import (
+from helpers.training import (
     byte_lm_data,
-    one_thread,  # noqa: F401 (a fixture, used through pytestmark)
     read_manifest,
     snapshot_weights,
     tiny_gpt2,
@@ -23,8 +21,6 @@ from transformers import default_data_collator
 from hf_sgdr import SGDRScheduler
 from hf_sgdr.snapshots import SnapshotEnsemble
 from hf_sgdr.training import SGDRAccelerateHelper, SGDRTrainer
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _files(snapshot_dir: Path) -> dict[str, list[str]]:
