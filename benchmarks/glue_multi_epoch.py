@@ -362,6 +362,10 @@ def goal_check(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dic
 
 
 # ---------------------------------------------------------------------------------------------- report
+#: The rows of the short table: what a user gets without, and with, the snapshots.
+KEY_ROWS = ("final model", "best snapshot (validation NLL)", "ensemble, all", "greedy selection (validation NLL)")
+
+
 def render(payload: dict[str, Any]) -> str:
     config = payload["config"]
     header = [
@@ -375,7 +379,7 @@ def render(payload: dict[str, Any]) -> str:
         "disagr.",
         "seeds",
     ]
-    body = []
+    body, key_body = [], []
     for entry in payload["summary"]:
         holdout = entry["holdout"]
         validation = entry.get("validation")
@@ -393,6 +397,8 @@ def render(payload: dict[str, Any]) -> str:
                 entry["seeds"],
             ]
         )
+        if entry["row"] in KEY_ROWS or entry["schedule"] == "anchor":
+            key_body.append(body[-1])
     goal = payload.get("goal") or {}
     goal_lines = []
     if goal:
@@ -440,6 +446,12 @@ def render(payload: dict[str, Any]) -> str:
             "selection, temperatures) is chosen on the 872 validation sentences by NLL. Mean ± std over seeds; "
             "ECE with 15 equal-width bins; Brier in its two-class (positive-class) form; disagreement: members' "
             "pairwise argmax disagreement on the holdout.",
+            "",
+            "Key rows (all rows below):",
+            "",
+            markdown_table(header, key_body),
+            "",
+            "All rows:",
             "",
             markdown_table(header, body),
             "",
