@@ -29,12 +29,15 @@ def test_evaluate_writes_the_report_and_prints_the_table(tmp_path: Path, capsys:
     ]
     assert main(argv) == 0
     report = json.loads(out.read_text())
-    assert report["dataset"] == "nyu-mll/glue" and report["task"] == "sst2" and report["metrics"] == ["accuracy"]
+    assert report["dataset"] == "nyu-mll/glue" and report["task"] == "sst2"
+    assert report["metrics"] == ["accuracy", "nll", "brier", "ece"]  # the task's metric, then the probabilities'
+    assert all(row["metrics"]["nll"] > 0 and 0.0 <= row["metrics"]["ece"] <= 1.0 for row in report["rows"])
     assert report["eval_split"] == "validation" and report["selection_split"] == "train[300:332]"
     assert report["num_eval_items"] == 24 and report["resident_models_peak"] == 2
     kinds = [row["kind"] for row in report["rows"]]
     assert kinds == ["snapshot"] * 4 + ["ensemble"] * 4 + [
         "uniform_soup",
+        "best_snapshot",
         "greedy_soup",
         "greedy_ensemble",
         "weighted_ensemble",
