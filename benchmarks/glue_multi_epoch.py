@@ -39,7 +39,6 @@ from _common import (
     DATA,
     RESULTS,
     LoadMonitor,
-    RunConfig,
     fmt_mean_std,
     machine_info,
     make_schedules,
@@ -51,7 +50,7 @@ from _common import (
     train_run,
     write_results,
 )
-from glue_schedules import Holdout, load_train_and_validation, sorted_loader, warm_up
+from glue_schedules import Holdout, load_train_and_validation, sorted_loader, sst2_model_and_config, warm_up
 from hf_sgdr.atomic import atomic_write_json
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
 
@@ -110,22 +109,10 @@ def run_folder(args: argparse.Namespace, schedule: str, seed: int) -> Path:
 # ---------------------------------------------------------------------------------------------- stage 1
 def train_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor) -> None:
     """Train every (seed, schedule) not trained yet; evaluate it on validation; write RUN/run.json."""
-    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+    from transformers import DataCollatorWithPadding
 
     train, validation_loader = load_train_and_validation(args, tokenizer)
-
-    def make_model() -> torch.nn.Module:
-        return AutoModelForSequenceClassification.from_pretrained(MODEL_ID, num_labels=2)
-
-    config = RunConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        warmup_steps=args.warmup_steps,
-        num_cycles=args.num_cycles,
-        logging_steps=max(1, args.steps // 60),
-        task="sst2",
-    )
+    make_model, config = sst2_model_and_config(args, logs_per_run=60)
     schedules = make_schedules(args.schedules, args.num_cycles)
     jobs = [(s, schedule) for s in args.seeds for schedule in schedules]
     todo = [(s, schedule) for s, schedule in jobs if not (run_folder(args, schedule.name, s) / "run.json").is_file()]

@@ -147,6 +147,25 @@ class Holdout:
 
 
 # ---------------------------------------------------------------------------------------------- runs
+def sst2_model_and_config(args: argparse.Namespace, logs_per_run: int) -> tuple[Any, RunConfig]:
+    """A maker of fresh MiniLM 2-label classifiers and the `RunConfig` that every run of an SST-2 benchmark shares."""
+    from transformers import AutoModelForSequenceClassification
+
+    def make_model() -> torch.nn.Module:
+        return AutoModelForSequenceClassification.from_pretrained(MODEL_ID, num_labels=2)
+
+    config = RunConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        num_cycles=args.num_cycles,
+        logging_steps=max(1, args.steps // logs_per_run),
+        task="sst2",
+    )
+    return make_model, config
+
+
 def warm_up(make_model: Any, train: Any, collator: Any, batch_size: int) -> None:
     """A few untimed steps so that the first timed run does not pay the process's first allocations."""
     model = make_model()
@@ -162,25 +181,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     setup_logging()
     torch.set_num_threads(args.threads)
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+    from transformers import AutoTokenizer, DataCollatorWithPadding
 
     started, load = time.time(), LoadMonitor()
     tokenizer = AutoTokenizer.from_pretrained(MODEL_ID)
     collator = DataCollatorWithPadding(tokenizer)
     train, validation_loader = load_train_and_validation(args, tokenizer)
 
-    def make_model() -> torch.nn.Module:
-        return AutoModelForSequenceClassification.from_pretrained(MODEL_ID, num_labels=2)
-
-    config = RunConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        warmup_steps=args.warmup_steps,
-        num_cycles=args.num_cycles,
-        logging_steps=max(1, args.steps // 40),
-        task="sst2",
-    )
+    make_model, config = sst2_model_and_config(args, logs_per_run=40)
     schedules = make_schedules(args.schedules, args.num_cycles)
     work = Path(args.output_dir or tempfile.mkdtemp(prefix="hf_sgdr_glue_bench_"))
     warm_up(make_model, train, collator, args.batch_size)
