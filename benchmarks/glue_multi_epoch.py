@@ -36,7 +36,6 @@ import torch
 from tqdm.auto import tqdm
 
 from _common import (
-    DATA,
     RESULTS,
     LoadMonitor,
     fmt_mean_std,
@@ -50,7 +49,14 @@ from _common import (
     train_run,
     write_results,
 )
-from glue_schedules import Holdout, load_train_and_validation, sorted_loader, sst2_model_and_config, warm_up
+from glue_schedules import (
+    Holdout,
+    add_sst2_run_arguments,
+    load_train_and_validation,
+    sorted_loader,
+    sst2_model_and_config,
+    warm_up,
+)
 from hf_sgdr.atomic import atomic_write_json
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
 
@@ -76,20 +82,8 @@ QUICK = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train_samples", type=int, default=1000, help="SST-2 train subset (shuffled, seed 0)")
     parser.add_argument("--epochs", type=int, default=5, help="passes over the subset (sets the optimizer steps)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=1e-4, help="peak lr of every schedule")
-    parser.add_argument("--warmup_steps", type=int, default=6, help="linear warmup of every schedule")
-    parser.add_argument("--num_cycles", type=int, default=5, help="cycles / snapshots per run")
-    parser.add_argument("--max_length", type=int, default=64)
-    parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES)
-    parser.add_argument("--validation_samples", type=int, default=None, help="default: all 872")
-    parser.add_argument("--holdout_samples", type=int, default=None, help="default: all 1821")
-    parser.add_argument("--eval_batch_size", type=int, default=128)
-    parser.add_argument("--holdout_file", type=Path, default=DATA / "holdout" / "sst2_test_labeled.parquet")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    add_sst2_run_arguments(parser, train_samples=1000, num_cycles=5, schedules=SCHEDULES)
     parser.add_argument("--output_dir", type=Path, required=True, help="run folders (kept: the stages resume)")
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
     parser.add_argument("--stage", choices=("train", "report", "all"), default="all")
@@ -212,7 +206,7 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
     }
     present = [name for name in args.schedules if any(run["schedule"] == name for run in runs)]
     payload["summary"] = summarize(runs, present, anchor)
-    payload["goal"] = goal_check(payload["summary"], runs)
+    payload["goal"] = goal_check(payload["summary"])
     return payload
 
 
@@ -247,8 +241,8 @@ def deep_ensemble(
 
 
 # ---------------------------------------------------------------------------------------------- summary
-#: (label, how to find the row in a run's holdout report): the rows of the main table.
 def _row_pickers(count: int) -> list[tuple[str, Any]]:
+    """(label, how to find the row in a run's report) for the rows of the main table."""
     return [
         ("final model", lambda r: r.rows_of("snapshot")[-1]),
         ("best snapshot (validation NLL)", lambda r: r.rows_of("best_snapshot")[0]),
@@ -302,7 +296,7 @@ def summarize(runs: list[dict[str, Any]], schedules: list[str], anchor: dict[str
     return out
 
 
-def goal_check(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, Any]:
+def goal_check(summary: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's goal, measured. Our row: the SGDR snapshot ensemble (all / last 3, any SGDR schedule) with the
     best validation NLL, never chosen on the holdout. Their row: the best stock row of any kind by holdout NLL
     (a choice that favours the stock side). Plus the share of the deep-ensemble anchor's NLL gain."""

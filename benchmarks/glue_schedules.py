@@ -23,6 +23,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +69,8 @@ QUICK_EVAL = {"validation_samples": 48, "holdout_samples": 48, "eval_batch_size"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=120, help="optimizer steps per run (every schedule)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--train_samples", type=int, default=4000, help="SST-2 train subset (shuffled, seed 0)")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=1e-4, help="peak lr of every schedule")
-    parser.add_argument("--warmup_steps", type=int, default=6, help="linear warmup of every schedule")
-    parser.add_argument("--num_cycles", type=int, default=4, help="cycles / snapshots per run")
-    parser.add_argument("--max_length", type=int, default=64)
-    parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES)
-    parser.add_argument("--validation_samples", type=int, default=None, help="default: all 872")
-    parser.add_argument("--holdout_samples", type=int, default=None, help="default: all 1821")
-    parser.add_argument("--eval_batch_size", type=int, default=128)
+    add_sst2_run_arguments(parser, train_samples=4000, num_cycles=4, schedules=SCHEDULES)
     parser.add_argument("--greedy", action="store_true", help="also greedy soup / selection, chosen on validation")
-    parser.add_argument("--holdout_file", type=Path, default=DATA / "holdout" / "sst2_test_labeled.parquet")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     parser.add_argument("--output_dir", type=Path, default=None, help="run folders (default: a temporary folder)")
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
     parser.add_argument("--keep_snapshots", action="store_true", help="keep the snapshot folders after the report")
@@ -90,6 +79,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         vars(args).update(QUICK, **QUICK_EVAL, greedy=True)
     return args
+
+
+def add_sst2_run_arguments(
+    parser: argparse.ArgumentParser, *, train_samples: int, num_cycles: int, schedules: Sequence[str]
+) -> None:
+    """The flags every SST-2 benchmark shares: data, model, schedule, evaluation and machine settings."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--train_samples", type=int, default=train_samples, help="SST-2 train subset (shuffled, seed 0)"
+    )
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=1e-4, help="peak lr of every schedule")
+    parser.add_argument("--warmup_steps", type=int, default=6, help="linear warmup of every schedule")
+    parser.add_argument("--num_cycles", type=int, default=num_cycles, help="cycles / snapshots per run")
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--schedules", nargs="+", default=list(schedules), choices=schedules)
+    parser.add_argument("--validation_samples", type=int, default=None, help="default: all 872")
+    parser.add_argument("--holdout_samples", type=int, default=None, help="default: all 1821")
+    parser.add_argument("--eval_batch_size", type=int, default=128)
+    parser.add_argument("--holdout_file", type=Path, default=DATA / "holdout" / "sst2_test_labeled.parquet")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -174,14 +174,14 @@ def _metrics(
 
 def _diversity(
     member_outputs: torch.Tensor,
-    labels: torch.Tensor | None,
+    members: Sequence[dict[str, float]],
     kind: str,
     names: Sequence[str],
     ensemble: dict[str, float],
 ) -> dict[str, Any]:
     """Pairwise disagreement of the members' predicted classes (classification), the members' mean metrics
-    and the ensemble's gain over them (ensemble minus mean member, in each metric's own units)."""
-    members = [_metrics(names, member_outputs[i : i + 1], labels, kind, "average") for i in range(len(member_outputs))]
+    (`members`: each member's own, from its snapshot row) and the ensemble's gain over them (ensemble minus
+    mean member, in each metric's own units)."""
     mean_member = {name: float(sum(m[name] for m in members) / len(members)) for name in names}
     disagreement = None
     if kind == "classification" and len(member_outputs) > 1:
@@ -235,7 +235,8 @@ def run_evaluation(
         metrics = _metrics(metric_names, members, eval_labels, kind, method)
         row = ReportRow(f"ensemble (last {k}, {method})", "ensemble", list(names[count - k :]), metrics, k)
         if k > 1:
-            row.diversity = _diversity(members, eval_labels, kind, metric_names, metrics)
+            member_metrics = [r.metrics for r in rows[count - k : count]]
+            row.diversity = _diversity(members, member_metrics, kind, metric_names, metrics)
         rows.append(row)
     if soups:
         soup = soup_outputs(runner, range(count), [eval_batches], kind, None)[0]
