@@ -46,7 +46,7 @@ from transformers import (
     set_seed,
 )
 
-from hf_sgdr.snapshots.manifest import SnapshotManifest
+from hf_sgdr.snapshot_format.manifest import SnapshotManifest
 from hf_sgdr.training import SGDRCallback, SGDRTrainer, SnapshotWriter
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"

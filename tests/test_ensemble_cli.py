@@ -111,7 +111,7 @@ def _with_train_data(tmp_path: Path) -> Path:
     """The tiny BERT run, its manifest recording SST-2 train rows 0-95 as its data and 64-95 as held out."""
     from helpers.ensembles import copy_folder
 
-    from hf_sgdr.snapshots.manifest import TRAIN_DATA_KEY, TrainData
+    from hf_sgdr.snapshot_format.manifest import TRAIN_DATA_KEY, TrainData
 
     folder = copy_folder(tiny_bert_folder(), tmp_path / "snapshots")
     data = json.loads((folder / "manifest.json").read_text())

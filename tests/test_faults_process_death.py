@@ -30,7 +30,7 @@ from helpers.training import (
 )
 from transformers import Trainer
 
-from hf_sgdr.snapshots.loading import verify_folder
+from hf_sgdr.snapshot_format.loading import verify_folder
 from hf_sgdr.training import SGDRCallback, SGDRTrainer
 
 TESTS = Path(__file__).resolve().parent

@@ -30,8 +30,8 @@ from helpers.training import (
 )
 from transformers import AutoModelForCausalLM
 
-from hf_sgdr.snapshots.loading import verify_folder
-from hf_sgdr.snapshots.manifest import SnapshotManifest, SnapshotRecord
+from hf_sgdr.snapshot_format.loading import verify_folder
+from hf_sgdr.snapshot_format.manifest import SnapshotManifest, SnapshotRecord
 from hf_sgdr.training import SGDRTrainer, SnapshotWriteError, SnapshotWriter
 
 TESTS = Path(__file__).resolve().parent

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_sgdr.snapshots.loading import SnapshotLoadError, check_safetensors_header, verify_snapshot
-from hf_sgdr.snapshots.manifest import ManifestError, SnapshotManifest, SnapshotRecord, check_relative_name
+from hf_sgdr.snapshot_format.loading import SnapshotLoadError, check_safetensors_header, verify_snapshot
+from hf_sgdr.snapshot_format.manifest import ManifestError, SnapshotManifest, SnapshotRecord, check_relative_name
 
 PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -217,7 +217,7 @@ def test_safetensors_headers_raise_only_load_errors(header: bytes, data: bytes, 
     [b"not json", b"[1, 2]", b'{"weight_map": [1]}', b'{"weight_map": {"a": ["x"]}}', b"[" * 100_000, b'"text"'],
 )
 def test_a_hostile_shard_index_is_a_load_error(tmp_path: Path, index: bytes) -> None:
-    from hf_sgdr.snapshots.storage import record_files
+    from hf_sgdr.snapshot_format.storage import record_files
 
     folder = tmp_path / "cycle-000"
     folder.mkdir()

@@ -24,7 +24,7 @@ from helpers.hub import TOKEN, Recorder, online
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
-import hf_sgdr.snapshots.loading
+import hf_sgdr.snapshot_format.loading
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError, SnapshotManifest
 from hf_sgdr.snapshots.outputs import materialize
 
@@ -122,7 +122,7 @@ def test_push_to_hub_keeps_the_training_provenance_and_uploads_in_place(
 
     hashed: list[object] = []
     monkeypatch.setattr(SnapshotEnsemble, "save_pretrained", no_copy)
-    monkeypatch.setattr(hf_sgdr.snapshots.loading, "sha256_file", lambda path: hashed.append(path))
+    monkeypatch.setattr(hf_sgdr.snapshot_format.loading, "sha256_file", lambda path: hashed.append(path))
     with online():
         ensemble.push_to_hub("me/provenance", token=TOKEN, endpoint=endpoint)
 

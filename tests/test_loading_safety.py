@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from helpers.ensembles import copy_folder, tiny_bert_folder
 
+from hf_sgdr.snapshot_format.loading import check_safetensors_header
+from hf_sgdr.snapshot_format.storage import record_files
 from hf_sgdr.snapshots import ManifestError, SnapshotEnsemble, SnapshotLoadError, SnapshotManifest
-from hf_sgdr.snapshots.loading import check_safetensors_header
-from hf_sgdr.snapshots.storage import record_files
 
 
 @pytest.fixture
@@ -265,9 +265,9 @@ def test_a_pickle_beside_the_manifest_is_skipped_never_unpickled(
     marker = tmp_path / "code-ran"
     for name in ("training_args.bin", "optimizer.pt"):
         _malicious_bin(folder / name, marker)
-    with caplog.at_level("WARNING", logger="hf_sgdr.snapshots.loading"):
+    with caplog.at_level("WARNING", logger="hf_sgdr.snapshot_format.loading"):
         ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
-        from hf_sgdr.snapshots.loading import root_files
+        from hf_sgdr.snapshot_format.loading import root_files
 
         assert {p.name for p in root_files(folder)}.isdisjoint({"training_args.bin", "optimizer.pt"})
     assert ensemble.num_snapshots == 4
@@ -348,8 +348,8 @@ def test_a_card_for_a_manifest_claiming_a_huge_budget_stays_small(tmp_path: Path
     import dataclasses
     import time
 
+    from hf_sgdr.snapshot_format.manifest import SnapshotManifest
     from hf_sgdr.snapshots.card import MAX_CARD_CYCLES, schedule_tables, write_schedule_plot
-    from hf_sgdr.snapshots.manifest import SnapshotManifest
 
     manifest = SnapshotManifest.load(tiny_bert_folder())
     hostile = dataclasses.replace(

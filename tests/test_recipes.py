@@ -108,7 +108,7 @@ def test_glue_sst2_end_to_end(sst2_run: Path) -> None:
 
 def test_glue_records_its_held_out_slice_and_the_cli_chooses_on_it(sst2_run: Path, capsys) -> None:
     from hf_sgdr.cli import main
-    from hf_sgdr.snapshots.manifest import TrainData
+    from hf_sgdr.snapshot_format.manifest import TrainData
 
     manifest = SnapshotManifest.load(sst2_run / "snapshots")
     train_data = TrainData.from_training(manifest.training)

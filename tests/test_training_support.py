@@ -18,16 +18,16 @@ from helpers.training import (
     tiny_gpt2,
 )
 
-from hf_sgdr.snapshots.manifest import SnapshotManifest, SnapshotRecord
+from hf_sgdr.snapshot_format import describe_model
+from hf_sgdr.snapshot_format.layout import snapshot_name
+from hf_sgdr.snapshot_format.manifest import SnapshotManifest, SnapshotRecord
 from hf_sgdr.training import (
     CycleAverager,
     SnapshotWriteError,
     SnapshotWriter,
     capture_weights,
-    describe_model,
     save_weights,
 )
-from hf_sgdr.training.writer import snapshot_name
 
 
 @pytest.mark.parametrize(

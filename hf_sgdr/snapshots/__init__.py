@@ -1,4 +1,5 @@
-"""Snapshot folders and snapshot ensembles (layers 4 and 6). Names are imported on first use.
+"""Snapshot ensembles (layer 6), with the snapshot format's main names (layer 4, `hf_sgdr.snapshot_format`).
+Names are imported on first use.
 
 The combination function itself is `hf_sgdr.snapshots.combine.combine`: a lazy package attribute
 cannot share its name with the submodule `combine`.
@@ -11,12 +12,13 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from ..snapshot_format.layout import MANIFEST_NAME
+    from ..snapshot_format.loading import SnapshotLoadError
+    from ..snapshot_format.manifest import ManifestError, SnapshotManifest, SnapshotRecord
     from .combine import fit_weights
     from .data import dataset_dataloader, lm_dataloader, text_dataloader
     from .ensemble import EnsemblePrediction, SnapshotEnsemble
     from .evaluation import EvaluationReport, ReportRow
-    from .loading import SnapshotLoadError
-    from .manifest import MANIFEST_NAME, ManifestError, SnapshotManifest, SnapshotRecord
     from .metrics import METHODS
 
 _NAMES = {
@@ -29,11 +31,11 @@ _NAMES = {
     "SnapshotEnsemble": ".ensemble",
     "EvaluationReport": ".evaluation",
     "ReportRow": ".evaluation",
-    "SnapshotLoadError": ".loading",
-    "MANIFEST_NAME": ".manifest",
-    "ManifestError": ".manifest",
-    "SnapshotManifest": ".manifest",
-    "SnapshotRecord": ".manifest",
+    "SnapshotLoadError": "..snapshot_format.loading",
+    "MANIFEST_NAME": "..snapshot_format.layout",
+    "ManifestError": "..snapshot_format.manifest",
+    "SnapshotManifest": "..snapshot_format.manifest",
+    "SnapshotRecord": "..snapshot_format.manifest",
 }
 
 __all__ = [

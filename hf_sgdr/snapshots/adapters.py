@@ -132,7 +132,7 @@ def load_adapter_model(
     """
     from peft import PeftConfig, PeftModel
 
-    from .loading import auto_model_class
+    from ..snapshot_format.loading import auto_model_class
 
     config = PeftConfig.from_pretrained(str(folders[0]))
     base_id = base_model or config.base_model_name_or_path

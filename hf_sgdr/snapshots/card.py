@@ -15,12 +15,12 @@ from typing import Any
 
 from .._version import __version__
 from ..schedule import SGDRSchedule
+from ..snapshot_format.layout import PLOT_NAME, snapshot_name
+from ..snapshot_format.manifest import SnapshotManifest
 from .evaluation import EvaluationReport
-from .manifest import SnapshotManifest
 
 logger = logging.getLogger(__name__)
 
-PLOT_NAME = "schedule.png"
 TEMPLATE_NAME = "snapshot_ensemble.md"
 _PAIR_TASKS = {"mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 
@@ -172,7 +172,7 @@ def _eval_results(report: EvaluationReport, dataset: str, config: str | None, ta
 
 
 def _snippets(manifest: SnapshotManifest, repo: str) -> tuple[str, str]:
-    last = manifest.snapshots[-1].name if manifest.snapshots else "cycle-000"
+    last = manifest.snapshots[-1].name if manifest.snapshots else snapshot_name(0)
     if manifest.auto_class == "AutoModelForCausalLM":
         data = 'dataloader = lm_dataloader(ensemble.tokenizer, ["Text to score with the ensemble."], block_size=128)'
         use, imports = "print(ensemble.predict(dataloader).perplexity)", "lm_dataloader"
@@ -258,8 +258,8 @@ def build_card(
         single_snapshot_snippet=single,
         peft=manifest.snapshot_type == "peft_adapter",
         snapshot_table=snapshot_table(manifest),
-        first_snapshot=manifest.snapshots[0].name if manifest.snapshots else "cycle-000",
-        last_snapshot=manifest.snapshots[-1].name if manifest.snapshots else "cycle-000",
+        first_snapshot=manifest.snapshots[0].name if manifest.snapshots else snapshot_name(0),
+        last_snapshot=manifest.snapshots[-1].name if manifest.snapshots else snapshot_name(0),
     )
 
 

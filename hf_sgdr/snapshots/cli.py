@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .manifest import HELD_OUT_NAME, TrainData
+from ..snapshot_format.manifest import HELD_OUT_NAME, TrainData
 from .metrics import GLUE_METRICS, METHODS, METRICS, metric_names_for
 
 if TYPE_CHECKING:
@@ -155,10 +155,11 @@ def _warn_if_trained_on(args: argparse.Namespace, ensemble: Any, train_data: Tra
 
 @_as_value_errors
 def _push(args: argparse.Namespace) -> int:
-    from .card import PLOT_NAME, build_card, write_schedule_plot
+    from ..snapshot_format.layout import PLOT_NAME
+    from ..snapshot_format.manifest import SnapshotManifest
+    from .card import build_card, write_schedule_plot
     from .evaluation import EvaluationReport
     from .hub import push_folder, resolve_source
-    from .manifest import SnapshotManifest
 
     if not Path(args.output_dir).is_dir():
         raise ValueError(f"OUTPUT_DIR {args.output_dir} is not a folder")

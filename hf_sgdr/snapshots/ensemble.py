@@ -24,14 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._version import __version__
 from ..atomic import atomic_write_text
 from ..hub_access import loading
 from ..schedule import SGDRSchedule
-from ..validation import check_int
-from .combine import Combined, check_method, combine, fit_weights, normalize_weights
-from .evaluation import EvaluationReport, run_evaluation
-from .loading import (
+from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, snapshot_name
+from ..snapshot_format.loading import (
     SnapshotLoadError,
     auto_model_class,
     check_local_source,
@@ -41,11 +38,22 @@ from .loading import (
     read_ahead,
     verify_folder,
 )
-from .manifest import SnapshotManifest, SnapshotRecord, check_relative_name
+from ..snapshot_format.manifest import (
+    ModelDescription,
+    SnapshotManifest,
+    SnapshotRecord,
+    check_relative_name,
+    new_manifest,
+)
+from ..snapshot_format.model_description import describe_model, is_peft_model
+from ..snapshot_format.storage import write_snapshot_folder
+from ..snapshot_format.tensors import cpu_copy
+from ..validation import check_int
+from .combine import Combined, check_method, combine, fit_weights, normalize_weights
+from .evaluation import EvaluationReport, run_evaluation
 from .metrics import TASK_KINDS, compute_metrics, metric_names_for
 from .outputs import collect_member_outputs, materialize
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
-from .storage import write_snapshot_folder
 
 logger = logging.getLogger(__name__)
 
@@ -91,55 +99,12 @@ class _Member:
     state: StateDict | None = None  # a CPU copy of a full model's weights (add_model)
 
 
-def _is_peft(model: nn.Module) -> bool:
-    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
-
-
-def _cpu_copy(state: Mapping[str, torch.Tensor]) -> StateDict:
-    """Detached CPU copies; tensors that alias each other (tied weights) stay one copy."""
-    copies: dict[tuple[int, tuple[int, ...], torch.dtype], torch.Tensor] = {}
-    out = {}
-    for name, tensor in state.items():
-        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
-        if key not in copies or tensor.numel() == 0:
-            copies[key] = tensor.detach().to("cpu", copy=True)
-        out[name] = copies[key]
-    return out
-
-
-def _auto_class_of(model: nn.Module) -> str | None:
-    """The supported AutoModel class that builds `model`'s class from its config, if any."""
-    import transformers
-
-    config = getattr(model, "config", None)
-    for name in SUPPORTED_AUTO_CLASSES:
-        try:
-            if getattr(transformers, name)._model_mapping[type(config)] is type(model):
-                return name
-        except (KeyError, AttributeError):
-            continue
-    return None
-
-
 def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str | None) -> str:
     if auto_class == "AutoModelForCausalLM":
         return "causal_lm"
     if problem_type == "regression" or num_labels == 1:
         return "regression"
     return "classification"
-
-
-def _library_versions(snapshot_type: str | None) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"hf_sgdr": __version__}
-    names = ["torch", "transformers", "safetensors", "huggingface_hub"]
-    for name in [*names, "peft"] if snapshot_type == "peft_adapter" else names:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return versions
 
 
 class SnapshotEnsemble:
@@ -243,7 +208,7 @@ class SnapshotEnsemble:
         during training and use `from_pretrained`, which keeps at most two models in memory.
         """
         cycle = (self._members[-1].record.cycle + 1 if self._members else 0) if cycle is None else cycle
-        name = check_relative_name(name or f"cycle-{cycle:03d}", "name")
+        name = check_relative_name(name or snapshot_name(cycle), "name")
         if name in self.snapshot_names:
             raise ValueError(f"name {name!r} is already a snapshot of this ensemble; pass another name")
         record = SnapshotRecord(
@@ -256,7 +221,7 @@ class SnapshotEnsemble:
             train_loss,
             dict(eval_metrics) if eval_metrics else None,
         )
-        if _is_peft(model):
+        if is_peft_model(model):
             self._add_adapter(model, record)
         else:
             self._add_full_model(model, record)
@@ -269,40 +234,40 @@ class SnapshotEnsemble:
             )
         return record
 
-    def _claim(self, snapshot_type: str, base: nn.Module) -> None:
-        if self.snapshot_type not in (None, snapshot_type):
-            raise ValueError(f"this ensemble holds {self.snapshot_type} snapshots; cannot add a {snapshot_type}")
-        self.snapshot_type = snapshot_type
-        if self.auto_class is None:
-            self.auto_class = _auto_class_of(base)
-        config = getattr(base, "config", None)
+    def _claim(self, model: nn.Module) -> None:
+        """Take the manifest header from the first model added; refuse a model of the other snapshot type."""
+        description = describe_model(model)
+        if self.snapshot_type not in (None, description.snapshot_type):
+            raise ValueError(
+                f"this ensemble holds {self.snapshot_type} snapshots; cannot add a {description.snapshot_type}"
+            )
+        self.snapshot_type = description.snapshot_type
+        self.auto_class = self.auto_class or description.auto_class
+        self.base_model = self.base_model or description.base_model
         if self._kind is None:
+            config = getattr(model, "config", None)
             self._kind = _kind_from(
                 self.auto_class, getattr(config, "num_labels", None), getattr(config, "problem_type", None)
             )
-        self.base_model = self.base_model or getattr(config, "_name_or_path", None) or None
 
     def _add_full_model(self, model: nn.Module, record: SnapshotRecord) -> None:
-        self._claim("full_model", model)
+        self._claim(model)
         if self._template is None:
             self._template = copy.deepcopy(model).to("cpu")
         if self._runner is None:
             self._runner = self._model_runner()
-        self._members.append(_Member(record, state=_cpu_copy(model.state_dict())))
+        self._members.append(_Member(record, state=cpu_copy(model.state_dict())))
 
     def _add_adapter(self, model: nn.Module, record: SnapshotRecord) -> None:
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
-        self._claim("peft_adapter", model.get_base_model())
+        self._claim(model)
         adapter = model.active_adapter
-        self.base_model = model.peft_config[adapter].base_model_name_or_path or self.base_model
         if self._runner is None:
             self._runner = AdapterRunner(copy.deepcopy(model).to("cpu"), lambda: self.snapshot_names, self.device)
         holder = self._runner.model
         holder.add_adapter(record.name, model.peft_config[adapter])
-        set_peft_model_state_dict(
-            holder, _cpu_copy(get_peft_model_state_dict(model, adapter_name=adapter)), record.name
-        )
+        set_peft_model_state_dict(holder, cpu_copy(get_peft_model_state_dict(model, adapter_name=adapter)), record.name)
         self._members.append(_Member(record))
 
     # ------------------------------------------------------------------ loading
@@ -548,15 +513,13 @@ class SnapshotEnsemble:
 
         A loaded ensemble keeps the provenance of its manifest (`library_versions` of the training run).
         """
-        return SnapshotManifest(
-            snapshot_type=self.snapshot_type or "full_model",
-            auto_class=self.auto_class,
-            base_model=self.base_model,
-            task=self.task,
+        header = ModelDescription(self.snapshot_type or "full_model", self.auto_class, self.base_model, self.task)
+        return new_manifest(
+            header,
             schedule=self.schedule,
             training=self.training,
-            library_versions=dict(self.library_versions or _library_versions(self.snapshot_type)),
-            snapshots=list(records or self.records),
+            snapshots=records or self.records,
+            trained_with=self.library_versions or None,
         )
 
     def save_pretrained(
@@ -572,7 +535,7 @@ class SnapshotEnsemble:
         Each snapshot folder is written atomically with its checksums; manifest.json is written last.
         `report` (default: the last `evaluate`) fills the card's results table.
         """
-        from .card import PLOT_NAME, build_card, write_schedule_plot
+        from .card import build_card, write_schedule_plot
 
         self._require_members()
         root = Path(save_directory)
@@ -662,7 +625,7 @@ def _combinable(manifest: SnapshotManifest, root: Path) -> SnapshotManifest:
     """`manifest`, unless it lists no snapshot or models whose outputs the ensemble cannot combine."""
     if not manifest.snapshots:
         raise SnapshotLoadError(
-            f"{root / 'manifest.json'} lists no snapshots: the run has not finished a cycle yet (a snapshot is "
+            f"{root / MANIFEST_NAME} lists no snapshots: the run has not finished a cycle yet (a snapshot is "
             "listed once its cycle ended and its files are complete)"
         )
     if manifest.auto_class not in SUPPORTED_AUTO_CLASSES:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import json_text
-from .loading import PICKLE_SUFFIXES, SnapshotLoadError, pickle_refusal, root_files, verify_folder
-from .manifest import MANIFEST_NAME, SnapshotManifest
+from ..snapshot_format.loading import PICKLE_SUFFIXES, SnapshotLoadError, pickle_refusal, root_files, verify_folder
+from ..snapshot_format.manifest import MANIFEST_NAME, SnapshotManifest
 
 logger = logging.getLogger(__name__)
 

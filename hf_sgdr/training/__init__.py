@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from .callback import SGDRCallback
     from .core import CycleEndEvent
     from .distributed import SnapshotWriteError
-    from .model_info import ModelDescription, describe_model
     from .trainer import SGDRTrainer
     from .weights import capture_weights, save_weights
     from .writer import SnapshotWriter
@@ -33,8 +32,6 @@ _NAMES = {
     "SGDRCallback": ".callback",
     "CycleEndEvent": ".core",
     "SnapshotWriteError": ".distributed",
-    "ModelDescription": ".model_info",
-    "describe_model": ".model_info",
     "SGDRTrainer": ".trainer",
     "capture_weights": ".weights",
     "save_weights": ".weights",
@@ -44,7 +41,6 @@ _NAMES = {
 __all__ = [
     "CycleAverager",
     "CycleEndEvent",
-    "ModelDescription",
     "SGDRAccelerateHelper",
     "SGDRCallback",
     "SGDROptions",
@@ -53,7 +49,6 @@ __all__ = [
     "SnapshotWriteError",
     "SnapshotWriter",
     "capture_weights",
-    "describe_model",
     "save_weights",
 ]
 __getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -24,22 +24,21 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._version import __version__
 from ..atomic import atomic_write_bytes
 from ..optimizer_reset import check_resettable
-from ..snapshots.manifest import ManifestError, SnapshotManifest, SnapshotRecord
+from ..snapshot_format.layout import snapshot_name
+from ..snapshot_format.manifest import ManifestError, SnapshotManifest, SnapshotRecord, new_manifest
+from ..snapshot_format.model_description import describe_model, unwrap_model
 from ..validation import check_int
 from .averaging import CycleAverager
 from .distributed import ProcessSync, SnapshotWriteError
-from .model_info import describe_model, unwrap_model
 from .weights import capture_weights, join_weight_gather, save_weights, uses_sharded_weights
-from .writer import SnapshotWriter, snapshot_name
+from .writer import SnapshotWriter
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +59,6 @@ def check_event_api(scheduler: Any) -> None:
             f"SGDR cycle events need an SGDR scheduler (hf_sgdr.SGDRScheduler, AdaptiveSGDR, or "
             f"lr_scheduler_type='sgdr'); {type(scheduler).__name__} lacks {', '.join(missing)}"
         )
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a snapshot's loader cares about (those installed)."""
-    versions = {"hf_sgdr": __version__}
-    for name in ("torch", "transformers", "accelerate", "peft", "safetensors"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def training_record(
@@ -290,11 +278,8 @@ class CycleEndHandler:
             )
         description = describe_model(self.model, task)
         schedule = getattr(self.scheduler, "schedule", None)
-        manifest = SnapshotManifest(
-            snapshot_type=description.snapshot_type,
-            auto_class=description.auto_class,
-            base_model=description.base_model,
-            task=description.task,
+        manifest = new_manifest(
+            description,
             schedule=schedule.to_dict() if hasattr(schedule, "to_dict") else None,
             training={
                 **training_info,
@@ -304,7 +289,6 @@ class CycleEndHandler:
                 "max_snapshots": max_snapshots,
                 "scheduler": type(self.scheduler).__name__,
             },
-            library_versions=library_versions(),
             snapshots=records,
         )
         self._written = {r.name: r.scheduler_step for r in records}

@@ -18,10 +18,9 @@ import torch
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
-from .model_info import is_peft_model, unwrap_model, without_compile
-
-#: Weights file for a model that is neither a `PreTrainedModel` nor a `PeftModel`.
-PLAIN_WEIGHTS_NAME = "model.safetensors"
+from ..snapshot_format.layout import PLAIN_WEIGHTS_NAME
+from ..snapshot_format.model_description import is_peft_model, unwrap_model, without_compile
+from ..snapshot_format.tensors import cpu_copy, storage_key
 
 
 def uses_sharded_weights(accelerator: Any) -> bool:
@@ -64,33 +63,6 @@ def _peft_subset(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict
     return subset if len({id(t) for t in subset.values()}) == len(kept) else state
 
 
-def _storage_key(tensor: torch.Tensor) -> tuple[int, ...]:
-    """Identifies the memory a tensor views: equal keys for tied weights."""
-    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), *tensor.shape, *tensor.stride())
-
-
-def _to_cpu(state: Mapping[str, torch.Tensor], reuse: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
-    """Detached CPU copies; entries sharing storage (tied weights) keep sharing it.
-
-    A tensor of `reuse` with the same name, shape and dtype is overwritten instead of allocating:
-    writing into memory that was already touched is several times faster than into fresh pages.
-    """
-    copies: dict[tuple[int, ...], torch.Tensor] = {}
-    taken: set[int] = set()
-    out = {}
-    for name, tensor in state.items():
-        key = _storage_key(tensor)
-        if key not in copies:
-            old = reuse.get(name) if reuse is not None else None
-            if old is not None and old.shape == tensor.shape and old.dtype == tensor.dtype and id(old) not in taken:
-                copies[key] = old.copy_(tensor.detach())
-            else:
-                copies[key] = tensor.detach().to("cpu", copy=True)
-            taken.add(id(copies[key]))
-        out[name] = copies[key]
-    return out
-
-
 @torch.no_grad()
 def capture_weights(
     model: torch.nn.Module,
@@ -112,14 +84,14 @@ def capture_weights(
             raise KeyError(f"averaged weights {unknown[:3]} are not in the model's state dict")
         aliases: dict[tuple[int, ...], list[str]] = {}
         for name, tensor in state.items():
-            aliases.setdefault(_storage_key(tensor), []).append(name)
+            aliases.setdefault(storage_key(tensor), []).append(name)
         for name, tensor in replace.items():
             new = tensor.to(state[name].dtype)
-            for alias in aliases[_storage_key(state[name])]:  # tied weights stay tied
+            for alias in aliases[storage_key(state[name])]:  # tied weights stay tied
                 state[alias] = new
     if state and is_peft_model(unwrap_model(model)):
         state = _peft_subset(unwrap_model(model), state)
-    return _to_cpu(state, reuse)
+    return cpu_copy(state, reuse)
 
 
 @contextlib.contextmanager

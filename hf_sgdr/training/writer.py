@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -28,16 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import TMP_PREFIX, remove_stale_temporaries
-from ..snapshots.manifest import MANIFEST_NAME, SnapshotManifest, SnapshotRecord
-from ..snapshots.storage import write_snapshot_folder
+from ..snapshot_format.layout import MANIFEST_NAME, is_snapshot_name
+from ..snapshot_format.manifest import SnapshotManifest, SnapshotRecord
+from ..snapshot_format.storage import write_snapshot_folder
 from .distributed import SnapshotWriteError
 
 logger = logging.getLogger(__name__)
-
-#: Folder name of the snapshot of a cycle.
-SNAPSHOT_NAME = "cycle-{cycle:03d}"
-_SNAPSHOT_NAME = re.compile(r"^cycle-\d{3,}$")
-
 
 #: Nice increment of the writer thread: it uses idle CPU, and yields to training when there is none.
 WRITER_NICENESS = 10
@@ -55,11 +50,6 @@ def _lower_thread_priority() -> None:
 
 def _age(record: SnapshotRecord) -> tuple[int, int]:
     return record.cycle, record.scheduler_step
-
-
-def snapshot_name(cycle: int) -> str:
-    """`cycle-000`, `cycle-001`, ... (more digits past 999)."""
-    return SNAPSHOT_NAME.format(cycle=cycle)
 
 
 class SnapshotWriter:
@@ -147,7 +137,7 @@ class SnapshotWriter:
         self._manifest.save(self.directory)
         listed = {record.name for record in self._manifest.snapshots}
         for name in obsolete:
-            if name not in listed and _SNAPSHOT_NAME.match(name):
+            if name not in listed and is_snapshot_name(name):
                 shutil.rmtree(self.directory / name, ignore_errors=True)
 
     def _write_snapshot(self, record: SnapshotRecord, save: Callable[[Path], None]) -> None:
@@ -189,7 +179,7 @@ class SnapshotWriter:
         try:
             processor.save_pretrained(str(tmp))
             for entry in sorted(tmp.iterdir()):
-                if entry.name == MANIFEST_NAME or _SNAPSHOT_NAME.match(entry.name):
+                if entry.name == MANIFEST_NAME or is_snapshot_name(entry.name):
                     raise ValueError(f"the processor wrote {entry.name!r}, a name the snapshot folder reserves")
                 target = self.directory / entry.name
                 if target.is_dir() and not target.is_symlink():

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from hf_sgdr import SGDRScheduler
-from hf_sgdr.snapshots.manifest import SnapshotManifest, SnapshotRecord
-from hf_sgdr.snapshots.storage import write_snapshot_folder
+from hf_sgdr.snapshot_format.layout import snapshot_name
+from hf_sgdr.snapshot_format.manifest import SnapshotManifest, SnapshotRecord
+from hf_sgdr.snapshot_format.storage import write_snapshot_folder
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +116,7 @@ def write_layout(
     records = []
     for cycle, (step, state) in enumerate(snapshots):
         model.load_state_dict(state, strict=strict)
-        name = f"cycle-{cycle:03d}"
+        name = snapshot_name(cycle)
         files = write_snapshot_folder(folder / name, functools.partial(save or _save_pretrained, model))
         records.append(
             SnapshotRecord(

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from hf_sgdr.atomic import sha256_file
-from hf_sgdr.snapshots.manifest import SnapshotManifest, SnapshotRecord
+from hf_sgdr.snapshot_format.manifest import SnapshotManifest, SnapshotRecord
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_LENGTH = 32

@@ -5,11 +5,12 @@ the ensemble side can load a snapshot without being told how it was trained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from accelerate.utils import extract_model_from_parallel, is_compiled_module
+
+from .manifest import ModelDescription
 
 #: Auto classes tried first (in this order) when a model class appears under several of them.
 _PREFERRED_AUTO_CLASSES = (
@@ -35,16 +36,6 @@ AUTO_CLASS_TASKS = {
     "AutoModelForSeq2SeqLM": "text2text-generation",
     "AutoModelForImageClassification": "image-classification",
 }
-
-
-@dataclass(frozen=True)
-class ModelDescription:
-    """The manifest header fields that depend on the model."""
-
-    snapshot_type: str
-    auto_class: str | None
-    base_model: str | None
-    task: str | None
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

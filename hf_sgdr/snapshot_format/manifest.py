@@ -1,17 +1,13 @@
 """The snapshot folder's manifest: what was saved at each cycle end, and how to check it.
 
-One folder holds a whole ensemble and can go to the Hub unchanged::
+One folder holds a whole ensemble and can go to the Hub unchanged (names in `layout`): `manifest.json`
+(this module: kind, schedule, library versions, one record per snapshot), the tokenizer saved once, an
+optional lr plot, and one folder per snapshot that `AutoModel*.from_pretrained` (or PEFT) loads.
 
-    snapshots/
-      manifest.json          # this module: kind, schedule, library versions, one record per snapshot
-      tokenizer.json ...     # tokenizer / processor, saved once
-      schedule.png           # optional lr plot
-      cycle-000/             # AutoModel*.from_pretrained(folder) loads it (or a PEFT adapter)
-      cycle-001/ ...
-
-The training side writes it (`hf_sgdr.training`), the ensemble side reads it (`hf_sgdr.snapshots`).
-Parsing is strict because manifests come from other people's repos: unknown kinds, names that could
-escape the folder, wrong types and absurd sizes are refused with an error that names the field.
+The training side writes it (`hf_sgdr.training`), the ensemble side reads and re-writes it
+(`hf_sgdr.snapshots`); both build its header with `new_manifest`. Parsing is strict because manifests
+come from other people's repos: unknown kinds, names that could escape the folder, wrong types and
+absurd sizes are refused with an error that names the field.
 """
 
 from __future__ import annotations
@@ -19,14 +15,17 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
 from ..atomic import atomic_write_json
 from ..schedule import SGDRSchedule
+from .layout import MANIFEST_NAME
 
-MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "hf_sgdr.snapshot_ensemble"
 FORMAT_VERSION = 1
 #: What each snapshot folder holds.
@@ -231,6 +230,54 @@ class SnapshotManifest:
             return cls.from_dict(data)
         except ManifestError as error:
             raise ManifestError(f"{path}: {error}") from None
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """The manifest header fields that depend on the model (see `model_description.describe_model`)."""
+
+    snapshot_type: str
+    auto_class: str | None
+    base_model: str | None
+    task: str | None
+
+
+#: The libraries whose versions a manifest records, when installed.
+RECORDED_LIBRARIES = ("torch", "transformers", "accelerate", "peft", "safetensors", "huggingface_hub")
+
+
+def library_versions() -> dict[str, str]:
+    """This process's versions of the libraries a snapshot's loader cares about (those installed)."""
+    versions = {"hf_sgdr": __version__}
+    for name in RECORDED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def new_manifest(
+    model: ModelDescription,
+    *,
+    schedule: dict[str, Any] | None,
+    training: dict[str, Any],
+    snapshots: Sequence[SnapshotRecord] = (),
+    trained_with: dict[str, str] | None = None,
+) -> SnapshotManifest:
+    """The manifest of a snapshot folder: the model's header, the schedule, the training facts and the
+    records. `trained_with` (library versions) keeps the provenance of snapshots trained elsewhere (a
+    loaded ensemble); by default this process's versions are recorded."""
+    return SnapshotManifest(
+        snapshot_type=model.snapshot_type,
+        auto_class=model.auto_class,
+        base_model=model.base_model,
+        task=model.task,
+        schedule=schedule,
+        training=dict(training),
+        library_versions=dict(trained_with if trained_with is not None else library_versions()),
+        snapshots=list(snapshots),
+    )
 
 
 def _refuse_constant(name: str) -> float:

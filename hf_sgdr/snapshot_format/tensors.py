@@ -1,0 +1,36 @@
+"""The CPU copy of a model's weights that a snapshot holds, made one way for training and ensembles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+
+def storage_key(tensor: torch.Tensor) -> tuple[object, ...]:
+    """Identifies the memory a tensor views: equal keys for tied weights."""
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.dtype, *tensor.shape, *tensor.stride())
+
+
+def cpu_copy(
+    state: Mapping[str, torch.Tensor], reuse: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """Detached CPU copies; entries sharing storage (tied weights) keep sharing it.
+
+    A tensor of `reuse` with the same name, shape and dtype is overwritten instead of allocating:
+    writing into memory that was already touched is several times faster than into fresh pages.
+    """
+    copies: dict[tuple[object, ...], torch.Tensor] = {}
+    taken: set[int] = set()
+    out = {}
+    for name, tensor in state.items():
+        key = storage_key(tensor)
+        if key not in copies or tensor.numel() == 0:  # empty tensors share a null address, not memory
+            old = reuse.get(name) if reuse is not None else None
+            if old is not None and old.shape == tensor.shape and old.dtype == tensor.dtype and id(old) not in taken:
+                copies[key] = old.copy_(tensor.detach())
+            else:
+                copies[key] = tensor.detach().to("cpu", copy=True)
+            taken.add(id(copies[key]))
+        out[name] = copies[key]
+    return out

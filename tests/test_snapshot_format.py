@@ -1,0 +1,108 @@
+"""The snapshot format layer: one maker of each name, copy and header for the training side and the ensembles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from helpers.training import tiny_gpt2, training_args
+from transformers import Trainer
+
+from hf_sgdr import SGDRCallback, SnapshotEnsemble
+from hf_sgdr.snapshot_format import (
+    ModelDescription,
+    SnapshotManifest,
+    describe_model,
+    library_versions,
+    new_manifest,
+    snapshot_name,
+)
+from hf_sgdr.snapshot_format.layout import is_snapshot_name
+from hf_sgdr.snapshot_format.tensors import cpu_copy
+
+
+def test_snapshot_names_are_made_and_recognised_by_one_rule() -> None:
+    assert [snapshot_name(c) for c in (0, 7, 1234)] == ["cycle-000", "cycle-007", "cycle-1234"]
+    assert all(is_snapshot_name(snapshot_name(c)) for c in (0, 999, 1000))
+    assert not any(is_snapshot_name(n) for n in ("cycle-01", "cycle-000x", ".tmp-cycle-000-1-ab", "manifest.json"))
+
+
+def test_the_cpu_copy_keeps_tied_weights_tied_and_empty_tensors_apart() -> None:
+    shared = torch.arange(6.0).reshape(2, 3)
+    state = {
+        "a": shared,
+        "b": shared,  # tied
+        "view": shared[1],  # a view of other memory: its own copy
+        "e1": torch.empty(0),
+        "e2": torch.empty(0, dtype=torch.int64),
+    }
+    copy = cpu_copy(state)
+    assert copy["a"] is copy["b"] and copy["a"].data_ptr() != shared.data_ptr()
+    assert copy["view"] is not copy["a"] and torch.equal(copy["view"], shared[1])
+    assert copy["e1"] is not copy["e2"] and copy["e2"].dtype == torch.int64
+    shared.add_(1.0)
+    assert float(copy["a"][0, 0]) == 0.0  # a copy, not a view of the training weights
+
+
+def test_the_ensembles_copy_of_a_tied_model_keeps_one_tensor() -> None:
+    ensemble = SnapshotEnsemble(device="cpu", progress=False)
+    ensemble.add_model(tiny_gpt2())
+    state = ensemble._members[0].state
+    assert state["lm_head.weight"] is state["transformer.wte.weight"]
+
+
+def test_both_sides_build_the_same_manifest_header(tmp_path: Path) -> None:
+    """A run's manifest (training side) and an ensemble's (`SnapshotEnsemble.manifest`) of the same model
+    record the same header fields and the same libraries."""
+    model = tiny_gpt2()
+    data = [{"input_ids": [i % 50] * 8, "labels": [i % 50] * 8} for i in range(16)]
+    args = training_args(tmp_path, lr_scheduler_type="sgdr", max_steps=4, per_device_train_batch_size=4)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data, callbacks=[SGDRCallback(snapshot_dir=str(tmp_path / "snaps"))]
+    )
+    trainer.train()
+    written = SnapshotManifest.load(tmp_path / "snaps")
+    ensemble = SnapshotEnsemble.from_pretrained(tmp_path / "snaps", device="cpu", progress=False)
+    rebuilt = ensemble.manifest()
+    in_memory = SnapshotEnsemble(device="cpu", progress=False)
+    in_memory.add_model(model)
+    fresh = in_memory.manifest()
+    header = ("snapshot_type", "auto_class", "base_model")
+    assert [getattr(written, k) for k in header] == [getattr(rebuilt, k) for k in header]
+    assert [getattr(fresh, k) for k in header] == [getattr(written, k) for k in header]
+    assert (written.snapshot_type, written.auto_class) == ("full_model", "AutoModelForCausalLM")
+    assert rebuilt.library_versions == written.library_versions  # a loaded ensemble keeps the run's provenance
+    assert set(fresh.library_versions) == set(written.library_versions) == set(library_versions())
+    assert written.library_versions.keys() >= {"hf_sgdr", "torch", "transformers", "accelerate", "safetensors"}
+
+
+def test_new_manifest_keeps_given_provenance() -> None:
+    header = describe_model(tiny_gpt2())
+    assert header == ModelDescription("full_model", "AutoModelForCausalLM", None, "text-generation")
+    kept = new_manifest(header, schedule=None, training={"loop": "x"}, trained_with={"hf_sgdr": "0.0.1"})
+    assert kept.library_versions == {"hf_sgdr": "0.0.1"} and kept.training == {"loop": "x"}
+    assert new_manifest(header, schedule=None, training={}).library_versions == library_versions()
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The `hf_sgdr` subpackages a module imports at module level (imports inside functions excluded)."""
+    import ast
+
+    package = path.parent.name
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            parts = [package] if node.level == 1 else []
+            found.add(".".join([*parts, *(node.module or "").split(".")][:1]))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hf_sgdr."):
+            found.add(node.module.split(".")[1])
+    return found
+
+
+def test_the_layers_import_downwards_only() -> None:
+    """The format imports neither side; the training glue reaches the ensembles only inside a method."""
+    root = Path(__file__).resolve().parents[1] / "hf_sgdr"
+    for module in (root / "snapshot_format").glob("*.py"):
+        assert not _imported_modules(module) & {"training", "snapshots"}, module.name
+    for module in (root / "training").glob("*.py"):
+        assert "snapshots" not in _imported_modules(module), module.name
