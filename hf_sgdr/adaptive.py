@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .schedule import CyclePosition, SGDRSchedule, SGDRWarning
+from .schedule_parameters import SHAPE_PARAMETERS, check_names
 from .scheduler import SGDRScheduler
 from .validation import check_bool, check_float, check_int
 
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 #: Completed cycles kept in `recent_cycles` (and in the state) — a bound, not a full history.
 HISTORY_LENGTH = 8
+#: The schedule parameters an adaptive schedule takes by name: all but the first cycle (`initial_T_0`,
+#: `T_mult`) and what would fix the cycles in advance (a budget fit, a cycle list).
+ADAPTIVE_PARAMETERS = tuple(name for name in SHAPE_PARAMETERS if name not in ("T_0", "T_mult", "num_cycles", "cycles"))
 
 
 class RealisedCycle(NamedTuple):
@@ -82,9 +86,10 @@ class AdaptiveSGDR(SGDRScheduler):
         greater_is_better: Whether a larger metric is better; `None` infers it like transformers:
             `not monitor.endswith("loss")` (the Trainer's `greater_is_better` when it sets the monitor).
         min_delta: An improvement must beat the best value by more than this (absolute).
-        eta_min, eta_max, lr_decay, warmup_steps, warmup_start_lr, restart_warmup_steps, cycle_limit,
-            reset_optimizer_state, last_epoch: as for `SGDRScheduler` (no budget fit: extensions would
-            break it).
+        reset_optimizer_state, last_epoch: as for `SGDRScheduler`.
+        **schedule_params: `eta_min`, `eta_max`, `lr_decay`, `warmup_steps`, `warmup_start_lr`,
+            `restart_warmup_steps`, `cycle_limit`: as for `SGDRScheduler` (no budget fit and no cycle list:
+            extensions would break them).
 
     Besides `SGDRScheduler`'s event API (`position()`, `current_cycle`, `is_at_cycle_end()`, ...,
     all at the realised lengths; `schedule` keeps the nominal hyper-parameters), it exposes
@@ -105,28 +110,13 @@ class AdaptiveSGDR(SGDRScheduler):
         monitor: str | None = None,
         greater_is_better: bool | None = None,
         min_delta: float = 0.0,
-        eta_min: float = 0.0,
-        eta_max: float | None = None,
-        lr_decay: float = 1.0,
-        warmup_steps: int = 0,
-        warmup_start_lr: float = 0.0,
-        restart_warmup_steps: int = 0,
-        cycle_limit: int | None = None,
         reset_optimizer_state: bool = False,
         last_epoch: int = -1,
+        **schedule_params: Any,
     ) -> None:
         initial_T_0 = check_int("initial_T_0", initial_T_0, minimum=1)
-        schedule = SGDRSchedule(
-            T_0=initial_T_0,
-            T_mult=T_mult,
-            eta_min=eta_min,
-            eta_max=eta_max,
-            lr_decay=lr_decay,
-            warmup_steps=warmup_steps,
-            warmup_start_lr=warmup_start_lr,
-            restart_warmup_steps=restart_warmup_steps,
-            cycle_limit=cycle_limit,
-        )
+        check_names(schedule_params, ADAPTIVE_PARAMETERS, "AdaptiveSGDR")
+        schedule = SGDRSchedule(T_0=initial_T_0, T_mult=T_mult, **schedule_params)
         self._configure(
             {
                 "patience": patience,

@@ -11,10 +11,9 @@ from pathlib import Path
 
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
 from .schedule import CycleInfo, SGDRSchedule, build_schedule
+from .schedule_parameters import SCHEDULE_PARAMETERS
 from .snapshots.cli import add_snapshot_commands
 from .validation import check_float, check_int
-
-_NOT_SCHEDULE_SHAPE = {"reset_optimizer_state"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,9 +44,9 @@ def _option_strings(parser: argparse.ArgumentParser) -> Iterator[str]:
 
 def _add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("schedule (same names as lr_scheduler_kwargs)")
-    for name, text in SCHEDULER_KWARGS.items():
-        if name not in _NOT_SCHEDULE_SHAPE:
-            group.add_argument(f"--{name}", default=None, metavar="VALUE", help=text)
+    for parameter in SCHEDULE_PARAMETERS:
+        if parameter.shape:
+            group.add_argument(f"--{parameter.name}", default=None, metavar="VALUE", help=parameter.help)
     group.add_argument("--num_training_steps", required=True, help="the training budget in optimizer steps")
     group.add_argument(
         "--lr", nargs="+", default=["5e-5"], metavar="LR", help="initial lr of each param group (default 5e-5)"

@@ -12,7 +12,6 @@ before building one.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -23,7 +22,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._lazy import when_imported
-from .schedule import DEFAULT_NUM_CYCLES, SGDRWarning
+from .schedule import SGDRWarning
+from .schedule_parameters import PARAMETERS, SCHEDULE_PARAMETERS, unknown_text
 from .validation import check_int
 
 if TYPE_CHECKING:  # torch only where the factory runs: `import hf_sgdr` stays light
@@ -33,25 +33,10 @@ if TYPE_CHECKING:  # torch only where the factory runs: `import hf_sgdr` stays l
 
 SCHEDULER_NAME = "sgdr"
 
-#: Keys `lr_scheduler_kwargs` may hold for ``lr_scheduler_type="sgdr"``, with their meaning (the one
-#: place the option texts live: command-line help and docs are made from it).
-SCHEDULER_KWARGS: dict[str, str] = {
-    "T_0": "steps in the first cycle (integer >= 1); omit to fit the budget with num_cycles",
-    "num_cycles": "number of cycles fitted to the training budget so that it ends on a cycle end "
-    f"(default {DEFAULT_NUM_CYCLES} when T_0 is not given)",
-    "T_mult": "cycle length growth factor, any float >= 1 (default 1)",
-    "eta_min": "lr floor, absolute, >= 0 (default 0)",
-    "eta_max": "peak lr for every param group (default: each group's initial lr)",
-    "lr_decay": "per-cycle factor in (0, 1] on peak and floor (default 1)",
-    "warmup_steps": "initial linear warmup steps before cycle 0 (default 0; the Trainer passes its own)",
-    "warmup_start_lr": "lr at step 0 of the initial warmup (default 0)",
-    "restart_warmup_steps": "linear warmup at the start of every later cycle, < T_0 (default 0)",
-    "cycle_limit": "after this many cycles the lr holds at the last floor (default: no limit)",
-    "cycles": "explicit cycles instead of T_0/T_mult: [[length, peak], ...], length in steps or as a fraction of "
-    "the budget, peak a factor on the lr (e.g. [[0.4, 1], [0.15, 0.5], [0.15, 0.5], [0.15, 0.5], [0.15, 0.5]])",
-    "reset_optimizer_state": "reset optimizer moments/momentum at each restart (default false)",
-}
-_OPTIONAL_KWARGS = frozenset({"T_0", "eta_max", "cycle_limit", "num_cycles", "cycles"})
+#: Keys `lr_scheduler_kwargs` may hold for ``lr_scheduler_type="sgdr"``, with their meaning: the parameters of
+#: `schedule_parameters` (the one list), from which command-line help and docs are made.
+SCHEDULER_KWARGS: dict[str, str] = {p.name: p.help for p in SCHEDULE_PARAMETERS}
+_OPTIONAL_KWARGS = frozenset(p.name for p in SCHEDULE_PARAMETERS if p.nullable)
 
 
 def normalize_scheduler_kwargs(kwargs: Mapping[str, Any] | str | None) -> dict[str, Any]:
@@ -64,12 +49,9 @@ def normalize_scheduler_kwargs(kwargs: Mapping[str, Any] | str | None) -> dict[s
     kwargs = _as_mapping(kwargs)
     unknown = [key for key in kwargs if key not in SCHEDULER_KWARGS]
     if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, SCHEDULER_KWARGS, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(
-            f"lr_scheduler_kwargs has unknown key(s) for lr_scheduler_type='sgdr': {', '.join(hints)}; "
+            f"lr_scheduler_kwargs has unknown key(s) for lr_scheduler_type='sgdr': "
+            f"{unknown_text(unknown, SCHEDULER_KWARGS)}; "
             f"accepted: {', '.join(SCHEDULER_KWARGS)}"
         )
     for key in _OPTIONAL_KWARGS & kwargs.keys():
@@ -118,10 +100,8 @@ def check_scheduler_kwargs(
     """
     kwargs = normalize_scheduler_kwargs(kwargs)
     if kwargs.get("T_0") is None and num_training_steps is None:
-        if kwargs.get("num_cycles") is not None:
-            check_int("num_cycles", kwargs["num_cycles"], minimum=1)
-        kwargs.pop("num_cycles", None)
-        kwargs["T_0"] = check_int("restart_warmup_steps", kwargs.get("restart_warmup_steps", 0), minimum=0) + 1
+        PARAMETERS["num_cycles"].check(kwargs.pop("num_cycles", None))
+        kwargs["T_0"] = PARAMETERS["restart_warmup_steps"].check(kwargs.get("restart_warmup_steps", 0)) + 1
     import torch
 
     optimizer = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": float(lr)} for lr in lrs])

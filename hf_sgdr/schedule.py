@@ -25,13 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
+from .schedule_parameters import DEFAULT_NUM_CYCLES, PARAMETERS, SHAPE_PARAMETERS, check_names, default
 from .validation import check_float, check_int
 
 #: Largest step the schedule answers for (torch keeps `last_epoch` in an int64 in checkpoints).
 MAX_STEP = 2**63 - 1
-
-#: Cycles chosen by budget fit when neither `T_0` nor `num_cycles` is given.
-DEFAULT_NUM_CYCLES = 4
 
 
 class CyclePosition(NamedTuple):
@@ -134,15 +132,16 @@ class SGDRSchedule:
             the first length, `T_mult` 1, and `cycle_limit` is the number of cycles.
     """
 
+    # Defaults and ranges come from `schedule_parameters` (the one list of the user-facing parameters).
     T_0: int
-    T_mult: float = 1.0
-    eta_min: float = 0.0
-    eta_max: float | None = None
-    lr_decay: float = 1.0
-    warmup_steps: int = 0
-    warmup_start_lr: float = 0.0
-    restart_warmup_steps: int = 0
-    cycle_limit: int | None = None
+    T_mult: float = default("T_mult")
+    eta_min: float = default("eta_min")
+    eta_max: float | None = default("eta_max")
+    lr_decay: float = default("lr_decay")
+    warmup_steps: int = default("warmup_steps")
+    warmup_start_lr: float = default("warmup_start_lr")
+    restart_warmup_steps: int = default("restart_warmup_steps")
+    cycle_limit: int | None = default("cycle_limit")
     last_cycle_length: int | None = None
     cycles: tuple[tuple[int, float], ...] | None = None
     # Lazily extended index of the cycle boundaries; a cache, not part of the value.
@@ -151,24 +150,16 @@ class SGDRSchedule:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "T_0", check_int("T_0", self.T_0, minimum=1))
-        set_(self, "T_mult", check_float("T_mult", self.T_mult, minimum=1.0))
-        set_(self, "eta_min", check_float("eta_min", self.eta_min, minimum=0.0))
-        if self.eta_max is not None:
-            set_(self, "eta_max", check_float("eta_max", self.eta_max, minimum=0.0, min_open=True))
-            if self.eta_min >= self.eta_max:
-                raise ValueError(f"eta_min must be < eta_max; got eta_min={self.eta_min!r} >= eta_max={self.eta_max!r}")
-        set_(self, "lr_decay", check_float("lr_decay", self.lr_decay, minimum=0.0, maximum=1.0, min_open=True))
-        set_(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, minimum=0))
-        set_(self, "warmup_start_lr", check_float("warmup_start_lr", self.warmup_start_lr, minimum=0.0))
-        set_(self, "restart_warmup_steps", check_int("restart_warmup_steps", self.restart_warmup_steps, minimum=0))
+        for name in _CHECKED_FIELDS:
+            set_(self, name, PARAMETERS[name].check(getattr(self, name)))
+        if self.eta_max is not None and self.eta_min >= self.eta_max:
+            raise ValueError(f"eta_min must be < eta_max; got eta_min={self.eta_min!r} >= eta_max={self.eta_max!r}")
         if self.cycles is not None:
             self._check_cycles()
         elif self.restart_warmup_steps >= self.T_0:
             raise ValueError(
                 f"restart_warmup_steps must be < T_0={self.T_0} (the shortest cycle); got {self.restart_warmup_steps!r}"
             )
-        if self.cycle_limit is not None:
-            set_(self, "cycle_limit", check_int("cycle_limit", self.cycle_limit, minimum=1))
         if self.last_cycle_length is not None:
             if self.cycle_limit is None:
                 raise ValueError("last_cycle_length needs cycle_limit (it sets the length of the last cycle)")
@@ -455,6 +446,13 @@ class SGDRSchedule:
         return found
 
 
+#: The `SGDRSchedule` fields that `__post_init__` checks by their declaration in `schedule_parameters` (`T_0`
+#: is required there, not optional; a cycle list is checked on its own).
+_CHECKED_FIELDS = tuple(
+    f.name for f in fields(SGDRSchedule) if f.name in SHAPE_PARAMETERS and f.name not in ("T_0", "cycles")
+)
+
+
 class _CycleRuns:
     """Cycle boundaries as runs of equal-length cycles: `(first cycle, its start B, length)`.
 
@@ -617,7 +615,12 @@ def build_schedule(
     - `cycles` given (see `parse_cycles`): exactly those cycles; exclusive with `T_0`, `num_cycles`,
       `T_mult` and `cycle_limit`.
     - none of them: fit the budget with `DEFAULT_NUM_CYCLES` cycles (fewer when the budget is too small).
+
+    `params` are the other shape parameters of `hf_sgdr.schedule_parameters` (`T_mult`, `eta_min`, ...);
+    an unknown name is refused with the closest one; `None` for a parameter that may be `None` means "not given".
     """
+    check_names(params, SHAPE_PARAMETERS, "build_schedule")
+    params = {name: value for name, value in params.items() if value is not None or not PARAMETERS[name].nullable}
     if cycles is not None:
         clashing = {"T_0": T_0, "num_cycles": num_cycles, "cycle_limit": params.get("cycle_limit")}
         given = [f"{name}={value!r}" for name, value in clashing.items() if value is not None]

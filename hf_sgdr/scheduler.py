@@ -25,55 +25,34 @@ class SGDRScheduler(LRScheduler):
         optimizer: The optimizer (plain or wrapped by Accelerate).
         T_0: Steps in the first cycle; or leave `None` and give `num_cycles` / `num_training_steps`
             to fit the budget so that training ends exactly on a cycle end.
-        T_mult, eta_min, eta_max, lr_decay, warmup_steps, warmup_start_lr, restart_warmup_steps,
-            cycle_limit: see `SGDRSchedule`.
-        cycles: An explicit cycle list instead of `T_0`/`T_mult`: each cycle's length (steps, or a
-            fraction of the budget) and peak factor, e.g. ``[[0.4, 1], [0.15, 0.5], [0.15, 0.5], ...]``
-            (see `hf_sgdr.schedule.parse_cycles`).
-        num_cycles: Number of cycles for the budget fit (needs `num_training_steps`).
         num_training_steps: The training budget in optimizer steps; enables the budget fit and the
             pitfall warnings (ending mid-cycle, fewer than 2 restarts, a narrow lr range).
         reset_optimizer_state: At every restart, reset the optimizer's per-parameter state (Adam
             moments, SGD momentum, step counts) in place, as a fresh optimizer would have it.
         last_epoch: As in torch; `-1` starts a new schedule.
         schedule: A ready `SGDRSchedule` instead of the individual hyper-parameters.
+        **schedule_params: The other schedule parameters, by name (`hf_sgdr.schedule_parameters`, the one
+            list): `num_cycles`, `T_mult`, `eta_min`, `eta_max`, `lr_decay`, `warmup_steps`,
+            `warmup_start_lr`, `restart_warmup_steps`, `cycle_limit`, and `cycles`, an explicit cycle list
+            instead of `T_0`/`T_mult`, e.g. ``[[0.4, 1], [0.15, 0.5], [0.15, 0.5], ...]`` (see
+            `hf_sgdr.schedule.parse_cycles`). See `SGDRSchedule` for their meaning.
     """
 
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
         T_0: int | None = None,
-        T_mult: float = 1.0,
-        eta_min: float = 0.0,
-        eta_max: float | None = None,
-        lr_decay: float = 1.0,
-        warmup_steps: int = 0,
-        warmup_start_lr: float = 0.0,
-        restart_warmup_steps: int = 0,
-        cycle_limit: int | None = None,
-        cycles: Any = None,
-        num_cycles: int | None = None,
+        *,
         num_training_steps: int | None = None,
         reset_optimizer_state: bool = False,
         last_epoch: int = -1,
-        *,
         schedule: SGDRSchedule | None = None,
+        **schedule_params: Any,
     ) -> None:
         if schedule is None:
-            schedule = build_schedule(
-                T_0,
-                num_cycles=num_cycles,
-                num_training_steps=num_training_steps,
-                T_mult=T_mult,
-                eta_min=eta_min,
-                eta_max=eta_max,
-                lr_decay=lr_decay,
-                warmup_steps=warmup_steps,
-                warmup_start_lr=warmup_start_lr,
-                restart_warmup_steps=restart_warmup_steps,
-                cycles=cycles,
-                **({} if cycle_limit is None else {"cycle_limit": cycle_limit}),
-            )
+            schedule = build_schedule(T_0, num_training_steps=num_training_steps, **schedule_params)
+        elif T_0 is not None or schedule_params:
+            raise TypeError("pass either schedule or the schedule parameters, not both")
         self.schedule = schedule
         self.reset_optimizer_state = check_bool("reset_optimizer_state", reset_optimizer_state)
         if self.reset_optimizer_state:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,92 +21,49 @@ from transformers.trainer_utils import SchedulerType
 
 from ..registration import SCHEDULER_NAME, normalize_scheduler_kwargs
 from ..schedule import parse_cycles
+from ..schedule_parameters import SCHEDULE_PARAMETERS, ScheduleParameter
 from ..validation import check_bool, check_float, check_int
 from .core import RESTART_FROM
 
-#: Option name -> `lr_scheduler_kwargs` key, for the options that parametrise the schedule itself.
 #: Sub-folder of `output_dir` that holds the snapshots unless `snapshot_dir` says otherwise.
 SNAPSHOT_SUBDIR = "snapshots"
 
-SCHEDULE_OPTIONS = {
-    "sgdr_T_0": "T_0",
-    "sgdr_num_cycles": "num_cycles",
-    "sgdr_T_mult": "T_mult",
-    "sgdr_eta_min": "eta_min",
-    "sgdr_lr_decay": "lr_decay",
-    "sgdr_restart_warmup_steps": "restart_warmup_steps",
-    "sgdr_cycles": "cycles",
-    "sgdr_reset_optimizer_state": "reset_optimizer_state",
-}
+#: The schedule parameters that are options (those the Trainer does not own), by option name `sgdr_<name>`.
+SCHEDULE_OPTIONS: dict[str, ScheduleParameter] = {f"sgdr_{p.name}": p for p in SCHEDULE_PARAMETERS if p.option}
 #: The options that shape the schedule (everything but the optimizer-reset flag).
-SCHEDULE_SHAPE_OPTIONS = (
-    *(name for name in SCHEDULE_OPTIONS if name != "sgdr_reset_optimizer_state"),
-    "sgdr_T_0_epochs",
-)
+SCHEDULE_SHAPE_OPTIONS = (*(name for name, p in SCHEDULE_OPTIONS.items() if p.shape), "sgdr_T_0_epochs")
+
+
+def _option_field(parameter: ScheduleParameter) -> tuple[str, Any, Any]:
+    """The `SGDROptions` field of a schedule parameter: `None` = "the scheduler's default" (a flag: off), so
+    that the options merge with `lr_scheduler_kwargs` without ambiguity; `--<name>` on a command line too."""
+    metadata = {"aliases": [f"--{parameter.name}"], "help": parameter.help[:1].upper() + parameter.help[1:] + "."}
+    if parameter.type is bool:
+        return f"sgdr_{parameter.name}", bool, field(default=bool(parameter.default), metadata=metadata)
+    return f"sgdr_{parameter.name}", parameter.type | None, field(default=None, metadata=metadata)
+
+
+#: The schedule options as dataclass fields, made from `schedule_parameters` (the one list); `SGDROptions`
+#: inherits them, so `SGDROptions(sgdr_T_mult=2)`, `--T_mult 2` and `--sgdr_T_mult 2` all work.
+ScheduleOptions = make_dataclass("ScheduleOptions", [_option_field(p) for p in SCHEDULE_OPTIONS.values()])
+ScheduleOptions.__module__ = __name__
 
 
 @dataclass
-class SGDROptions:
-    """SGDR schedule, snapshot and weight-averaging options (command-line ready)."""
+class SGDROptions(ScheduleOptions):  # type: ignore[misc,valid-type]
+    """SGDR schedule, snapshot and weight-averaging options (command-line ready).
 
-    sgdr_T_0: int | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--T_0"],
-            "help": "Optimizer steps in the first SGDR cycle (integer >= 1). Omit to fit the training budget.",
-        },
-    )
+    The schedule options (`sgdr_T_0`, `sgdr_num_cycles`, `sgdr_T_mult`, `sgdr_eta_min`, `sgdr_lr_decay`,
+    `sgdr_restart_warmup_steps`, `sgdr_cycles`, `sgdr_reset_optimizer_state`) come from
+    `hf_sgdr.schedule_parameters`; `sgdr_T_0_epochs` and the snapshot options are declared here.
+    """
+
     sgdr_T_0_epochs: float | None = field(
         default=None,
         metadata={
             "aliases": ["--T_0_epochs"],
             "help": "The first cycle in epochs (> 0), converted with the real number of optimizer steps per epoch "
             "(gradient accumulation included). Exclusive with sgdr_T_0 and sgdr_num_cycles.",
-        },
-    )
-    sgdr_num_cycles: int | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--num_cycles"],
-            "help": "Number of cycles fitted to the training budget so that training ends exactly on a cycle end "
-            "(the default, with 4 cycles, when neither sgdr_T_0 nor sgdr_T_0_epochs is given).",
-        },
-    )
-    sgdr_T_mult: float | None = field(
-        default=None,
-        metadata={"aliases": ["--T_mult"], "help": "Cycle length growth factor, any float >= 1 (default 1)."},
-    )
-    sgdr_eta_min: float | None = field(
-        default=None, metadata={"aliases": ["--eta_min"], "help": "Learning-rate floor, absolute, >= 0 (default 0)."}
-    )
-    sgdr_lr_decay: float | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--lr_decay"],
-            "help": "Per-cycle factor in (0, 1] on the peak and the floor (default 1).",
-        },
-    )
-    sgdr_restart_warmup_steps: int | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--restart_warmup_steps"],
-            "help": "Linear warmup steps at the start of every cycle after the first, < T_0 (default 0).",
-        },
-    )
-    sgdr_cycles: str | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--cycles"],
-            "help": "Explicit cycles instead of T_0/T_mult: 'length:peak,...' or JSON [[length, peak], ...]; a length "
-            "is steps or a fraction of the budget (all fractions: they sum to 1), a peak a factor on the lr. "
-            "E.g. '0.4:1,0.15:0.5,0.15:0.5,0.15:0.5,0.15:0.5': one long cycle, then four short at half its peak.",
-        },
-    )
-    sgdr_reset_optimizer_state: bool = field(
-        default=False,
-        metadata={
-            "aliases": ["--reset_optimizer_state"],
-            "help": "Reset the optimizer state (Adam moments, momentum, step counts) at every restart.",
         },
     )
     restart_from: str = field(
@@ -140,23 +97,15 @@ class SGDROptions:
 
     def validate_sgdr_options(self) -> None:
         """Coerce (command lines leave strings) and range-check every option; errors name the option."""
-        ints = {"sgdr_T_0": 1, "sgdr_num_cycles": 1, "sgdr_restart_warmup_steps": 0, "max_snapshots": 1}
-        for name, minimum in ints.items():
+        for name, parameter in SCHEDULE_OPTIONS.items():
             if getattr(self, name) is not None:
-                setattr(self, name, check_int(name, getattr(self, name), minimum=minimum))
+                setattr(self, name, parameter.check(getattr(self, name), name))
+        if self.max_snapshots is not None:
+            self.max_snapshots = check_int("max_snapshots", self.max_snapshots, minimum=1)
         if self.sgdr_T_0_epochs is not None:
             self.sgdr_T_0_epochs = check_float("sgdr_T_0_epochs", self.sgdr_T_0_epochs, minimum=0.0, min_open=True)
-        if self.sgdr_T_mult is not None:
-            self.sgdr_T_mult = check_float("sgdr_T_mult", self.sgdr_T_mult, minimum=1.0)
-        if self.sgdr_eta_min is not None:
-            self.sgdr_eta_min = check_float("sgdr_eta_min", self.sgdr_eta_min, minimum=0.0)
-        if self.sgdr_lr_decay is not None:
-            self.sgdr_lr_decay = check_float(
-                "sgdr_lr_decay", self.sgdr_lr_decay, minimum=0.0, maximum=1.0, min_open=True
-            )
         if self.swa_start is not None:
             self.swa_start = check_float("swa_start", self.swa_start, minimum=0.0, maximum=1.0, max_open=True)
-        self.sgdr_reset_optimizer_state = check_bool("sgdr_reset_optimizer_state", self.sgdr_reset_optimizer_state)
         self.save_snapshots = check_bool("save_snapshots", self.save_snapshots)
         if self.restart_from not in RESTART_FROM:
             raise ValueError(f"restart_from must be one of {', '.join(RESTART_FROM)}; got {self.restart_from!r}")
@@ -206,7 +155,9 @@ class SGDROptions:
         `steps_per_epoch` is the number of optimizer steps per epoch (gradient accumulation included);
         it is required when `sgdr_T_0_epochs` is given.
         """
-        kwargs = {key: getattr(self, name) for name, key in SCHEDULE_OPTIONS.items() if getattr(self, name) is not None}
+        kwargs = {
+            p.name: getattr(self, name) for name, p in SCHEDULE_OPTIONS.items() if getattr(self, name) is not None
+        }
         if not self.sgdr_reset_optimizer_state:
             kwargs.pop("reset_optimizer_state")
         if self.sgdr_T_0_epochs is not None:
@@ -231,7 +182,7 @@ def merge_scheduler_kwargs(
     merged = normalize_scheduler_kwargs(lr_scheduler_kwargs)
     clashes = sorted(key for key in options_kwargs if key in merged)
     if clashes:
-        names = {key: name for name, key in SCHEDULE_OPTIONS.items()}
+        names = {p.name: name for name, p in SCHEDULE_OPTIONS.items()}
         names["T_0"] = "sgdr_T_0 / sgdr_T_0_epochs"
         raise ValueError(
             "these schedule parameters are set both in lr_scheduler_kwargs and as SGDR options: "
