@@ -34,8 +34,11 @@ logger = logging.getLogger(__name__)
 #: Completed cycles kept in `recent_cycles` (and in the state) — a bound, not a full history.
 HISTORY_LENGTH = 8
 #: The schedule parameters an adaptive schedule takes by name: all but the first cycle (`initial_T_0`,
-#: `T_mult`) and what would fix the cycles in advance (a budget fit, a cycle list).
-ADAPTIVE_PARAMETERS = tuple(name for name in SHAPE_PARAMETERS if name not in ("T_0", "T_mult", "num_cycles", "cycles"))
+#: `T_mult`), what would fix the cycles in advance (a budget fit, a cycle list) and a restart warmup that
+#: scales with the cycle (an extension would move its end after it was passed).
+ADAPTIVE_PARAMETERS = tuple(
+    name for name in SHAPE_PARAMETERS if name not in ("T_0", "T_mult", "num_cycles", "cycles", "restart_warmup_ratio")
+)
 
 
 class RealisedCycle(NamedTuple):
@@ -87,9 +90,9 @@ class AdaptiveSGDR(SGDRScheduler):
             `not monitor.endswith("loss")` (the Trainer's `greater_is_better` when it sets the monitor).
         min_delta: An improvement must beat the best value by more than this (absolute).
         reset_optimizer_state, last_epoch: as for `SGDRScheduler`.
-        **schedule_params: `eta_min`, `eta_max`, `lr_decay`, `warmup_steps`, `warmup_start_lr`,
-            `restart_warmup_steps`, `cycle_limit`: as for `SGDRScheduler` (no budget fit and no cycle list:
-            extensions would break them).
+        **schedule_params: `eta_min`, `eta_min_ratio`, `eta_max`, `lr_decay`, `warmup_steps`,
+            `warmup_start_lr`, `restart_warmup_steps`, `cycle_limit`: as for `SGDRScheduler` (no budget fit, no
+            cycle list and no `restart_warmup_ratio`: extensions would break them).
 
     Besides `SGDRScheduler`'s event API (`position()`, `current_cycle`, `is_at_cycle_end()`, ...,
     all at the realised lengths; `schedule` keeps the nominal hyper-parameters), it exposes

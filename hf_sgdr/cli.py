@@ -60,12 +60,7 @@ def schedule_from_arguments(args: argparse.Namespace) -> tuple[SGDRSchedule, int
     budget = check_int("num_training_steps", args.num_training_steps, minimum=1)
     schedule = build_schedule(options.pop("T_0", None), num_training_steps=budget, **options)
     lrs = [check_float("lr", x, minimum=0.0, min_open=True) for x in args.lr]
-    for index, lr in enumerate(lrs):  # as the scheduler refuses it: a floor at or above the peak
-        if schedule.eta_max is None and not lr > schedule.eta_min:
-            raise ValueError(
-                f"eta_min must be < the initial lr of every param group; got eta_min={schedule.eta_min!r} >= "
-                f"lr={lr!r} of param group {index} (--lr), or pass --eta_max"
-            )
+    schedule.check_floors(lrs)  # as the scheduler refuses them: a floor at or above a peak, one floor too few
     return schedule, budget, lrs
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._lazy import when_imported
 from .schedule import SGDRWarning
-from .schedule_parameters import PARAMETERS, SCHEDULE_PARAMETERS, unknown_text
+from .schedule_parameters import ALIASES, PARAMETERS, SCHEDULE_PARAMETERS, unknown_text
 from .validation import check_int
 
 if TYPE_CHECKING:  # torch only where the factory runs: `import hf_sgdr` stays light
@@ -47,13 +47,18 @@ def normalize_scheduler_kwargs(kwargs: Mapping[str, Any] | str | None) -> dict[s
     ``T_0=5``, which transformers leaves as a string) is refused with the expected form.
     """
     kwargs = _as_mapping(kwargs)
-    unknown = [key for key in kwargs if key not in SCHEDULER_KWARGS]
+    unknown = [key for key in kwargs if key not in SCHEDULER_KWARGS and key not in ALIASES]
     if unknown:
         raise ValueError(
             f"lr_scheduler_kwargs has unknown key(s) for lr_scheduler_type='sgdr': "
-            f"{unknown_text(unknown, SCHEDULER_KWARGS)}; "
-            f"accepted: {', '.join(SCHEDULER_KWARGS)}"
+            f"{unknown_text(unknown, [*SCHEDULER_KWARGS, *ALIASES])}; "
+            f"accepted: {', '.join(SCHEDULER_KWARGS)} (and transformers' {', '.join(ALIASES)})"
         )
+    for alias in ALIASES.keys() & kwargs.keys():  # transformers' names (cosine_with_min_lr) for ours
+        name = ALIASES[alias]
+        if name in kwargs:
+            raise ValueError(f"lr_scheduler_kwargs sets both {alias!r} and {name!r} (the same parameter); set one")
+        kwargs[name] = kwargs.pop(alias)
     for key in _OPTIONAL_KWARGS & kwargs.keys():
         value = kwargs[key]
         if isinstance(value, str) and value.strip().lower() in {"", "none", "null"}:

@@ -117,7 +117,8 @@ class SGDRSchedule:
     Args:
         T_0: Steps in the first cycle (after the initial warmup). Integer >= 1.
         T_mult: Growth factor of cycle lengths, any float >= 1 (1.5 is common).
-        eta_min: Floor of the lr, absolute (as in torch), before `lr_decay`.
+        eta_min: Floor of the lr, absolute (as in torch), before `lr_decay`: one value, or a tuple of one
+            per param group (layer-wise lr decay with groups far apart).
         eta_max: Peak lr for every param group; `None` uses each group's initial lr.
         lr_decay: Per-cycle factor in (0, 1] applied to both peak and floor (`lr_decay**i`).
         warmup_steps: Initial linear warmup steps, before cycle 0 (timm's `warmup_prefix=True`).
@@ -127,6 +128,10 @@ class SGDRSchedule:
         cycle_limit: After this many cycles the lr holds at the last cycle's floor; `None` = forever.
         last_cycle_length: Length of cycle `cycle_limit - 1`, set by `fit_budget` so that the last
             cycle absorbs rounding and training ends exactly on a cycle end.
+        eta_min_ratio: The floor as a fraction in [0, 1) of each group's peak, instead of `eta_min`
+            (transformers' `min_lr_rate`).
+        restart_warmup_ratio: The restart warmup as a fraction in [0, 1) of each cycle (rounded down), instead
+            of `restart_warmup_steps`, so that it grows with the cycles.
         cycles: An explicit list of cycles, `((length, peak_factor), ...)` in steps, instead of the
             `T_0`/`T_mult` rule (`build_schedule(cycles=...)` resolves fractions of a budget). `T_0` must be
             the first length, `T_mult` 1, and `cycle_limit` is the number of cycles.
@@ -135,7 +140,7 @@ class SGDRSchedule:
     # Defaults and ranges come from `schedule_parameters` (the one list of the user-facing parameters).
     T_0: int
     T_mult: float = default("T_mult")
-    eta_min: float = default("eta_min")
+    eta_min: float | tuple[float, ...] = default("eta_min")
     eta_max: float | None = default("eta_max")
     lr_decay: float = default("lr_decay")
     warmup_steps: int = default("warmup_steps")
@@ -144,6 +149,8 @@ class SGDRSchedule:
     cycle_limit: int | None = default("cycle_limit")
     last_cycle_length: int | None = None
     cycles: tuple[tuple[int, float], ...] | None = None
+    eta_min_ratio: float | None = default("eta_min_ratio")
+    restart_warmup_ratio: float | None = default("restart_warmup_ratio")
     # Lazily extended index of the cycle boundaries; a cache, not part of the value.
     _runs: _CycleRuns = field(init=False, repr=False, compare=False)
 
@@ -152,8 +159,18 @@ class SGDRSchedule:
         set_(self, "T_0", check_int("T_0", self.T_0, minimum=1))
         for name in _CHECKED_FIELDS:
             set_(self, name, PARAMETERS[name].check(getattr(self, name)))
-        if self.eta_max is not None and self.eta_min >= self.eta_max:
+        if self.eta_max is not None and max(self._eta_mins) >= self.eta_max:
             raise ValueError(f"eta_min must be < eta_max; got eta_min={self.eta_min!r} >= eta_max={self.eta_max!r}")
+        if self.eta_min_ratio is not None and max(self._eta_mins) > 0:
+            raise ValueError(
+                f"give eta_min (absolute) or eta_min_ratio (relative to each group's peak), not both; got "
+                f"eta_min={self.eta_min!r}, eta_min_ratio={self.eta_min_ratio!r}"
+            )
+        if self.restart_warmup_ratio is not None and self.restart_warmup_steps:
+            raise ValueError(
+                f"give restart_warmup_steps or restart_warmup_ratio, not both; got restart_warmup_steps="
+                f"{self.restart_warmup_steps!r}, restart_warmup_ratio={self.restart_warmup_ratio!r}"
+            )
         if self.cycles is not None:
             self._check_cycles()
         elif self.restart_warmup_steps >= self.T_0:
@@ -260,10 +277,13 @@ class SGDRSchedule:
     def to_dict(self) -> dict[str, Any]:
         """The hyper-parameters as plain Python values (JSON- and `weights_only`-safe)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-        if self.cycles is None:
-            del data["cycles"]  # older readers know no such key
-        else:
+        for name in _NEWER_FIELDS:
+            if data[name] is None:
+                del data[name]  # older readers know no such key
+        if self.cycles is not None:
             data["cycles"] = [[length, peak] for length, peak in self.cycles]
+        if isinstance(self.eta_min, tuple):
+            data["eta_min"] = list(self.eta_min)
         return data
 
     @classmethod
@@ -275,6 +295,8 @@ class SGDRSchedule:
             raise ValueError(f"unknown SGDR schedule parameter(s) {unknown}; accepted: {sorted(known)}")
         if data.get("cycles") is not None:
             data = {**data, "cycles": tuple((length, peak) for length, peak in data["cycles"])}
+        if isinstance(data.get("eta_min"), list):
+            data = {**data, "eta_min": tuple(data["eta_min"])}
         return cls(**data)
 
     # ------------------------------------------------------------------ cycle arithmetic
@@ -354,14 +376,62 @@ class SGDRSchedule:
         """The factor on the groups' peak in cycle `cycle` (1 unless a cycle list says otherwise)."""
         return 1.0 if self.cycles is None else self.cycles[min(cycle, len(self.cycles) - 1)][1]
 
-    def cycle_bounds(self, cycle: int, max_lr: float) -> tuple[float, float]:
-        """(peak, floor) of cycle `cycle` for a group whose undecayed peak is `max_lr`."""
+    @property
+    def _eta_mins(self) -> tuple[float, ...]:
+        return self.eta_min if isinstance(self.eta_min, tuple) else (self.eta_min,)
+
+    def restart_warmup(self, length: int) -> int:
+        """Steps of linear warmup at the start of a cycle of `length` steps after the first."""
+        if self.restart_warmup_ratio is None:
+            return self.restart_warmup_steps
+        return math.floor(self.restart_warmup_ratio * length)
+
+    def floors(self, peaks: Sequence[float], first_group: int = 0) -> tuple[float, ...]:
+        """The undecayed floor of each group whose peak is in `peaks` (groups `first_group`, `first_group + 1`, ...)."""
+        if self.eta_min_ratio is not None:
+            return tuple(self.eta_min_ratio * peak for peak in peaks)
+        if not isinstance(self.eta_min, tuple):
+            return (self.eta_min,) * len(peaks)
+        floors = self.eta_min[first_group : first_group + len(peaks)]
+        if len(floors) < len(peaks):
+            raise ValueError(
+                f"eta_min lists {len(self.eta_min)} floors, one per param group; there is no floor for param group "
+                f"{first_group + len(floors)}"
+            )
+        return floors
+
+    def check_floors(self, max_lrs: Sequence[float]) -> None:
+        """Refuse a floor at or above a group's lowest peak (and a per-group `eta_min` of another length)."""
+        if isinstance(self.eta_min, tuple) and len(self.eta_min) != len(max_lrs):
+            raise ValueError(
+                f"eta_min lists {len(self.eta_min)} floors, one per param group, but there are {len(max_lrs)} param "
+                "groups"
+            )
+        factor = min((peak for _, peak in self.cycles), default=1.0) if self.cycles else 1.0
+        peaks = [self.eta_max if self.eta_max is not None else float(m) for m in max_lrs]
+        if self.eta_min_ratio is not None:
+            if not self.eta_min_ratio < factor:
+                raise ValueError(
+                    f"eta_min_ratio must be < the lowest cycle peak factor {factor:g}; got {self.eta_min_ratio!r}"
+                )
+            return
+        lowest = "" if factor == 1.0 else f" times the lowest cycle peak factor {factor:g}"
+        for index, (peak, floor) in enumerate(zip(peaks, self.floors(peaks), strict=True)):
+            if not peak * factor > floor:
+                raise ValueError(
+                    f"eta_min must be < the initial lr of every param group{lowest}; got eta_min={floor!r} >= "
+                    f"lr={peak!r} of param group {index} (or pass eta_max)"
+                )
+
+    def cycle_bounds(self, cycle: int, max_lr: float, group: int = 0) -> tuple[float, float]:
+        """(peak, floor) of cycle `cycle` for group `group`, whose undecayed peak is `max_lr`."""
         decay = self.lr_decay**cycle
         peak = self.eta_max if self.eta_max is not None else max_lr
-        return decay * peak * self.peak_factor(cycle), decay * self.eta_min
+        return decay * peak * self.peak_factor(cycle), decay * self.floors([peak], group)[0]
 
-    def piece_at(self, pos: CyclePosition, max_lrs: Sequence[float]) -> SchedulePiece:
-        """The smooth piece of the schedule that contains `pos`, bound to the groups' peaks `max_lrs`.
+    def piece_at(self, pos: CyclePosition, max_lrs: Sequence[float], first_group: int = 0) -> SchedulePiece:
+        """The smooth piece of the schedule that contains `pos`, bound to the groups' peaks `max_lrs`
+        (of groups `first_group`, `first_group + 1`, ...: a per-group `eta_min` is read from there).
 
         `AdaptiveSGDR` calls this (through `lrs_at`) with positions from its own realised cycle lengths.
         """
@@ -372,14 +442,13 @@ class SGDRSchedule:
             return SchedulePiece(0, pos.start, pos, "linear", 0, pos.start, (start,) * len(peaks), amplitudes)
         cycle = pos.cycle if pos.length is not None else pos.cycle - 1
         decay = self.lr_decay**cycle if self.lr_decay != 1.0 else 1.0
-        floor = decay * self.eta_min
-        floors = (floor,) * len(peaks)
+        floors = tuple(decay * floor for floor in self.floors(peaks, first_group))
         factor = decay * self.peak_factor(cycle)
-        amplitudes = tuple(factor * peak - floor for peak in peaks)
+        amplitudes = tuple(factor * peak - floor for peak, floor in zip(peaks, floors, strict=True))
         if pos.length is None:
             return SchedulePiece(pos.start, MAX_STEP + 1, pos, "constant", pos.start, 1, floors, amplitudes)
         end = pos.start + pos.length
-        ramp = self.restart_warmup_steps if pos.cycle > 0 else 0
+        ramp = self.restart_warmup(pos.length) if pos.cycle > 0 else 0
         if pos.t_cur < ramp:
             return SchedulePiece(pos.start, pos.start + ramp, pos, "linear", pos.start, ramp, floors, amplitudes)
         begin = pos.start + ramp
@@ -393,13 +462,13 @@ class SGDRSchedule:
         """Learning rate at step `t` for each param group (`max_lrs`: the groups' initial lrs)."""
         return self.lrs_at(self.position(t), max_lrs)
 
-    def lr(self, t: int, max_lr: float | None = None) -> float:
-        """Learning rate at step `t` for one group whose initial lr is `max_lr` (or `eta_max`)."""
+    def lr(self, t: int, max_lr: float | None = None, group: int = 0) -> float:
+        """Learning rate at step `t` for group `group` whose initial lr is `max_lr` (or `eta_max`)."""
         if max_lr is None:
             if self.eta_max is None:
                 raise ValueError("max_lr is required when eta_max is None")
             max_lr = self.eta_max
-        return self.lrs(t, [max_lr])[0]
+        return self.piece_at(self.position(t), [max_lr], group).lrs(t)[0]
 
     def multiplier(self, t: int, base_lr: float = 1.0) -> float:
         """`lr(t) / base_lr`: the factor a `LambdaLR` would apply to a group whose lr is `base_lr`."""
@@ -437,15 +506,21 @@ class SGDRSchedule:
         restarts = len(self.restarts(num_training_steps - 1))
         if restarts < 2:
             found.append(f"only {restarts} restart(s) in {num_training_steps} steps: a snapshot ensemble needs several")
-        peaks = [self.eta_max] if self.eta_max is not None else list(max_lrs)
-        if self.eta_min > 0 and any(peak / self.eta_min < 10 for peak in peaks):
+        peaks = [self.eta_max if self.eta_max is not None else float(m) for m in max_lrs]
+        if not peaks and self.eta_max is not None:
+            peaks = [self.eta_max]
+        floors = self.floors(peaks[: len(self._eta_mins)] if isinstance(self.eta_min, tuple) else peaks)
+        if any(floor > 0 and peak / floor < 10 for peak, floor in zip(peaks, floors, strict=False)):
+            shown = f"{floors[0]:g}" if len(set(floors)) == 1 else str([f"{f:g}" for f in floors])
             found.append(
-                f"eta_max / eta_min < 10 (eta_min={self.eta_min:g}, peaks={[f'{p:g}' for p in peaks]}): "
+                f"eta_max / eta_min < 10 (eta_min={shown}, peaks={[f'{p:g}' for p in peaks]}): "
                 "the restarts barely change the lr"
             )
         return found
 
 
+#: Fields that `to_dict` leaves out when unset, so that a manifest without them still reads in older versions.
+_NEWER_FIELDS = ("cycles", "eta_min_ratio", "restart_warmup_ratio")
 #: The `SGDRSchedule` fields that `__post_init__` checks by their declaration in `schedule_parameters` (`T_0`
 #: is required there, not optional; a cycle list is checked on its own).
 _CHECKED_FIELDS = tuple(

@@ -10,7 +10,7 @@ parameter is one entry here plus the math that uses it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,9 @@ class ScheduleParameter:
 
     `nullable`: `None` is a value ("not given", "no limit"). `option`: also an `SGDROptions` field
     (False where the `Trainer` owns the value: the warmup, the peak lr). `shape`: it shapes the lr curve
-    (False for the optimizer-reset flag, which the torch scheduler applies).
+    (False for the optimizer-reset flag, which the torch scheduler applies). `per_group`: one value, or one
+    per param group (a list, or a comma-separated string on a command line). `aliases`: other names that
+    `lr_scheduler_kwargs` accepts for it (transformers' own, so that switching a schedule changes only its name).
     """
 
     name: str
@@ -39,13 +41,25 @@ class ScheduleParameter:
     nullable: bool = False
     option: bool = True
     shape: bool = True
+    per_group: bool = False
+    aliases: tuple[str, ...] = ()
 
     def check(self, value: Any, name: str | None = None) -> Any:
         """`value` coerced to the parameter's type and range (command lines leave strings), or `ValueError`
-        naming `name` (default: the parameter's own name). A cycle list is checked by `parse_cycles`."""
+        naming `name` (default: the parameter's own name). A cycle list is checked by `parse_cycles`; a
+        per-group list comes back as a tuple."""
         name = name or self.name
         if value is None and self.nullable:
             return None
+        if self.per_group:
+            values = value.split(",") if isinstance(value, str) and "," in value else value
+            if isinstance(values, (list, tuple)):
+                if not values:
+                    raise ValueError(f"{name} must be a number or a non-empty list of numbers, one per param group")
+                return tuple(self._check_one(v, f"{name}[{i}]") for i, v in enumerate(values))
+        return self._check_one(value, name)
+
+    def _check_one(self, value: Any, name: str) -> Any:
         if self.type is int:
             return check_int(name, value, minimum=_as_int(self.minimum), maximum=_as_int(self.maximum))
         if self.type is float:
@@ -73,7 +87,15 @@ SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
         minimum=1, nullable=True,
     ),
     ScheduleParameter("T_mult", float, 1.0, "cycle length growth factor, any float >= 1 (default 1)", minimum=1.0),
-    ScheduleParameter("eta_min", float, 0.0, "lr floor, absolute, >= 0 (default 0)", minimum=0.0),
+    ScheduleParameter(
+        "eta_min", float, 0.0, "lr floor, absolute, >= 0, one value or one per param group (default 0)",
+        minimum=0.0, per_group=True, aliases=("min_lr",),
+    ),
+    ScheduleParameter(
+        "eta_min_ratio", float, None,
+        "lr floor relative to each param group's peak, in [0, 1), instead of eta_min (default: none)",
+        minimum=0.0, maximum=1.0, max_open=True, nullable=True, aliases=("min_lr_rate",),
+    ),
     ScheduleParameter(
         "eta_max", float, None, "peak lr for every param group (default: each group's initial lr)",
         minimum=0.0, min_open=True, nullable=True, option=False,
@@ -94,6 +116,12 @@ SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
         minimum=0,
     ),
     ScheduleParameter(
+        "restart_warmup_ratio", float, None,
+        "linear warmup at the start of every later cycle as a fraction of that cycle, in [0, 1), instead of "
+        "restart_warmup_steps; it grows with the cycles (default: none)",
+        minimum=0.0, maximum=1.0, max_open=True, nullable=True,
+    ),
+    ScheduleParameter(
         "cycle_limit", int, None, "after this many cycles the lr holds at the last floor (default: no limit)",
         minimum=1, nullable=True, option=False,
     ),
@@ -112,6 +140,8 @@ SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
 
 #: The parameters by name.
 PARAMETERS: dict[str, ScheduleParameter] = {p.name: p for p in SCHEDULE_PARAMETERS}
+#: Other names `lr_scheduler_kwargs` accepts, and the parameter each one means.
+ALIASES: dict[str, str] = {alias: p.name for p in SCHEDULE_PARAMETERS for alias in p.aliases}
 #: The parameters that shape the lr curve: `build_schedule`'s keywords.
 SHAPE_PARAMETERS: tuple[str, ...] = tuple(p.name for p in SCHEDULE_PARAMETERS if p.shape)
 
@@ -139,8 +169,3 @@ def unknown_text(unknown: Iterable[str], accepted: Iterable[str]) -> str:
         close = difflib.get_close_matches(key, accepted, n=1)
         hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return ", ".join(hints)
-
-
-def checked(values: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """`values[name]` checked by its parameter for each of `names` present in `values`."""
-    return {name: PARAMETERS[name].check(values[name]) for name in names if name in values}

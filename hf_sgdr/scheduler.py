@@ -32,8 +32,9 @@ class SGDRScheduler(LRScheduler):
         last_epoch: As in torch; `-1` starts a new schedule.
         schedule: A ready `SGDRSchedule` instead of the individual hyper-parameters.
         **schedule_params: The other schedule parameters, by name (`hf_sgdr.schedule_parameters`, the one
-            list): `num_cycles`, `T_mult`, `eta_min`, `eta_max`, `lr_decay`, `warmup_steps`,
-            `warmup_start_lr`, `restart_warmup_steps`, `cycle_limit`, and `cycles`, an explicit cycle list
+            list): `num_cycles`, `T_mult`, `eta_min` (one value or one per param group) or `eta_min_ratio`,
+            `eta_max`, `lr_decay`, `warmup_steps`, `warmup_start_lr`, `restart_warmup_steps` or
+            `restart_warmup_ratio`, `cycle_limit`, and `cycles`, an explicit cycle list
             instead of `T_0`/`T_mult`, e.g. ``[[0.4, 1], [0.15, 0.5], [0.15, 0.5], ...]`` (see
             `hf_sgdr.schedule.parse_cycles`). See `SGDRSchedule` for their meaning.
     """
@@ -67,18 +68,7 @@ class SGDRScheduler(LRScheduler):
 
     def _check_peaks(self, optimizer: torch.optim.Optimizer) -> None:
         """Refuse a floor at or above a group's peak before anything is written to the optimizer."""
-        if self.schedule.eta_max is not None:
-            return
-        factor = min((peak for _, peak in self.schedule.cycles), default=1.0) if self.schedule.cycles else 1.0
-        for index, group in enumerate(optimizer.param_groups):
-            base_lr = group.get("initial_lr", group["lr"])
-            if not float(base_lr) * factor > self.schedule.eta_min:
-                lowest = "" if factor == 1.0 else f" times the lowest cycle peak factor {factor:g}"
-                raise ValueError(
-                    f"eta_min must be < the initial lr of every param group{lowest}; got "
-                    f"eta_min={self.schedule.eta_min!r} >= lr={float(base_lr)!r} of param group {index} "
-                    "(or pass eta_max)"
-                )
+        self.schedule.check_floors([float(group.get("initial_lr", group["lr"])) for group in optimizer.param_groups])
 
     def _adopt_new_param_groups(self) -> None:
         """Give param groups added after construction a peak (their own lr), as torch gives it at construction."""
@@ -92,12 +82,10 @@ class SGDRScheduler(LRScheduler):
             group = groups[index]
             lr = group["lr"]
             group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
-            if self.schedule.eta_max is None and not float(group["initial_lr"]) > self.schedule.eta_min:
-                raise ValueError(
-                    f"eta_min must be < the initial lr of every param group; param group {index} (added with "
-                    f"optimizer.add_param_group) has lr={float(group['initial_lr'])!r} <= eta_min="
-                    f"{self.schedule.eta_min!r}"
-                )
+            try:
+                self.schedule.check_floors([float(x) for x in [*self.base_lrs, group["initial_lr"]]])
+            except ValueError as error:
+                raise ValueError(f"param group {index} (added with optimizer.add_param_group): {error}") from None
             self.base_lrs.append(group["initial_lr"])
         self._piece = None  # a piece holds one amplitude per group
 

@@ -230,6 +230,8 @@ def test_param_group_added_below_the_floor_is_refused_by_name() -> None:
         scheduler.step()
     optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-3})
     with pytest.raises(
-        ValueError, match=r"param group 1 \(added with optimizer.add_param_group\) has lr=0.001 <= eta_min"
+        ValueError,
+        match=r"param group 1 \(added with optimizer.add_param_group\): eta_min must be < the initial lr of every "
+        r"param group; got eta_min=0.001 >= lr=0.001 of param group 1",
     ):
         scheduler.step()
