@@ -40,7 +40,7 @@ from common import (
     train,
 )
 from hf_sgdr.hub_access import loading
-from hf_sgdr.snapshots.data import DATA_FILE_FORMATS, GLUE_TEXT_COLUMNS, load_data_files
+from hf_sgdr.data import DATA_FILE_FORMATS, GLUE_TEXT_COLUMNS, load_data_files
 from hf_sgdr.snapshots.manifest import HELD_OUT_NAME, TRAIN_DATA_KEY, TrainData
 from hf_sgdr.snapshots.metrics import compute_metrics, metric_names_for
 

@@ -1,5 +1,7 @@
 """Snapshot folders and snapshot ensembles (layers 4 and 6). Names are imported on first use.
 
+The dataloader makers live in `hf_sgdr.data` and are listed here too (model cards import them from here).
+
 The combination function itself is `hf_sgdr.snapshots.combine.combine`: a lazy package attribute
 cannot share its name with the submodule `combine`.
 """
@@ -11,8 +13,8 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from ..data import dataset_dataloader, lm_dataloader, text_dataloader
     from .combine import fit_weights
-    from .data import dataset_dataloader, lm_dataloader, text_dataloader
     from .ensemble import EnsemblePrediction, SnapshotEnsemble
     from .evaluation import EvaluationReport, ReportRow
     from .loading import SnapshotLoadError
@@ -22,9 +24,9 @@ if TYPE_CHECKING:
 _NAMES = {
     "METHODS": ".metrics",
     "fit_weights": ".combine",
-    "dataset_dataloader": ".data",
-    "lm_dataloader": ".data",
-    "text_dataloader": ".data",
+    "dataset_dataloader": "..data",
+    "lm_dataloader": "..data",
+    "text_dataloader": "..data",
     "EnsemblePrediction": ".ensemble",
     "SnapshotEnsemble": ".ensemble",
     "EvaluationReport": ".evaluation",
