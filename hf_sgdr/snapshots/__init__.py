@@ -18,11 +18,21 @@ if TYPE_CHECKING:
     from .ensemble import EnsemblePrediction, SnapshotEnsemble
     from .evaluation import EvaluationReport, ReportRow
     from .loading import SnapshotLoadError
-    from .manifest import MANIFEST_NAME, ManifestError, SnapshotManifest, SnapshotRecord
-    from .metrics import METHODS
+    from .manifest import (
+        HELD_OUT_NAME,
+        MANIFEST_NAME,
+        TRAIN_DATA_KEY,
+        ManifestError,
+        SnapshotManifest,
+        SnapshotRecord,
+        TrainData,
+    )
+    from .metrics import METHODS, compute_metrics, metric_names_for
 
 _NAMES = {
     "METHODS": ".metrics",
+    "compute_metrics": ".metrics",
+    "metric_names_for": ".metrics",
     "fit_weights": ".combine",
     "dataset_dataloader": "..data",
     "lm_dataloader": "..data",
@@ -32,15 +42,20 @@ _NAMES = {
     "EvaluationReport": ".evaluation",
     "ReportRow": ".evaluation",
     "SnapshotLoadError": ".loading",
+    "HELD_OUT_NAME": ".manifest",
     "MANIFEST_NAME": ".manifest",
+    "TRAIN_DATA_KEY": ".manifest",
+    "TrainData": ".manifest",
     "ManifestError": ".manifest",
     "SnapshotManifest": ".manifest",
     "SnapshotRecord": ".manifest",
 }
 
 __all__ = [
+    "HELD_OUT_NAME",
     "MANIFEST_NAME",
     "METHODS",
+    "TRAIN_DATA_KEY",
     "EnsemblePrediction",
     "EvaluationReport",
     "ManifestError",
@@ -49,9 +64,12 @@ __all__ = [
     "SnapshotLoadError",
     "SnapshotManifest",
     "SnapshotRecord",
+    "TrainData",
+    "compute_metrics",
     "dataset_dataloader",
     "fit_weights",
     "lm_dataloader",
+    "metric_names_for",
     "text_dataloader",
 ]
 __getattr__, __dir__ = lazy_attributes(__name__, _NAMES)
