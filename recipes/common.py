@@ -203,6 +203,7 @@ class Budget:
 
     @classmethod
     def of(cls, args: RunArguments, train_dataloader: DataLoader) -> Budget:
+        """The budget of `args` over `train_dataloader` (the last optimizer step of an epoch may be short)."""
         steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
         max_steps = args.max_train_steps or math.ceil(args.num_train_epochs * steps_per_epoch)
         return cls(steps_per_epoch, max_steps, math.ceil(max_steps / steps_per_epoch))
@@ -258,6 +259,7 @@ class TrainingLog:
             self.accelerator.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, step=step)
 
     def close(self) -> None:
+        """Close the bar and the log file, and end the trackers."""
         self.progress.close()
         if self.file is not None:
             self.file.close()
