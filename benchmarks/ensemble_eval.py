@@ -89,7 +89,8 @@ def make_snapshots(folder: Path, count: int, max_length: int) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from hf_sgdr import SGDRScheduler
-    from hf_sgdr.snapshots import SnapshotEnsemble, text_dataloader
+    from hf_sgdr.data import text_dataloader
+    from hf_sgdr.snapshots import SnapshotEnsemble
 
     tokenizer = AutoTokenizer.from_pretrained(MODEL_ID)
     train = load_dataset("nyu-mll/glue", "sst2", split="train[:480]")

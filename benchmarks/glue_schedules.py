@@ -105,7 +105,7 @@ def add_sst2_run_arguments(
 # ---------------------------------------------------------------------------------------------- data
 def sorted_loader(tokenizer: Any, texts: list[str], labels: list[int], max_length: int, batch_size: int) -> Any:
     """An evaluation dataloader with the examples sorted by length (less padding; metrics are order-free)."""
-    from hf_sgdr.snapshots import text_dataloader
+    from hf_sgdr.data import text_dataloader
 
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     order = sorted(range(len(texts)), key=lengths.__getitem__)

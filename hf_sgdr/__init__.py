@@ -7,9 +7,11 @@ on first use (PEP 562), so `import hf_sgdr` loads neither torch, peft nor the Tr
 
 The public names: the schedule (`SGDRSchedule`, `build_schedule`, ...), the torch scheduler
 (`SGDRScheduler`, `AdaptiveSGDR`), the training glue (`SGDRTrainer`, `SGDRCallback`,
-`SGDRTrainingArguments`, `SGDRAccelerateHelper`; more in `hf_sgdr.training`) and `SnapshotEnsemble`
-(more in `hf_sgdr.snapshots`). `CosineAnnealingWarmRestartsScheduler` and `SGDRWithWarmup` are
-aliases kept for the seed code's names and signatures: `SGDRScheduler` is the class to use.
+`SGDRTrainingArguments`, `SGDRAccelerateHelper`; more in `hf_sgdr.training`), `SnapshotEnsemble` (more
+in `hf_sgdr.snapshots`) and `loading` / `ResourceNotFoundError` (a model or dataset that cannot be found
+ends as one line saying what is missing); the dataset helpers are in `hf_sgdr.data`.
+`CosineAnnealingWarmRestartsScheduler` and `SGDRWithWarmup` are aliases kept for the seed code's names
+and signatures: `SGDRScheduler` is the class to use.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .registration import register_sgdr_scheduler_on_import
 
 if TYPE_CHECKING:
     from .adaptive import AdaptiveSGDR
+    from .hub_access import ResourceNotFoundError, loading
     from .optimizer_reset import check_resettable, reset_optimizer_state
     from .plotting import plot_schedule
     from .registration import get_sgdr_schedule, register_sgdr_scheduler
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 
 _NAMES = {
     "AdaptiveSGDR": ".adaptive",
+    "ResourceNotFoundError": ".hub_access",
+    "loading": ".hub_access",
     "check_resettable": ".optimizer_reset",
     "reset_optimizer_state": ".optimizer_reset",
     "plot_schedule": ".plotting",
@@ -62,6 +67,7 @@ __all__ = [
     "CosineAnnealingWarmRestartsScheduler",
     "CycleInfo",
     "CyclePosition",
+    "ResourceNotFoundError",
     "SGDRAccelerateHelper",
     "SGDRCallback",
     "SGDRSchedule",
@@ -75,6 +81,7 @@ __all__ = [
     "build_schedule",
     "check_resettable",
     "get_sgdr_schedule",
+    "loading",
     "plot_schedule",
     "register_sgdr_scheduler",
     "reset_optimizer_state",

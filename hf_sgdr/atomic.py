@@ -88,18 +88,26 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        _fsync_tree(tmp)
-        old = None
-        if target.exists():
-            old = _temporary_sibling(target)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_directory(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Put the finished folder `source` (a sibling of `target`) at `target` in one rename, after syncing
+    its files. An existing `target` is moved aside first and deleted only after the new folder is in place."""
+    source, target = Path(source), Path(target)
+    _fsync_tree(source)
+    old = None
+    if target.exists():
+        old = _temporary_sibling(target)
+        os.replace(target, old)
+    os.replace(source, target)
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

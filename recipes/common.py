@@ -1,8 +1,10 @@
-"""What the recipes share: the usual flags, the Accelerate training loop with SGDR snapshots, and the
-final multi-snapshot evaluation (table, JSON, plot, card, push).
+"""What the recipes share around their training loops: the usual flags, the accelerator, the optimizer,
+the per-step record (log file, progress bar, trackers) and the final multi-snapshot evaluation (table,
+JSON, plot, card, push).
 
-Only `hf_sgdr`'s public API is used here; a recipe (`glue.py`, `gpt2_pretrain.py`) supplies its data,
-its model and a function that evaluates the model during training.
+Only `hf_sgdr`'s public API is used here; the loop itself is written out in each recipe (`glue.py`,
+`gpt2_pretrain.py`), as in `run_glue_no_trainer.py`, with the checkpoint and resume functions of
+`hf_sgdr.training`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ import gc
 import json
 import logging
 import math
-import os
-import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,15 +27,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
-from hf_sgdr import SGDRScheduler, plot_schedule
-from hf_sgdr.atomic import TMP_PREFIX
-from hf_sgdr.hub_access import ResourceNotFoundError
+from hf_sgdr import ResourceNotFoundError, SGDRAccelerateHelper, plot_schedule
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
-from hf_sgdr.training import SGDRAccelerateHelper, SGDROptions
+from hf_sgdr.training import CycleEndEvent, SGDROptions
 
 logger = get_logger(__name__)
 
-CHECKPOINT_PREFIX = "step_"
 RESULTS_NAME = "ensemble_results.json"
 PLOT_NAME = "lr_schedule.png"
 LOG_NAME = "train_log.jsonl"  # one line per optimizer step: step, lr used, loss (appended on resume)
@@ -94,10 +91,18 @@ class RunArguments:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"--{name} must be positive (warmup_steps >= 0); got {getattr(self, name)!r}")
-        if self.checkpointing_steps not in (None, "epoch") and not str(self.checkpointing_steps).isdigit():
-            raise ValueError(f"--checkpointing_steps must be an integer or 'epoch'; got {self.checkpointing_steps!r}")
+        if self.checkpointing_steps not in (None, "epoch") and not (
+            str(self.checkpointing_steps).isdigit() and int(self.checkpointing_steps) >= 1
+        ):
+            raise ValueError(
+                f"--checkpointing_steps must be a positive integer or 'epoch'; got {self.checkpointing_steps!r}"
+            )
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (namespace/name)")
+
+    def checkpoint_due(self, step: int) -> bool:
+        """True when `--checkpointing_steps N` asks for a checkpoint after optimizer step `step`."""
+        return str(self.checkpointing_steps).isdigit() and step % int(self.checkpointing_steps) == 0
 
 
 def parse_arguments(task_arguments: type, argv: Sequence[str] | None = None) -> tuple[Any, RunArguments, SGDROptions]:
@@ -188,171 +193,78 @@ def make_optimizer(model: torch.nn.Module, args: RunArguments) -> torch.optim.Op
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=args.learning_rate)
 
 
-@dataclass
-class TrainingResult:
-    """What the loop leaves behind for the final evaluation."""
+@dataclass(frozen=True)
+class Budget:
+    """The training budget in optimizer steps: --max_train_steps, or --num_train_epochs of the dataloader."""
 
-    scheduler: SGDRScheduler
-    helper: SGDRAccelerateHelper
-    max_train_steps: int
+    steps_per_epoch: int
+    max_steps: int
+    num_epochs: int
 
-
-def _find_checkpoint(args: RunArguments) -> Path | None:
-    if args.resume_from_checkpoint is None:
-        return None
-    if args.resume_from_checkpoint != "latest":
-        path = Path(args.resume_from_checkpoint)
-        if not path.is_dir():
-            raise FileNotFoundError(f"--resume_from_checkpoint {path} is not a folder")
-        return path
-    found = sorted(
-        Path(args.output_dir).glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :])
-    )
-    return found[-1] if found else None
+    @classmethod
+    def of(cls, args: RunArguments, train_dataloader: DataLoader) -> Budget:
+        """The budget of `args` over `train_dataloader` (the last optimizer step of an epoch may be short)."""
+        steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+        max_steps = args.max_train_steps or math.ceil(args.num_train_epochs * steps_per_epoch)
+        return cls(steps_per_epoch, max_steps, math.ceil(max_steps / steps_per_epoch))
 
 
-def _iterate_keeping_rng(dataloader: DataLoader) -> Iterator[Any]:
-    """The batches of `dataloader`, started without touching the global torch RNG.
+class TrainingLog:
+    """The record of every optimizer step: a line in `train_log.jsonl` (main process; a resumed run
+    appends the steps it repeats), the tqdm bar, and the trackers of `--report_to` with `--with_tracking`
+    (the Hub token never goes to a tracker)."""
 
-    Starting a `DataLoader` draws a seed from the global RNG. An uninterrupted run made that draw at
-    the start of the epoch, before the checkpoint's RNG state was taken; a run resumed mid-epoch must
-    not make it again, or every dropout mask after the resume shifts.
-    """
-    state = torch.get_rng_state()
-    iterator = iter(dataloader)
-    first = next(iterator, None)  # the loader starts (and draws) on its first batch
-    torch.set_rng_state(state)
-    if first is not None:
-        yield first
-        yield from iterator
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        args: RunArguments,
+        sgdr: SGDRAccelerateHelper,
+        budget: Budget,
+        tracker_name: str,
+    ) -> None:
+        self.accelerator, self.tracking = accelerator, args.with_tracking
+        if self.tracking:
+            config = {
+                k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"
+            }
+            accelerator.init_trackers(tracker_name, config)
+        logger.info(
+            f"training {budget.max_steps} optimizer steps ({budget.num_epochs} epochs of {budget.steps_per_epoch}) "
+            f"on {accelerator.num_processes} process(es); cycle ends at "
+            f"{sgdr.scheduler.schedule.cycle_ends(budget.max_steps)}",
+            main_process_only=True,
+        )
+        self.progress = tqdm(
+            total=budget.max_steps,
+            initial=sgdr.global_step,
+            disable=not accelerator.is_local_main_process,
+            desc="train",
+        )
+        path = Path(args.output_dir) / LOG_NAME
+        self.file = open(path, "a", buffering=1) if accelerator.is_main_process else None  # noqa: SIM115
 
-
-def save_checkpoint(accelerator: Accelerator, output_dir: str, step: int) -> Path:
-    """`accelerator.save_state` into a temporary folder renamed to `step_N` once every process wrote its
-    part, so a run killed mid-save never leaves a checkpoint that looks complete."""
-    final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
-    tmp = Path(output_dir) / f"{TMP_PREFIX}{final.name}"
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def train(
-    accelerator: Accelerator,
-    args: RunArguments,
-    options: SGDROptions,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    train_dataloader: DataLoader,
-    *,
-    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None,
-    processing_class: Any,
-    task: str | None,
-    tracker_name: str,
-    training_info: dict[str, Any] | None = None,
-) -> TrainingResult:
-    """Train with an SGDR schedule fitted to the budget; a snapshot at every cycle end.
-
-    The model, optimizer and dataloader must already be prepared; the scheduler is built here and
-    kept unprepared (`SGDRAccelerateHelper` steps it once per optimizer step, whatever the number
-    of processes). Checkpoints (`--checkpointing_steps`) hold the scheduler, the helper and the RNGs,
-    so `--resume_from_checkpoint` continues exactly. `training_info` goes to the manifest (the training data).
-    """
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
-    max_steps = args.max_train_steps or math.ceil(args.num_train_epochs * steps_per_epoch)
-    num_epochs = math.ceil(max_steps / steps_per_epoch)
-    scheduler = SGDRScheduler(
-        optimizer,
-        num_training_steps=max_steps,
-        warmup_steps=args.warmup_steps,
-        **options.scheduler_kwargs(steps_per_epoch),
-    )
-    helper = SGDRAccelerateHelper(
-        accelerator,
-        model,
-        scheduler,
-        output_dir=args.output_dir,
-        options=options.without_schedule(),
-        processing_class=processing_class,
-        task=task,
-        num_training_steps=max_steps,
-        training_info=training_info,
-    )
-    if args.with_tracking:
-        config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"}
-        accelerator.init_trackers(tracker_name, config)  # the token never goes to a tracker
-
-    checkpoint = _find_checkpoint(args)
-    start_epoch, skip_batches = 0, 0
-    if checkpoint is not None:
-        accelerator.print(f"resuming from {checkpoint}")
-        accelerator.load_state(str(checkpoint))
-        start_epoch = helper.global_step // steps_per_epoch
-        skip_batches = (helper.global_step - start_epoch * steps_per_epoch) * args.gradient_accumulation_steps
-
-    logger.info(
-        f"training {max_steps} optimizer steps ({num_epochs} epochs of {steps_per_epoch}) on "
-        f"{accelerator.num_processes} process(es); cycle ends at {scheduler.schedule.cycle_ends(max_steps)}",
-        main_process_only=True,
-    )
-    progress = tqdm(
-        total=max_steps, initial=helper.global_step, disable=not accelerator.is_local_main_process, desc="train"
-    )
-    log_file = open(Path(args.output_dir) / LOG_NAME, "a", buffering=1) if accelerator.is_main_process else None  # noqa: SIM115
-    every = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
-    for epoch in range(start_epoch, num_epochs):
-        model.train()
-        train_dataloader.set_epoch(epoch)
-        batches = train_dataloader
-        if epoch == start_epoch and skip_batches:
-            batches = _iterate_keeping_rng(accelerator.skip_first_batches(train_dataloader, skip_batches))
-        for batch in batches:
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad()
-            lr = float(scheduler.get_last_lr()[0])  # the lr this optimizer step used
-            done = (helper.global_step + 1) / steps_per_epoch if accelerator.sync_gradients else None
-            event = helper.step(loss=loss, epoch=done)
-            if not accelerator.sync_gradients:
-                continue
-            step, loss_value = helper.global_step, loss.item()  # one device sync per optimizer step
-            if log_file is not None:
-                log_file.write(json.dumps({"step": step, "lr": lr, "loss": loss_value}) + "\n")
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", refresh=False)
+    def step(
+        self, step: int, lr: float, loss: torch.Tensor, event: CycleEndEvent | None, metrics: dict[str, float]
+    ) -> None:
+        """Record optimizer step `step`: the lr it used, its loss, and the cycle end and evaluation if any."""
+        loss_value = loss.item()  # one device sync per optimizer step
+        if self.file is not None:
+            self.file.write(json.dumps({"step": step, "lr": lr, "loss": loss_value}) + "\n")
+        self.progress.update(1)
+        self.progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", refresh=False)
+        if self.tracking:
             logs: dict[str, Any] = {"train/loss": loss_value, "train/learning_rate": lr}
-            if event is not None:
-                logs.update(event.as_logs())
-                if evaluate is not None and args.eval_at_cycle_end:
-                    metrics = evaluate(model)
-                    helper.evaluate(metrics)
-                    logs.update({f"eval/{k}": v for k, v in metrics.items()})
-                    accelerator.print(f"cycle {event.cycle} ended at step {step}: {metrics}")
-                    model.train()
-            if args.with_tracking:
-                accelerator.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, step=step)
-            if every is not None and step % every == 0:
-                save_checkpoint(accelerator, args.output_dir, step)
-            if step >= max_steps:
-                break
-        if args.checkpointing_steps == "epoch":
-            save_checkpoint(accelerator, args.output_dir, helper.global_step)
-        if helper.global_step >= max_steps:
-            break
-    progress.close()
-    if log_file is not None:
-        log_file.close()
-    helper.end()
-    if args.with_tracking:
-        accelerator.end_training()
-    return TrainingResult(scheduler, helper, max_steps)
+            logs.update(event.as_logs() if event is not None else {})
+            logs.update({f"eval/{k}": v for k, v in metrics.items()})
+            self.accelerator.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, step=step)
+
+    def close(self) -> None:
+        """Close the bar and the log file, and end the trackers."""
+        self.progress.close()
+        if self.file is not None:
+            self.file.close()
+        if self.tracking:
+            self.accelerator.end_training()
 
 
 def gather_for_metrics(accelerator: Accelerator, tensor: torch.Tensor) -> torch.Tensor:
@@ -363,7 +275,7 @@ def gather_for_metrics(accelerator: Accelerator, tensor: torch.Tensor) -> torch.
 def evaluate_snapshots(
     accelerator: Accelerator,
     args: RunArguments,
-    result: TrainingResult,
+    sgdr: SGDRAccelerateHelper,
     eval_dataloader: DataLoader,
     selection_dataloader: DataLoader | None,
     *,
@@ -377,11 +289,11 @@ def evaluate_snapshots(
     the lr plot with the snapshot points and metric, and the Hub push with the card when asked."""
     accelerator.wait_for_everyone()
     report = None
-    if result.helper.snapshot_dir is None:
+    if sgdr.snapshot_dir is None:
         logger.info("no snapshots were saved (--save_snapshots false): nothing to evaluate")
     elif accelerator.is_main_process:
         out = Path(args.output_dir)
-        ensemble = SnapshotEnsemble.from_pretrained(result.helper.snapshot_dir, device=accelerator.device)
+        ensemble = SnapshotEnsemble.from_pretrained(sgdr.snapshot_dir, device=accelerator.device)
         report = ensemble.evaluate(
             eval_dataloader,
             selection_dataloader,
@@ -403,9 +315,9 @@ def evaluate_snapshots(
             accelerator.print(f"\n{split}:\n{extra.to_table()}")
         primary = report.metrics[0]
         plot_schedule(
-            result.scheduler.schedule,
-            result.max_train_steps,
-            [float(lr) for lr in result.scheduler.base_lrs[:1]],
+            sgdr.scheduler.schedule,
+            sgdr.num_training_steps,
+            [float(lr) for lr in sgdr.scheduler.base_lrs[:1]],
             snapshot_steps=[r.scheduler_step for r in ensemble.records],
             metric_by_snapshot={r.scheduler_step: report.row(r.name).metrics[primary] for r in ensemble.records},
             metric_name=f"{eval_split} {primary}",

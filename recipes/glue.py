@@ -8,6 +8,8 @@ and evaluate the snapshot ensemble.
 A plain Accelerate loop (as transformers' `run_glue_no_trainer.py`) with `hf_sgdr`'s
 `SGDRAccelerateHelper`: the schedule counts optimizer steps whatever the number of processes or
 gradient accumulation, snapshots are written once, evaluation gathers predictions without duplicates.
+Checkpoints (`--checkpointing_steps`) are written atomically and hold the scheduler, the helper and the
+RNGs, so `--resume_from_checkpoint latest` continues exactly, mid-epoch included.
 At the end: each snapshot, the ensembles of the last k, the soups and the greedy selections (chosen on
 a slice held out of the training set, never on the reported split) as a table, `ensemble_results.json`
 and `lr_schedule.png` in --output_dir; `--push_to_hub` uploads the ensemble with its model card.
@@ -29,6 +31,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    Budget,
+    TrainingLog,
     apply_lora,
     evaluate_snapshots,
     finish,
@@ -37,23 +41,15 @@ from common import (
     make_optimizer,
     parse_arguments,
     run_recipe,
-    train,
 )
-from hf_sgdr.hub_access import loading
-from hf_sgdr.snapshot_format.manifest import HELD_OUT_NAME, TRAIN_DATA_KEY, TrainData
-from hf_sgdr.snapshots.data import DATA_FILE_FORMATS, GLUE_TEXT_COLUMNS, load_data_files
-from hf_sgdr.snapshots.metrics import compute_metrics, metric_names_for
+from hf_sgdr import SGDRAccelerateHelper, SGDRScheduler, loading
+from hf_sgdr.data import DATA_FILE_FORMATS, GLUE_TEXT_COLUMNS, load_data_files, text_columns_for
+from hf_sgdr.snapshots import HELD_OUT_NAME, TRAIN_DATA_KEY, TrainData, compute_metrics, metric_names_for
+from hf_sgdr.training import ResumePoint, epoch_batches, find_checkpoint, save_checkpoint
 
 GLUE_TASKS = tuple(GLUE_TEXT_COLUMNS)
 #: Custom data formats (those of `load_data_files` that hold labelled rows).
 DATA_SUFFIXES = tuple(suffix for suffix in DATA_FILE_FORMATS if suffix != ".txt")
-_TEXT_CANDIDATES = (
-    ("sentence1", "sentence2"),
-    ("question", "sentence"),
-    ("premise", "hypothesis"),
-    ("sentence",),
-    ("text",),
-)
 
 
 @dataclass
@@ -102,7 +98,7 @@ def load_raw(args: GlueArguments) -> tuple[DatasetDict, str, tuple[str, ...]]:
         with loading(f"GLUE task {args.task_name!r} (dataset 'nyu-mll/glue')"):
             raw = load_dataset("nyu-mll/glue", args.task_name)
         eval_split = "validation_matched" if args.task_name == "mnli" else "validation"
-        return raw, eval_split, GLUE_TEXT_COLUMNS[args.task_name]
+        return raw, eval_split, text_columns_for(raw["train"].column_names, task=args.task_name)
     files = {"train": args.train_file, "validation": args.validation_file}
     if args.test_file:
         files["test"] = args.test_file
@@ -110,15 +106,7 @@ def load_raw(args: GlueArguments) -> tuple[DatasetDict, str, tuple[str, ...]]:
     columns = raw["train"].column_names
     if args.label_column not in columns:
         raise ValueError(f"--label_column {args.label_column!r} is not a column of {args.train_file}: {columns}")
-    if args.text_columns:
-        missing = [c for c in args.text_columns if c not in columns]
-        if missing:
-            raise ValueError(f"--text_columns {missing} not in {args.train_file}: {columns}")
-        return raw, "validation", tuple(args.text_columns)
-    for candidate in _TEXT_CANDIDATES:
-        if all(c in columns for c in candidate):
-            return raw, "validation", candidate
-    raise ValueError(f"cannot tell the text columns of {args.train_file} ({columns}); pass --text_columns")
+    return raw, "validation", text_columns_for(columns, text_columns=args.text_columns)
 
 
 def label_space(raw: DatasetDict, label_column: str) -> tuple[bool, list[Any]]:
@@ -219,19 +207,62 @@ def main(argv: list[str] | None = None) -> None:
         )
         return {f"eval_{name}": value for name, value in scores.items()}
 
-    result = train(
-        accelerator,
-        args,
-        options,
-        model,
+    # SGDR fitted to the budget. The scheduler stays unprepared: the helper steps it once per optimizer
+    # step, whatever the number of processes, and writes a snapshot at every cycle end.
+    budget = Budget.of(args, train_loader)
+    scheduler = SGDRScheduler(
         optimizer,
-        train_loader,
-        evaluate=evaluate,
+        num_training_steps=budget.max_steps,
+        warmup_steps=args.warmup_steps,
+        **options.scheduler_kwargs(budget.steps_per_epoch),
+    )
+    sgdr = SGDRAccelerateHelper(
+        accelerator,
+        model,
+        scheduler,
+        output_dir=args.output_dir,
+        options=options.without_schedule(),
         processing_class=tokenizer,
         task=glue_args.task_name or kind,
-        tracker_name=f"glue_{glue_args.task_name or 'custom'}",
+        num_training_steps=budget.max_steps,
         training_info={TRAIN_DATA_KEY: train_data.to_dict()},
     )
+    checkpoint = find_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint is not None:
+        accelerator.print(f"resuming from {checkpoint}")
+        accelerator.load_state(str(checkpoint))  # weights, optimizer, scheduler, helper (its step count), RNGs
+    resume = ResumePoint.after(sgdr.global_step, budget.steps_per_epoch, args.gradient_accumulation_steps)
+    log = TrainingLog(accelerator, args, sgdr, budget, tracker_name=f"glue_{glue_args.task_name or 'custom'}")
+    for epoch in range(resume.epoch, budget.num_epochs):
+        model.train()
+        for batch in epoch_batches(accelerator, train_loader, epoch, skip=resume.skip(epoch)):
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            lr = float(scheduler.get_last_lr()[0])  # the lr this optimizer step used
+            event = sgdr.step(loss=loss, epoch=(sgdr.global_step + 1) / budget.steps_per_epoch)
+            if not accelerator.sync_gradients:
+                continue  # a micro-batch of a gradient accumulation
+            metrics = {}
+            if event is not None and args.eval_at_cycle_end:
+                metrics = evaluate(model)
+                sgdr.evaluate(metrics)  # recorded with the cycle's snapshot
+                accelerator.print(f"cycle {event.cycle} ended at step {sgdr.global_step}: {metrics}")
+                model.train()
+            log.step(sgdr.global_step, lr, loss, event, metrics)
+            if args.checkpoint_due(sgdr.global_step):
+                save_checkpoint(accelerator, args.output_dir, sgdr.global_step)
+            if sgdr.global_step >= budget.max_steps:
+                break
+        if args.checkpointing_steps == "epoch":
+            save_checkpoint(accelerator, args.output_dir, sgdr.global_step)
+        if sgdr.global_step >= budget.max_steps:
+            break
+    sgdr.end()  # waits for the last snapshot
+    log.close()
+
     extra = {}
     if glue_args.task_name == "mnli":
         extra["validation_mismatched"] = DataLoader(
@@ -242,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     evaluate_snapshots(
         accelerator,
         args,
-        result,
+        sgdr,
         eval_loader,
         None
         if selection_set is None

@@ -8,8 +8,9 @@ Data: a Hub dataset (`--dataset_name/--dataset_config_name`) or text files (`--t
 `--validation_file`; without a validation file the last `--validation_split_percentage` % of the
 training text is held out). Tokenizer: `--tokenizer_name`, or a byte-level BPE trained on the training
 text (offline) and saved with the snapshots. Model: `--config_name` (e.g. gpt2) or the size flags
-(`--model_size` presets, `--n_layer/--n_head/--n_embd`). The schedule, checkpoint, tracking and push
-flags are those of `recipes/glue.py` (shared in `common.py`).
+(`--model_size` presets, `--n_layer/--n_head/--n_embd`). The blocks are cut by `hf_sgdr.data.lm_blocks`,
+as `hf-sgdr evaluate` cuts them. The schedule, checkpoint, tracking and push flags, and the training loop,
+are those of `recipes/glue.py` (the flags shared in `common.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    Budget,
+    TrainingLog,
     apply_lora,
     evaluate_snapshots,
     finish,
@@ -37,9 +40,10 @@ from common import (
     make_optimizer,
     parse_arguments,
     run_recipe,
-    train,
 )
-from hf_sgdr.hub_access import loading
+from hf_sgdr import SGDRAccelerateHelper, SGDRScheduler, loading
+from hf_sgdr.data import lm_blocks
+from hf_sgdr.training import ResumePoint, epoch_batches, find_checkpoint, save_checkpoint
 
 #: (n_layer, n_head, n_embd) presets; "cpu-tiny" trains on 2 CPU cores in minutes.
 MODEL_SIZES = {"cpu-tiny": (2, 2, 64), "cpu-small": (4, 4, 128), "gpt2": (12, 12, 768)}
@@ -123,19 +127,11 @@ def make_tokenizer(args: LMArguments, texts: list[str]) -> PreTrainedTokenizerFa
     return tokenizer
 
 
-def group_blocks(tokenizer: Any, texts: list[str], block_size: int) -> Dataset:
-    """Concatenate the tokenised texts (an end-of-text token after each) and cut blocks of `block_size`."""
-    eos = tokenizer.eos_token_id
-    ids: list[int] = []
-    for encoded in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(encoded)
-        ids.append(eos)
-    usable = len(ids) // block_size * block_size
-    if usable == 0:
-        raise ValueError(f"the text gives {len(ids)} tokens, fewer than one block of {block_size}")
-    blocks = [ids[i : i + block_size] for i in range(0, usable, block_size)]
+def lm_dataset(tokenizer: Any, texts: list[str], block_size: int) -> Dataset:
+    """The `lm_blocks` of `texts` as a dataset of causal-LM examples (each block predicts its own tokens)."""
+    blocks = lm_blocks(tokenizer, texts, block_size)
     return Dataset.from_dict(
-        {"input_ids": blocks, "attention_mask": [[1] * block_size] * len(blocks), "labels": blocks}
+        {"input_ids": blocks, "attention_mask": [[1] * len(block) for block in blocks], "labels": blocks}
     )
 
 
@@ -159,9 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     accelerator = make_accelerator(args)
     raw = load_texts(lm_args)
     train_texts = [t for t in raw["train"]["text"] if t.strip()]
-    eval_texts = [t for t in raw["validation"]["text"] if t.strip()]
     tokenizer = make_tokenizer(lm_args, train_texts)
-    blocks = group_blocks(tokenizer, train_texts, lm_args.block_size)
+    blocks = lm_dataset(tokenizer, train_texts, lm_args.block_size)
     if lm_args.max_train_blocks is not None:
         blocks = blocks.select(range(min(lm_args.max_train_blocks, len(blocks))))
     selection = None
@@ -169,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     if held_out >= 1:
         split = blocks.train_test_split(test_size=held_out, seed=args.seed, shuffle=True)
         blocks, selection = split["train"], split["test"]
-    eval_blocks = group_blocks(tokenizer, eval_texts, lm_args.block_size)
+    eval_blocks = lm_dataset(tokenizer, raw["validation"]["text"], lm_args.block_size)
     if lm_args.max_eval_blocks is not None:
         eval_blocks = eval_blocks.select(range(min(lm_args.max_eval_blocks, len(eval_blocks))))
     for dataset in (blocks, eval_blocks, selection):
@@ -193,22 +188,64 @@ def main(argv: list[str] | None = None) -> None:
         nll = float(torch.cat(losses).mean())
         return {"eval_loss": nll, "eval_perplexity": math.exp(nll)}
 
-    result = train(
-        accelerator,
-        args,
-        options,
-        model,
+    # SGDR fitted to the budget, the loop of recipes/glue.py (see the comments there).
+    budget = Budget.of(args, train_loader)
+    scheduler = SGDRScheduler(
         optimizer,
-        train_loader,
-        evaluate=evaluate,
-        processing_class=tokenizer,
-        task="causal_lm",
-        tracker_name="gpt2_pretrain",
+        num_training_steps=budget.max_steps,
+        warmup_steps=args.warmup_steps,
+        **options.scheduler_kwargs(budget.steps_per_epoch),
     )
+    sgdr = SGDRAccelerateHelper(
+        accelerator,
+        model,
+        scheduler,
+        output_dir=args.output_dir,
+        options=options.without_schedule(),
+        processing_class=tokenizer,  # the tokenizer trained on the text is saved with the snapshots
+        task="causal_lm",
+        num_training_steps=budget.max_steps,
+    )
+    checkpoint = find_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint is not None:
+        accelerator.print(f"resuming from {checkpoint}")
+        accelerator.load_state(str(checkpoint))
+    resume = ResumePoint.after(sgdr.global_step, budget.steps_per_epoch, args.gradient_accumulation_steps)
+    log = TrainingLog(accelerator, args, sgdr, budget, tracker_name="gpt2_pretrain")
+    for epoch in range(resume.epoch, budget.num_epochs):
+        model.train()
+        for batch in epoch_batches(accelerator, train_loader, epoch, skip=resume.skip(epoch)):
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            lr = float(scheduler.get_last_lr()[0])
+            event = sgdr.step(loss=loss, epoch=(sgdr.global_step + 1) / budget.steps_per_epoch)
+            if not accelerator.sync_gradients:
+                continue
+            metrics = {}
+            if event is not None and args.eval_at_cycle_end:
+                metrics = evaluate(model)
+                sgdr.evaluate(metrics)
+                accelerator.print(f"cycle {event.cycle} ended at step {sgdr.global_step}: {metrics}")
+                model.train()
+            log.step(sgdr.global_step, lr, loss, event, metrics)
+            if args.checkpoint_due(sgdr.global_step):
+                save_checkpoint(accelerator, args.output_dir, sgdr.global_step)
+            if sgdr.global_step >= budget.max_steps:
+                break
+        if args.checkpointing_steps == "epoch":
+            save_checkpoint(accelerator, args.output_dir, sgdr.global_step)
+        if sgdr.global_step >= budget.max_steps:
+            break
+    sgdr.end()
+    log.close()
+
     evaluate_snapshots(
         accelerator,
         args,
-        result,
+        sgdr,
         eval_loader,
         None if selection is None else DataLoader(selection, batch_size=args.per_device_eval_batch_size),
         eval_split="validation",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +83,20 @@ def test_internals_stay_in_their_modules() -> None:
             getattr(hf_sgdr.training, internal)
     from hf_sgdr.training.core import STATE_NAME, check_event_api  # noqa: F401 (still importable there)
     from hf_sgdr.training.distributed import ProcessSync  # noqa: F401
+
+
+def test_recipes_import_only_public_names() -> None:
+    """Every `from hf_sgdr... import name` in recipes/ names a package (or `hf_sgdr.data`) and one of its `__all__`."""
+    public = {"hf_sgdr", "hf_sgdr.data", "hf_sgdr.snapshots", "hf_sgdr.training"}
+    seen = set()
+    for path in sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                assert not any(alias.name.startswith("hf_sgdr") for alias in node.names), path.name
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hf_sgdr"):
+                assert node.module in public, f"{path.name} imports from {node.module}"
+                exported = importlib.import_module(node.module).__all__
+                for alias in node.names:
+                    assert alias.name in exported, f"{path.name}: {node.module}.{alias.name} is not public"
+                    seen.add(alias.name)
+    assert {"SGDRAccelerateHelper", "find_checkpoint", "save_checkpoint", "TrainData"} <= seen

@@ -1,6 +1,8 @@
 """Snapshot ensembles (layer 6), with the snapshot format's main names (layer 4, `hf_sgdr.snapshot_format`).
 Names are imported on first use.
 
+The dataloader makers live in `hf_sgdr.data` and are listed here too (model cards import them from here).
+
 The combination function itself is `hf_sgdr.snapshots.combine.combine`: a lazy package attribute
 cannot share its name with the submodule `combine`.
 """
@@ -12,35 +14,49 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from ..data import dataset_dataloader, lm_dataloader, text_dataloader
     from ..snapshot_format.layout import MANIFEST_NAME
     from ..snapshot_format.loading import SnapshotLoadError
-    from ..snapshot_format.manifest import ManifestError, SnapshotManifest, SnapshotRecord
+    from ..snapshot_format.manifest import (
+        HELD_OUT_NAME,
+        TRAIN_DATA_KEY,
+        ManifestError,
+        SnapshotManifest,
+        SnapshotRecord,
+        TrainData,
+    )
     from .combine import fit_weights
-    from .data import dataset_dataloader, lm_dataloader, text_dataloader
     from .ensemble import EnsemblePrediction, SnapshotEnsemble
     from .evaluation import EvaluationReport, ReportRow
-    from .metrics import METHODS
+    from .metrics import METHODS, compute_metrics, metric_names_for
 
 _NAMES = {
     "METHODS": ".metrics",
+    "compute_metrics": ".metrics",
+    "metric_names_for": ".metrics",
     "fit_weights": ".combine",
-    "dataset_dataloader": ".data",
-    "lm_dataloader": ".data",
-    "text_dataloader": ".data",
+    "dataset_dataloader": "..data",
+    "lm_dataloader": "..data",
+    "text_dataloader": "..data",
     "EnsemblePrediction": ".ensemble",
     "SnapshotEnsemble": ".ensemble",
     "EvaluationReport": ".evaluation",
     "ReportRow": ".evaluation",
     "SnapshotLoadError": "..snapshot_format.loading",
     "MANIFEST_NAME": "..snapshot_format.layout",
+    "HELD_OUT_NAME": "..snapshot_format.manifest",
+    "TRAIN_DATA_KEY": "..snapshot_format.manifest",
+    "TrainData": "..snapshot_format.manifest",
     "ManifestError": "..snapshot_format.manifest",
     "SnapshotManifest": "..snapshot_format.manifest",
     "SnapshotRecord": "..snapshot_format.manifest",
 }
 
 __all__ = [
+    "HELD_OUT_NAME",
     "MANIFEST_NAME",
     "METHODS",
+    "TRAIN_DATA_KEY",
     "EnsemblePrediction",
     "EvaluationReport",
     "ManifestError",
@@ -49,9 +65,12 @@ __all__ = [
     "SnapshotLoadError",
     "SnapshotManifest",
     "SnapshotRecord",
+    "TrainData",
+    "compute_metrics",
     "dataset_dataloader",
     "fit_weights",
     "lm_dataloader",
+    "metric_names_for",
     "text_dataloader",
 ]
 __getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -55,7 +55,7 @@ def _dataloader(
     limit: int | None,
     rows: Sequence[int] | None = None,
 ) -> DataLoader:
-    from .data import dataset_dataloader, load_split
+    from ..data import dataset_dataloader, load_split
 
     dataset_name, config, task = _data_source(args, ensemble)
     dataset = load_split(split, dataset_name=dataset_name, config_name=config, data_file=data_file)
@@ -131,7 +131,7 @@ def _warn_if_trained_on(args: argparse.Namespace, ensemble: Any, train_data: Tra
     """Warn when `--selection_split` holds rows the run trained on (as its manifest records them)."""
     import datasets
 
-    from .data import load_split
+    from ..data import load_split
 
     if train_data.data_file is not None or not _same_data(args, ensemble, train_data):
         return

@@ -2,7 +2,9 @@
 
 One core (`hf_sgdr.training.core.CycleEndHandler`) serves both loops: `SGDRCallback` / `SGDRTrainer`
 for the `transformers.Trainer`, `SGDRAccelerateHelper` for plain Accelerate loops. `SGDROptions` holds
-the options once for every front end (`SGDRTrainingArguments` puts them on the command line). Names
+the options once for every front end (`SGDRTrainingArguments` puts them on the command line). A plain
+Accelerate loop's checkpoints (`save_checkpoint`, `find_checkpoint`, `latest_checkpoint`, `ResumePoint`,
+`epoch_batches`: atomic saves, exact mid-epoch resume) are in `checkpoints`. Names
 are imported on first use; internals (the handler, the process sync, the state file name) stay in
 their modules.
 """
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from .arguments import SGDROptions, SGDRTrainingArguments
     from .averaging import CycleAverager
     from .callback import SGDRCallback
+    from .checkpoints import ResumePoint, epoch_batches, find_checkpoint, latest_checkpoint, save_checkpoint
     from .core import CycleEndEvent
     from .distributed import SnapshotWriteError
     from .trainer import SGDRTrainer
@@ -30,6 +33,11 @@ _NAMES = {
     "SGDRTrainingArguments": ".arguments",
     "CycleAverager": ".averaging",
     "SGDRCallback": ".callback",
+    "ResumePoint": ".checkpoints",
+    "epoch_batches": ".checkpoints",
+    "find_checkpoint": ".checkpoints",
+    "latest_checkpoint": ".checkpoints",
+    "save_checkpoint": ".checkpoints",
     "CycleEndEvent": ".core",
     "SnapshotWriteError": ".distributed",
     "SGDRTrainer": ".trainer",
@@ -41,6 +49,7 @@ _NAMES = {
 __all__ = [
     "CycleAverager",
     "CycleEndEvent",
+    "ResumePoint",
     "SGDRAccelerateHelper",
     "SGDRCallback",
     "SGDROptions",
@@ -49,6 +58,10 @@ __all__ = [
     "SnapshotWriteError",
     "SnapshotWriter",
     "capture_weights",
+    "epoch_batches",
+    "find_checkpoint",
+    "latest_checkpoint",
+    "save_checkpoint",
     "save_weights",
 ]
 __getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

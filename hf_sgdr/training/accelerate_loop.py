@@ -5,18 +5,25 @@ Accelerate's prepared scheduler steps `num_processes` times per optimizer step (
 real optimizer step: when `accelerator.sync_gradients` (the last micro-batch of a gradient
 accumulation) and not `accelerator.optimizer_step_was_skipped` (fp16 overflow). It registers the
 scheduler and itself for `accelerator.save_state` / `load_state`, and makes `save_state` wait for
-pending snapshot writes, so a checkpoint implies its snapshots::
+pending snapshot writes, so a checkpoint implies its snapshots. With the checkpoint functions of
+`hf_sgdr.training.checkpoints` a resumed run continues exactly (same batches, same dropout masks)::
 
     scheduler = SGDRScheduler(optimizer, num_cycles=5, num_training_steps=total_steps)  # not prepared
     sgdr = SGDRAccelerateHelper(accelerator, model, scheduler, output_dir=out, max_snapshots=5, processing_class=tok)
-    accelerator.load_state(checkpoint)           # optional: resume (before the first sgdr.step)
-    for batch in train_dataloader:
-        with accelerator.accumulate(model):
-            loss = model(**batch).loss
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad()
-        event = sgdr.step(loss=loss)             # every micro-batch; acts on optimizer steps only
+    checkpoint = find_checkpoint(resume_from_checkpoint, out)  # None, a folder, or "latest"
+    if checkpoint is not None:
+        accelerator.load_state(checkpoint)       # before the first sgdr.step: restores sgdr.global_step too
+    resume = ResumePoint.after(sgdr.global_step, steps_per_epoch, accelerator.gradient_accumulation_steps)
+    for epoch in range(resume.epoch, num_epochs):
+        for batch in epoch_batches(accelerator, train_dataloader, epoch, skip=resume.skip(epoch)):
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            event = sgdr.step(loss=loss)         # every micro-batch; acts on optimizer steps only
+            if accelerator.sync_gradients and sgdr.global_step % 500 == 0:
+                save_checkpoint(accelerator, out, sgdr.global_step)  # step_500, written atomically
     sgdr.end()                                   # wait for the last snapshot (raises on every rank if it failed)
 """
 
@@ -49,7 +56,7 @@ class SGDRAccelerateHelper:
         task: Task name for the manifest.
         num_training_steps: The budget in optimizer steps, recorded in the manifest.
         training_info: More facts for the manifest's `training` section, e.g. the training data under
-            `hf_sgdr.snapshots.manifest.TRAIN_DATA_KEY` (a `TrainData.to_dict()`).
+            `hf_sgdr.snapshots.TRAIN_DATA_KEY` (a `TrainData.to_dict()`).
         register_for_checkpointing: Register the scheduler and this helper with
             `accelerator.register_for_checkpointing` and flush snapshot writes before `save_state`.
         **option_kwargs: `SGDROptions` fields, overriding `options`.

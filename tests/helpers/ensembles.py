@@ -47,7 +47,7 @@ def glue(task: str, split: str) -> Any:
 
 def sst2_loader(split: str, batch_size: int = 16) -> Any:
     """Labelled SST-2 batches (MiniLM tokenizer, max_length 32)."""
-    from hf_sgdr.snapshots import text_dataloader
+    from hf_sgdr.data import text_dataloader
 
     data = glue("sst2", split)
     return text_dataloader(
@@ -57,7 +57,7 @@ def sst2_loader(split: str, batch_size: int = 16) -> Any:
 
 def rte_loader(split: str, batch_size: int = 16) -> Any:
     """Labelled RTE sentence-pair batches."""
-    from hf_sgdr.snapshots import text_dataloader
+    from hf_sgdr.data import text_dataloader
 
     data = glue("rte", split)
     return text_dataloader(

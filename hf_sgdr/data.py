@@ -1,7 +1,10 @@
-"""Dataloaders for the ensemble: texts (or a `datasets` split) tokenised once and collated with padding.
+"""Dataset helpers, one rule for the recipes and the `hf-sgdr` command: text columns, local data files,
+causal-LM blocks, and dataloaders that tokenise once and pad per batch.
 
-Used by the card's usage snippet, the `hf-sgdr evaluate` command and the benchmark; any dataloader that
-yields dicts of tensors (with `labels` for evaluation) works with `SnapshotEnsemble` too.
+`recipes/glue.py` and `recipes/gpt2_pretrain.py` build their training and evaluation data with these, and
+`hf-sgdr evaluate` rebuilds the same from a run's manifest, so that a snapshot evaluated from the shell
+sees what the recipe saw. Any dataloader that yields dicts of tensors (with `labels` for evaluation)
+works with `SnapshotEnsemble` too.
 """
 
 from __future__ import annotations
@@ -13,7 +16,20 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..hub_access import loading
+from .hub_access import loading
+
+__all__ = [
+    "DATA_FILE_FORMATS",
+    "GLUE_TEXT_COLUMNS",
+    "TEXT_COLUMN_CANDIDATES",
+    "dataset_dataloader",
+    "lm_blocks",
+    "lm_dataloader",
+    "load_data_files",
+    "load_split",
+    "text_columns_for",
+    "text_dataloader",
+]
 
 #: Text columns of the GLUE tasks (second one for sentence pairs).
 GLUE_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -27,6 +43,14 @@ GLUE_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "rte": ("sentence1", "sentence2"),
     "wnli": ("sentence1", "sentence2"),
 }
+#: Without a GLUE task or explicit columns, the first of these that a dataset has all of (pairs first).
+TEXT_COLUMN_CANDIDATES: tuple[tuple[str, ...], ...] = (
+    ("sentence1", "sentence2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("sentence",),
+    ("text",),
+)
 #: Local data files `load_data_files` reads, by suffix: (the `datasets` builder, its options).
 DATA_FILE_FORMATS: dict[str, tuple[str, dict[str, str]]] = {
     ".txt": ("text", {}),
@@ -36,6 +60,44 @@ DATA_FILE_FORMATS: dict[str, tuple[str, dict[str, str]]] = {
     ".jsonl": ("json", {}),
     ".parquet": ("parquet", {}),
 }
+
+
+def text_columns_for(
+    column_names: Sequence[str], *, text_columns: Sequence[str] | None = None, task: str | None = None
+) -> tuple[str, ...]:
+    """The text column(s) of a dataset (a second one for sentence pairs): `text_columns` when given, else
+    the GLUE task's, else the first of `TEXT_COLUMN_CANDIDATES` the dataset has. Raises `ValueError`
+    naming the columns when they are not all there."""
+    if text_columns:
+        missing = [c for c in text_columns if c not in column_names]
+        if missing:
+            raise ValueError(f"text columns {missing} are not columns of the dataset: {list(column_names)}")
+        return tuple(text_columns)
+    task_columns = GLUE_TEXT_COLUMNS.get((task or "").lower())
+    candidates = (task_columns,) if task_columns else TEXT_COLUMN_CANDIDATES
+    for columns in candidates:
+        if set(columns) <= set(column_names):
+            return columns
+    wanted = " or ".join(str(list(c)) for c in candidates)
+    raise ValueError(f"no text columns {wanted} among the dataset's columns {list(column_names)}; pass --text_columns")
+
+
+def lm_blocks(tokenizer: Any, texts: Sequence[str], block_size: int) -> list[list[int]]:
+    """Token blocks for causal-LM training and evaluation: the non-blank texts tokenised, each followed by
+    the end-of-text token (when the tokenizer has one), concatenated and cut into blocks of `block_size`.
+    The remainder is dropped, unless there is less than one block: then the whole makes one shorter block."""
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1; got {block_size}")
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids: list[int] = []
+    for encoded in tokenizer([t for t in texts if t.strip()], add_special_tokens=False)["input_ids"]:
+        ids.extend(encoded)
+        if eos is not None:
+            ids.append(eos)
+    if not ids:
+        raise ValueError("texts produced no tokens")
+    size = min(block_size, len(ids))
+    return [ids[i : i + size] for i in range(0, len(ids) // size * size, size)]
 
 
 def text_dataloader(
@@ -65,13 +127,8 @@ def text_dataloader(
 
 
 def lm_dataloader(tokenizer: Any, texts: Sequence[str], *, block_size: int = 128, batch_size: int = 8) -> DataLoader:
-    """Concatenate the tokenised texts and cut them into blocks of `block_size` tokens (the remainder is dropped
-    unless there is less than one block); each block predicts its own tokens."""
-    ids = [token for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for token in ids]
-    if not ids:
-        raise ValueError("texts produced no tokens")
-    size = min(block_size, len(ids))
-    blocks = torch.tensor(ids[: len(ids) // size * size]).view(-1, size)
+    """The `lm_blocks` of `texts`, batched; each block predicts its own tokens."""
+    blocks = torch.tensor(lm_blocks(tokenizer, texts, block_size))
     features = [{"input_ids": block, "attention_mask": torch.ones_like(block), "labels": block} for block in blocks]
     return DataLoader(features, batch_size=batch_size)
 
@@ -117,19 +174,11 @@ def dataset_dataloader(
     block_size: int = 128,
     batch_size: int = 32,
 ) -> DataLoader:
-    """The dataloader for a `datasets` split: texts (and pairs) with labels, or LM blocks of its text column."""
-    columns = tuple(text_columns or GLUE_TEXT_COLUMNS.get((task or "").lower(), ()))
-    if not columns:
-        columns = next(((c,) for c in ("text", "sentence") if c in dataset.column_names), ())
-    missing = [c for c in columns if c not in dataset.column_names]
-    if not columns or missing:
-        raise ValueError(
-            f"text columns {list(columns) or '(none found)'} not in the dataset's columns {dataset.column_names}; "
-            "pass --text_columns"
-        )
+    """The dataloader for a `datasets` split: texts (and pairs, columns by `text_columns_for`) with labels,
+    or the `lm_blocks` of its text column."""
+    columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
     if kind == "causal_lm":
-        texts = [text for text in dataset[columns[0]] if text.strip()]
-        return lm_dataloader(tokenizer, texts, block_size=block_size, batch_size=batch_size)
+        return lm_dataloader(tokenizer, dataset[columns[0]], block_size=block_size, batch_size=batch_size)
     if label_column not in dataset.column_names:
         raise ValueError(f"label column {label_column!r} not in the dataset's columns {dataset.column_names}")
     pairs = dataset[columns[1]] if len(columns) > 1 else None

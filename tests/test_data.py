@@ -1,0 +1,55 @@
+"""`hf_sgdr.data`: the one rule for text columns and causal-LM blocks that the recipes and `hf-sgdr
+evaluate` share."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Dataset
+
+from hf_sgdr.data import dataset_dataloader, lm_blocks, lm_dataloader, text_columns_for
+
+
+class _CharTokenizer:
+    """One token per character; `eos_token_id` as a GPT-2 tokenizer has it (None as a BERT one)."""
+
+    def __init__(self, eos_token_id: int | None = 0) -> None:
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = True) -> dict[str, list[list[int]]]:
+        return {"input_ids": [[ord(c) for c in text] for text in texts]}
+
+
+def test_text_columns_given_then_the_glue_task_then_the_first_candidate() -> None:
+    columns = ["sentence1", "sentence2", "sentence", "label"]
+    assert text_columns_for(columns, text_columns=["sentence"]) == ("sentence",)
+    assert text_columns_for(["question", "sentence", "label"], task="QNLI") == ("question", "sentence")
+    assert text_columns_for(columns) == ("sentence1", "sentence2")  # pairs before single columns
+    assert text_columns_for(["text", "label"], task="causal_lm") == ("text",)
+    with pytest.raises(ValueError, match=r"text columns \['body'\] are not columns of the dataset"):
+        text_columns_for(columns, text_columns=["body"])
+    with pytest.raises(ValueError, match=r"no text columns \['sentence'\] among .*\['text', 'label'\]"):
+        text_columns_for(["text", "label"], task="sst2")
+    with pytest.raises(ValueError, match="pass --text_columns"):
+        text_columns_for(["body", "label"])
+
+
+def test_lm_blocks_separate_texts_by_the_end_token_and_drop_the_remainder() -> None:
+    tokenizer = _CharTokenizer(eos_token_id=0)
+    assert lm_blocks(tokenizer, ["ab", "  ", "cde"], 3) == [[97, 98, 0], [99, 100, 101]]  # the blank text is left out
+    assert lm_blocks(_CharTokenizer(None), ["ab", "cde"], 2) == [[97, 98], [99, 100]]  # no end token to add
+    assert lm_blocks(tokenizer, ["ab"], 8) == [[97, 98, 0]]  # less than one block: one shorter block
+    with pytest.raises(ValueError, match="texts produced no tokens"):
+        lm_blocks(tokenizer, ["", " "], 8)
+    with pytest.raises(ValueError, match="block_size must be >= 1"):
+        lm_blocks(tokenizer, ["ab"], 0)
+
+
+def test_the_dataloaders_follow_the_same_rules() -> None:
+    tokenizer = _CharTokenizer()
+    texts = ["to be", "", "or not"]
+    (batch,) = lm_dataloader(tokenizer, texts, block_size=4, batch_size=8)
+    assert torch.equal(batch["input_ids"], torch.tensor(lm_blocks(tokenizer, texts, 4)))
+    assert torch.equal(batch["labels"], batch["input_ids"]) and bool(batch["attention_mask"].all())
+    (from_dataset,) = dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "causal_lm", block_size=4)
+    assert torch.equal(from_dataset["input_ids"], batch["input_ids"])
