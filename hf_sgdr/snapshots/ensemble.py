@@ -129,6 +129,13 @@ def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str
     return "classification"
 
 
+def _kind_of_folder(auto_class: str | None, folder: Path) -> str:
+    """The kind of outputs of the full model saved in `folder` (from its config.json)."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
+    return _kind_from(auto_class, num_labels, config.get("problem_type"))
+
+
 def _library_versions(snapshot_type: str | None) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -368,11 +375,8 @@ class SnapshotEnsemble:
         if not records:
             return ensemble
         if manifest.snapshot_type == "full_model":
-            first = ensemble._members[0].folder
             ensemble._runner = ensemble._model_runner()
-            config = json.loads((first / "config.json").read_text(encoding="utf-8"))
-            num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
-            ensemble._kind = _kind_from(manifest.auto_class, num_labels, config.get("problem_type"))
+            ensemble._kind = _kind_of_folder(manifest.auto_class, ensemble._members[0].folder)
         else:
             from .adapters import load_adapter_model
 
@@ -386,6 +390,55 @@ class SnapshotEnsemble:
             ensemble._runner = AdapterRunner(model, lambda: ensemble.snapshot_names, ensemble.device)
             config = model.get_base_model().config
             ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
+        return ensemble
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        output_dir: str | os.PathLike[str],
+        *,
+        checkpoints: Sequence[str] | int | None = None,
+        task: str | None = None,
+        auto_class: str | None = None,
+        device: str | torch.device | None = None,
+        progress: bool = True,
+        **model_kwargs: Any,
+    ) -> SnapshotEnsemble:
+        """An ensemble of any `Trainer` run's `checkpoint-*` folders (e.g. a `cosine` run with `save_steps`).
+
+        Args:
+            output_dir: The run's output_dir, holding `checkpoint-<step>/` folders (taken in step order).
+            checkpoints: Names of the checkpoints to use, or an int n for the last n (default: all).
+            task: Task name for the metrics (a GLUE name selects the GLUE metrics).
+            auto_class: `AutoModelForSequenceClassification` or `AutoModelForCausalLM` (default: from the
+                architecture in the first checkpoint's config.json).
+            model_kwargs: Passed to `from_pretrained` of the models.
+
+        Safetensors only, under the snapshot folders' rules (see `checkpoints`); the tokenizer is the last
+        checkpoint's, else output_dir's. The same `predict` / `evaluate` then compares the checkpoints with
+        SGDR snapshots; `save_pretrained` writes them as a snapshot folder.
+        """
+        from .checkpoints import checkpoint_auto_class, checkpoint_record, find_checkpoints, select_checkpoints
+
+        root = Path(output_dir)
+        check_local_source(root)
+        folders = select_checkpoints(find_checkpoints(root), checkpoints)
+        records = [checkpoint_record(folder, index, root) for index, folder in enumerate(folders)]
+        if auto_class is not None and auto_class not in SUPPORTED_AUTO_CLASSES:
+            raise ValueError(f"auto_class must be one of {', '.join(SUPPORTED_AUTO_CLASSES)}; got {auto_class!r}")
+        ensemble = cls(
+            len(records),
+            tokenizer=_load_tokenizer(folders[-1]) or _load_tokenizer(root),
+            task=task,
+            device=device,
+            progress=progress,
+        )
+        ensemble.snapshot_type = "full_model"
+        ensemble.auto_class = auto_class or checkpoint_auto_class(folders[0], SUPPORTED_AUTO_CLASSES)
+        ensemble._model_kwargs = model_kwargs
+        ensemble._members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
+        ensemble._runner = ensemble._model_runner()
+        ensemble._kind = _kind_of_folder(ensemble.auto_class, folders[0])
         return ensemble
 
     def _model_runner(self) -> ModelRunner:
