@@ -371,10 +371,13 @@ def evaluate_snapshots(
     selection_split: str,
     dataset: str,
     extra_reports: dict[str, DataLoader] | None = None,
+    metrics: Any = None,
 ) -> EvaluationReport | None:
     """On the main process: every snapshot, the ensembles of the last k, the soups and the greedy
     selections (chosen on `selection_dataloader`, never on the reported split); a table, a JSON file,
-    the lr plot with the snapshot points and metric, and the Hub push with the card when asked."""
+    the lr plot with the snapshot points and metric, and the Hub push with the card when asked.
+    `metrics` (default: the task's built-ins) is what `SnapshotEnsemble.evaluate` takes: names, an
+    `evaluate` module, a `compute_metrics` function, or a list of them."""
     accelerator.wait_for_everyone()
     report = None
     if result.helper.snapshot_dir is None:
@@ -389,6 +392,7 @@ def evaluate_snapshots(
             selection_split=selection_split,
             dataset=dataset,
             json_path=out / RESULTS_NAME,
+            metrics=metrics,
         )
         accelerator.print(report.to_table())
         for split, loader in (extra_reports or {}).items():
@@ -399,6 +403,7 @@ def evaluate_snapshots(
                 selection_split=selection_split,
                 dataset=dataset,
                 json_path=out / f"ensemble_results_{split}.json",
+                metrics=metrics,
             )
             accelerator.print(f"\n{split}:\n{extra.to_table()}")
         primary = report.metrics[0]

@@ -42,7 +42,8 @@ from .loading import (
     verify_folder,
 )
 from .manifest import SnapshotManifest, SnapshotRecord, check_relative_name
-from .metrics import TASK_KINDS, compute_metrics, metric_names_for
+from .metric_suite import MetricSpec, MetricSuite
+from .metrics import TASK_KINDS, compute_metrics
 from .outputs import collect_member_outputs, materialize
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
 from .storage import write_snapshot_folder
@@ -69,12 +70,15 @@ class EnsemblePrediction:
     member_outputs: torch.Tensor
     probabilities: torch.Tensor | None = None
 
-    def metrics(self, names: Sequence[str] | None = None) -> dict[str, float]:
-        """Task metrics of the ensemble (default: the task's; labels needed except for a causal LM)."""
-        names = metric_names_for(self.kind, self.task, names)
+    def metrics(self, names: MetricSpec | Sequence[MetricSpec] | None = None) -> dict[str, float]:
+        """Task metrics of the ensemble (default: the task's; labels needed except for a causal LM).
+
+        `names`: built-in metric names, an `evaluate` module or a `compute_metrics` function (see `metric_suite`).
+        """
+        suite = MetricSuite(self.kind, self.task, names)
         if self.kind != "causal_lm" and self.labels is None:
             raise ValueError("metrics need labels: the dataloader had no 'labels' or 'label' column")
-        return Combined(self.scores, self.predictions, self.probabilities).metrics(names, self.labels)
+        return suite.compute(Combined(self.scores, self.predictions, self.probabilities), self.labels)
 
     @property
     def perplexity(self) -> float:
@@ -529,7 +533,7 @@ class SnapshotEnsemble:
         eval_dataloader: Iterable[Mapping[str, torch.Tensor]],
         selection_dataloader: Iterable[Mapping[str, torch.Tensor]] | None = None,
         *,
-        metrics: Sequence[str] | None = None,
+        metrics: MetricSpec | Sequence[MetricSpec] | None = None,
         method: str = "average",
         soups: bool = True,
         eval_split: str = "eval",
@@ -548,7 +552,9 @@ class SnapshotEnsemble:
         snapshot, greedy soup, greedy ensemble selection and fitted weights, all chosen on it by
         `selection_metric` (default: the first metric; "nll" targets the probabilities) and reported on
         `eval_dataloader`; `temperature_scaling=True` adds every snapshot and last-k ensemble with a
-        temperature fitted on the selection split.
+        temperature fitted on the selection split. `metrics` takes built-in names (the default, offline), an
+        `evaluate` module (`evaluate.load(...)`), a `compute_metrics` function as the `Trainer`'s, or a list
+        mixing them (see `metric_suite`).
         """
         runner = self._require_members()
         if selection_dataloader is not None and (
@@ -558,7 +564,7 @@ class SnapshotEnsemble:
                 f"selection_dataloader must be a different split from the reported one (eval_split={eval_split!r}, "
                 f"selection_split={selection_split!r}); choosing on the reported split overstates the results"
             )
-        names = metric_names_for(self.kind, self.task, metrics)
+        suite = MetricSuite(self.kind, self.task, metrics)
         check_method(self.kind, method)
         eval_batches = materialize(eval_dataloader)
         selection_batches = None if selection_dataloader is None else materialize(selection_dataloader)
@@ -568,7 +574,7 @@ class SnapshotEnsemble:
             self.kind,
             eval_batches,
             selection_batches,
-            names,
+            suite,
             method=method,
             soups=soups,
             selection_metric=selection_metric,
@@ -579,7 +585,7 @@ class SnapshotEnsemble:
         report = EvaluationReport(
             kind=self.kind,
             method=method,
-            metrics=list(names),
+            metrics=suite.keys,
             eval_split=eval_split,
             selection_split=None if selection_batches is None else selection_split,
             task=self.task,

@@ -182,6 +182,18 @@ METRICS: dict[str, Metric] = {
 }
 
 
+#: Keys of external metrics (`evaluate` modules, `compute_metrics` functions) for which lower is better,
+#: besides the built-in ones and any key ending in "loss" or "error"; every other key is higher-is-better.
+LOWER_IS_BETTER = frozenset({"mae", "mape", "mse", "rmse", "wer", "cer", "ter", "perplexity"})
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of metric `name` is better (built-ins: their own; other keys: see `LOWER_IS_BETTER`)."""
+    if name in METRICS:
+        return METRICS[name].higher_is_better
+    return not (name in LOWER_IS_BETTER or name.endswith(("loss", "error")))
+
+
 def metric_names_for(kind: str, task: str | None = None, names: Sequence[str] | None = None) -> tuple[str, ...]:
     """The metrics to report: `names` if given (checked), the GLUE ones for a GLUE `task`, else the kind's default."""
     if kind not in TASK_KINDS:
@@ -194,7 +206,10 @@ def metric_names_for(kind: str, task: str | None = None, names: Sequence[str] | 
         raise ValueError("metrics must name at least one metric")
     for name in names:
         if name not in METRICS:
-            raise ValueError(f"unknown metric {name!r}; accepted: {', '.join(METRICS)}")
+            raise ValueError(
+                f"unknown metric {name!r}; accepted: {', '.join(METRICS)}, or an evaluate module "
+                "(evaluate.load(...)) or a compute_metrics function in its place"
+            )
         if kind not in METRICS[name].kinds:
             raise ValueError(f"metric {name!r} does not apply to {kind} outputs (it needs {METRICS[name].kinds[0]})")
     return names
@@ -230,4 +245,4 @@ def is_better(name: str, candidate: float, incumbent: float, *, or_equal: bool =
         return True
     if or_equal and candidate == incumbent:
         return True
-    return candidate > incumbent if METRICS[name].higher_is_better else candidate < incumbent
+    return candidate > incumbent if higher_is_better(name) else candidate < incumbent

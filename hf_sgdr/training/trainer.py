@@ -27,6 +27,7 @@ from .callback import SGDRCallback
 
 if TYPE_CHECKING:
     from ..snapshots import EvaluationReport
+    from ..snapshots.metric_suite import MetricSpec
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class SGDRTrainer(Trainer):
         eval_dataset: Any = None,
         selection_dataset: Any = None,
         *,
-        metrics: Sequence[str] | None = None,
+        metrics: MetricSpec | Sequence[MetricSpec] | None = None,
         method: str = "average",
         soups: bool = True,
         selection_metric: str | None = None,
