@@ -73,38 +73,46 @@ class _External:
 
 
 class MetricSuite:
-    """The metrics of one evaluation (see the module docstring), computed on `Combined` outputs."""
+    """The metrics of one evaluation (see the module docstring), computed on `Combined` outputs, in the order given."""
 
     def __init__(self, kind: str, task: str | None = None, metrics: MetricSpec | Sequence[MetricSpec] | None = None):
         single = isinstance(metrics, str) or callable(metrics) or _is_module(metrics)
         specs = None if metrics is None else [metrics] if single else list(metrics)
         if specs is not None and not specs:
             raise ValueError("metrics must name at least one metric")
-        external = [] if specs is None else [s for s in specs if not isinstance(s, str)]
-        names = None if specs is None else [s for s in specs if isinstance(s, str)]
-        if external and kind not in ("classification", "regression"):
+        if specs is None:
+            specs = list(metric_names_for(kind, task))
+        names = [s for s in specs if isinstance(s, str)]
+        if names:
+            metric_names_for(kind, task, names)  # each name checked against the kind
+        if len(names) < len(specs) and kind not in ("classification", "regression"):
             raise ValueError(
                 f"evaluate modules and compute_metrics functions apply to classification and regression ensembles; "
                 f"{kind} is scored with the built-in metrics ({', '.join(metric_names_for(kind))})"
             )
         self.kind = kind
-        self.builtin = metric_names_for(kind, task, names) if names or not external else ()
-        self.external = [_External(spec) for spec in external]
+        self.entries: list[str | _External] = [s if isinstance(s, str) else _External(s) for s in specs]
+
+    def _external(self) -> list[_External]:
+        return [entry for entry in self.entries if isinstance(entry, _External)]
 
     def compute(self, combined: Combined, labels: torch.Tensor | None, only: str | None = None) -> dict[str, float]:
         """Every metric of the suite (or just the key `only`, which may also be any built-in name)."""
-        if only is not None and only in METRICS and not any(only in (e.keys or ()) for e in self.external):
+        if only is not None and only in METRICS and not any(only in (e.keys or ()) for e in self._external()):
             return combined.metrics([only], labels)
-        values = combined.metrics(self.builtin, labels) if only is None else {}
-        for external in self.external:
-            if only is not None and external.keys is not None and only not in external.keys:
+        values: dict[str, float] = {}
+        for entry in self.entries if only is None else self._external():
+            if isinstance(entry, str):
+                result = combined.metrics([entry], labels)
+            elif only is not None and entry.keys is not None and only not in entry.keys:
                 continue
-            if labels is None:
-                raise ValueError(f"metric {external.label!r} needs labels")
-            result = external(combined, labels, self.kind)
+            elif labels is None:
+                raise ValueError(f"metric {entry.label!r} needs labels")
+            else:
+                result = entry(combined, labels, self.kind)
             clash = sorted(set(result) & set(values))
             if clash:
-                raise ValueError(f"metric keys {clash} are computed twice (by {external.label!r} too); name each once")
+                raise ValueError(f"metric keys {clash} are computed twice; name each metric once")
             values.update(result)
         if only is None:
             return values
@@ -116,4 +124,4 @@ class MetricSuite:
     @property
     def keys(self) -> list[str]:
         """The keys reported, in order (an external metric's are known once it has run)."""
-        return [*self.builtin, *(k for e in self.external for k in (e.keys or ()))]
+        return [k for e in self.entries for k in ([e] if isinstance(e, str) else e.keys or ())]
