@@ -31,6 +31,7 @@ from hf_sgdr import SGDRScheduler, plot_schedule
 from hf_sgdr.atomic import TMP_PREFIX
 from hf_sgdr.hub_access import ResourceNotFoundError
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
+from hf_sgdr.snapshots.tracking import log_report
 from hf_sgdr.training import SGDRAccelerateHelper, SGDROptions
 
 logger = get_logger(__name__)
@@ -350,8 +351,6 @@ def train(
     if log_file is not None:
         log_file.close()
     helper.end()
-    if args.with_tracking:
-        accelerator.end_training()
     return TrainingResult(scheduler, helper, max_steps)
 
 
@@ -407,7 +406,7 @@ def evaluate_snapshots(
             )
             accelerator.print(f"\n{split}:\n{extra.to_table()}")
         primary = report.metrics[0]
-        plot_schedule(
+        figure = plot_schedule(
             result.scheduler.schedule,
             result.max_train_steps,
             [float(lr) for lr in result.scheduler.base_lrs[:1]],
@@ -416,6 +415,8 @@ def evaluate_snapshots(
             metric_name=f"{eval_split} {primary}",
             path=out / PLOT_NAME,
         )
+        if args.with_tracking:
+            _track_report(accelerator, report, figure, result.max_train_steps)
         if args.push_to_hub:
             commit = ensemble.push_to_hub(
                 args.hub_model_id,
@@ -430,11 +431,20 @@ def evaluate_snapshots(
     return report
 
 
+def _track_report(accelerator: Accelerator, report: EvaluationReport, figure: Any, step: int) -> None:
+    """The final table and the lr plot in the run's TensorBoard (the other trackers get the scalars only)."""
+    tracker = next((t for t in accelerator.trackers if t.name == "tensorboard"), None)
+    if tracker is None:
+        logger.info("the ensemble table and lr plot go to TensorBoard only (--report_to tensorboard)")
+        return
+    log_report(tracker.tracker, report, figure, step)
+
+
 def finish(accelerator: Accelerator) -> None:
-    """End the process group once every process is done (the last step of a recipe's `main`)."""
+    """Close the trackers and end the process group once every process is done (the last step of a recipe's
+    `main`; the trackers stay open until then so that the final evaluation reaches them)."""
     accelerator.wait_for_everyone()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    accelerator.end_training()
 
 
 def run_recipe(main: Callable[[], None]) -> None:
