@@ -90,7 +90,7 @@ def test_bad_metric_arguments_are_refused_with_the_reason(
             *loaders, metrics=compute_metrics, selection_metric="f2", selection_split="train", soups=False
         )
     lm = SnapshotEnsemble.from_pretrained(tiny_lm_folder(), progress=False)
-    with pytest.raises(ValueError, match="apply to classification and regression ensembles; causal_lm is scored"):
+    with pytest.raises(ValueError, match="apply to class-score and regression ensembles; causal_lm is scored"):
         lm.evaluate(loaders[0], metrics=accuracy_module)
 
 

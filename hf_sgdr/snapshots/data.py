@@ -118,6 +118,11 @@ def dataset_dataloader(
     batch_size: int = 32,
 ) -> DataLoader:
     """The dataloader for a `datasets` split: texts (and pairs) with labels, or LM blocks of its text column."""
+    if kind in ("token_classification", "multiple_choice"):
+        raise ValueError(
+            f"hf-sgdr evaluate builds text-classification and language-model data; for {kind} snapshots build the "
+            "dataloader yourself and call SnapshotEnsemble.evaluate (README, More tasks)"
+        )
     columns = tuple(text_columns or GLUE_TEXT_COLUMNS.get((task or "").lower(), ()))
     if not columns:
         columns = next(((c,) for c in ("text", "sentence") if c in dataset.column_names), ())

@@ -51,7 +51,18 @@ from .storage import write_snapshot_folder
 logger = logging.getLogger(__name__)
 
 #: Auto classes whose outputs the ensemble knows how to combine.
-SUPPORTED_AUTO_CLASSES = ("AutoModelForSequenceClassification", "AutoModelForCausalLM")
+SUPPORTED_AUTO_CLASSES = (
+    "AutoModelForSequenceClassification",
+    "AutoModelForCausalLM",
+    "AutoModelForTokenClassification",
+    "AutoModelForMultipleChoice",
+)
+#: The kind of outputs of the auto classes whose kind does not depend on the labels.
+_AUTO_CLASS_KINDS = {
+    "AutoModelForCausalLM": "causal_lm",
+    "AutoModelForTokenClassification": "token_classification",
+    "AutoModelForMultipleChoice": "multiple_choice",
+}
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")
 
 
@@ -126,8 +137,8 @@ def _auto_class_of(model: nn.Module) -> str | None:
 
 
 def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str | None) -> str:
-    if auto_class == "AutoModelForCausalLM":
-        return "causal_lm"
+    if auto_class in _AUTO_CLASS_KINDS:
+        return _AUTO_CLASS_KINDS[auto_class]
     if problem_type == "regression" or num_labels == 1:
         return "regression"
     return "classification"
@@ -160,7 +171,8 @@ class SnapshotEnsemble:
         max_snapshots: Keep at most this many (the most recent) snapshots added with `add_model`.
         tokenizer: Saved with the ensemble and exposed as `.tokenizer`.
         task: Task name (a GLUE name such as "sst2" selects the GLUE metrics).
-        kind: "classification", "regression" or "causal_lm"; inferred from the models when None.
+        kind: One of `metrics.TASK_KINDS` ("classification", "regression", "causal_lm", "token_classification",
+            "multiple_choice"); inferred from the models when None.
         schedule: The SGDR schedule that produced the snapshots (`SGDRSchedule` or its `to_dict()`).
         training: Free-form training facts recorded in the manifest (dataset, learning rate, budget, ...).
         device: Compute device (default: CUDA if available, else CPU). Members never all live there.
@@ -219,7 +231,7 @@ class SnapshotEnsemble:
 
     @property
     def kind(self) -> str:
-        """What the outputs are: "classification", "regression" or "causal_lm"."""
+        """What the outputs are: one of `metrics.TASK_KINDS`."""
         return self._kind or "classification"
 
     @property
@@ -512,7 +524,7 @@ class SnapshotEnsemble:
             runner, range(self.num_snapshots), batch_sets, self.kind, progress=self.progress
         )
         if fit:
-            weights = fit_weights(outputs[1], batch_sets[1].example_labels(), self.kind)
+            weights = fit_weights(outputs[1], batch_sets[1].targets(self.kind), self.kind)
         combined = combine(outputs[0], self.kind, method, weights)
         used = normalize_weights(weights if method == "weighted" else None, self.num_snapshots).tolist()
         return EnsemblePrediction(
@@ -523,7 +535,7 @@ class SnapshotEnsemble:
             used,
             combined.scores,
             combined.predictions,
-            batch_sets[0].example_labels(),
+            batch_sets[0].targets(self.kind),
             outputs[0],
             combined.probabilities,
         )
@@ -581,7 +593,7 @@ class SnapshotEnsemble:
             temperature_scaling=temperature_scaling,
             progress=self.progress,
         )
-        labels = eval_batches.example_labels()
+        labels = eval_batches.targets(self.kind)
         report = EvaluationReport(
             kind=self.kind,
             method=method,

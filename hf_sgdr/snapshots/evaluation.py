@@ -21,7 +21,7 @@ from ..atomic import atomic_write_json
 from .calibration import fit_temperature, scaled_probabilities
 from .combine import Combined, combine, fit_weights
 from .metric_suite import MetricSuite
-from .metrics import METRICS, higher_is_better
+from .metrics import CLASS_KINDS, METRICS, higher_is_better
 from .outputs import Batches, collect_member_outputs, soup_outputs
 from .runners import Runner
 from .soups import greedy_ensemble_selection, greedy_soup, rank_members
@@ -184,7 +184,7 @@ def _diversity(
     names = list(ensemble)
     mean_member = {name: float(sum(m[name] for m in members) / len(members)) for name in names}
     disagreement = None
-    if kind == "classification" and len(member_outputs) > 1:
+    if kind in CLASS_KINDS and len(member_outputs) > 1:
         classes = member_outputs.argmax(dim=-1)
         pairs = [
             float((classes[i] != classes[j]).double().mean())
@@ -219,11 +219,11 @@ def run_evaluation(
     `temperature_scaling` adds temperature-scaled rows (classification, fitted on the selection split).
     """
     count = len(names)
-    if temperature_scaling and (kind != "classification" or selection_batches is None):
+    if temperature_scaling and (kind not in CLASS_KINDS or selection_batches is None):
         raise ValueError("temperature_scaling needs classification outputs and a selection split to fit on")
     batch_sets = [eval_batches] if selection_batches is None else [eval_batches, selection_batches]
     outputs = collect_member_outputs(runner, range(count), batch_sets, kind, progress=progress)
-    eval_out, eval_labels = outputs[0], eval_batches.example_labels()
+    eval_out, eval_labels = outputs[0], eval_batches.targets(kind)
     if kind != "causal_lm" and eval_labels is None:
         raise ValueError("evaluation needs labels in the eval dataloader (a 'labels' or 'label' column)")
     rows = [
@@ -251,7 +251,7 @@ def run_evaluation(
             runner, names, kind, eval_batches, selection_batches, outputs, suite, soups, selection_metric
         )
         if temperature_scaling:
-            rows += _temperature_rows(names, eval_batches, selection_batches, outputs, suite, method)
+            rows += _temperature_rows(names, eval_batches, selection_batches, outputs, suite, method, kind)
     return rows
 
 
@@ -268,7 +268,7 @@ def _selected_rows(
 ) -> list[ReportRow]:
     """The rows whose members or weights are chosen on the selection split (by the metric `primary`)."""
     eval_out, selection_out = outputs
-    eval_labels, selection_labels = eval_batches.example_labels(), selection_batches.example_labels()
+    eval_labels, selection_labels = eval_batches.targets(kind), selection_batches.targets(kind)
     if kind != "causal_lm" and selection_labels is None:
         raise ValueError("choosing on the selection split needs labels in the selection dataloader")
     singles = [
@@ -337,10 +337,11 @@ def _temperature_rows(
     outputs: list[torch.Tensor],
     suite: MetricSuite,
     method: str,
+    kind: str,
 ) -> list[ReportRow]:
     """Every snapshot and every last-k ensemble with one temperature each, fitted on the selection split."""
     eval_out, selection_out = outputs
-    eval_labels, selection_labels = eval_batches.example_labels(), selection_batches.example_labels()
+    eval_labels, selection_labels = eval_batches.targets(kind), selection_batches.targets(kind)
     count = len(names)
     candidates = [(f"{name} (temperature-scaled)", [i], "average") for i, name in enumerate(names)]
     candidates += [

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .combine import Combined
-from .metrics import METRICS, metric_names_for
+from .metrics import CLASS_KINDS, METRICS, metric_names_for
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ class MetricSuite:
         names = [s for s in specs if isinstance(s, str)]
         if names:
             metric_names_for(kind, task, names)  # each name checked against the kind
-        if len(names) < len(specs) and kind not in ("classification", "regression"):
+        if len(names) < len(specs) and kind not in (*CLASS_KINDS, "regression"):
             raise ValueError(
-                f"evaluate modules and compute_metrics functions apply to classification and regression ensembles; "
+                f"evaluate modules and compute_metrics functions apply to class-score and regression ensembles; "
                 f"{kind} is scored with the built-in metrics ({', '.join(metric_names_for(kind))})"
             )
         self.kind = kind
