@@ -176,6 +176,11 @@ def dataset_dataloader(
 ) -> DataLoader:
     """The dataloader for a `datasets` split: texts (and pairs, columns by `text_columns_for`) with labels,
     or the `lm_blocks` of its text column."""
+    if kind in ("token_classification", "multiple_choice"):
+        raise ValueError(
+            f"hf-sgdr evaluate builds text-classification and language-model data; for {kind} snapshots build the "
+            "dataloader yourself and call SnapshotEnsemble.evaluate (README, More tasks)"
+        )
     columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
     if kind == "causal_lm":
         return lm_dataloader(tokenizer, dataset[columns[0]], block_size=block_size, batch_size=batch_size)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from hf_sgdr import ResourceNotFoundError, SGDRAccelerateHelper, plot_schedule
-from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
+from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble, log_report
 from hf_sgdr.training import CycleEndEvent, SGDROptions
 
 logger = get_logger(__name__)
@@ -259,12 +259,10 @@ class TrainingLog:
             self.accelerator.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, step=step)
 
     def close(self) -> None:
-        """Close the bar and the log file, and end the trackers."""
+        """Close the bar and the log file (the trackers stay open for the final evaluation: `finish` ends them)."""
         self.progress.close()
         if self.file is not None:
             self.file.close()
-        if self.tracking:
-            self.accelerator.end_training()
 
 
 def gather_for_metrics(accelerator: Accelerator, tensor: torch.Tensor) -> torch.Tensor:
@@ -283,10 +281,13 @@ def evaluate_snapshots(
     selection_split: str,
     dataset: str,
     extra_reports: dict[str, DataLoader] | None = None,
+    metrics: Any = None,
 ) -> EvaluationReport | None:
     """On the main process: every snapshot, the ensembles of the last k, the soups and the greedy
     selections (chosen on `selection_dataloader`, never on the reported split); a table, a JSON file,
-    the lr plot with the snapshot points and metric, and the Hub push with the card when asked."""
+    the lr plot with the snapshot points and metric (also to TensorBoard when it tracks the run), and the
+    Hub push with the card when asked. `metrics` (default: the task's built-ins) is what
+    `SnapshotEnsemble.evaluate` takes: names, an `evaluate` module, a `compute_metrics` function, or a list."""
     accelerator.wait_for_everyone()
     report = None
     if sgdr.snapshot_dir is None:
@@ -301,6 +302,7 @@ def evaluate_snapshots(
             selection_split=selection_split,
             dataset=dataset,
             json_path=out / RESULTS_NAME,
+            metrics=metrics,
         )
         accelerator.print(report.to_table())
         for split, loader in (extra_reports or {}).items():
@@ -311,10 +313,11 @@ def evaluate_snapshots(
                 selection_split=selection_split,
                 dataset=dataset,
                 json_path=out / f"ensemble_results_{split}.json",
+                metrics=metrics,
             )
             accelerator.print(f"\n{split}:\n{extra.to_table()}")
         primary = report.metrics[0]
-        plot_schedule(
+        figure = plot_schedule(
             sgdr.scheduler.schedule,
             sgdr.num_training_steps,
             [float(lr) for lr in sgdr.scheduler.base_lrs[:1]],
@@ -323,6 +326,8 @@ def evaluate_snapshots(
             metric_name=f"{eval_split} {primary}",
             path=out / PLOT_NAME,
         )
+        if args.with_tracking:
+            _track_report(accelerator, report, figure, sgdr.num_training_steps)
         if args.push_to_hub:
             commit = ensemble.push_to_hub(
                 args.hub_model_id,
@@ -337,11 +342,20 @@ def evaluate_snapshots(
     return report
 
 
+def _track_report(accelerator: Accelerator, report: EvaluationReport, figure: Any, step: int) -> None:
+    """The final table and the lr plot in the run's TensorBoard (the other trackers get the scalars only)."""
+    tracker = next((t for t in accelerator.trackers if t.name == "tensorboard"), None)
+    if tracker is None:
+        logger.info("the ensemble table and lr plot go to TensorBoard only (--report_to tensorboard)")
+        return
+    log_report(tracker.tracker, report, figure, step)
+
+
 def finish(accelerator: Accelerator) -> None:
-    """End the process group once every process is done (the last step of a recipe's `main`)."""
+    """Close the trackers and end the process group once every process is done (the last step of a recipe's
+    `main`; the trackers stay open until then so that the final evaluation reaches them)."""
     accelerator.wait_for_everyone()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    accelerator.end_training()
 
 
 def run_recipe(main: Callable[[], None]) -> None:

@@ -44,7 +44,14 @@ from common import (
 )
 from hf_sgdr import SGDRAccelerateHelper, SGDRScheduler, loading
 from hf_sgdr.data import DATA_FILE_FORMATS, GLUE_TEXT_COLUMNS, load_data_files, text_columns_for
-from hf_sgdr.snapshots import HELD_OUT_NAME, TRAIN_DATA_KEY, TrainData, compute_metrics, metric_names_for
+from hf_sgdr.snapshots import (
+    HELD_OUT_NAME,
+    PROBABILITY_METRICS,
+    TRAIN_DATA_KEY,
+    TrainData,
+    compute_metrics,
+    metric_names_for,
+)
 from hf_sgdr.training import ResumePoint, epoch_batches, find_checkpoint, save_checkpoint
 
 GLUE_TASKS = tuple(GLUE_TEXT_COLUMNS)
@@ -71,6 +78,14 @@ class GlueArguments:
     selection_size: int = field(
         default=500,
         metadata={"help": "Examples held out of the training set to choose soups and greedy selections on."},
+    )
+    evaluate_metric: str | None = field(
+        default=None,
+        metadata={
+            "help": "An `evaluate` metric for the final ensemble report instead of the built-in task metrics: a "
+            "local metric script folder (offline) or a Hub metric name (evaluate.load fetches it). NLL, Brier and "
+            "ECE are still reported for classification."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -268,6 +283,13 @@ def main(argv: list[str] | None = None) -> None:
         extra["validation_mismatched"] = DataLoader(
             limit(tokenized["validation_mismatched"]), collate_fn=collator, batch_size=args.per_device_eval_batch_size
         )
+    report_metrics = None
+    if glue_args.evaluate_metric is not None:
+        import evaluate
+
+        with loading(f"evaluate metric {glue_args.evaluate_metric!r}"):
+            module = evaluate.load(glue_args.evaluate_metric)
+        report_metrics = [module] if is_regression else [module, *PROBABILITY_METRICS]
     if "test" in tokenized and glue_args.task_name is None:
         extra["test"] = DataLoader(tokenized["test"], collate_fn=collator, batch_size=args.per_device_eval_batch_size)
     evaluate_snapshots(
@@ -282,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         selection_split=HELD_OUT_NAME,
         dataset=f"nyu-mll/glue ({glue_args.task_name})" if glue_args.task_name else glue_args.train_file,
         extra_reports=extra,
+        metrics=report_metrics,
     )
     finish(accelerator)
 

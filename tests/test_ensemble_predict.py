@@ -347,7 +347,11 @@ def test_evaluate_targets_nll_and_fits_temperatures(eval_loader: object) -> None
 def test_empty_ensemble_and_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_snapshots must be an integer >= 1; got 0"):
         SnapshotEnsemble(max_snapshots=0)
-    with pytest.raises(ValueError, match="kind must be one of classification, regression, causal_lm; got 'ner'"):
+    with pytest.raises(
+        ValueError,
+        match="kind must be one of classification, regression, causal_lm, token_classification, multiple_choice; "
+        "got 'ner'",
+    ):
         SnapshotEnsemble(kind="ner")
     with pytest.raises(ValueError, match="the ensemble has no snapshots"):
         SnapshotEnsemble().predict([])

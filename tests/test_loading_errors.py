@@ -67,8 +67,8 @@ def test_a_manifest_without_snapshots_is_refused_at_load(folder: Path) -> None:
 
 
 def test_an_auto_class_the_ensemble_cannot_combine_is_refused_at_load(folder: Path) -> None:
-    _edit_manifest(folder, auto_class="AutoModelForTokenClassification")
-    with pytest.raises(ValueError, match=r"AutoModelForTokenClassification models .* the ensemble cannot combine"):
+    _edit_manifest(folder, auto_class="AutoModelForQuestionAnswering")
+    with pytest.raises(ValueError, match=r"AutoModelForQuestionAnswering models .* the ensemble cannot combine"):
         SnapshotEnsemble.from_pretrained(folder)
 
 

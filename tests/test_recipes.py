@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.hub import TOKEN, Recorder
+from helpers.metrics import write_metric_script
 from helpers.training import assert_clean_exit, launch_two_cpu_processes
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
 
 from hf_sgdr import SGDRSchedule
 from hf_sgdr.snapshots import SnapshotManifest
@@ -305,11 +308,13 @@ def test_every_config_parses_and_ends_on_a_cycle_end(config: Path, monkeypatch: 
     assert options.sgdr_T_mult == float(named[3])
 
 
-def test_push_to_hub_with_a_token_that_is_never_written(
+def test_push_to_hub_and_tracking_with_a_token_that_is_never_written(
     tmp_path: Path, shared_data: Path, hub: tuple[str, Recorder]
 ) -> None:
     """`--push_to_hub` sends the ensemble in one commit through huggingface_hub's real HTTP client (to the
-    local recording endpoint: there is no Hub here); the token given by flag is in no output or tracker log."""
+    local recording endpoint: there is no Hub here); the token given by flag is in no output or tracker log.
+    The final report is scored by an `evaluate` module (`--evaluate_metric`, a local script) and reaches the
+    TensorBoard run with the lr plot."""
     import pandas as pd
     from huggingface_hub import snapshot_download
 
@@ -323,7 +328,8 @@ def test_push_to_hub_with_a_token_that_is_never_written(
         [sys.executable, str(GLUE), "--model_name_or_path", model, "--train_file", str(tmp_path / "train.csv"),
          "--validation_file", str(tmp_path / "dev.csv"), "--output_dir", str(out), *GLUE_SMALL,
          "--max_train_steps", "6", "--num_cycles", "2", "--with_tracking", "--report_to", "tensorboard",
-         "--push_to_hub", "--hub_model_id", "me/sst2-sgdr", "--hub_token", TOKEN],
+         "--push_to_hub", "--hub_model_id", "me/sst2-sgdr", "--hub_token", TOKEN,
+         "--evaluate_metric", str(write_metric_script(tmp_path))],
         capture_output=True, text=True, timeout=900,
         env={**os.environ, **FAST, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0"},
     )  # fmt: skip
@@ -340,3 +346,13 @@ def test_push_to_hub_with_a_token_that_is_never_written(
     for path in out.rglob("*"):
         assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
     assert all(TOKEN.encode() not in content for content in commit["files"].values())
+
+    assert results(out)["metrics"] == ["accuracy", "nll", "brier", "ece"]  # the module's accuracy; no built-in f1
+    run = out / "glue_custom"  # the tracker's run (recipes/glue.py tracker_name); its hparams go to a subfolder
+    events = EventAccumulator(str(run), size_guidance={"tensors": 0, "images": 0}).Reload()
+    assert [e.step for e in events.Scalars("sgdr/restart")] == [3, 6]  # the training scalars, same run
+    (text,) = events.Tensors("sgdr/ensemble_report/text_summary")
+    table = tensor_util.make_ndarray(text.tensor_proto).item().decode()
+    assert "| forward passes | accuracy | nll | brier | ece |" in table and "| uniform soup |" in table
+    (image,) = events.Images("sgdr/lr_schedule")
+    assert (image.step, image.width, image.height) == (text.step, 990, 440) == (6, 990, 440)

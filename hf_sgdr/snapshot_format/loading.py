@@ -241,7 +241,8 @@ def _no_manifest_message(root: Path) -> str:
             f"{root} is a Trainer output folder without snapshots (no {MANIFEST_NAME}, no snapshots/): "
             "lr_scheduler_type='sgdr' alone schedules the lr but writes no snapshots. Train with "
             "hf_sgdr.training.SGDRTrainer, or add SGDRCallback().attach(trainer) to the Trainer; both write "
-            f"output_dir/snapshots/{MANIFEST_NAME}"
+            f"output_dir/snapshots/{MANIFEST_NAME}. To ensemble its checkpoint-* folders instead: "
+            "SnapshotEnsemble.from_checkpoints(output_dir)"
         )
     return (
         f"no {MANIFEST_NAME} in {root}: not an hf_sgdr snapshot folder; give the snapshot folder, the training "

@@ -28,10 +28,14 @@ if TYPE_CHECKING:
     from .combine import fit_weights
     from .ensemble import EnsemblePrediction, SnapshotEnsemble
     from .evaluation import EvaluationReport, ReportRow
-    from .metrics import METHODS, compute_metrics, metric_names_for
+    from .metrics import METHODS, PROBABILITY_METRICS, compute_metrics, metric_names_for
+    from .tracking import log_report, log_report_to_trainer
 
 _NAMES = {
     "METHODS": ".metrics",
+    "PROBABILITY_METRICS": ".metrics",
+    "log_report": ".tracking",
+    "log_report_to_trainer": ".tracking",
     "compute_metrics": ".metrics",
     "metric_names_for": ".metrics",
     "fit_weights": ".combine",
@@ -56,6 +60,7 @@ __all__ = [
     "HELD_OUT_NAME",
     "MANIFEST_NAME",
     "METHODS",
+    "PROBABILITY_METRICS",
     "TRAIN_DATA_KEY",
     "EnsemblePrediction",
     "EvaluationReport",
@@ -70,6 +75,8 @@ __all__ = [
     "dataset_dataloader",
     "fit_weights",
     "lm_dataloader",
+    "log_report",
+    "log_report_to_trainer",
     "metric_names_for",
     "text_dataloader",
 ]

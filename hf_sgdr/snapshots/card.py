@@ -171,19 +171,32 @@ def _eval_results(report: EvaluationReport, dataset: str, config: str | None, ta
     ]
 
 
+#: The Hub pipeline tag of each supported auto class (sequence classification otherwise).
+PIPELINE_TAGS = {
+    "AutoModelForCausalLM": "text-generation",
+    "AutoModelForTokenClassification": "token-classification",
+    "AutoModelForMultipleChoice": "multiple-choice",
+}
+
+
 def _snippets(manifest: SnapshotManifest, repo: str) -> tuple[str, str]:
     last = manifest.snapshots[-1].name if manifest.snapshots else snapshot_name(0)
     if manifest.auto_class == "AutoModelForCausalLM":
         data = 'dataloader = lm_dataloader(ensemble.tokenizer, ["Text to score with the ensemble."], block_size=128)'
         use, imports = "print(ensemble.predict(dataloader).perplexity)", "lm_dataloader"
     else:
-        pairs = ', text_pairs=["The second sentence of the pair."]' if (manifest.task or "") in _PAIR_TASKS else ""
-        data = f'dataloader = text_dataloader(ensemble.tokenizer, ["A first example to classify."]{pairs})'
         use = 'prediction = ensemble.predict(dataloader, method="average")\n'
         use += "print(prediction.predictions, prediction.scores)"
-        imports = "text_dataloader"
+        if manifest.auto_class in PIPELINE_TAGS:  # token classification, multiple choice
+            data = f"dataloader = ...  # batches of what {manifest.auto_class} takes (input_ids, attention_mask, ...)"
+            imports = ""
+        else:
+            pairs = ', text_pairs=["The second sentence of the pair."]' if (manifest.task or "") in _PAIR_TASKS else ""
+            data = f'dataloader = text_dataloader(ensemble.tokenizer, ["A first example to classify."]{pairs})'
+            imports = "text_dataloader"
     load = f'ensemble = SnapshotEnsemble.from_pretrained("{repo}")'
-    usage = f"from hf_sgdr.snapshots import SnapshotEnsemble, {imports}\n\n{load}\n{data}\n{use}"
+    names = ", ".join(["SnapshotEnsemble", *([imports] if imports else [])])
+    usage = f"from hf_sgdr.snapshots import {names}\n\n{load}\n{data}\n{use}"
     auto = manifest.auto_class or "AutoModel"
     if manifest.snapshot_type == "peft_adapter":
         single = (
@@ -210,8 +223,7 @@ def build_card(
 
     dataset = dataset or (report.dataset if report else None) or manifest.training.get("dataset_name")
     config = manifest.training.get("dataset_config_name") or (manifest.task if dataset == "nyu-mll/glue" else None)
-    causal = manifest.auto_class == "AutoModelForCausalLM"
-    task_type = "text-generation" if causal else "text-classification"
+    task_type = PIPELINE_TAGS.get(manifest.auto_class or "", "text-classification")
     title = repo_id.split("/")[-1] if repo_id else f"SGDR snapshot ensemble of {manifest.base_model or 'a model'}"
     eval_results = _eval_results(report, dataset, config, task_type) if report and dataset else None
     data = ModelCardData(

@@ -80,11 +80,19 @@ def _dataloader(
 def _evaluate(args: argparse.Namespace) -> int:
     from .ensemble import SnapshotEnsemble
 
-    ensemble = SnapshotEnsemble.from_pretrained(
-        args.output_dir, args.revision, snapshots=args.snapshots, device=args.device
-    )
+    if (args.output_dir is None) == (args.checkpoints is None):
+        raise ValueError("give OUTPUT_DIR (snapshots, Hub repo) or --checkpoints DIR (a Trainer run), one, not both")
+    if args.checkpoints is not None:
+        if args.revision is not None:
+            raise ValueError("--revision applies to Hub repos; --checkpoints reads a local Trainer output_dir")
+        ensemble = SnapshotEnsemble.from_checkpoints(args.checkpoints, checkpoints=args.snapshots, device=args.device)
+    else:
+        ensemble = SnapshotEnsemble.from_pretrained(
+            args.output_dir, args.revision, snapshots=args.snapshots, device=args.device
+        )
     if ensemble.tokenizer is None:
-        raise ValueError(f"{args.output_dir} holds no tokenizer files; save the tokenizer with the snapshots")
+        source = args.output_dir or args.checkpoints
+        raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
     dataset_name, _, task = _data_source(args, ensemble)
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, args.max_eval_samples)
     selection_loader, selection_name = None, args.selection_file or args.selection_split
@@ -197,10 +205,19 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "output_dir",
         metavar="OUTPUT_DIR",
+        nargs="?",
         help="snapshot folder, training output folder holding snapshots/, or Hub repo id",
     )
+    evaluate.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="instead of OUTPUT_DIR: a Trainer run's output_dir; its checkpoint-* folders are the members "
+        "(safetensors only), e.g. to compare a cosine run's checkpoints with SGDR snapshots",
+    )
     evaluate.add_argument("--revision", help="Hub revision (repo ids only)")
-    evaluate.add_argument("--snapshots", nargs="+", metavar="NAME", help="use only these snapshots")
+    evaluate.add_argument(
+        "--snapshots", nargs="+", metavar="NAME", help="use only these snapshots (checkpoint names with --checkpoints)"
+    )
     data = evaluate.add_argument_group("data")
     data.add_argument("--dataset_name", help="datasets id (default: the manifest's, or nyu-mll/glue for GLUE tasks)")
     data.add_argument("--dataset_config_name", help="dataset config (default: the GLUE task)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import METHODS, TASK_KINDS, compute_metrics
+from .metrics import CLASS_KINDS, METHODS, TASK_KINDS, compute_metrics
 
 
 @dataclass
@@ -106,7 +106,7 @@ def fit_weights(outputs: torch.Tensor, labels: torch.Tensor | None, kind: str, s
     if kind != "causal_lm" and labels is None:
         raise ValueError("fitting weights needs labels on the validation split")
     values = outputs.double()
-    if kind == "classification":
+    if kind in CLASS_KINDS:
         values = values.log_softmax(dim=-1).gather(-1, labels.long().view(1, -1, 1).expand(values.shape[0], -1, 1))
         values = values.squeeze(-1)
     logits = torch.zeros(outputs.shape[0], dtype=torch.float64, requires_grad=True)

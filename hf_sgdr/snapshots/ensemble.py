@@ -51,14 +51,26 @@ from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
 from .combine import Combined, check_method, combine, fit_weights, normalize_weights
 from .evaluation import EvaluationReport, run_evaluation
-from .metrics import TASK_KINDS, compute_metrics, metric_names_for
+from .metric_suite import MetricSpec, MetricSuite
+from .metrics import TASK_KINDS, compute_metrics
 from .outputs import collect_member_outputs, materialize
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
 
 logger = logging.getLogger(__name__)
 
 #: Auto classes whose outputs the ensemble knows how to combine.
-SUPPORTED_AUTO_CLASSES = ("AutoModelForSequenceClassification", "AutoModelForCausalLM")
+SUPPORTED_AUTO_CLASSES = (
+    "AutoModelForSequenceClassification",
+    "AutoModelForCausalLM",
+    "AutoModelForTokenClassification",
+    "AutoModelForMultipleChoice",
+)
+#: The kind of outputs of the auto classes whose kind does not depend on the labels.
+_AUTO_CLASS_KINDS = {
+    "AutoModelForCausalLM": "causal_lm",
+    "AutoModelForTokenClassification": "token_classification",
+    "AutoModelForMultipleChoice": "multiple_choice",
+}
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")
 
 
@@ -77,12 +89,15 @@ class EnsemblePrediction:
     member_outputs: torch.Tensor
     probabilities: torch.Tensor | None = None
 
-    def metrics(self, names: Sequence[str] | None = None) -> dict[str, float]:
-        """Task metrics of the ensemble (default: the task's; labels needed except for a causal LM)."""
-        names = metric_names_for(self.kind, self.task, names)
+    def metrics(self, names: MetricSpec | Sequence[MetricSpec] | None = None) -> dict[str, float]:
+        """Task metrics of the ensemble (default: the task's; labels needed except for a causal LM).
+
+        `names`: built-in metric names, an `evaluate` module or a `compute_metrics` function (see `metric_suite`).
+        """
+        suite = MetricSuite(self.kind, self.task, names)
         if self.kind != "causal_lm" and self.labels is None:
             raise ValueError("metrics need labels: the dataloader had no 'labels' or 'label' column")
-        return Combined(self.scores, self.predictions, self.probabilities).metrics(names, self.labels)
+        return suite.compute(Combined(self.scores, self.predictions, self.probabilities), self.labels)
 
     @property
     def perplexity(self) -> float:
@@ -100,11 +115,18 @@ class _Member:
 
 
 def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str | None) -> str:
-    if auto_class == "AutoModelForCausalLM":
-        return "causal_lm"
+    if auto_class in _AUTO_CLASS_KINDS:
+        return _AUTO_CLASS_KINDS[auto_class]
     if problem_type == "regression" or num_labels == 1:
         return "regression"
     return "classification"
+
+
+def _kind_of_folder(auto_class: str | None, folder: Path) -> str:
+    """The kind of outputs of the full model saved in `folder` (from its config.json)."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
+    return _kind_from(auto_class, num_labels, config.get("problem_type"))
 
 
 class SnapshotEnsemble:
@@ -114,7 +136,8 @@ class SnapshotEnsemble:
         max_snapshots: Keep at most this many (the most recent) snapshots added with `add_model`.
         tokenizer: Saved with the ensemble and exposed as `.tokenizer`.
         task: Task name (a GLUE name such as "sst2" selects the GLUE metrics).
-        kind: "classification", "regression" or "causal_lm"; inferred from the models when None.
+        kind: One of `metrics.TASK_KINDS` ("classification", "regression", "causal_lm", "token_classification",
+            "multiple_choice"); inferred from the models when None.
         schedule: The SGDR schedule that produced the snapshots (`SGDRSchedule` or its `to_dict()`).
         training: Free-form training facts recorded in the manifest (dataset, learning rate, budget, ...).
         device: Compute device (default: CUDA if available, else CPU). Members never all live there.
@@ -173,7 +196,7 @@ class SnapshotEnsemble:
 
     @property
     def kind(self) -> str:
-        """What the outputs are: "classification", "regression" or "causal_lm"."""
+        """What the outputs are: one of `metrics.TASK_KINDS`."""
         return self._kind or "classification"
 
     @property
@@ -333,11 +356,8 @@ class SnapshotEnsemble:
         if not records:
             return ensemble
         if manifest.snapshot_type == "full_model":
-            first = ensemble._members[0].folder
             ensemble._runner = ensemble._model_runner()
-            config = json.loads((first / "config.json").read_text(encoding="utf-8"))
-            num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
-            ensemble._kind = _kind_from(manifest.auto_class, num_labels, config.get("problem_type"))
+            ensemble._kind = _kind_of_folder(manifest.auto_class, ensemble._members[0].folder)
         else:
             from .adapters import load_adapter_model
 
@@ -351,6 +371,55 @@ class SnapshotEnsemble:
             ensemble._runner = AdapterRunner(model, lambda: ensemble.snapshot_names, ensemble.device)
             config = model.get_base_model().config
             ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
+        return ensemble
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        output_dir: str | os.PathLike[str],
+        *,
+        checkpoints: Sequence[str] | int | None = None,
+        task: str | None = None,
+        auto_class: str | None = None,
+        device: str | torch.device | None = None,
+        progress: bool = True,
+        **model_kwargs: Any,
+    ) -> SnapshotEnsemble:
+        """An ensemble of any `Trainer` run's `checkpoint-*` folders (e.g. a `cosine` run with `save_steps`).
+
+        Args:
+            output_dir: The run's output_dir, holding `checkpoint-<step>/` folders (taken in step order).
+            checkpoints: Names of the checkpoints to use, or an int n for the last n (default: all).
+            task: Task name for the metrics (a GLUE name selects the GLUE metrics).
+            auto_class: `AutoModelForSequenceClassification` or `AutoModelForCausalLM` (default: from the
+                architecture in the first checkpoint's config.json).
+            model_kwargs: Passed to `from_pretrained` of the models.
+
+        Safetensors only, under the snapshot folders' rules (see `checkpoints`); the tokenizer is the last
+        checkpoint's, else output_dir's. The same `predict` / `evaluate` then compares the checkpoints with
+        SGDR snapshots; `save_pretrained` writes them as a snapshot folder.
+        """
+        from .checkpoints import checkpoint_auto_class, checkpoint_record, find_checkpoints, select_checkpoints
+
+        root = Path(output_dir)
+        check_local_source(root)
+        folders = select_checkpoints(find_checkpoints(root), checkpoints)
+        records = [checkpoint_record(folder, index, root) for index, folder in enumerate(folders)]
+        if auto_class is not None and auto_class not in SUPPORTED_AUTO_CLASSES:
+            raise ValueError(f"auto_class must be one of {', '.join(SUPPORTED_AUTO_CLASSES)}; got {auto_class!r}")
+        ensemble = cls(
+            len(records),
+            tokenizer=_load_tokenizer(folders[-1]) or _load_tokenizer(root),
+            task=task,
+            device=device,
+            progress=progress,
+        )
+        ensemble.snapshot_type = "full_model"
+        ensemble.auto_class = auto_class or checkpoint_auto_class(folders[0], SUPPORTED_AUTO_CLASSES)
+        ensemble._model_kwargs = model_kwargs
+        ensemble._members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
+        ensemble._runner = ensemble._model_runner()
+        ensemble._kind = _kind_of_folder(ensemble.auto_class, folders[0])
         return ensemble
 
     def _model_runner(self) -> ModelRunner:
@@ -420,7 +489,7 @@ class SnapshotEnsemble:
             runner, range(self.num_snapshots), batch_sets, self.kind, progress=self.progress
         )
         if fit:
-            weights = fit_weights(outputs[1], batch_sets[1].example_labels(), self.kind)
+            weights = fit_weights(outputs[1], batch_sets[1].targets(self.kind), self.kind)
         combined = combine(outputs[0], self.kind, method, weights)
         used = normalize_weights(weights if method == "weighted" else None, self.num_snapshots).tolist()
         return EnsemblePrediction(
@@ -431,7 +500,7 @@ class SnapshotEnsemble:
             used,
             combined.scores,
             combined.predictions,
-            batch_sets[0].example_labels(),
+            batch_sets[0].targets(self.kind),
             outputs[0],
             combined.probabilities,
         )
@@ -441,7 +510,7 @@ class SnapshotEnsemble:
         eval_dataloader: Iterable[Mapping[str, torch.Tensor]],
         selection_dataloader: Iterable[Mapping[str, torch.Tensor]] | None = None,
         *,
-        metrics: Sequence[str] | None = None,
+        metrics: MetricSpec | Sequence[MetricSpec] | None = None,
         method: str = "average",
         soups: bool = True,
         eval_split: str = "eval",
@@ -460,7 +529,9 @@ class SnapshotEnsemble:
         snapshot, greedy soup, greedy ensemble selection and fitted weights, all chosen on it by
         `selection_metric` (default: the first metric; "nll" targets the probabilities) and reported on
         `eval_dataloader`; `temperature_scaling=True` adds every snapshot and last-k ensemble with a
-        temperature fitted on the selection split.
+        temperature fitted on the selection split. `metrics` takes built-in names (the default, offline), an
+        `evaluate` module (`evaluate.load(...)`), a `compute_metrics` function as the `Trainer`'s, or a list
+        mixing them (see `metric_suite`).
         """
         runner = self._require_members()
         if selection_dataloader is not None and (
@@ -470,7 +541,7 @@ class SnapshotEnsemble:
                 f"selection_dataloader must be a different split from the reported one (eval_split={eval_split!r}, "
                 f"selection_split={selection_split!r}); choosing on the reported split overstates the results"
             )
-        names = metric_names_for(self.kind, self.task, metrics)
+        suite = MetricSuite(self.kind, self.task, metrics)
         check_method(self.kind, method)
         eval_batches = materialize(eval_dataloader)
         selection_batches = None if selection_dataloader is None else materialize(selection_dataloader)
@@ -480,18 +551,18 @@ class SnapshotEnsemble:
             self.kind,
             eval_batches,
             selection_batches,
-            names,
+            suite,
             method=method,
             soups=soups,
             selection_metric=selection_metric,
             temperature_scaling=temperature_scaling,
             progress=self.progress,
         )
-        labels = eval_batches.example_labels()
+        labels = eval_batches.targets(self.kind)
         report = EvaluationReport(
             kind=self.kind,
             method=method,
-            metrics=list(names),
+            metrics=suite.keys,
             eval_split=eval_split,
             selection_split=None if selection_batches is None else selection_split,
             task=self.task,

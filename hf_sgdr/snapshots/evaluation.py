@@ -20,7 +20,8 @@ import torch
 from ..atomic import atomic_write_json
 from .calibration import fit_temperature, scaled_probabilities
 from .combine import Combined, combine, fit_weights
-from .metrics import METRICS
+from .metric_suite import MetricSuite
+from .metrics import CLASS_KINDS, METRICS, higher_is_better
 from .outputs import Batches, collect_member_outputs, soup_outputs
 from .runners import Runner
 from .soups import greedy_ensemble_selection, greedy_soup, rank_members
@@ -120,9 +121,7 @@ class EvaluationReport:
         diversity, metric = full[-1].diversity, self.metrics[0]
         gain = diversity["gain"].get(metric)
         rate = diversity.get("disagreement")
-        direction = (
-            "better" if gain is not None and gain * (1 if METRICS[metric].higher_is_better else -1) > 0 else "no better"
-        )
+        direction = "better" if gain is not None and gain * (1 if higher_is_better(metric) else -1) > 0 else "no better"
         gain_text = f"the ensemble's {metric} is {gain:+.4f} against its mean member ({direction})"
         if "nll" in diversity["gain"] and metric != "nll":
             gain_text += f", NLL {diversity['gain']['nll']:+.4f}"
@@ -162,29 +161,30 @@ class EvaluationReport:
 
 
 def _metrics(
-    names: Sequence[str],
+    suite: MetricSuite,
     outputs: torch.Tensor,
     labels: torch.Tensor | None,
     kind: str,
     method: str,
     weights: Sequence[float] | None = None,
+    only: str | None = None,
 ) -> dict[str, float]:
-    return combine(outputs, kind, method, weights).metrics(names, labels)
+    return suite.compute(combine(outputs, kind, method, weights), labels, only)
 
 
 def _diversity(
     member_outputs: torch.Tensor,
     members: Sequence[dict[str, float]],
     kind: str,
-    names: Sequence[str],
     ensemble: dict[str, float],
 ) -> dict[str, Any]:
     """Pairwise disagreement of the members' predicted classes (classification), the members' mean metrics
     (`members`: each member's own, from its snapshot row) and the ensemble's gain over them (ensemble minus
     mean member, in each metric's own units)."""
+    names = list(ensemble)
     mean_member = {name: float(sum(m[name] for m in members) / len(members)) for name in names}
     disagreement = None
-    if kind == "classification" and len(member_outputs) > 1:
+    if kind in CLASS_KINDS and len(member_outputs) > 1:
         classes = member_outputs.argmax(dim=-1)
         pairs = [
             float((classes[i] != classes[j]).double().mean())
@@ -205,7 +205,7 @@ def run_evaluation(
     kind: str,
     eval_batches: Batches,
     selection_batches: Batches | None,
-    metric_names: Sequence[str],
+    suite: MetricSuite,
     *,
     method: str = "average",
     soups: bool = True,
@@ -215,42 +215,43 @@ def run_evaluation(
 ) -> list[ReportRow]:
     """Compute every row of the report; each member is loaded once for both splits.
 
-    `selection_metric` (default: the first of `metric_names`) is what the validation-chosen rows optimise;
+    `selection_metric` (default: the first key `suite` reports) is what the validation-chosen rows optimise;
     `temperature_scaling` adds temperature-scaled rows (classification, fitted on the selection split).
     """
     count = len(names)
-    if temperature_scaling and (kind != "classification" or selection_batches is None):
+    if temperature_scaling and (kind not in CLASS_KINDS or selection_batches is None):
         raise ValueError("temperature_scaling needs classification outputs and a selection split to fit on")
     batch_sets = [eval_batches] if selection_batches is None else [eval_batches, selection_batches]
     outputs = collect_member_outputs(runner, range(count), batch_sets, kind, progress=progress)
-    eval_out, eval_labels = outputs[0], eval_batches.example_labels()
+    eval_out, eval_labels = outputs[0], eval_batches.targets(kind)
     if kind != "causal_lm" and eval_labels is None:
         raise ValueError("evaluation needs labels in the eval dataloader (a 'labels' or 'label' column)")
     rows = [
-        ReportRow(name, "snapshot", [name], _metrics(metric_names, eval_out[i : i + 1], eval_labels, kind, "average"))
+        ReportRow(name, "snapshot", [name], _metrics(suite, eval_out[i : i + 1], eval_labels, kind, "average"))
         for i, name in enumerate(names)
     ]
     for k in range(1, count + 1):
         members = eval_out[count - k :]
-        metrics = _metrics(metric_names, members, eval_labels, kind, method)
+        metrics = _metrics(suite, members, eval_labels, kind, method)
         row = ReportRow(f"ensemble (last {k}, {method})", "ensemble", list(names[count - k :]), metrics, k)
         if k > 1:
             member_metrics = [r.metrics for r in rows[count - k : count]]
-            row.diversity = _diversity(members, member_metrics, kind, metric_names, metrics)
+            row.diversity = _diversity(members, member_metrics, kind, metrics)
         rows.append(row)
     if soups:
         soup = soup_outputs(runner, range(count), [eval_batches], kind, None)[0]
-        metrics = _metrics(metric_names, soup.unsqueeze(0), eval_labels, kind, "average")
+        metrics = _metrics(suite, soup.unsqueeze(0), eval_labels, kind, "average")
         rows.append(ReportRow("uniform soup", "uniform_soup", list(names), metrics))
     if selection_batches is not None:
-        selection_metric = selection_metric or metric_names[0]
-        if selection_metric not in METRICS:
-            raise ValueError(f"unknown selection_metric {selection_metric!r}; accepted: {', '.join(METRICS)}")
+        selection_metric = selection_metric or suite.keys[0]
+        if selection_metric not in suite.keys and selection_metric not in METRICS:
+            accepted = ", ".join(dict.fromkeys([*suite.keys, *METRICS]))
+            raise ValueError(f"unknown selection_metric {selection_metric!r}; accepted: {accepted}")
         rows += _selected_rows(
-            runner, names, kind, eval_batches, selection_batches, outputs, metric_names, soups, selection_metric
+            runner, names, kind, eval_batches, selection_batches, outputs, suite, soups, selection_metric
         )
         if temperature_scaling:
-            rows += _temperature_rows(names, eval_batches, selection_batches, outputs, metric_names, method)
+            rows += _temperature_rows(names, eval_batches, selection_batches, outputs, suite, method, kind)
     return rows
 
 
@@ -261,17 +262,17 @@ def _selected_rows(
     eval_batches: Batches,
     selection_batches: Batches,
     outputs: list[torch.Tensor],
-    metric_names: Sequence[str],
+    suite: MetricSuite,
     soups: bool,
     primary: str,
 ) -> list[ReportRow]:
     """The rows whose members or weights are chosen on the selection split (by the metric `primary`)."""
     eval_out, selection_out = outputs
-    eval_labels, selection_labels = eval_batches.example_labels(), selection_batches.example_labels()
+    eval_labels, selection_labels = eval_batches.targets(kind), selection_batches.targets(kind)
     if kind != "causal_lm" and selection_labels is None:
         raise ValueError("choosing on the selection split needs labels in the selection dataloader")
     singles = [
-        _metrics([primary], selection_out[i : i + 1], selection_labels, kind, "average")[primary]
+        _metrics(suite, selection_out[i : i + 1], selection_labels, kind, "average", only=primary)[primary]
         for i in range(len(names))
     ]
     best = rank_members(singles, primary)[0]
@@ -280,7 +281,7 @@ def _selected_rows(
             "best snapshot (chosen on selection)",
             "best_snapshot",
             [names[best]],
-            _metrics(metric_names, eval_out[best : best + 1], eval_labels, kind, "average"),
+            _metrics(suite, eval_out[best : best + 1], eval_labels, kind, "average"),
             selection_metrics={primary: singles[best]},
         )
     ]
@@ -288,19 +289,25 @@ def _selected_rows(
 
         def soup_score(indices: list[int]) -> float:
             soup = soup_outputs(runner, indices, [selection_batches], kind, None)[0]
-            return _metrics([primary], soup.unsqueeze(0), selection_labels, kind, "average")[primary]
+            return _metrics(suite, soup.unsqueeze(0), selection_labels, kind, "average", only=primary)[primary]
 
         chosen, score = greedy_soup(singles, soup_score, primary)
         soup = soup_outputs(runner, chosen, [eval_batches], kind, None)[0]
-        metrics = _metrics(metric_names, soup.unsqueeze(0), eval_labels, kind, "average")
+        metrics = _metrics(suite, soup.unsqueeze(0), eval_labels, kind, "average")
         rows.append(
             ReportRow(
                 "greedy soup", "greedy_soup", [names[i] for i in chosen], metrics, selection_metrics={primary: score}
             )
         )
-    weights, score = greedy_ensemble_selection(selection_out, selection_labels, kind, primary)
+    weights, score = greedy_ensemble_selection(
+        selection_out,
+        selection_labels,
+        kind,
+        primary,
+        scorer=lambda combined: suite.compute(combined, selection_labels, primary)[primary],
+    )
     used = [i for i, w in enumerate(weights) if w > 0]
-    metrics = _metrics(metric_names, eval_out, eval_labels, kind, "weighted", weights)
+    metrics = _metrics(suite, eval_out, eval_labels, kind, "weighted", weights)
     rows.append(
         ReportRow(
             "greedy ensemble selection",
@@ -313,8 +320,8 @@ def _selected_rows(
         )
     )
     fitted = fit_weights(selection_out, selection_labels, kind)
-    metrics = _metrics(metric_names, eval_out, eval_labels, kind, "weighted", fitted)
-    selection_score = _metrics([primary], selection_out, selection_labels, kind, "weighted", fitted)
+    metrics = _metrics(suite, eval_out, eval_labels, kind, "weighted", fitted)
+    selection_score = _metrics(suite, selection_out, selection_labels, kind, "weighted", fitted, primary)
     rows.append(
         ReportRow(
             "weighted ensemble (fitted)", "weighted_ensemble", list(names), metrics, len(names), fitted, selection_score
@@ -328,12 +335,13 @@ def _temperature_rows(
     eval_batches: Batches,
     selection_batches: Batches,
     outputs: list[torch.Tensor],
-    metric_names: Sequence[str],
+    suite: MetricSuite,
     method: str,
+    kind: str,
 ) -> list[ReportRow]:
     """Every snapshot and every last-k ensemble with one temperature each, fitted on the selection split."""
     eval_out, selection_out = outputs
-    eval_labels, selection_labels = eval_batches.example_labels(), selection_batches.example_labels()
+    eval_labels, selection_labels = eval_batches.targets(kind), selection_batches.targets(kind)
     count = len(names)
     candidates = [(f"{name} (temperature-scaled)", [i], "average") for i, name in enumerate(names)]
     candidates += [
@@ -352,7 +360,7 @@ def _temperature_rows(
                 label,
                 "temperature_scaled",
                 [names[i] for i in members],
-                scaled.metrics(metric_names, eval_labels),
+                suite.compute(scaled, eval_labels),
                 len(members),
                 temperature=temperature,
             )

@@ -18,14 +18,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: What a model's outputs mean: one score per class, one number per example, or next-token probabilities.
-TASK_KINDS = ("classification", "regression", "causal_lm")
+#: What a model's outputs mean: one score per class (of each example, of each labelled token, or over each
+#: example's choices), one number per example, or next-token probabilities.
+TASK_KINDS = ("classification", "regression", "causal_lm", "token_classification", "multiple_choice")
+#: The kinds whose outputs are class scores, combined and scored alike (a token or a choice is a class).
+CLASS_KINDS = ("classification", "token_classification", "multiple_choice")
 #: How the members' outputs of each kind may be combined (`combine.combine`); the first is the default. Kept
 #: here, beside the kinds and free of torch, so that a command line can offer them without importing torch.
 METHODS: dict[str, tuple[str, ...]] = {
     "classification": ("average", "logits", "vote", "weighted"),
     "regression": ("average", "weighted"),
     "causal_lm": ("average", "weighted"),
+    "token_classification": ("average", "logits", "vote", "weighted"),
+    "multiple_choice": ("average", "logits", "vote", "weighted"),
 }
 
 #: Scored on the class probabilities, reported beside every classification task's own metrics.
@@ -48,6 +53,8 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "f1", *PROBABILITY_METRICS),
     "regression": ("pearson", "spearman", "mse"),
     "causal_lm": ("perplexity", "nll"),
+    "token_classification": ("accuracy", *PROBABILITY_METRICS),
+    "multiple_choice": ("accuracy", *PROBABILITY_METRICS),
 }
 
 
@@ -169,17 +176,29 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {
-    "accuracy": Metric(accuracy, ("classification",)),
-    "f1": Metric(f1, ("classification",)),
-    "matthews_correlation": Metric(matthews_correlation, ("classification",)),
+    "accuracy": Metric(accuracy, CLASS_KINDS),
+    "f1": Metric(f1, CLASS_KINDS),
+    "matthews_correlation": Metric(matthews_correlation, CLASS_KINDS),
     "pearson": Metric(pearson, ("regression",)),
     "spearman": Metric(spearman, ("regression",)),
     "mse": Metric(mse, ("regression",), higher_is_better=False),
     "perplexity": Metric(perplexity, ("causal_lm",), higher_is_better=False),
-    "nll": Metric(nll, ("classification", "causal_lm"), higher_is_better=False, uses_probabilities=True),
-    "brier": Metric(brier, ("classification",), higher_is_better=False, uses_probabilities=True),
-    "ece": Metric(ece, ("classification",), higher_is_better=False, uses_probabilities=True),
+    "nll": Metric(nll, (*CLASS_KINDS, "causal_lm"), higher_is_better=False, uses_probabilities=True),
+    "brier": Metric(brier, CLASS_KINDS, higher_is_better=False, uses_probabilities=True),
+    "ece": Metric(ece, CLASS_KINDS, higher_is_better=False, uses_probabilities=True),
 }
+
+
+#: Keys of external metrics (`evaluate` modules, `compute_metrics` functions) for which lower is better,
+#: besides the built-in ones and any key ending in "loss" or "error"; every other key is higher-is-better.
+LOWER_IS_BETTER = frozenset({"mae", "mape", "mse", "rmse", "wer", "cer", "ter", "perplexity"})
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of metric `name` is better (built-ins: their own; other keys: see `LOWER_IS_BETTER`)."""
+    if name in METRICS:
+        return METRICS[name].higher_is_better
+    return not (name in LOWER_IS_BETTER or name.endswith(("loss", "error")))
 
 
 def metric_names_for(kind: str, task: str | None = None, names: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -188,13 +207,16 @@ def metric_names_for(kind: str, task: str | None = None, names: Sequence[str] | 
         raise ValueError(f"kind must be one of {', '.join(TASK_KINDS)}; got {kind!r}")
     if names is None:
         glue = GLUE_METRICS.get((task or "").lower())
-        names = glue if glue is not None and kind != "causal_lm" else DEFAULT_METRICS[kind]
+        names = glue if glue is not None and kind in ("classification", "regression") else DEFAULT_METRICS[kind]
     names = tuple(names)
     if not names:
         raise ValueError("metrics must name at least one metric")
     for name in names:
         if name not in METRICS:
-            raise ValueError(f"unknown metric {name!r}; accepted: {', '.join(METRICS)}")
+            raise ValueError(
+                f"unknown metric {name!r}; accepted: {', '.join(METRICS)}, or an evaluate module "
+                "(evaluate.load(...)) or a compute_metrics function in its place"
+            )
         if kind not in METRICS[name].kinds:
             raise ValueError(f"metric {name!r} does not apply to {kind} outputs (it needs {METRICS[name].kinds[0]})")
     return names
@@ -230,4 +252,4 @@ def is_better(name: str, candidate: float, incumbent: float, *, or_equal: bool =
         return True
     if or_equal and candidate == incumbent:
         return True
-    return candidate > incumbent if METRICS[name].higher_is_better else candidate < incumbent
+    return candidate > incumbent if higher_is_better(name) else candidate < incumbent

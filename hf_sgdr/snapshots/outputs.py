@@ -47,6 +47,14 @@ class Batches:
             rows = [nn.functional.pad(row, (0, width - row.shape[1]), value=IGNORE_INDEX) for row in rows]
         return torch.cat(rows).squeeze(-1)
 
+    def targets(self, kind: str) -> torch.Tensor | None:
+        """The labels the outputs are scored against: `example_labels`, or for token classification the label
+        of every token that has one (not -100), flattened in the order `forward_outputs` keeps the tokens."""
+        labels = self.example_labels()
+        if kind != "token_classification" or labels is None:
+            return labels
+        return labels[labels != IGNORE_INDEX]
+
 
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a distributed launch (progress bars only on rank 0)."""
@@ -97,8 +105,18 @@ def _lm_targets(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     return inputs["input_ids"] if mask is None else inputs["input_ids"].masked_fill(mask == 0, IGNORE_INDEX)
 
 
+def _token_mask(inputs: dict[str, torch.Tensor], labels: torch.Tensor | None) -> torch.Tensor:
+    """Token classification: the positions scored, those with a label other than -100 (without labels: the
+    attention mask's tokens)."""
+    if labels is not None:
+        return labels != IGNORE_INDEX
+    mask = inputs.get("attention_mask")
+    return torch.ones_like(inputs["input_ids"], dtype=torch.bool) if mask is None else mask.bool()
+
+
 def forward_outputs(module: nn.Module, batches: Batches, kind: str, device: torch.device, bar: tqdm) -> torch.Tensor:
-    """One member's compact outputs over all batches: logits [N, C], values [N], or target log-probs [T]."""
+    """One member's compact outputs over all batches: logits [N, C] (of each example, or of each scored token for
+    token classification, flattened), values [N], or target log-probs [T]."""
     keys = accepted_inputs(module)
     outputs = []
     with torch.inference_mode():
@@ -110,6 +128,8 @@ def forward_outputs(module: nn.Module, batches: Batches, kind: str, device: torc
                 outputs.append(target_log_probs(logits, targets).cpu())
             elif kind == "regression":
                 outputs.append(logits.reshape(logits.shape[0]).float().cpu())
+            elif kind == "token_classification":
+                outputs.append(logits[_token_mask(inputs, labels).to(logits.device)].float().cpu())
             else:
                 outputs.append(logits.float().cpu())
             bar.update(1)

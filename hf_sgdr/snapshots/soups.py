@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .combine import combine
-from .metrics import METRICS, is_better
+from .combine import Combined, combine
+from .metrics import higher_is_better, is_better
 
 
 def rank_members(scores: Sequence[float], metric: str) -> list[int]:
     """Member indices from best to worst by `metric` (stable: ties keep the earlier member first)."""
-    sign = -1.0 if METRICS[metric].higher_is_better else 1.0
+    sign = -1.0 if higher_is_better(metric) else 1.0
     return sorted(range(len(scores)), key=lambda i: sign * scores[i])
 
 
@@ -43,18 +43,26 @@ def greedy_soup(
 
 
 def greedy_ensemble_selection(
-    outputs: torch.Tensor, labels: torch.Tensor | None, kind: str, metric: str, max_rounds: int | None = None
+    outputs: torch.Tensor,
+    labels: torch.Tensor | None,
+    kind: str,
+    metric: str,
+    max_rounds: int | None = None,
+    *,
+    scorer: Callable[[Combined], float] | None = None,
 ) -> tuple[list[float], float]:
     """Mixture weights (multiplicity / rounds) chosen on validation outputs, and the validation score.
 
     Starts from the best single member; each round adds the member (repeats allowed) that improves the
-    score most; stops when no member improves it or after `max_rounds` (default 2K) additions.
+    score most; stops when no member improves it or after `max_rounds` (default 2K) additions. `scorer`
+    (default: the built-in `metric` against `labels`) scores a combined output.
     """
     num_members = outputs.shape[0]
     max_rounds = 2 * num_members if max_rounds is None else max_rounds
+    scorer = scorer or (lambda combined: combined.metrics([metric], labels)[metric])
 
     def score(counts: list[int]) -> float:
-        return combine(outputs, kind, "weighted", counts).metrics([metric], labels)[metric]
+        return scorer(combine(outputs, kind, "weighted", counts))
 
     counts = [0] * num_members
     singles = [score([int(i == k) for i in range(num_members)]) for k in range(num_members)]

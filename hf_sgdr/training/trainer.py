@@ -27,6 +27,7 @@ from .callback import SGDRCallback
 
 if TYPE_CHECKING:
     from ..snapshots import EvaluationReport
+    from ..snapshots.metric_suite import MetricSpec
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class SGDRTrainer(Trainer):
         eval_dataset: Any = None,
         selection_dataset: Any = None,
         *,
-        metrics: Sequence[str] | None = None,
+        metrics: MetricSpec | Sequence[MetricSpec] | None = None,
         method: str = "average",
         soups: bool = True,
         selection_metric: str | None = None,
@@ -168,7 +169,10 @@ class SGDRTrainer(Trainer):
         selection, chosen by `selection_metric`, and with `temperature_scaling` the temperature-scaled rows
         (see `SnapshotEnsemble.evaluate`).
 
-        Reports on `eval_dataset` (default: the Trainer's), collated like `Trainer.evaluate`. Runs on the
+        `metrics`: built-in names (default: the task's, offline), an `evaluate` module, or a `compute_metrics`
+        function as the Trainer's (or a list mixing them). Reports on `eval_dataset` (default: the Trainer's),
+        collated like `Trainer.evaluate`. With `report_to="tensorboard"` the table and the schedule plot are
+        added to the run's TensorBoard (`snapshots.tracking`). Runs on the
         main process (one model resident at a time); the other processes wait and get `None`.
         """
         folder = self.sgdr_options.snapshot_folder(self.args.output_dir)
@@ -195,6 +199,9 @@ class SGDRTrainer(Trainer):
                 json_path=json_path,
                 print_table=print_table,
             )
+            from ..snapshots.tracking import log_report_to_trainer
+
+            log_report_to_trainer(self, ensemble.source, report)
         self.accelerator.wait_for_everyone()
         return report
 

@@ -175,11 +175,12 @@ def minilm_folder() -> Path:
     )
 
 
-def tiny_bert(num_labels: int = 2) -> nn.Module:
-    from transformers import BertConfig, BertForSequenceClassification
+def tiny_bert(num_labels: int = 2, head: str = "BertForSequenceClassification") -> nn.Module:
+    """A small randomly initialised BERT (hidden 32, 2 layers) over the MiniLM vocabulary with the `head` class."""
+    import transformers
 
     torch.manual_seed(0)
-    config = BertConfig(
+    config = transformers.BertConfig(
         vocab_size=tokenizer().vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
@@ -188,7 +189,7 @@ def tiny_bert(num_labels: int = 2) -> nn.Module:
         max_position_embeddings=128,
         num_labels=num_labels,
     )
-    return BertForSequenceClassification(config)
+    return getattr(transformers, head)(config)
 
 
 @functools.cache
@@ -204,6 +205,89 @@ def tiny_bert_folder() -> Path:
         snapshot_type="full_model",
         auto_class="AutoModelForSequenceClassification",
         task="sst2",
+    )
+
+
+TOKEN_KINDS = ("word", "piece", "punctuation")
+
+
+def _token_kind(token: str) -> int:
+    return 1 if token.startswith("##") else 0 if token.isalnum() else 2
+
+
+def token_batches(split: str, batch_size: int = 8) -> list[dict[str, torch.Tensor]]:
+    """Real SST-2 sentences, every token labelled with its kind (`TOKEN_KINDS`: word start, '##' word piece,
+    punctuation) and -100 on the special tokens and the padding, as token-classification data is."""
+    data = glue("sst2", split)
+    encoded = tokenizer()(
+        list(data["sentence"]),
+        truncation=True,
+        max_length=MAX_LENGTH,
+        padding="max_length",
+        return_special_tokens_mask=True,
+        return_tensors="pt",
+    )
+    labels = torch.tensor(
+        [[_token_kind(t) for t in tokenizer().convert_ids_to_tokens(row)] for row in encoded["input_ids"]]
+    )
+    labels[encoded.pop("special_tokens_mask").bool()] = -100
+    encoded["labels"] = labels
+    return [{k: v[i : i + batch_size] for k, v in encoded.items()} for i in range(0, len(labels), batch_size)]
+
+
+def choice_batches(split: str, batch_size: int = 8) -> list[dict[str, torch.Tensor]]:
+    """Real SST-2 sentences as two-way multiple choice: (sentence, "negative") or (sentence, "positive"), the
+    label the right choice; inputs [batch, 2, tokens]."""
+    data = glue("sst2", split)
+    sentences = [s for s in data["sentence"] for _ in range(2)]
+    encoded = tokenizer()(
+        sentences,
+        ["negative", "positive"] * len(data),
+        truncation=True,
+        max_length=MAX_LENGTH,
+        padding="max_length",
+        return_tensors="pt",
+    )
+    inputs = {k: v.view(len(data), 2, -1) for k, v in encoded.items()}
+    inputs["labels"] = torch.tensor(list(data["label"]))
+    return [{k: v[i : i + batch_size] for k, v in inputs.items()} for i in range(0, len(data), batch_size)]
+
+
+@functools.cache
+def tiny_token_folder() -> Path:
+    """Three snapshots of a small BERT token classifier (the token kinds of SST-2 sentences) trained with SGDR."""
+    model = tiny_bert(len(TOKEN_KINDS), "BertForTokenClassification")
+    scheduler, snapshots = train_with_sgdr(model, token_batches("train[:64]"), 3, 3, 3e-3)
+    return write_layout(
+        _ROOT / "tiny_token",
+        model,
+        snapshots,
+        scheduler,
+        snapshot_type="full_model",
+        auto_class="AutoModelForTokenClassification",
+        task="token-kinds",
+    )
+
+
+@functools.cache
+def minilm_choice_folder() -> Path:
+    """Three MiniLM multiple-choice snapshots (SST-2 as a choice of label words; 3 SGDR cycles x 2 steps), the
+    embeddings and first four layers frozen. A randomly initialised BERT scores both choices alike here: the
+    difference of one word reaches its pooled output only after far more steps."""
+    from transformers import AutoModelForMultipleChoice
+
+    model = AutoModelForMultipleChoice.from_pretrained(MODEL_ID)
+    for module in [model.bert.embeddings, *model.bert.encoder.layer[:4]]:
+        module.requires_grad_(False)
+    scheduler, snapshots = train_with_sgdr(model, choice_batches("train[:48]"), 3, 2, 1e-3)
+    return write_layout(
+        _ROOT / "minilm_choice",
+        model,
+        snapshots,
+        scheduler,
+        snapshot_type="full_model",
+        auto_class="AutoModelForMultipleChoice",
+        task="sst2-choice",
     )
 
 
