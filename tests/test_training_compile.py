@@ -6,21 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from helpers.training import (
     byte_lm_data,
     read_manifest,
     snapshot_weights,
+    tiny_accelerate_run,
     tiny_gpt2,
     training_args,
 )
-from torch.utils.data import DataLoader
-from transformers import default_data_collator
 
-from hf_sgdr import SGDRScheduler
 from hf_sgdr.snapshots import SnapshotEnsemble
-from hf_sgdr.training import SGDRAccelerateHelper, SGDRTrainer
+from hf_sgdr.training import SGDRTrainer
 
 
 def _files(snapshot_dir: Path) -> dict[str, list[str]]:
@@ -62,23 +58,7 @@ def test_trainer_torch_compile_writes_the_snapshots_of_the_uncompiled_model(tmp_
 
 
 def _accelerate_run(folder: Path, compile_model: bool) -> Path:
-    set_seed(0)
-    accelerator = Accelerator(cpu=True)
-    model = tiny_gpt2()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loader = DataLoader(byte_lm_data(24), batch_size=4, collate_fn=default_data_collator)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    if compile_model:
-        model = torch.compile(model, backend="eager")
-    scheduler = SGDRScheduler(optimizer, T_0=3)
-    sgdr = SGDRAccelerateHelper(accelerator, model, scheduler, output_dir=folder, swa_start=0.5)
-    for batch in loader:
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad()
-        sgdr.step(loss=loss)
-    sgdr.end()
+    tiny_accelerate_run(folder, compile_model=compile_model, swa_start=0.5)
     return folder / "snapshots"
 
 

@@ -7,20 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from helpers.training import (
     byte_lm_data,
     read_manifest,
+    tiny_accelerate_run,
     tiny_gpt2,
     training_args,
 )
-from torch.utils.data import DataLoader
-from transformers import default_data_collator
 
-from hf_sgdr import SGDRScheduler
-from hf_sgdr.training import SGDRAccelerateHelper, SGDRTrainer
+from hf_sgdr.training import SGDRTrainer
 
 
 def _trainer_run(output_dir: Path, logging_steps: int) -> SGDRTrainer:
@@ -50,21 +45,7 @@ def test_trainer_records_the_cycle_mean_loss_whatever_the_logging_interval(tmp_p
 def test_both_loops_write_the_same_training_keys(tmp_path: Path) -> None:
     _trainer_run(tmp_path / "trainer", logging_steps=1000)
     trainer_keys = read_manifest(tmp_path / "trainer" / "snapshots").training
-    set_seed(0)
-    accelerator = Accelerator(cpu=True)
-    model = tiny_gpt2()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loader = DataLoader(byte_lm_data(24), batch_size=4, collate_fn=default_data_collator)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    scheduler = SGDRScheduler(optimizer, T_0=3)
-    sgdr = SGDRAccelerateHelper(accelerator, model, scheduler, output_dir=tmp_path / "loop", num_training_steps=6)
-    for batch in loader:
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad()
-        sgdr.step(loss=loss)
-    sgdr.end()
+    tiny_accelerate_run(tmp_path / "loop", num_training_steps=6)
     loop_keys = read_manifest(tmp_path / "loop" / "snapshots").training
     assert set(loop_keys) == set(trainer_keys)
     assert (loop_keys["loop"], trainer_keys["loop"]) == ("accelerate", "transformers.Trainer")

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from datasets import Dataset, load_dataset
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -22,9 +24,11 @@ from transformers import (
     GPT2LMHeadModel,
     TrainerCallback,
     TrainingArguments,
+    default_data_collator,
     set_seed,
 )
 
+from hf_sgdr import SGDRAccelerateHelper, SGDRScheduler
 from hf_sgdr.atomic import sha256_file
 from hf_sgdr.snapshot_format.manifest import SnapshotManifest, SnapshotRecord
 
@@ -98,6 +102,31 @@ def training_args(output_dir: Path, **overrides: Any) -> TrainingArguments:
     }
     values.update(overrides)
     return TrainingArguments(**values)
+
+
+def tiny_accelerate_run(
+    output_dir: Path, *, T_0: int = 3, compile_model: bool = False, **helper_kwargs: Any
+) -> SGDRAccelerateHelper:
+    """A plain Accelerate loop (seed 0, CPU): tiny GPT-2 over 6 batches of byte blocks, `SGDRAccelerateHelper`
+    writing snapshots under `output_dir`; `torch.compile` after `prepare` when asked."""
+    set_seed(0)
+    accelerator = Accelerator(cpu=True)
+    model = tiny_gpt2()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loader = DataLoader(byte_lm_data(24), batch_size=4, collate_fn=default_data_collator)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if compile_model:
+        model = torch.compile(model, backend="eager")
+    scheduler = SGDRScheduler(optimizer, T_0=T_0)
+    sgdr = SGDRAccelerateHelper(accelerator, model, scheduler, output_dir=output_dir, **helper_kwargs)
+    for batch in loader:
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+        sgdr.step(loss=loss)
+    sgdr.end()
+    return sgdr
 
 
 # ---------------------------------------------------------------------- two processes
