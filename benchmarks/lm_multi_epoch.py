@@ -530,7 +530,8 @@ def render(payload: dict[str, Any]) -> str:
             "",
             f"Machine: {machine['cpus']} CPU cores, torch {machine['torch']} ({machine['torch_threads']} thread(s)), "
             f"transformers {machine['transformers']}; 1-minute load average {load['min']:.1f}–{load['max']:.1f} "
-            f"(report stage). Report stage {payload['total_wall_s'] / 60:.1f} min.",
+            f"(sampled in the report stage). This invocation ({config['stage']} stage(s)) took "
+            f"{payload['total_wall_s'] / 60:.1f} min.",
         ]
     )
 
