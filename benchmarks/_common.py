@@ -1,8 +1,8 @@
 """What the schedule benchmarks share: the schedules compared, one `Trainer` run with its traces and
 snapshots, the snapshot-ensemble summary, mean ± std tables, machine facts, plots and result files.
 
-Imported by `glue_schedules.py`, `lm_schedules.py` and `overhead.py` (run as scripts from the repository
-root, so `benchmarks/` is on `sys.path`).
+Imported by `glue_schedules.py`, `glue_multi_epoch.py`, `lm_schedules.py`, `lm_multi_epoch.py` and
+`overhead.py` (run as scripts from the repository root, so `benchmarks/` is on `sys.path`).
 """
 
 from __future__ import annotations
@@ -180,12 +180,14 @@ def train_run(
     *,
     data_collator: Any = None,
     tokenizer: Any = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> RunOutcome:
     """Train one model with `schedule` through the real `Trainer` (`SGDRTrainer` for SGDR) and keep snapshots.
 
     SGDR runs snapshot at their cycle ends (`SGDRCallback`, written to `output_dir/snapshots`); stock
     schedules snapshot at `config.num_cycles` equal intervals after the warmup, saved to the same place.
-    `train_wall_s` is the wall time of `trainer.train()` (snapshot writes included).
+    `train_wall_s` is the wall time of `trainer.train()` (snapshot writes included, and whatever the extra
+    `callbacks` do).
     """
     set_seed(seed)
     model = make_model()
@@ -224,6 +226,8 @@ def train_run(
         trainer = Trainer(**common, processing_class=tokenizer, callbacks=[stock_snapshots])
     trainer.remove_callback(PrinterCallback)  # the traces keep the logs; progress goes through `logging`
     trainer.add_callback(trace)
+    for callback in callbacks:
+        trainer.add_callback(callback)
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start

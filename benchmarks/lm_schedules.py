@@ -117,12 +117,30 @@ def load_splits(path: Path) -> dict[str, str]:
     return {name: text[int(len(text) * lo) : int(len(text) * hi)] for name, lo, hi in SPLITS}
 
 
+def gpt2_config(args: argparse.Namespace, vocab_size: int) -> Any:
+    """The small character-level GPT-2 of the LM benchmarks (no dropout; `--n_layer/--n_embd/--n_head`)."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=args.block_size,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     setup_logging()
     torch.set_num_threads(args.threads)
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     started, load = time.time(), LoadMonitor()
     texts = load_splits(args.text_file)
@@ -134,18 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         for split in ("validation", "test")
     }
-    model_config = GPT2Config(
-        vocab_size=tokenizer.vocab_size,
-        n_positions=args.block_size,
-        n_embd=args.n_embd,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
+    model_config = gpt2_config(args, tokenizer.vocab_size)
 
     def make_model() -> torch.nn.Module:
         return GPT2LMHeadModel(model_config)

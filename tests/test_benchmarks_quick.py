@@ -178,3 +178,61 @@ def test_glue_multi_epoch_quick_resumes_and_reads_the_holdout_last(tmp_path: Pat
     )  # fmt: skip
     assert again.returncode == 0 and "train stage: 0 of 4 runs to do" in again.stderr
     assert json.loads((tmp_path / "glue_multi_epoch_quick.json").read_text())["summary"] == payload["summary"]
+
+
+def test_lm_multi_epoch_quick_resumes_and_reads_the_test_part_last(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    script = str(REPO / "benchmarks" / "lm_multi_epoch.py")
+    # The report stage refuses to read the test part before every run is trained.
+    early = subprocess.run(
+        [sys.executable, script, "--quick", "--stage", "report", "--output_dir", str(runs_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert early.returncode != 0 and "needs every run trained first; missing: cosine-seed0" in early.stderr
+    payload, markdown = run_quick("lm_multi_epoch", tmp_path, "--output_dir", str(runs_dir))
+    config, vocab = payload["config"], payload["vocab_size"]
+    assert config["schedules"] == ["cosine", "sgdr_tmult1"] and config["seeds"] == [0, 1] and config["steps"] == 16
+    runs = {(run["schedule"], run["seed"]): run for run in payload["runs"]}
+    assert runs[("cosine", 0)]["snapshot_steps"] == runs[("sgdr_tmult1", 0)]["snapshot_steps"] == [4, 8, 12, 16]
+    for run in runs.values():
+        assert len(run["lr"]) == config["steps"]
+        steps = [step for step, _ in run["validation_curve"]]
+        assert steps == [4, 8, 12, 16] and all(finite(nll) and nll > 0 for _, nll in run["validation_curve"])
+        assert run["validation_curve"][-1][1] < math.log(2 * vocab)  # a few large early steps may overshoot
+    assert payload["test"]["stage"] == "final_report"
+    assert payload["test"]["read_at"] >= payload["training_finished_at"] >= max(r["finished_at"] for r in runs.values())
+    summary = {(e["schedule"], e["row"]): e for e in payload["summary"]}
+    for schedule in ("cosine", "sgdr_tmult1"):
+        for row in (
+            "final model",
+            "best snapshot (validation NLL)",
+            "ensemble, all",
+            "ensemble, last 3",
+            "uniform soup",
+            "greedy soup (validation NLL)",
+            "greedy selection (validation NLL)",
+        ):
+            entry = summary[(schedule, row)]
+            assert entry["seeds"] == 2
+            for nll, ppl in zip(entry["test"]["nll"], entry["test"]["perplexity"], strict=True):
+                assert 1.0 < ppl < 2 * vocab and math.isclose(math.log(ppl), nll, rel_tol=1e-6)
+        assert "validation" not in summary[(schedule, "best snapshot (validation NLL)")]  # chosen on it
+        assert "validation" in summary[(schedule, "ensemble, all")]
+    assert len(summary[("anchor", "deep ensemble of 2 cosine runs (2x compute)")]["test"]["nll"]) == 1
+    assert set(payload["regime"]) == {"cosine", "sgdr_tmult1"}
+    assert "| sgdr_tmult1 | ensemble, all |" in markdown and "test NLL/char" in markdown and "Partial" not in markdown
+    check_plots(payload)
+    assert len(payload["plots"]) == 3
+    # A second start skips every finished run and every finished report.
+    again = subprocess.run(
+        [sys.executable, script, "--quick", "--results_dir", str(tmp_path), "--output_dir", str(runs_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0 and "train stage: 0 of 4 runs to do" in again.stderr
+    assert json.loads((tmp_path / "lm_multi_epoch_quick.json").read_text())["summary"] == payload["summary"]
+    # Other settings in the same folder are refused instead of mixed in.
+    other = subprocess.run(
+        [sys.executable, script, "--quick", "--learning_rate", "1e-3", "--output_dir", str(runs_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert other.returncode != 0 and "trained with other settings" in other.stderr
