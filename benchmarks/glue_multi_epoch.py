@@ -504,7 +504,7 @@ def render(payload: dict[str, Any]) -> str:
         [
             f"# {TASKS[task]['name']}, several epochs of a small subset: snapshot ensembles where they can pay",
             "",
-            f"`{payload['model']}`, {config['epochs']} epochs of {_data_text(payload)}, peak lr "
+            f"`{payload['model']}`, {config['epochs']} epochs of {_data_text(payload)}. Peak lr "
             f"{config['learning_rate']}, warmup {config['warmup_steps']} steps, max_length {config['max_length']}, "
             f"{config['num_cycles']} cycles / snapshots, seeds {config['seeds']}, train sampler "
             f"{config.get('train_sampling_strategy', 'random')}. Mean ± std over seeds; "
