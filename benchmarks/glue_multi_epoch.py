@@ -104,7 +104,7 @@ TASKS: dict[str, dict[str, Any]] = {
             "schedules": ["cosine", "cosine_with_restarts", "sgdr_tmult1", "star"],
             "holdout_file": DATA / "glue" / "rte" / "validation.parquet",
         },
-        "quick": {"max_length": 64},
+        "quick": {"max_length": 48, "num_cycles": 3, "validation_samples": 16, "holdout_samples": 16},
     },
 }
 

@@ -203,7 +203,7 @@ def test_glue_multi_epoch_rte_quick_pairs_and_a_validation_part_of_train(tmp_pat
     config = payload["config"]
     assert payload["task"] == config["task"] == "rte" and config["train_sampling_strategy"] == "group_by_length"
     assert config["schedules"] == ["cosine", "star"] and config["seeds"] == [0, 1] and config["steps"] == 8
-    assert payload["holdout"]["path"] == str(stand_in) and payload["num_holdout"] == 32
+    assert payload["holdout"]["path"] == str(stand_in) and payload["num_holdout"] == 16
     assert payload["holdout"]["stage"] == "final_report"
     assert payload["holdout"]["read_at"] >= payload["training_finished_at"]
     summary = {(e["schedule"], e["row"]): e for e in payload["summary"]}
