@@ -95,7 +95,9 @@ def add_sst2_run_arguments(
     parser.add_argument("--num_cycles", type=int, default=num_cycles, help="cycles / snapshots per run")
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--schedules", nargs="+", default=list(schedules), choices=schedules)
-    parser.add_argument("--validation_samples", type=int, default=None, help="default: all 872")
+    parser.add_argument(
+        "--validation_samples", type=int, default=None, help="default: all 872 (for RTE: the part of train)"
+    )
     parser.add_argument("--holdout_samples", type=int, default=None, help="default: all 1821")
     parser.add_argument("--eval_batch_size", type=int, default=128)
     parser.add_argument("--holdout_file", type=Path, default=DATA / "holdout" / "sst2_test_labeled.parquet")
