@@ -157,6 +157,7 @@ class RunConfig:
     logging_steps: int
     weight_decay: float = 0.0
     task: str | None = None
+    train_sampling_strategy: str = "random"
 
 
 @dataclass
@@ -209,6 +210,7 @@ def train_run(
         data_seed=seed,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        train_sampling_strategy=config.train_sampling_strategy,
     )
     trace = TraceCallback()
     snapshot_dir = output_dir / "snapshots"

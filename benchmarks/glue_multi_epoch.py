@@ -19,6 +19,11 @@ Stages, each resumable (a finished run writes its results at once; a re-run skip
     eval "$(python ../shared/hf-offline/build_cache.py /tmp/hfhome)"
     python benchmarks/glue_multi_epoch.py --output_dir /tmp/bench/multi_epoch            # both stages
     python benchmarks/glue_multi_epoch.py --output_dir DIR --stage train --seeds 1      # one worker's share
+    python benchmarks/glue_multi_epoch.py --task rte --output_dir /tmp/bench/rte        # RTE (see TASKS)
+
+RTE (`--task rte`, sentence pairs) has no labelled test split here: a fixed part of RTE train (seed 0) is the
+validation split that chooses everything, the train subset comes from the rest, and the official RTE validation
+split is the holdout, read once in the report stage (results/glue_multi_epoch_rte.{md,json}, plots).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from _common import (
+    DATA,
     RESULTS,
     LoadMonitor,
     fmt_mean_std,
@@ -78,12 +84,44 @@ QUICK = {
     "holdout_samples": 32,
     "eval_batch_size": 32,
 }
+#: Per task: its name, text columns and the defaults that differ from SST-2's (a flag given wins).
+TASKS: dict[str, dict[str, Any]] = {
+    "sst2": {"name": "SST-2", "columns": ("sentence",), "defaults": {}, "quick": {}},
+    # RTE: no labelled test split here, so a fixed part of RTE train (shuffled with seed 0; --validation_samples
+    # pairs) is the validation split that chooses everything, the train subset is drawn from the rest, and the
+    # official RTE validation split (277 pairs) is the holdout, read once in the report stage.
+    "rte": {
+        "name": "RTE",
+        "columns": ("sentence1", "sentence2"),
+        "defaults": {
+            "train_samples": 400,
+            "epochs": 4,
+            "num_cycles": 4,
+            "max_length": 128,
+            "validation_samples": 300,
+            "eval_batch_size": 64,
+            "train_sampling_strategy": "group_by_length",
+            "schedules": ["cosine", "cosine_with_restarts", "star"],  # what ran (sgdr_tmult1 did not fit)
+            "holdout_file": DATA / "glue" / "rte" / "validation.parquet",
+        },
+        "quick": {"max_length": 48, "num_cycles": 3, "validation_samples": 16, "holdout_samples": 16},
+    },
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--task",
+        choices=list(TASKS),
+        default="sst2",
+        help="sst2, or rte (sentence pairs; validation = a fixed part of RTE train, holdout = RTE validation; "
+        "its own defaults: see TASKS)",
+    )
     parser.add_argument("--epochs", type=int, default=5, help="passes over the subset (sets the optimizer steps)")
     add_sst2_run_arguments(parser, train_samples=1000, num_cycles=5, schedules=SCHEDULES)
+    known, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**TASKS[known.task]["defaults"])
     parser.add_argument("--output_dir", type=Path, required=True, help="run folders (kept: the stages resume)")
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
     parser.add_argument("--stage", choices=("train", "report", "all"), default="all")
@@ -91,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run (2 schedules, 2 seeds, 8 steps)")
     args = parser.parse_args(argv)
     if args.quick:
-        vars(args).update(QUICK)
+        vars(args).update(QUICK, **TASKS[args.task]["quick"])
     args.steps = math.ceil(args.train_samples / args.batch_size) * args.epochs
     return args
 
@@ -100,12 +138,59 @@ def run_folder(args: argparse.Namespace, schedule: str, seed: int) -> Path:
     return args.output_dir / f"{schedule}-seed{seed}"
 
 
+def results_name(args: argparse.Namespace) -> str:
+    name = "glue_multi_epoch" + ("" if args.task == "sst2" else f"_{args.task}")
+    return f"{name}_quick" if args.quick else name
+
+
+# ---------------------------------------------------------------------------------------------- data
+def pair_loader(args: argparse.Namespace, tokenizer: Any, frame: Any) -> Any:
+    """A length-sorted evaluation loader of a frame with the task's text column(s) and `label`."""
+    columns = TASKS[args.task]["columns"]
+    pairs = frame[columns[1]].tolist() if len(columns) > 1 else None
+    return sorted_loader(
+        tokenizer, frame[columns[0]].tolist(), frame["label"].tolist(), args.max_length, args.eval_batch_size, pairs
+    )
+
+
+def split_train(frame: Any, validation_samples: int, train_samples: int) -> tuple[Any, Any]:
+    """A train split shuffled once (seed 0, whatever the run's seed): its first `validation_samples` rows as the
+    validation split, the next `train_samples` rows as the train subset (disjoint)."""
+    frame = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    if validation_samples + train_samples > len(frame):
+        raise SystemExit(
+            f"{validation_samples} validation + {train_samples} train rows asked; the train split has {len(frame)}"
+        )
+    return frame.iloc[:validation_samples], frame.iloc[validation_samples : validation_samples + train_samples]
+
+
+def train_and_validation(args: argparse.Namespace, tokenizer: Any) -> tuple[Any, Any]:
+    """The tokenised train subset and the validation loader: SST-2's (its validation split), or RTE's: RTE
+    train shuffled once (seed 0), its first `validation_samples` pairs as validation, the train subset next."""
+    if args.task == "sst2":
+        return load_train_and_validation(args, tokenizer)
+    import datasets
+    import pandas as pd
+
+    validation, subset = split_train(
+        pd.read_parquet(DATA / "glue" / args.task / "train.parquet"), args.validation_samples, args.train_samples
+    )
+    first, second = TASKS[args.task]["columns"]
+    train = datasets.Dataset.from_pandas(subset[[first, second, "label"]], preserve_index=False)
+    train = train.map(
+        lambda b: tokenizer(b[first], b[second], truncation=True, max_length=args.max_length),
+        batched=True,
+        remove_columns=[first, second],
+    )
+    return train, pair_loader(args, tokenizer, validation)
+
+
 # ---------------------------------------------------------------------------------------------- stage 1
 def train_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor) -> None:
     """Train every (seed, schedule) not trained yet; evaluate it on validation; write RUN/run.json."""
     from transformers import DataCollatorWithPadding
 
-    train, validation_loader = load_train_and_validation(args, tokenizer)
+    train, validation_loader = train_and_validation(args, tokenizer)
     make_model, config = sst2_model_and_config(args, logs_per_run=60)
     schedules = make_schedules(args.schedules, args.num_cycles)
     jobs = [(s, schedule) for s in args.seeds for schedule in schedules]
@@ -163,14 +248,12 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
             "the runs there are, naming the missing ones)"
         )
     training_finished_at = max(run["finished_at"] for run in runs)
-    _, validation_loader = load_train_and_validation(args, tokenizer)
+    _, validation_loader = train_and_validation(args, tokenizer)
     holdout = Holdout(args.holdout_file)
     frame = holdout.read("final_report", training_finished_at)
     if args.holdout_samples:
         frame = frame.iloc[: args.holdout_samples]
-    holdout_loader = sorted_loader(
-        tokenizer, frame["sentence"].tolist(), frame["label"].tolist(), args.max_length, args.eval_batch_size
-    )
+    holdout_loader = pair_loader(args, tokenizer, frame)
     for run in tqdm(runs, desc="final report (holdout)", unit="run"):
         path = run_folder(args, run["schedule"], run["seed"]) / "holdout.json"
         if not path.is_file():
@@ -192,6 +275,7 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
     anchor = deep_ensemble(args, runs, tokenizer, holdout_loader, validation_loader)
     payload = {
         "benchmark": "glue_multi_epoch",
+        "task": args.task,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": MODEL_ID,
         "machine": machine_info(),
@@ -221,7 +305,7 @@ def deep_ensemble(
     if not path.is_file():
         from transformers import AutoModelForSequenceClassification
 
-        ensemble = SnapshotEnsemble(tokenizer=tokenizer, task="sst2", progress=False)
+        ensemble = SnapshotEnsemble(tokenizer=tokenizer, task=args.task, progress=False)
         for run in finals:
             last = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False).snapshot_names[-1]
             model = AutoModelForSequenceClassification.from_pretrained(Path(run["snapshot_dir"]) / last)
@@ -398,7 +482,7 @@ def render(payload: dict[str, Any]) -> str:
             goal_lines.append(
                 f"- deep ensemble of the cosine seeds: NLL {goal['deep_ensemble_nll']:.4f}; the SGDR row reaches "
                 f"{100 * goal['share_of_deep_ensemble_gain']:.0f} % of its NLL gain over the cosine final model "
-                "(goal >= 67 %) at a third of its compute"
+                f"(goal >= 67 %) at 1/{len(payload['deep_ensemble']['seeds'])} of its compute"
             )
         goal_lines += [f"- goal met: **{'yes' if goal['met'] else 'no'}**", ""]
     timing = []
@@ -415,16 +499,15 @@ def render(payload: dict[str, Any]) -> str:
             ]
         )
     machine, load = payload["machine"], payload["load_average"]
+    task = config.get("task", "sst2")
     return "\n".join(
         [
-            "# SST-2, several epochs of a small subset: snapshot ensembles where they can pay",
+            f"# {TASKS[task]['name']}, several epochs of a small subset: snapshot ensembles where they can pay",
             "",
-            f"`{payload['model']}`, {config['epochs']} epochs of {config['train_samples']} SST-2 train sentences "
-            f"({config['steps']} optimizer steps of batch {config['batch_size']}), peak lr {config['learning_rate']}, "
-            f"warmup {config['warmup_steps']} steps, max_length {config['max_length']}, {config['num_cycles']} "
-            f"cycles / snapshots, seeds {config['seeds']}. Holdout: {payload['num_holdout']} labelled SST-2 test "
-            "sentences, read once, after every run was trained; everything chosen (best snapshot, greedy soup and "
-            "selection, temperatures) is chosen on the 872 validation sentences by NLL. Mean ± std over seeds; "
+            f"`{payload['model']}`, {config['epochs']} epochs of {_data_text(payload)}. Peak lr "
+            f"{config['learning_rate']}, warmup {config['warmup_steps']} steps, max_length {config['max_length']}, "
+            f"{config['num_cycles']} cycles / snapshots, seeds {config['seeds']}, train sampler "
+            f"{config.get('train_sampling_strategy', 'random')}. Mean ± std over seeds; "
             "ECE with 15 equal-width bins; Brier in its two-class (positive-class) form; disagreement: members' "
             "pairwise argmax disagreement on the holdout.",
             "",
@@ -453,6 +536,27 @@ def render(payload: dict[str, Any]) -> str:
     )
 
 
+def _data_text(payload: dict[str, Any]) -> str:
+    """What was trained on, what chose, what was reported on (the render's first paragraph)."""
+    config = payload["config"]
+    steps = f"({config['steps']} optimizer steps of batch {config['batch_size']})"
+    chosen = (
+        "everything chosen (best snapshot, greedy soup and selection, temperatures) is chosen on the validation "
+        "split by NLL"
+    )
+    if config.get("task", "sst2") == "sst2":
+        return (
+            f"{config['train_samples']} SST-2 train sentences {steps}. Holdout: {payload['num_holdout']} labelled "
+            f"SST-2 test sentences, read once, after every run was trained; {chosen} (the 872 validation sentences)"
+        )
+    return (
+        f"{config['train_samples']} RTE train sentence pairs {steps}. Validation: {config['validation_samples']} "
+        "other pairs of RTE train (RTE train shuffled once with seed 0: the first pairs validate, the next ones "
+        f"train); {chosen}. Holdout: {payload['num_holdout']} pairs of the official RTE validation split (RTE has "
+        "no labelled test split here), read once, after every run was trained"
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = parse_args(argv)
     setup_logging()
@@ -466,10 +570,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.stage == "train":
         return None
     payload = report_stage(args, tokenizer, load, started)
-    name = "glue_multi_epoch_quick" if args.quick else "glue_multi_epoch"
+    name = results_name(args)
+    title = f"{TASKS[args.task]['name']}, {args.steps} steps"
     runs_for_plots = [{**run, "validation": _per_snapshot(run)} for run in payload["runs"]]
     payload["plots"] = [
-        str(plot_traces(payload["runs"], args.results_dir / f"{name}_lr_loss.png", f"SST-2, {args.steps} steps")),
+        str(plot_traces(payload["runs"], args.results_dir / f"{name}_lr_loss.png", title)),
         str(
             plot_per_snapshot(
                 runs_for_plots, args.results_dir / f"{name}_nll_per_snapshot.png", "nll", "validation", "NLL", False

@@ -95,23 +95,41 @@ def add_sst2_run_arguments(
     parser.add_argument("--num_cycles", type=int, default=num_cycles, help="cycles / snapshots per run")
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--schedules", nargs="+", default=list(schedules), choices=schedules)
-    parser.add_argument("--validation_samples", type=int, default=None, help="default: all 872")
+    parser.add_argument(
+        "--validation_samples", type=int, default=None, help="default: all 872 (for RTE: the part of train)"
+    )
     parser.add_argument("--holdout_samples", type=int, default=None, help="default: all 1821")
     parser.add_argument("--eval_batch_size", type=int, default=128)
     parser.add_argument("--holdout_file", type=Path, default=DATA / "holdout" / "sst2_test_labeled.parquet")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    parser.add_argument(
+        "--train_sampling_strategy",
+        choices=("random", "group_by_length"),
+        default="random",
+        help="the Trainer's train sampler (group_by_length: less padding for texts of very different lengths)",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- data
-def sorted_loader(tokenizer: Any, texts: list[str], labels: list[int], max_length: int, batch_size: int) -> Any:
-    """An evaluation dataloader with the examples sorted by length (less padding; metrics are order-free)."""
+def sorted_loader(
+    tokenizer: Any,
+    texts: list[str],
+    labels: list[int],
+    max_length: int,
+    batch_size: int,
+    text_pairs: list[str] | None = None,
+) -> Any:
+    """An evaluation dataloader with the examples (or sentence pairs) sorted by length (less padding; metrics
+    are order-free)."""
     from hf_sgdr.data import text_dataloader
 
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    encoded = tokenizer(texts, text_pairs, truncation=True, max_length=max_length)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
     order = sorted(range(len(texts)), key=lengths.__getitem__)
     return text_dataloader(
         tokenizer,
         [texts[i] for i in order],
+        None if text_pairs is None else [text_pairs[i] for i in order],
         labels=[labels[i] for i in order],
         max_length=max_length,
         batch_size=batch_size,
@@ -158,7 +176,8 @@ class Holdout:
 
 # ---------------------------------------------------------------------------------------------- runs
 def sst2_model_and_config(args: argparse.Namespace, logs_per_run: int) -> tuple[Any, RunConfig]:
-    """A maker of fresh MiniLM 2-label classifiers and the `RunConfig` that every run of an SST-2 benchmark shares."""
+    """A maker of fresh MiniLM 2-label classifiers and the `RunConfig` that every run of an SST-2 benchmark shares
+    (or of another 2-label GLUE task: `args.task`, default sst2)."""
     from transformers import AutoModelForSequenceClassification
 
     def make_model() -> torch.nn.Module:
@@ -171,7 +190,8 @@ def sst2_model_and_config(args: argparse.Namespace, logs_per_run: int) -> tuple[
         warmup_steps=args.warmup_steps,
         num_cycles=args.num_cycles,
         logging_steps=max(1, args.steps // logs_per_run),
-        task="sst2",
+        task=getattr(args, "task", "sst2"),
+        train_sampling_strategy=args.train_sampling_strategy,
     )
     return make_model, config
 

@@ -19,15 +19,17 @@ pytestmark = pytest.mark.benchmark
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_quick(script: str, results_dir: Path, *flags: str) -> tuple[dict[str, Any], str]:
-    """Run `benchmarks/<script>.py --quick` writing into `results_dir`; return its JSON and Markdown."""
+def run_quick(name: str, results_dir: Path, *flags: str, script: str | None = None) -> tuple[dict[str, Any], str]:
+    """Run `benchmarks/<script>.py --quick` (default script: `name`) writing into `results_dir`; return the JSON
+    and Markdown it wrote (`<name>_quick.{json,md}`)."""
     command = [
-        sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--quick", "--results_dir", str(results_dir), *flags
+        sys.executable, str(REPO / "benchmarks" / f"{script or name}.py"), "--quick", "--results_dir",
+        str(results_dir), *flags
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
-    payload = json.loads((results_dir / f"{script}_quick.json").read_text(encoding="utf-8"))
-    markdown = (results_dir / f"{script}_quick.md").read_text(encoding="utf-8")
+    payload = json.loads((results_dir / f"{name}_quick.json").read_text(encoding="utf-8"))
+    markdown = (results_dir / f"{name}_quick.md").read_text(encoding="utf-8")
     return payload, markdown
 
 
@@ -236,3 +238,39 @@ def test_lm_multi_epoch_quick_resumes_and_reads_the_test_part_last(tmp_path: Pat
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert other.returncode != 0 and "trained with other settings" in other.stderr
+
+
+def test_glue_multi_epoch_rte_quick_pairs_and_a_validation_part_of_train(tmp_path: Path, shared_data: Path) -> None:
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from glue_multi_epoch import split_train
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    train = pd.read_parquet(shared_data / "glue" / "rte" / "train.parquet")
+    validation, subset = split_train(train, 300, 400)
+    assert len(validation) == 300 and len(subset) == 400 and not set(validation["idx"]) & set(subset["idx"])
+    again, _ = split_train(train, 300, 400)
+    assert again["idx"].tolist() == validation["idx"].tolist()  # fixed, whatever the run's seed
+    # The RTE holdout is the official validation split; a test uses a stand-in of its format (RTE train rows).
+    stand_in = tmp_path / "holdout_stand_in.parquet"
+    train.iloc[-100:].to_parquet(stand_in)
+    flags = ("--task", "rte", "--holdout_file", str(stand_in), "--output_dir", str(tmp_path / "runs"))
+    payload, markdown = run_quick("glue_multi_epoch_rte", tmp_path, *flags, script="glue_multi_epoch")
+    config = payload["config"]
+    assert payload["task"] == config["task"] == "rte" and config["train_sampling_strategy"] == "group_by_length"
+    assert config["schedules"] == ["cosine", "star"] and config["seeds"] == [0, 1] and config["steps"] == 8
+    assert payload["holdout"]["path"] == str(stand_in) and payload["num_holdout"] == 16
+    assert payload["holdout"]["stage"] == "final_report"
+    assert payload["holdout"]["read_at"] >= payload["training_finished_at"]
+    summary = {(e["schedule"], e["row"]): e for e in payload["summary"]}
+    for schedule in ("cosine", "star"):
+        for row in ("final model", "best snapshot (validation NLL)", "ensemble, all", "greedy soup (validation NLL)"):
+            entry = summary[(schedule, row)]
+            assert entry["seeds"] == 2 and all(0.0 <= v <= 1.0 for v in entry["holdout"]["accuracy"])
+            assert all(finite(v) and v > 0 for v in entry["holdout"]["nll"] + entry["holdout"]["brier"])
+    assert ("anchor", "deep ensemble of 2 cosine runs (2x compute)") in summary
+    assert "# RTE, several epochs" in markdown and "official RTE validation split" in markdown
+    assert "goal met" in markdown
+    check_plots(payload)
