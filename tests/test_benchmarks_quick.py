@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
+
 pytestmark = pytest.mark.benchmark
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,8 +209,11 @@ def test_lm_multi_epoch_quick_resumes_and_reads_the_test_part_last(tmp_path: Pat
     for schedule in ("cosine", "sgdr_tmult1"):
         for row in (
             "final model",
+            "final model, temperature-scaled",
             "best snapshot (validation NLL)",
+            "best snapshot, temperature-scaled",
             "ensemble, all",
+            "ensemble, all, members temperature-scaled",
             "ensemble, last 3",
             "uniform soup",
             "greedy soup (validation NLL)",
@@ -219,19 +224,34 @@ def test_lm_multi_epoch_quick_resumes_and_reads_the_test_part_last(tmp_path: Pat
             for nll, ppl in zip(entry["test"]["nll"], entry["test"]["perplexity"], strict=True):
                 assert 1.0 < ppl < 2 * vocab and math.isclose(math.log(ppl), nll, rel_tol=1e-6)
         assert "validation" not in summary[(schedule, "best snapshot (validation NLL)")]  # chosen on it
+        assert "validation" not in summary[(schedule, "final model, temperature-scaled")]  # fitted on it
         assert "validation" in summary[(schedule, "ensemble, all")]
+    temperatures = [
+        row["temperature"]
+        for run in runs.values()
+        for row in run["test"]["rows"]
+        if row["kind"] == "temperature_scaled"
+    ]
+    assert len(temperatures) == 4 * (4 + 3) and set(temperatures) <= set(LM_TEMPERATURE_GRID)
     assert len(summary[("anchor", "deep ensemble of 2 cosine runs (2x compute)")]["test"]["nll"]) == 1
+    assert len(summary[("anchor", "deep ensemble of 2, members temperature-scaled")]["test"]["nll"]) == 1
     assert set(payload["regime"]) == {"cosine", "sgdr_tmult1"}
     assert "| sgdr_tmult1 | ensemble, all |" in markdown and "test NLL/char" in markdown and "Partial" not in markdown
     check_plots(payload)
     assert len(payload["plots"]) == 3
-    # A second start skips every finished run and every finished report.
+    # A test-part report of an older version (before the temperature rows) is recomputed, the others kept.
+    stale, kept = runs_dir / "cosine-seed0" / "test.json", runs_dir / "cosine-seed1" / "test.json"
+    old_report = json.loads(stale.read_text())
+    stale.write_text(json.dumps({key: value for key, value in old_report.items() if key != "version"}))
+    kept_mtime = kept.stat().st_mtime_ns
+    # A second start skips every finished run and every current report.
     again = subprocess.run(
         [sys.executable, script, "--quick", "--results_dir", str(tmp_path), "--output_dir", str(runs_dir)],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert again.returncode == 0 and "train stage: 0 of 4 runs to do" in again.stderr
     assert json.loads((tmp_path / "lm_multi_epoch_quick.json").read_text())["summary"] == payload["summary"]
+    assert json.loads(stale.read_text())["version"] == old_report["version"] and kept.stat().st_mtime_ns == kept_mtime
     # Other settings in the same folder are refused instead of mixed in.
     other = subprocess.run(
         [sys.executable, script, "--quick", "--learning_rate", "1e-3", "--output_dir", str(runs_dir)],

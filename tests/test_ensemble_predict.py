@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -23,6 +24,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble, SnapshotManifest
+from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
 from hf_sgdr.snapshots.outputs import materialize
 from hf_sgdr.snapshots.runners import ModelRunner
 
@@ -164,6 +166,75 @@ def test_lm_ensemble_perplexity_matches_a_direct_computation() -> None:
     assert prediction.member_outputs.shape == (3, 8 * 31)  # one log-prob per target token, not the vocabulary
     assert prediction.perplexity < sum(member_ppl) / 3  # mixing probabilities beats averaging perplexities
     assert prediction.metrics()["perplexity"] == pytest.approx(prediction.perplexity)
+
+
+def _sharpened_lm_members(factor: float) -> dict[str, torch.nn.Module]:
+    """The tiny LM's snapshots with their logits multiplied by `factor` (final layer norm scaled): the 12-step
+    members are near uniform (best temperatures 0.07-0.16), these have their best temperature inside the grid."""
+    folder = tiny_lm_folder()
+    members = {}
+    for name in SnapshotEnsemble.from_pretrained(folder, progress=False).snapshot_names:
+        model = AutoModelForCausalLM.from_pretrained(folder, subfolder=name).eval()
+        with torch.no_grad():
+            model.transformer.ln_f.weight.mul_(factor)
+            model.transformer.ln_f.bias.mul_(factor)
+        members[name] = model
+    return members
+
+
+def test_lm_temperature_rows_are_chosen_on_the_grid_and_match_the_full_vocabulary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    members = _sharpened_lm_members(8.0)
+    ensemble = SnapshotEnsemble(progress=False)
+    for name, model in members.items():
+        ensemble.add_model(model, name=name)
+    names = ensemble.snapshot_names
+    plain = ensemble.evaluate(_lm_loader(48, 8), _lm_loader(56, 8), soups=False)
+    report = ensemble.evaluate(_lm_loader(48, 8), _lm_loader(56, 8), soups=False, temperature_scaling=True)
+    # The untempered rows read the T = 1 column of the grid: the same numbers as without temperature scaling.
+    assert report.rows[: len(plain.rows)] == plain.rows
+    scaled = report.rows_of("temperature_scaled")
+    assert [row.name for row in scaled] == [
+        *(f"{name} (temperature-scaled)" for name in names),
+        *(f"ensemble (last {k}, average, members temperature-scaled)" for k in (2, 3)),
+    ]
+    splits = {"eval": wikitext_blocks()[48:56], "selection": wikitext_blocks()[56:64]}
+    with torch.inference_mode():
+        logits = {
+            (name, split): model(input_ids=blocks).logits[:, :-1].double()
+            for name, model in members.items()
+            for split, blocks in splits.items()
+        }
+    grid = LM_TEMPERATURE_GRID
+
+    @functools.cache
+    def target_probs(name: str, split: str, t: float) -> torch.Tensor:
+        """p(next token) under softmax(logits / t), by brute force over the vocabulary."""
+        return (logits[name, split] / t).softmax(-1).gather(-1, splits[split][:, 1:, None]).squeeze(-1)
+
+    def nll(members: list[str], split: str, t: float) -> float:
+        """NLL of the mixture of the members' tempered distributions."""
+        return -(sum(target_probs(name, split, t) for name in members) / len(members)).log().mean().item()
+
+    for row in scaled:
+        # The grid point with the lowest selection NLL, computed here over the full vocabulary...
+        selection_nll = [nll(row.members, "selection", t) for t in grid]
+        index = min(range(len(grid)), key=selection_nll.__getitem__)
+        assert row.temperature == grid[index] and 0 < index < len(grid) - 1 and row.temperature != 1.0
+        # ... within 1e-3 nats of the continuous optimum between its grid neighbours, and reported on the eval
+        # split at that temperature.
+        fine = torch.linspace(grid[index - 1], grid[index + 1], 9).tolist()
+        assert selection_nll[index] <= min(nll(row.members, "selection", t) for t in fine) + 1e-3
+        assert row.metrics["nll"] == pytest.approx(nll(row.members, "eval", row.temperature), rel=1e-5)
+        assert row.metrics["perplexity"] == pytest.approx(math.exp(row.metrics["nll"]), rel=1e-9)
+        assert row.forward_passes == len(row.members)
+    # The unsharpened members want a temperature below the grid: the edge is taken, with a warning.
+    edge = SnapshotEnsemble.from_pretrained(tiny_lm_folder(), progress=False)
+    with caplog.at_level("WARNING", logger="hf_sgdr.snapshots.evaluation"):
+        report = edge.evaluate(_lm_loader(48, 8), _lm_loader(56, 8), soups=False, temperature_scaling=True)
+    assert {row.temperature for row in report.rows_of("temperature_scaled")} == {grid[0]}
+    assert "cycle-000 (temperature-scaled): the fitted temperature 0.25 is at the edge of the grid" in caplog.text
 
 
 def _mean_state(folder: Path, names: list[str], weights: list[float]) -> dict[str, torch.Tensor]:
@@ -308,7 +379,9 @@ def test_evaluate_targets_nll_and_fits_temperatures(eval_loader: object) -> None
     folder = tiny_bert_folder()
     ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
     selection = sst2_loader("train[300:348]")
-    with pytest.raises(ValueError, match="temperature_scaling needs classification outputs and a selection split"):
+    with pytest.raises(
+        ValueError, match=r"causal-LM outputs \(this ensemble's kind: classification\) and a selection split"
+    ):
         ensemble.evaluate(eval_loader, temperature_scaling=True)
     report = ensemble.evaluate(eval_loader, selection, selection_metric="nll", temperature_scaling=True)
     names = ensemble.snapshot_names

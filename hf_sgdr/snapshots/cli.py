@@ -247,7 +247,8 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--temperature_scaling",
         action="store_true",
-        help="classification: add rows with a temperature per snapshot / ensemble, fitted on the selection split",
+        help="classification or causal LM: add rows with a temperature per snapshot / ensemble, fitted on the "
+        "selection split",
     )
     evaluate.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
     evaluate.add_argument("--output_json", help="write the report as JSON here")

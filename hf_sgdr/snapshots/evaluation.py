@@ -9,6 +9,8 @@ gains over its average member, the two numbers that say whether more snapshots c
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,7 +20,13 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_write_json
-from .calibration import fit_temperature, scaled_probabilities
+from .calibration import (
+    LM_GRID_ONE,
+    LM_TEMPERATURE_GRID,
+    fit_temperature,
+    grid_temperature_index,
+    scaled_probabilities,
+)
 from .combine import Combined, combine, fit_weights
 from .metric_suite import MetricSuite
 from .metrics import CLASS_KINDS, METRICS, higher_is_better
@@ -36,6 +44,8 @@ ROW_KINDS = (
     "weighted_ensemble",
     "temperature_scaled",
 )
+logger = logging.getLogger(__name__)
+
 #: Below this pairwise disagreement rate the members are near copies of each other.
 LOW_DISAGREEMENT = 0.01
 
@@ -216,13 +226,28 @@ def run_evaluation(
     """Compute every row of the report; each member is loaded once for both splits.
 
     `selection_metric` (default: the first key `suite` reports) is what the validation-chosen rows optimise;
-    `temperature_scaling` adds temperature-scaled rows (classification, fitted on the selection split).
+    `temperature_scaling` adds temperature-scaled rows (classification or causal LM, fitted on the selection
+    split).
     """
     count = len(names)
-    if temperature_scaling and (kind not in CLASS_KINDS or selection_batches is None):
-        raise ValueError("temperature_scaling needs classification outputs and a selection split to fit on")
+    if temperature_scaling and (kind not in (*CLASS_KINDS, "causal_lm") or selection_batches is None):
+        raise ValueError(
+            f"temperature_scaling needs classification or causal-LM outputs (this ensemble's kind: {kind}) and a "
+            "selection split to fit on"
+        )
     batch_sets = [eval_batches] if selection_batches is None else [eval_batches, selection_batches]
-    outputs = collect_member_outputs(runner, range(count), batch_sets, kind, progress=progress)
+    lm_grid = temperature_scaling and kind == "causal_lm"
+    outputs = collect_member_outputs(
+        runner,
+        range(count),
+        batch_sets,
+        kind,
+        progress=progress,
+        temperatures=LM_TEMPERATURE_GRID if lm_grid else None,
+    )
+    grids: list[torch.Tensor] = []
+    if lm_grid:  # every row but the temperature-scaled ones reads the T = 1 column
+        grids, outputs = outputs, [grid[..., LM_GRID_ONE].contiguous() for grid in outputs]
     eval_out, eval_labels = outputs[0], eval_batches.targets(kind)
     if kind != "causal_lm" and eval_labels is None:
         raise ValueError("evaluation needs labels in the eval dataloader (a 'labels' or 'label' column)")
@@ -250,7 +275,9 @@ def run_evaluation(
         rows += _selected_rows(
             runner, names, kind, eval_batches, selection_batches, outputs, suite, soups, selection_metric
         )
-        if temperature_scaling:
+        if lm_grid:
+            rows += _lm_temperature_rows(names, grids, eval_labels, suite)
+        elif temperature_scaling:
             rows += _temperature_rows(names, eval_batches, selection_batches, outputs, suite, method, kind)
     return rows
 
@@ -361,6 +388,42 @@ def _temperature_rows(
                 "temperature_scaled",
                 [names[i] for i in members],
                 suite.compute(scaled, eval_labels),
+                len(members),
+                temperature=temperature,
+            )
+        )
+    return rows
+
+
+def _lm_temperature_rows(
+    names: Sequence[str], grids: list[torch.Tensor], eval_labels: torch.Tensor | None, suite: MetricSuite
+) -> list[ReportRow]:
+    """Causal LM: every snapshot with its own temperature, and every last-k ensemble of members tempered by one
+    shared temperature (the mixture of the tempered members), each chosen on the selection split's grid."""
+    eval_grid, selection_grid = grids
+    count = len(names)
+    candidates = [(f"{name} (temperature-scaled)", [i]) for i, name in enumerate(names)]
+    candidates += [
+        (f"ensemble (last {k}, average, members temperature-scaled)", list(range(count - k, count)))
+        for k in range(2, count + 1)
+    ]
+    rows = []
+    for label, members in candidates:
+
+        def mixture(grid: torch.Tensor, members: list[int] = members) -> torch.Tensor:
+            return torch.logsumexp(grid[members].double(), dim=0) - math.log(len(members))
+
+        index = grid_temperature_index(mixture(selection_grid))
+        temperature = LM_TEMPERATURE_GRID[index]
+        if index in (0, len(LM_TEMPERATURE_GRID) - 1):
+            logger.warning("%s: the fitted temperature %.3g is at the edge of the grid", label, temperature)
+        log_likelihood = mixture(eval_grid)[:, index].contiguous()
+        rows.append(
+            ReportRow(
+                label,
+                "temperature_scaled",
+                [names[i] for i in members],
+                suite.compute(Combined(log_likelihood, log_likelihood), eval_labels),
                 len(members),
                 temperature=temperature,
             )

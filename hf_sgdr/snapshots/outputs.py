@@ -3,7 +3,7 @@
 The dataloader is iterated once (`materialize`): tokenisation and collation are paid once for the whole
 ensemble, and the collated batches are replayed for every member. What a member leaves behind is small:
 its logits (classification, regression) or, for a causal LM, only the log-probability of each target
-token, never the full vocabulary distribution.
+token, never the full vocabulary distribution (with `temperatures`: that log-probability at each of them).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .calibration import tempered_target_log_probs
 from .runners import Runner
 
 LABEL_KEYS = ("labels", "label", "label_ids")
@@ -90,11 +91,16 @@ def _logits(output: object) -> torch.Tensor:
     return output[0]  # type: ignore[index]
 
 
-def target_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p(next token) at every position whose label is not -100, flattened (causal shift applied)."""
+def target_log_probs(
+    logits: torch.Tensor, labels: torch.Tensor, temperatures: tuple[float, ...] | None = None
+) -> torch.Tensor:
+    """log p(next token) at every position whose label is not -100, flattened (causal shift applied): [T], or
+    [T, len(temperatures)] with the distribution tempered by each of `temperatures`."""
     logits = logits[:, :-1].float()
     targets = labels[:, 1:].to(logits.device)
     mask = targets != IGNORE_INDEX
+    if temperatures is not None:
+        return tempered_target_log_probs(logits, targets.clamp(min=0), temperatures)[mask]
     picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
     return picked[mask]
 
@@ -114,9 +120,16 @@ def _token_mask(inputs: dict[str, torch.Tensor], labels: torch.Tensor | None) ->
     return torch.ones_like(inputs["input_ids"], dtype=torch.bool) if mask is None else mask.bool()
 
 
-def forward_outputs(module: nn.Module, batches: Batches, kind: str, device: torch.device, bar: tqdm) -> torch.Tensor:
+def forward_outputs(
+    module: nn.Module,
+    batches: Batches,
+    kind: str,
+    device: torch.device,
+    bar: tqdm,
+    temperatures: tuple[float, ...] | None = None,
+) -> torch.Tensor:
     """One member's compact outputs over all batches: logits [N, C] (of each example, or of each scored token for
-    token classification, flattened), values [N], or target log-probs [T]."""
+    token classification, flattened), values [N], or target log-probs [T] ([T, G] at G `temperatures`)."""
     keys = accepted_inputs(module)
     outputs = []
     with torch.inference_mode():
@@ -125,7 +138,7 @@ def forward_outputs(module: nn.Module, batches: Batches, kind: str, device: torc
             logits = _logits(module(**feed))
             if kind == "causal_lm":
                 targets = labels if labels is not None else _lm_targets(inputs)
-                outputs.append(target_log_probs(logits, targets).cpu())
+                outputs.append(target_log_probs(logits, targets, temperatures).cpu())
             elif kind == "regression":
                 outputs.append(logits.reshape(logits.shape[0]).float().cpu())
             elif kind == "token_classification":
@@ -137,15 +150,24 @@ def forward_outputs(module: nn.Module, batches: Batches, kind: str, device: torc
 
 
 def collect_member_outputs(
-    runner: Runner, indices: Sequence[int], batch_sets: Sequence[Batches], kind: str, *, progress: bool = True
+    runner: Runner,
+    indices: Sequence[int],
+    batch_sets: Sequence[Batches],
+    kind: str,
+    *,
+    progress: bool = True,
+    temperatures: tuple[float, ...] | None = None,
 ) -> list[torch.Tensor]:
-    """For each batch set, the members' outputs stacked on dim 0; each member is loaded once for all sets."""
+    """For each batch set, the members' outputs stacked on dim 0; each member is loaded once for all sets.
+
+    `temperatures` (causal LM only): each target log-probability at every one of them (see `forward_outputs`).
+    """
     per_set: list[list[torch.Tensor]] = [[] for _ in batch_sets]
     total = len(indices) * sum(len(b) for b in batch_sets)
     with tqdm(total=total, desc="snapshots", unit="batch", disable=not (progress and is_main_process())) as bar:
         for _ in runner.each(indices):
             for results, batches in zip(per_set, batch_sets, strict=True):
-                results.append(forward_outputs(runner.module(), batches, kind, runner.device, bar))
+                results.append(forward_outputs(runner.module(), batches, kind, runner.device, bar, temperatures))
     return [torch.stack(results) for results in per_set]
 
 
