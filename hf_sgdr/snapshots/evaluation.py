@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,10 +275,13 @@ def run_evaluation(
         rows += _selected_rows(
             runner, names, kind, eval_batches, selection_batches, outputs, suite, soups, selection_metric
         )
-        if lm_grid:
-            rows += _lm_temperature_rows(names, grids, eval_labels, suite)
-        elif temperature_scaling:
-            rows += _temperature_rows(names, eval_batches, selection_batches, outputs, suite, method, kind)
+        if temperature_scaling:
+            fit = (
+                _lm_grid_scaling(grids)
+                if lm_grid
+                else _classification_scaling(outputs, selection_batches.targets(kind))
+            )
+            rows += _temperature_rows(names, kind, eval_labels, suite, method, fit)
     return rows
 
 
@@ -357,31 +360,26 @@ def _selected_rows(
     return rows
 
 
+#: Fits one temperature on the selection split for the members at these indices combined by a method, and
+#: returns it with the combined output on the eval split at that temperature.
+ScaleFit = Callable[[str, list[int], str], tuple[float, Combined]]
+
+
 def _temperature_rows(
-    names: Sequence[str],
-    eval_batches: Batches,
-    selection_batches: Batches,
-    outputs: list[torch.Tensor],
-    suite: MetricSuite,
-    method: str,
-    kind: str,
+    names: Sequence[str], kind: str, eval_labels: torch.Tensor | None, suite: MetricSuite, method: str, fit: ScaleFit
 ) -> list[ReportRow]:
-    """Every snapshot and every last-k ensemble with one temperature each, fitted on the selection split."""
-    eval_out, selection_out = outputs
-    eval_labels, selection_labels = eval_batches.targets(kind), selection_batches.targets(kind)
+    """Every snapshot and every last-k ensemble with one temperature each, fitted on the selection split (for a
+    causal LM, an ensemble mixes its members tempered alike: see `calibration`)."""
     count = len(names)
+    tempered = "members temperature-scaled" if kind == "causal_lm" else "temperature-scaled"
     candidates = [(f"{name} (temperature-scaled)", [i], "average") for i, name in enumerate(names)]
     candidates += [
-        (f"ensemble (last {k}, {method}, temperature-scaled)", list(range(count - k, count)), method)
+        (f"ensemble (last {k}, {method}, {tempered})", list(range(count - k, count)), method)
         for k in range(2, count + 1)
     ]
     rows = []
     for label, members, how in candidates:
-        fit_on = combine(selection_out[members], "classification", how)
-        temperature = fit_temperature(_log_probabilities(fit_on), selection_labels)
-        reported = combine(eval_out[members], "classification", how)
-        probabilities = scaled_probabilities(_log_probabilities(reported), temperature)
-        scaled = Combined(probabilities, probabilities.argmax(dim=-1), probabilities)
+        temperature, scaled = fit(label, members, how)
         rows.append(
             ReportRow(
                 label,
@@ -395,40 +393,37 @@ def _temperature_rows(
     return rows
 
 
-def _lm_temperature_rows(
-    names: Sequence[str], grids: list[torch.Tensor], eval_labels: torch.Tensor | None, suite: MetricSuite
-) -> list[ReportRow]:
-    """Causal LM: every snapshot with its own temperature, and every last-k ensemble of members tempered by one
-    shared temperature (the mixture of the tempered members), each chosen on the selection split's grid."""
-    eval_grid, selection_grid = grids
-    count = len(names)
-    candidates = [(f"{name} (temperature-scaled)", [i]) for i, name in enumerate(names)]
-    candidates += [
-        (f"ensemble (last {k}, average, members temperature-scaled)", list(range(count - k, count)))
-        for k in range(2, count + 1)
-    ]
-    rows = []
-    for label, members in candidates:
+def _classification_scaling(outputs: list[torch.Tensor], selection_labels: torch.Tensor) -> ScaleFit:
+    """Temperatures of the log of the combined class distribution, by golden-section search."""
+    eval_out, selection_out = outputs
 
-        def mixture(grid: torch.Tensor, members: list[int] = members) -> torch.Tensor:
+    def fit(label: str, members: list[int], how: str) -> tuple[float, Combined]:
+        fit_on = combine(selection_out[members], "classification", how)
+        temperature = fit_temperature(_log_probabilities(fit_on), selection_labels)
+        reported = combine(eval_out[members], "classification", how)
+        probabilities = scaled_probabilities(_log_probabilities(reported), temperature)
+        return temperature, Combined(probabilities, probabilities.argmax(dim=-1), probabilities)
+
+    return fit
+
+
+def _lm_grid_scaling(grids: list[torch.Tensor]) -> ScaleFit:
+    """Causal LM: the grid temperature whose mixture of tempered members has the lowest selection NLL."""
+    eval_grid, selection_grid = grids
+
+    def fit(label: str, members: list[int], how: str) -> tuple[float, Combined]:
+        def mixture(grid: torch.Tensor) -> torch.Tensor:
             return torch.logsumexp(grid[members].double(), dim=0) - math.log(len(members))
 
         index = grid_temperature_index(mixture(selection_grid))
-        temperature = LM_TEMPERATURE_GRID[index]
         if index in (0, len(LM_TEMPERATURE_GRID) - 1):
-            logger.warning("%s: the fitted temperature %.3g is at the edge of the grid", label, temperature)
-        log_likelihood = mixture(eval_grid)[:, index].contiguous()
-        rows.append(
-            ReportRow(
-                label,
-                "temperature_scaled",
-                [names[i] for i in members],
-                suite.compute(Combined(log_likelihood, log_likelihood), eval_labels),
-                len(members),
-                temperature=temperature,
+            logger.warning(
+                "%s: the fitted temperature %.3g is at the edge of the grid", label, LM_TEMPERATURE_GRID[index]
             )
-        )
-    return rows
+        log_likelihood = mixture(eval_grid)[:, index].contiguous()
+        return LM_TEMPERATURE_GRID[index], Combined(log_likelihood, log_likelihood)
+
+    return fit
 
 
 def _log_probabilities(combined: Combined) -> torch.Tensor:
