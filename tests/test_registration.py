@@ -173,6 +173,27 @@ def test_get_scheduler_without_num_warmup_steps_defaults_to_no_warmup() -> None:
         get("linear", _optimizer(), num_training_steps=100)
 
 
+def test_get_scheduler_imported_before_hf_sgdr_still_builds_sgdr_but_asks_for_the_warmup() -> None:
+    """README: a `get_scheduler` bound before `import hf_sgdr` is transformers' own function (the import cannot
+    rebind a caller's name); it builds "sgdr" from the registered factory, with transformers' usual checks."""
+    code = (
+        "from transformers import get_scheduler\n"
+        "import hf_sgdr, torch\n"
+        "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)\n"
+        "s = get_scheduler('sgdr', opt, num_warmup_steps=0, num_training_steps=100, "
+        "scheduler_specific_kwargs={'T_mult': 2})\n"
+        "print(type(s).__name__, s.schedule.T_mult, s.schedule.warmup_steps)\n"
+        "try:\n"
+        "    get_scheduler('sgdr', opt, num_training_steps=100)\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    built, refused = result.stdout.strip().splitlines()
+    assert built == "SGDRScheduler 2.0 0"
+    assert refused == "SchedulerType.SGDR requires `num_warmup_steps`, please provide that argument."
+
+
 def _cli_args(tmp_path: Path, *extra: str) -> TrainingArguments:
     parser = HfArgumentParser(TrainingArguments)
     common = ["--output_dir", str(tmp_path), "--use_cpu", "true", "--report_to", "none", "--max_steps", "8"]
