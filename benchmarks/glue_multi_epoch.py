@@ -29,7 +29,6 @@ split is the holdout, read once in the report stage (results/glue_multi_epoch_rt
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -55,6 +54,8 @@ from _common import (
     train_run,
     write_results,
 )
+from _staged import deep_ensemble as staged_deep_ensemble
+from _staged import finished_runs, is_current_report, per_snapshot, summarize
 from glue_schedules import (
     Holdout,
     add_sst2_run_arguments,
@@ -72,6 +73,8 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SCHEDULES = ("cosine", "sgdr_tmult1", "star", "fge", "cosine_with_restarts", "sgdr_tmult2", "linear")
 STOCK = ("linear", "cosine", "cosine_with_restarts")
 METRICS = ("accuracy", "nll", "brier", "ece")
+#: Version of the holdout report files: a re-run recomputes older ones from the kept snapshots.
+REPORT_VERSION = 1
 QUICK = {
     "epochs": 2,
     "seeds": [0, 1],
@@ -233,20 +236,12 @@ def train_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor) -> 
 # ---------------------------------------------------------------------------------------------- stage 2
 def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, started: float) -> dict[str, Any]:
     """Read the holdout (only now, once every run is trained) and evaluate every run on it."""
-    runs = []
-    missing = []
-    for seed in args.seeds:
-        for name in args.schedules:
-            path = run_folder(args, name, seed) / "run.json"
-            if path.is_file():
-                runs.append(json.loads(path.read_text(encoding="utf-8")))
-            else:
-                missing.append(f"{name}-seed{seed}")
-    if missing and not args.partial:
-        raise SystemExit(
-            f"the report stage needs every run trained first; missing: {', '.join(missing)} (or --partial to report "
-            "the runs there are, naming the missing ones)"
-        )
+
+    def load_run(name: str, seed: int) -> dict[str, Any] | None:
+        path = run_folder(args, name, seed) / "run.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    runs, missing = finished_runs(args.seeds, args.schedules, load_run, args.partial)
     training_finished_at = max(run["finished_at"] for run in runs)
     _, validation_loader = train_and_validation(args, tokenizer)
     holdout = Holdout(args.holdout_file)
@@ -256,7 +251,7 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
     holdout_loader = pair_loader(args, tokenizer, frame)
     for run in tqdm(runs, desc="final report (holdout)", unit="run"):
         path = run_folder(args, run["schedule"], run["seed"]) / "holdout.json"
-        if not path.is_file():
+        if not is_current_report(path, REPORT_VERSION):
             tick = time.perf_counter()
             ensemble = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False, device="cpu")
             report = ensemble.evaluate(
@@ -268,7 +263,8 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
                 selection_metric="nll",
                 temperature_scaling=True,
             )
-            atomic_write_json(path, {"report": report.to_dict(), "wall_s": time.perf_counter() - tick})
+            saved = {"report": report.to_dict(), "wall_s": time.perf_counter() - tick, "version": REPORT_VERSION}
+            atomic_write_json(path, saved)
             load.sample()
         saved = json.loads(path.read_text(encoding="utf-8"))
         run["holdout"], run["holdout_eval_wall_s"] = saved["report"], saved["wall_s"]
@@ -289,7 +285,9 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
         "deep_ensemble": anchor,
     }
     present = [name for name in args.schedules if any(run["schedule"] == name for run in runs)]
-    payload["summary"] = summarize(runs, present, anchor)
+    payload["summary"] = summarize(
+        runs, present, anchor, split="holdout", metrics=METRICS, tempered_ensemble="temperature-scaled"
+    )
     payload["goal"] = goal_check(payload["summary"])
     return payload
 
@@ -298,19 +296,10 @@ def deep_ensemble(
     args: argparse.Namespace, runs: list[dict[str, Any]], tokenizer: Any, holdout_loader: Any, validation_loader: Any
 ) -> dict[str, Any] | None:
     """The seeds' final cosine models as one ensemble (K independent runs: K times the training compute)."""
-    finals = [run for run in runs if run["schedule"] == "cosine"]
-    if len(finals) < 2:
-        return None
-    path = args.output_dir / "deep_ensemble_cosine.json"
-    if not path.is_file():
-        from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-        ensemble = SnapshotEnsemble(tokenizer=tokenizer, task=args.task, progress=False)
-        for run in finals:
-            last = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False).snapshot_names[-1]
-            model = AutoModelForSequenceClassification.from_pretrained(Path(run["snapshot_dir"]) / last)
-            ensemble.add_model(model, name=f"cosine-seed{run['seed']}")
-        report = ensemble.evaluate(
+    def evaluate(ensemble: SnapshotEnsemble) -> EvaluationReport:
+        return ensemble.evaluate(
             holdout_loader,
             validation_loader,
             metrics=list(METRICS),
@@ -320,66 +309,18 @@ def deep_ensemble(
             selection_metric="nll",
             temperature_scaling=True,
         )
-        atomic_write_json(path, {"report": report.to_dict(), "seeds": [run["seed"] for run in finals]})
-    return json.loads(path.read_text(encoding="utf-8"))
+
+    return staged_deep_ensemble(
+        runs,
+        args.output_dir / "deep_ensemble_cosine.json",
+        REPORT_VERSION,
+        lambda: SnapshotEnsemble(tokenizer=tokenizer, task=args.task, progress=False),
+        AutoModelForSequenceClassification.from_pretrained,
+        evaluate,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- summary
-def _row_pickers(count: int) -> list[tuple[str, Any]]:
-    """(label, how to find the row in a run's report) for the rows of the main table."""
-    return [
-        ("final model", lambda r: r.rows_of("snapshot")[-1]),
-        ("best snapshot (validation NLL)", lambda r: r.rows_of("best_snapshot")[0]),
-        ("ensemble, all", lambda r: r.row(f"ensemble (last {count}, average)")),
-        ("ensemble, last 3", lambda r: r.row(f"ensemble (last {min(3, count)}, average)")),
-        ("uniform soup", lambda r: r.rows_of("uniform_soup")[0]),
-        ("greedy soup (validation NLL)", lambda r: r.rows_of("greedy_soup")[0]),
-        ("greedy selection (validation NLL)", lambda r: r.rows_of("greedy_ensemble")[0]),
-        ("final model, temperature-scaled", lambda r: r.row(f"{r.rows_of('snapshot')[-1].name} (temperature-scaled)")),
-        ("ensemble, all, temperature-scaled", lambda r: r.row(f"ensemble (last {count}, average, temperature-scaled)")),
-    ]
-
-
-def summarize(runs: list[dict[str, Any]], schedules: list[str], anchor: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Mean ± std over seeds of every metric for each (schedule, row); validation values where the row has them."""
-    out = []
-    for schedule in schedules:
-        group = [run for run in runs if run["schedule"] == schedule]
-        reports = [EvaluationReport.from_dict(run["holdout"]) for run in group]
-        validation = [EvaluationReport.from_dict(run["validation"]) for run in group]
-        count = reports[0].num_members
-        for label, pick in _row_pickers(count):
-            rows = [pick(report) for report in reports]
-            entry = {
-                "schedule": schedule,
-                "row": label,
-                "seeds": len(rows),
-                "holdout": {m: [row.metrics[m] for row in rows] for m in METRICS},
-                "disagreement": [(row.diversity or {}).get("disagreement") for row in rows],
-            }
-            with contextlib.suppress(KeyError, IndexError):  # chosen on validation, or needs it: no value there
-                entry["validation"] = {m: [pick(report).metrics[m] for report in validation] for m in METRICS}
-            out.append(entry)
-    if anchor is not None:
-        report = EvaluationReport.from_dict(anchor["report"])
-        k = report.num_members
-        for label, name in (
-            (f"deep ensemble of {k} cosine runs ({k}x compute)", f"ensemble (last {k}, average)"),
-            (f"deep ensemble of {k}, temperature-scaled", f"ensemble (last {k}, average, temperature-scaled)"),
-        ):
-            row = report.row(name)
-            out.append(
-                {
-                    "schedule": "anchor",
-                    "row": label,
-                    "seeds": 1,
-                    "holdout": {m: [row.metrics[m]] for m in METRICS},
-                    "disagreement": [(row.diversity or {}).get("disagreement")],
-                }
-            )
-    return out
-
-
 def goal_check(summary: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's goal, measured. Our row: the SGDR snapshot ensemble (all / last 3, any SGDR schedule) with the
     best validation NLL, never chosen on the holdout. Their row: the best stock row of any kind by holdout NLL
@@ -572,7 +513,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     payload = report_stage(args, tokenizer, load, started)
     name = results_name(args)
     title = f"{TASKS[args.task]['name']}, {args.steps} steps"
-    runs_for_plots = [{**run, "validation": _per_snapshot(run)} for run in payload["runs"]]
+    runs_for_plots = [{**run, "validation": per_snapshot(run)} for run in payload["runs"]]
     payload["plots"] = [
         str(plot_traces(payload["runs"], args.results_dir / f"{name}_lr_loss.png", title)),
         str(
@@ -585,17 +526,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     write_results(name, payload, markdown, args.results_dir)
     print(markdown)
     return payload
-
-
-def _per_snapshot(run: dict[str, Any]) -> dict[str, Any]:
-    """A run's validation report in the shape `plot_per_snapshot` reads: each snapshot, its step, the ensemble."""
-    parsed = EvaluationReport.from_dict(run["validation"])
-    snapshots = parsed.rows_of("snapshot")
-    return {
-        "snapshots": [row.metrics for row in snapshots],
-        "snapshot_steps": run["snapshot_steps"],
-        "ensemble_all": parsed.rows_of("ensemble")[-1].metrics,
-    }
 
 
 if __name__ == "__main__":

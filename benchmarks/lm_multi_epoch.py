@@ -26,7 +26,6 @@ Stages, each resumable (a finished run writes its results at once; a re-run skip
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -55,6 +54,8 @@ from _common import (
     train_run,
     write_results,
 )
+from _staged import deep_ensemble as staged_deep_ensemble
+from _staged import finished_runs, is_current_report, per_snapshot, summarize
 from hf_sgdr.atomic import atomic_write_json
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
 from lm_schedules import SPLITS, CharTokenizer, blocks, gpt2_config
@@ -255,28 +256,16 @@ def report_stage(
     args: argparse.Namespace, tokenizer: CharTokenizer, validation: str, load: LoadMonitor, started: float
 ) -> dict[str, Any]:
     """Encode the test part (only now, once every run is trained) and evaluate every run on it."""
-    runs, missing = [], []
-    for seed in args.seeds:
-        for name in args.schedules:
-            run = load_run(args, name, seed)
-            if run is not None:
-                runs.append(run)
-            else:
-                missing.append(f"{name}-seed{seed}")
-    if missing and not args.partial:
-        raise SystemExit(
-            f"the report stage needs every run trained first; missing: {', '.join(missing)} (or --partial to report "
-            "the runs there are, naming the missing ones)"
-        )
-    if not runs:
-        raise SystemExit("no finished run to report")
+    runs, missing = finished_runs(
+        args.seeds, args.schedules, lambda name, seed: load_run(args, name, seed), args.partial
+    )
     training_finished_at = max(run["finished_at"] for run in runs)
     test_read_at = time.time()
     test_loader = eval_loader(tokenizer, read_part(args.text_file, "test"), args, args.eval_blocks)
     validation_loader = eval_loader(tokenizer, validation, args, args.eval_blocks)
     for run in tqdm(runs, desc="final report (test)", unit="run"):
         path = run_folder(args, run["schedule"], run["seed"]) / "test.json"
-        if not is_current_report(path):
+        if not is_current_report(path, REPORT_VERSION):
             tick = time.perf_counter()
             ensemble = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False, device="cpu")
             report = ensemble.evaluate(
@@ -316,18 +305,15 @@ def report_stage(
         "deep_ensemble": anchor,
     }
     present = [name for name in args.schedules if any(run["schedule"] == name for run in runs)]
-    payload["summary"] = summarize(runs, present, anchor)
+    payload["summary"] = summarize(
+        runs, present, anchor, split="test", metrics=METRICS, tempered_ensemble="members temperature-scaled"
+    )
     payload["regime"] = regime(runs, present)
     return payload
 
 
 #: Version of the test-part report files: a re-run recomputes older ones (2: temperature-scaled rows added).
 REPORT_VERSION = 2
-
-
-def is_current_report(path: Path) -> bool:
-    """A test-part report of this version is there (an older one is recomputed: the snapshots are kept)."""
-    return path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("version") == REPORT_VERSION
 
 
 def _num_parameters(args: argparse.Namespace, tokenizer: CharTokenizer) -> int:
@@ -340,19 +326,10 @@ def deep_ensemble(
     args: argparse.Namespace, runs: list[dict[str, Any]], test_loader: DataLoader, validation_loader: DataLoader
 ) -> dict[str, Any] | None:
     """The seeds' final cosine models as one ensemble (K independent runs: K times the training compute)."""
-    finals = [run for run in runs if run["schedule"] == "cosine"]
-    if len(finals) < 2:
-        return None
-    path = args.output_dir / f"deep_ensemble_cosine_{'_'.join(str(run['seed']) for run in finals)}.json"
-    if not is_current_report(path):
-        from transformers import GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
-        ensemble = SnapshotEnsemble(task="tinyshakespeare-char", progress=False)
-        for run in finals:
-            last = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False).snapshot_names[-1]
-            model = GPT2LMHeadModel.from_pretrained(Path(run["snapshot_dir"]) / last)
-            ensemble.add_model(model, name=f"cosine-seed{run['seed']}")
-        report = ensemble.evaluate(
+    def evaluate(ensemble: SnapshotEnsemble) -> EvaluationReport:
+        return ensemble.evaluate(
             test_loader,
             validation_loader,
             metrics=list(METRICS),
@@ -362,80 +339,19 @@ def deep_ensemble(
             selection_metric="nll",
             temperature_scaling=True,
         )
-        seeds = [run["seed"] for run in finals]
-        atomic_write_json(path, {"report": report.to_dict(), "seeds": seeds, "version": REPORT_VERSION})
-    return json.loads(path.read_text(encoding="utf-8"))
+
+    seeds = "_".join(str(run["seed"]) for run in runs if run["schedule"] == "cosine")
+    return staged_deep_ensemble(
+        runs,
+        args.output_dir / f"deep_ensemble_cosine_{seeds}.json",
+        REPORT_VERSION,
+        lambda: SnapshotEnsemble(task="tinyshakespeare-char", progress=False),
+        GPT2LMHeadModel.from_pretrained,
+        evaluate,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- summary
-def _row_pickers(count: int) -> list[tuple[str, Any]]:
-    """(label, how to find the row in a run's report) for the rows of the table."""
-    return [
-        ("final model", lambda r: r.rows_of("snapshot")[-1]),
-        ("final model, temperature-scaled", lambda r: r.row(f"{r.rows_of('snapshot')[-1].name} (temperature-scaled)")),
-        ("best snapshot (validation NLL)", lambda r: r.rows_of("best_snapshot")[0]),
-        (
-            "best snapshot, temperature-scaled",
-            lambda r: r.row(f"{r.rows_of('best_snapshot')[0].members[0]} (temperature-scaled)"),
-        ),
-        ("ensemble, all", lambda r: r.row(f"ensemble (last {count}, average)")),
-        (
-            "ensemble, all, members temperature-scaled",
-            lambda r: r.row(f"ensemble (last {count}, average, members temperature-scaled)"),
-        ),
-        ("ensemble, last 3", lambda r: r.row(f"ensemble (last {min(3, count)}, average)")),
-        ("uniform soup", lambda r: r.rows_of("uniform_soup")[0]),
-        ("greedy soup (validation NLL)", lambda r: r.rows_of("greedy_soup")[0]),
-        ("greedy selection (validation NLL)", lambda r: r.rows_of("greedy_ensemble")[0]),
-    ]
-
-
-def summarize(runs: list[dict[str, Any]], schedules: list[str], anchor: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Mean ± std over seeds of NLL and perplexity for each (schedule, row); validation values where the row
-    has them (rows chosen on validation have none)."""
-    out = []
-    for schedule in schedules:
-        group = [run for run in runs if run["schedule"] == schedule]
-        reports = [EvaluationReport.from_dict(run["test"]) for run in group]
-        validation = [EvaluationReport.from_dict(run["validation"]) for run in group]
-        for label, pick in _row_pickers(reports[0].num_members):
-            rows = [pick(report) for report in reports]
-            entry = {
-                "schedule": schedule,
-                "row": label,
-                "seeds": len(rows),
-                "test": {m: [row.metrics[m] for row in rows] for m in METRICS},
-                "members": [row.members for row in rows],
-                "gain_over_mean_member_nll": [((row.diversity or {}).get("gain") or {}).get("nll") for row in rows],
-            }
-            with contextlib.suppress(KeyError, IndexError):  # chosen on validation: no validation value
-                entry["validation"] = {m: [pick(report).metrics[m] for report in validation] for m in METRICS}
-            out.append(entry)
-    if anchor is not None:
-        report = EvaluationReport.from_dict(anchor["report"])
-        k = report.num_members
-        anchor_rows = [
-            (f"deep ensemble of {k} cosine runs ({k}x compute)", f"ensemble (last {k}, average)"),
-            (
-                f"deep ensemble of {k}, members temperature-scaled",
-                f"ensemble (last {k}, average, members temperature-scaled)",
-            ),
-        ]
-        for label, name in anchor_rows:
-            row = report.row(name)
-            out.append(
-                {
-                    "schedule": "anchor",
-                    "row": label,
-                    "seeds": 1,
-                    "test": {m: [row.metrics[m]] for m in METRICS},
-                    "members": [row.members],
-                    "gain_over_mean_member_nll": [((row.diversity or {}).get("gain") or {}).get("nll")],
-                }
-            )
-    return out
-
-
 def regime(runs: list[dict[str, Any]], schedules: list[str]) -> dict[str, Any]:
     """Where each schedule's validation curve bottoms out and how far its end lies above that minimum."""
     out: dict[str, Any] = {}
@@ -603,16 +519,6 @@ def plot_curves(runs: list[dict[str, Any]], path: Path, title: str) -> Path:
     return path
 
 
-def _per_snapshot(run: dict[str, Any]) -> dict[str, Any]:
-    """A run's validation report in the shape `plot_per_snapshot` reads."""
-    parsed = EvaluationReport.from_dict(run["validation"])
-    return {
-        "snapshots": [row.metrics for row in parsed.rows_of("snapshot")],
-        "snapshot_steps": run["snapshot_steps"],
-        "ensemble_all": parsed.rows_of("ensemble")[-1].metrics,
-    }
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = parse_args(argv)
     setup_logging()
@@ -632,7 +538,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         str(plot_traces(payload["runs"], args.results_dir / f"{name}_lr_loss.png", title)),
         str(
             plot_per_snapshot(
-                [{**run, "validation": _per_snapshot(run)} for run in payload["runs"]],
+                [{**run, "validation": per_snapshot(run)} for run in payload["runs"]],
                 args.results_dir / f"{name}_nll_per_snapshot.png",
                 "nll",
                 "validation",

@@ -160,8 +160,11 @@ def test_glue_multi_epoch_quick_resumes_and_reads_the_holdout_last(tmp_path: Pat
     for schedule in ("cosine", "star"):
         for row in (
             "final model",
+            "final model, temperature-scaled",
             "best snapshot (validation NLL)",
+            "best snapshot, temperature-scaled",
             "ensemble, all",
+            "ensemble, all, temperature-scaled",
             "greedy selection (validation NLL)",
         ):
             entry = summary[(schedule, row)]
@@ -172,6 +175,7 @@ def test_glue_multi_epoch_quick_resumes_and_reads_the_holdout_last(tmp_path: Pat
         assert "validation" not in summary[(schedule, "best snapshot (validation NLL)")]  # chosen on it
     anchor = summary[("anchor", "deep ensemble of 2 cosine runs (2x compute)")]
     assert len(anchor["holdout"]["nll"]) == 1
+    assert len(summary[("anchor", "deep ensemble of 2, temperature-scaled")]["holdout"]["nll"]) == 1
     assert set(payload["goal"]) >= {"sgdr_row", "stock_row", "relative_nll_gain", "accuracy_points", "met"}
     assert "| star | ensemble, all |" in markdown and "holdout NLL" in markdown and "goal met" in markdown
     check_plots(payload)
