@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from hf_sgdr.atomic import atomic_write_json
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
@@ -47,6 +50,51 @@ def finished_runs(
 def is_current_report(path: Path, version: int) -> bool:
     """A report file of this `version` is there; an older one is recomputed (the snapshots are kept)."""
     return path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("version") == version
+
+
+def evaluation(
+    reported: Any, validation: Any, metrics: Sequence[str], split_name: str, *, soups: bool = True
+) -> Callable[[SnapshotEnsemble], EvaluationReport]:
+    """How every ensemble is evaluated: on the reported split, with everything chosen (best snapshot, greedy
+    soup and selection) and fitted (weights, temperatures) on validation, by NLL."""
+
+    def evaluate(ensemble: SnapshotEnsemble) -> EvaluationReport:
+        return ensemble.evaluate(
+            reported,
+            validation,
+            metrics=list(metrics),
+            soups=soups,
+            eval_split=split_name,
+            selection_split="validation",
+            selection_metric="nll",
+            temperature_scaling=True,
+        )
+
+    return evaluate
+
+
+def report_runs(
+    runs: list[dict[str, Any]],
+    folder_of: Callable[[dict[str, Any]], Path],
+    split: str,
+    version: int,
+    evaluate: Callable[[SnapshotEnsemble], EvaluationReport],
+    after_each: Callable[[], None],
+) -> None:
+    """Evaluate every run's snapshots on the reported split, once: each report is written to RUN/`split`.json
+    as it is done, and a current one is read back instead. Sets `run[split]` and `run[split + "_eval_wall_s"]`."""
+    for run in tqdm(runs, desc=f"final report ({split})", unit="run"):
+        path = folder_of(run) / f"{split}.json"
+        if not is_current_report(path, version):
+            tick = time.perf_counter()
+            ensemble = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False, device="cpu")
+            report = evaluate(ensemble)
+            atomic_write_json(
+                path, {"report": report.to_dict(), "wall_s": time.perf_counter() - tick, "version": version}
+            )
+            after_each()
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        run[split], run[f"{split}_eval_wall_s"] = saved["report"], saved["wall_s"]
 
 
 def row_pickers(count: int, tempered_ensemble: str) -> list[tuple[str, RowPicker]]:

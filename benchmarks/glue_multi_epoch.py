@@ -55,7 +55,7 @@ from _common import (
     write_results,
 )
 from _staged import deep_ensemble as staged_deep_ensemble
-from _staged import finished_runs, is_current_report, per_snapshot, summarize
+from _staged import evaluation, finished_runs, per_snapshot, report_runs, summarize
 from glue_schedules import (
     Holdout,
     add_sst2_run_arguments,
@@ -65,7 +65,7 @@ from glue_schedules import (
     warm_up,
 )
 from hf_sgdr.atomic import atomic_write_json
-from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
+from hf_sgdr.snapshots import SnapshotEnsemble
 
 logger = logging.getLogger("benchmarks.glue_multi_epoch")
 
@@ -249,25 +249,14 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
     if args.holdout_samples:
         frame = frame.iloc[: args.holdout_samples]
     holdout_loader = pair_loader(args, tokenizer, frame)
-    for run in tqdm(runs, desc="final report (holdout)", unit="run"):
-        path = run_folder(args, run["schedule"], run["seed"]) / "holdout.json"
-        if not is_current_report(path, REPORT_VERSION):
-            tick = time.perf_counter()
-            ensemble = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False, device="cpu")
-            report = ensemble.evaluate(
-                holdout_loader,
-                validation_loader,
-                metrics=list(METRICS),
-                eval_split="holdout_test",
-                selection_split="validation",
-                selection_metric="nll",
-                temperature_scaling=True,
-            )
-            saved = {"report": report.to_dict(), "wall_s": time.perf_counter() - tick, "version": REPORT_VERSION}
-            atomic_write_json(path, saved)
-            load.sample()
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        run["holdout"], run["holdout_eval_wall_s"] = saved["report"], saved["wall_s"]
+    report_runs(
+        runs,
+        lambda run: run_folder(args, run["schedule"], run["seed"]),
+        "holdout",
+        REPORT_VERSION,
+        evaluation(holdout_loader, validation_loader, METRICS, "holdout_test"),
+        load.sample,
+    )
     anchor = deep_ensemble(args, runs, tokenizer, holdout_loader, validation_loader)
     payload = {
         "benchmark": "glue_multi_epoch",
@@ -298,25 +287,13 @@ def deep_ensemble(
     """The seeds' final cosine models as one ensemble (K independent runs: K times the training compute)."""
     from transformers import AutoModelForSequenceClassification
 
-    def evaluate(ensemble: SnapshotEnsemble) -> EvaluationReport:
-        return ensemble.evaluate(
-            holdout_loader,
-            validation_loader,
-            metrics=list(METRICS),
-            soups=False,
-            eval_split="holdout_test",
-            selection_split="validation",
-            selection_metric="nll",
-            temperature_scaling=True,
-        )
-
     return staged_deep_ensemble(
         runs,
         args.output_dir / "deep_ensemble_cosine.json",
         REPORT_VERSION,
         lambda: SnapshotEnsemble(tokenizer=tokenizer, task=args.task, progress=False),
         AutoModelForSequenceClassification.from_pretrained,
-        evaluate,
+        evaluation(holdout_loader, validation_loader, METRICS, "holdout_test", soups=False),
     )
 
 

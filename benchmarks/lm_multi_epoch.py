@@ -55,9 +55,9 @@ from _common import (
     write_results,
 )
 from _staged import deep_ensemble as staged_deep_ensemble
-from _staged import finished_runs, is_current_report, per_snapshot, summarize
+from _staged import evaluation, finished_runs, per_snapshot, report_runs, summarize
 from hf_sgdr.atomic import atomic_write_json
-from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
+from hf_sgdr.snapshots import SnapshotEnsemble
 from lm_schedules import SPLITS, CharTokenizer, blocks, gpt2_config
 
 logger = logging.getLogger("benchmarks.lm_multi_epoch")
@@ -263,25 +263,14 @@ def report_stage(
     test_read_at = time.time()
     test_loader = eval_loader(tokenizer, read_part(args.text_file, "test"), args, args.eval_blocks)
     validation_loader = eval_loader(tokenizer, validation, args, args.eval_blocks)
-    for run in tqdm(runs, desc="final report (test)", unit="run"):
-        path = run_folder(args, run["schedule"], run["seed"]) / "test.json"
-        if not is_current_report(path, REPORT_VERSION):
-            tick = time.perf_counter()
-            ensemble = SnapshotEnsemble.from_pretrained(run["snapshot_dir"], progress=False, device="cpu")
-            report = ensemble.evaluate(
-                test_loader,
-                validation_loader,
-                metrics=list(METRICS),
-                eval_split="test",
-                selection_split="validation",
-                selection_metric="nll",
-                temperature_scaling=True,
-            )
-            saved = {"report": report.to_dict(), "wall_s": time.perf_counter() - tick, "version": REPORT_VERSION}
-            atomic_write_json(path, saved)
-            load.sample()
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        run["test"], run["test_eval_wall_s"] = saved["report"], saved["wall_s"]
+    report_runs(
+        runs,
+        lambda run: run_folder(args, run["schedule"], run["seed"]),
+        "test",
+        REPORT_VERSION,
+        evaluation(test_loader, validation_loader, METRICS, "test"),
+        load.sample,
+    )
     anchor = deep_ensemble(args, runs, test_loader, validation_loader)
     payload = {
         "benchmark": "lm_multi_epoch",
@@ -328,18 +317,6 @@ def deep_ensemble(
     """The seeds' final cosine models as one ensemble (K independent runs: K times the training compute)."""
     from transformers import GPT2LMHeadModel
 
-    def evaluate(ensemble: SnapshotEnsemble) -> EvaluationReport:
-        return ensemble.evaluate(
-            test_loader,
-            validation_loader,
-            metrics=list(METRICS),
-            soups=False,
-            eval_split="test",
-            selection_split="validation",
-            selection_metric="nll",
-            temperature_scaling=True,
-        )
-
     seeds = "_".join(str(run["seed"]) for run in runs if run["schedule"] == "cosine")
     return staged_deep_ensemble(
         runs,
@@ -347,7 +324,7 @@ def deep_ensemble(
         REPORT_VERSION,
         lambda: SnapshotEnsemble(task="tinyshakespeare-char", progress=False),
         GPT2LMHeadModel.from_pretrained,
-        evaluate,
+        evaluation(test_loader, validation_loader, METRICS, "test", soups=False),
     )
 
 
