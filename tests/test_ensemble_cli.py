@@ -10,6 +10,7 @@ import pytest
 from helpers.ensembles import tiny_bert_folder, tiny_lm_folder
 
 from hf_sgdr.cli import main
+from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
 from hf_sgdr.snapshots.cli import add_snapshot_commands
 
 
@@ -85,7 +86,15 @@ def test_evaluate_sentence_pairs_and_a_language_model(tmp_path: Path, capsys: py
     assert report["kind"] == "causal_lm" and report["metrics"] == ["perplexity", "nll"]
     for row in report["rows"]:
         assert row["metrics"]["perplexity"] == pytest.approx(2.718281828459045 ** row["metrics"]["nll"])
-    capsys.readouterr()
+    # Temperatures for a language model, chosen on a selection file (the test split's text).
+    tempered = ["evaluate", str(tiny_lm_folder()), "--validation_file", str(DATA / "lm" / "wikitext-2-valid.txt")]
+    tempered += ["--selection_file", str(DATA / "lm" / "wikitext-2-test.txt"), "--temperature_scaling"]
+    tempered += ["--max_eval_samples", "8", "--max_selection_samples", "8", "--block_size", "32", "--no_soups"]
+    assert main([*tempered, "--output_json", str(tmp_path / "lm_t.json")]) == 0
+    rows = {row["name"]: row for row in json.loads((tmp_path / "lm_t.json").read_text())["rows"]}
+    scaled = rows["ensemble (last 3, average, members temperature-scaled)"]
+    assert scaled["kind"] == "temperature_scaled" and scaled["temperature"] in LM_TEMPERATURE_GRID
+    assert "cycle-002 (temperature-scaled)" in capsys.readouterr().out
 
 
 def test_evaluate_refuses_choosing_on_the_reported_split(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,9 @@ the log of its averaged probabilities.
 A causal LM's members keep only the target token's log-probability (never the vocabulary), so its temperature
 is chosen on a fixed grid instead: every member's target log-probability is computed at each temperature of
 `LM_TEMPERATURE_GRID` in the same forward pass, and the grid point with the lowest selection NLL is taken.
-The grid's steps (4.4 % apart) cost at most a few 1e-4 nats against the continuous optimum.
+The grid's steps (4.4 % apart) cost at most a few 1e-4 nats against the continuous optimum; its price is 65
+log-sum-exps over the vocabulary per target token, which for a tiny model with a large vocabulary costs more than
+the forward pass itself (opt-in: `temperature_scaling=True`).
 """
 
 from __future__ import annotations
