@@ -104,6 +104,30 @@ def test_evaluate_refuses_choosing_on_the_reported_split(capsys: pytest.CaptureF
     assert "selection_dataloader must be a different split from the reported one" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--temperature_scaling", "--max_selection_samples", "8"],
+            "--temperature_scaling, --max_selection_samples needs a selection split and there is none: the run's "
+            "manifest records no held-out slice (the recipes record one; a Trainer run does not); pass "
+            "--selection_split SPLIT",
+        ),
+        (["--validation_file", "VALIDATON_FILE"], "--validation_file {wrong} is not a file (did you mean {right}?)"),
+    ],
+)
+def test_evaluate_names_what_a_flag_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    (tmp_path / "validation.parquet").write_bytes(b"")
+    wrong, right = tmp_path / "validaton.parquet", tmp_path / "validation.parquet"
+    flags = [str(wrong) if flag == "VALIDATON_FILE" else flag for flag in flags]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(tiny_bert_folder()), "--max_eval_samples", "8", *flags])
+    assert exit_info.value.code == 2
+    assert message.format(wrong=wrong, right=right) in capsys.readouterr().err
+
+
 def test_commands_plug_into_another_parser() -> None:
     parser = argparse.ArgumentParser(prog="hf-sgdr")
     add_snapshot_commands(parser.add_subparsers(dest="command", required=True))

@@ -229,12 +229,17 @@ def test_lm_temperature_rows_are_chosen_on_the_grid_and_match_the_full_vocabular
         assert row.metrics["nll"] == pytest.approx(nll(row.members, "eval", row.temperature), rel=1e-5)
         assert row.metrics["perplexity"] == pytest.approx(math.exp(row.metrics["nll"]), rel=1e-9)
         assert row.forward_passes == len(row.members)
+    # A language model's diversity reading is in NLL (a mean member perplexity is an average of exponentials).
+    assert "the ensemble's nll is " in report.to_table() and "perplexity is" not in report.to_table()
     # The unsharpened members want a temperature below the grid: the edge is taken, with a warning.
     edge = SnapshotEnsemble.from_pretrained(tiny_lm_folder(), progress=False)
     with caplog.at_level("WARNING", logger="hf_sgdr.snapshots.evaluation"):
         report = edge.evaluate(_lm_loader(48, 8), _lm_loader(56, 8), soups=False, temperature_scaling=True)
     assert {row.temperature for row in report.rows_of("temperature_scaled")} == {grid[0]}
-    assert "cycle-000 (temperature-scaled): the fitted temperature 0.25 is at the edge of the grid" in caplog.text
+    assert (
+        "cycle-000 (temperature-scaled): the fitted temperature 0.25 is at the edge of its range [0.25, 4]"
+        in caplog.text
+    )
 
 
 def _mean_state(folder: Path, names: list[str], weights: list[float]) -> dict[str, torch.Tensor]:
@@ -415,6 +420,12 @@ def test_evaluate_targets_nll_and_fits_temperatures(eval_loader: object) -> None
         report.row("ensemble (last 4, average)").metrics["accuracy"]
     )
     assert ensemble_row.temperature is not None and ensemble_row.forward_passes == 4
+    # The table shows each fitted temperature.
+    header, *lines = report.to_table().splitlines()[1:]
+    assert header.split()[-1] == "temperature"
+    assert next(line for line in lines if line.startswith(ensemble_row.name)).split()[-1] == (
+        f"{ensemble_row.temperature:.3g}"
+    )
 
 
 def test_empty_ensemble_and_bad_arguments() -> None:
@@ -434,6 +445,13 @@ def test_empty_ensemble_and_bad_arguments() -> None:
         ensemble.add_model(tiny_gpt2(), name="cycle-000")
     with pytest.raises(ValueError, match="method must be one of average, weighted for causal_lm; got 'vote'"):
         ensemble.predict(_lm_loader(0, 4), "vote")
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"input_ids": [[101, 102]], "label": [0]})
+    with pytest.raises(TypeError, match="expected a DataLoader of collated tensor batches, got datasets"):
+        SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False).evaluate(rows)
+    with pytest.raises(TypeError, match=r"mappings of tensors \(a DataLoader with a collator\), got list"):
+        SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False).predict([[101, 102]])
     with pytest.raises(ValueError, match=r"snapshots \['cycle-009'\] are not in the manifest"):
         SnapshotEnsemble.from_pretrained(tiny_bert_folder(), snapshots=["cycle-009"])
     assert SnapshotEnsemble.from_pretrained(tiny_bert_folder(), snapshots=2).snapshot_names == [

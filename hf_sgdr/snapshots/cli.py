@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import sys
 import tempfile
@@ -93,21 +94,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     if ensemble.tokenizer is None:
         source = args.output_dir or args.checkpoints
         raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
+    for flag in ("validation_file", "selection_file"):
+        _check_file(f"--{flag}", getattr(args, flag))
     dataset_name, _, task = _data_source(args, ensemble)
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, args.max_eval_samples)
     selection_loader, selection_name = None, args.selection_file or args.selection_split
     train_data = TrainData.from_training(ensemble.training)
+    held_out = train_data is not None and bool(train_data.held_out) and _same_data(args, ensemble, train_data)
     if args.selection_split or args.selection_file:
         if args.selection_split and train_data is not None:
             _warn_if_trained_on(args, ensemble, train_data)
+        elif args.selection_split:
+            print(
+                f"note: the run's manifest does not record which rows it trained on, so --selection_split "
+                f"{args.selection_split} cannot be checked against them; make sure it holds none",
+                file=sys.stderr,
+            )
         selection_loader = _dataloader(
             args, ensemble, args.selection_split, args.selection_file, args.max_selection_samples
         )
-    elif train_data is not None and train_data.held_out and _same_data(args, ensemble, train_data):
+    elif held_out:
+        assert train_data is not None
         selection_name = HELD_OUT_NAME  # the slice the run kept out of training
         selection_loader = _dataloader(
             args, ensemble, train_data.split, train_data.data_file, args.max_selection_samples, train_data.held_out
         )
+    else:
+        _refuse_selection_flags(args, train_data)
     report = ensemble.evaluate(
         eval_loader,
         selection_loader,
@@ -133,6 +146,40 @@ def _same_data(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -
         return args.dataset_name is None and args.dataset_config_name is None
     dataset_name, config, _ = _data_source(args, ensemble)
     return (dataset_name, config) == (train_data.dataset_name, train_data.dataset_config_name)
+
+
+def _check_file(flag: str, path: str | None) -> None:
+    """A data file flag names an existing file (else an error with the closest name beside it)."""
+    if path is None or Path(path).is_file():
+        return
+    parent = Path(path).expanduser().parent
+    entries = [entry.name for entry in parent.iterdir()] if parent.is_dir() else []
+    close = difflib.get_close_matches(Path(path).name, entries, n=1)
+    hint = f" (did you mean {parent / close[0]}?)" if close else ""
+    raise ValueError(f"{flag} {path} is not a file{hint}")
+
+
+def _refuse_selection_flags(args: argparse.Namespace, train_data: TrainData | None) -> None:
+    """Without a selection split, the flags that need one are errors, not silently ignored."""
+    needing = [
+        flag
+        for flag, given in (
+            ("--temperature_scaling", args.temperature_scaling),
+            ("--selection_metric", args.selection_metric is not None),
+            ("--max_selection_samples", args.max_selection_samples is not None),
+        )
+        if given
+    ]
+    if not needing:
+        return
+    if train_data is None or not train_data.held_out:
+        why = "the run's manifest records no held-out slice (the recipes record one; a Trainer run does not)"
+    else:
+        why = "the held-out slice the manifest records belongs to another dataset than the one evaluated"
+    raise ValueError(
+        f"{', '.join(needing)} needs a selection split and there is none: {why}; pass --selection_split SPLIT "
+        "(rows the run did not train on, e.g. 'validation[:50%]') or --selection_file FILE"
+    )
 
 
 def _warn_if_trained_on(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> None:

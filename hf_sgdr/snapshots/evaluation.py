@@ -23,6 +23,7 @@ from ..atomic import atomic_write_json
 from .calibration import (
     LM_GRID_ONE,
     LM_TEMPERATURE_GRID,
+    TEMPERATURE_RANGE,
     fit_temperature,
     grid_temperature_index,
     scaled_probabilities,
@@ -112,7 +113,9 @@ class EvaluationReport:
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:
         disagreement = any((row.diversity or {}).get("disagreement") is not None for row in self.rows)
-        header = ["name", "members", "forward passes", *self.metrics, *(["disagreement"] if disagreement else [])]
+        temperature = any(row.temperature is not None for row in self.rows)
+        header = ["name", "members", "forward passes", *self.metrics]
+        header += [*(["disagreement"] if disagreement else []), *(["temperature"] if temperature else [])]
         body = []
         for row in self.rows:
             members = ", ".join(row.members) if len(row.members) <= 3 else f"{len(row.members)} snapshots"
@@ -120,6 +123,8 @@ class EvaluationReport:
             if disagreement:
                 rate = (row.diversity or {}).get("disagreement")
                 cells.append("" if rate is None else f"{100 * rate:.1f} %")
+            if temperature:
+                cells.append("" if row.temperature is None else f"{row.temperature:.3g}")
             body.append(cells)
         return header, body
 
@@ -128,13 +133,15 @@ class EvaluationReport:
         full = [row for row in self.rows_of("ensemble") if row.diversity and len(row.members) == self.num_members]
         if not full or self.num_members < 2:
             return None
-        diversity, metric = full[-1].diversity, self.metrics[0]
+        diversity = full[-1].diversity
+        # A language model's mean member perplexity is an average of exponentials: read its NLL instead.
+        metric = "nll" if self.kind == "causal_lm" and "nll" in diversity["gain"] else self.metrics[0]
         gain = diversity["gain"].get(metric)
         rate = diversity.get("disagreement")
         direction = "better" if gain is not None and gain * (1 if higher_is_better(metric) else -1) > 0 else "no better"
-        gain_text = f"the ensemble's {metric} is {gain:+.4f} against its mean member ({direction})"
+        gain_text = f"the ensemble's {metric} is {_signed(gain)} against its mean member ({direction})"
         if "nll" in diversity["gain"] and metric != "nll":
-            gain_text += f", NLL {diversity['gain']['nll']:+.4f}"
+            gain_text += f", NLL {_signed(diversity['gain']['nll'])}"
         if rate is None:
             return f"{gain_text}."
         if rate < LOW_DISAGREEMENT:
@@ -168,6 +175,13 @@ class EvaluationReport:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(line) + " |" for line in body]
         return "\n".join(lines)
+
+
+def _signed(value: float | None) -> str:
+    """A signed difference, with its digits even when it is tiny (never a bare -0.0000)."""
+    if value is None:
+        return "n/a"
+    return f"{value:+.4f}" if value == 0 or abs(value) >= 1e-4 else f"{value:+.1e}"
 
 
 def _metrics(
@@ -400,11 +414,24 @@ def _classification_scaling(outputs: list[torch.Tensor], selection_labels: torch
     def fit(label: str, members: list[int], how: str) -> tuple[float, Combined]:
         fit_on = combine(selection_out[members], "classification", how)
         temperature = fit_temperature(_log_probabilities(fit_on), selection_labels)
+        _warn_at_edge(label, temperature, *TEMPERATURE_RANGE)
         reported = combine(eval_out[members], "classification", how)
         probabilities = scaled_probabilities(_log_probabilities(reported), temperature)
         return temperature, Combined(probabilities, probabilities.argmax(dim=-1), probabilities)
 
     return fit
+
+
+def _warn_at_edge(label: str, temperature: float, low: float, high: float) -> None:
+    """A temperature at a bound of its range is not an optimum (members near uniform, or a tiny split): say so."""
+    if math.isclose(temperature, low, rel_tol=1e-3) or math.isclose(temperature, high, rel_tol=1e-3):
+        logger.warning(
+            "%s: the fitted temperature %.3g is at the edge of its range [%.3g, %.3g] (not an optimum)",
+            label,
+            temperature,
+            low,
+            high,
+        )
 
 
 def _lm_grid_scaling(grids: list[torch.Tensor]) -> ScaleFit:
@@ -416,10 +443,7 @@ def _lm_grid_scaling(grids: list[torch.Tensor]) -> ScaleFit:
             return torch.logsumexp(grid[members].double(), dim=0) - math.log(len(members))
 
         index = grid_temperature_index(mixture(selection_grid))
-        if index in (0, len(LM_TEMPERATURE_GRID) - 1):
-            logger.warning(
-                "%s: the fitted temperature %.3g is at the edge of the grid", label, LM_TEMPERATURE_GRID[index]
-            )
+        _warn_at_edge(label, LM_TEMPERATURE_GRID[index], LM_TEMPERATURE_GRID[0], LM_TEMPERATURE_GRID[-1])
         log_likelihood = mixture(eval_grid)[:, index].contiguous()
         return LM_TEMPERATURE_GRID[index], Combined(log_likelihood, log_likelihood)
 

@@ -64,8 +64,18 @@ def is_main_process() -> bool:
 
 def materialize(dataloader: Iterable[Mapping[str, torch.Tensor]]) -> Batches:
     """Iterate `dataloader` once and keep its batches (tensors only) on the CPU."""
+    if hasattr(dataloader, "column_names"):  # a datasets.Dataset: rows of lists, not collated batches
+        raise TypeError(
+            f"expected a DataLoader of collated tensor batches, got {type(dataloader).__module__}."
+            f"{type(dataloader).__name__}: wrap the dataset as DataLoader(dataset, batch_size=..., "
+            "collate_fn=DataCollatorWithPadding(tokenizer)), or pass the dataset to SGDRTrainer.evaluate_snapshots"
+        )
     inputs, labels = [], []
     for batch in dataloader:
+        if not isinstance(batch, Mapping) or not any(isinstance(v, torch.Tensor) for v in batch.values()):
+            raise TypeError(
+                f"expected batches as mappings of tensors (a DataLoader with a collator), got {type(batch).__name__}"
+            )
         label = next((batch[key] for key in LABEL_KEYS if key in batch), None)
         inputs.append({k: v.cpu() for k, v in batch.items() if k not in LABEL_KEYS and isinstance(v, torch.Tensor)})
         labels.append(None if label is None else torch.as_tensor(label).cpu())
