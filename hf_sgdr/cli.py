@@ -94,9 +94,14 @@ def _describe(args: argparse.Namespace) -> int:
             print(f"* the last cycle runs past the budget of {budget} steps")
         ends = schedule.cycle_ends(budget)
         print(f"snapshots at steps: {ends}  (restarts: {len(schedule.restarts(budget - 1))})")
+    _print_budget_warnings(schedule, budget, lrs)
+    return 0
+
+
+def _print_budget_warnings(schedule: SGDRSchedule, budget: int, lrs: list[float]) -> None:
+    """What `describe` and `plot` both say about a budget that ends mid-cycle or a floor the lrs reach."""
     for warning in schedule.budget_warnings(budget, lrs):
         print(f"warning: {warning}", file=sys.stderr)
-    return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -108,6 +113,7 @@ def _plot(args: argparse.Namespace) -> int:
         raise ValueError(f"the folder of --output {args.output} does not exist ({folder}); create it first")
     plot_schedule(schedule, budget, lrs, path=args.output)
     print(f"wrote {args.output}")
+    _print_budget_warnings(schedule, budget, lrs)
     return 0
 
 

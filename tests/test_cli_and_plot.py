@@ -85,12 +85,19 @@ def test_bad_flag_exits_2_naming_the_parameter() -> None:
     assert "T_mult must be a finite number >= 1; got '0.5'" in result.stderr
 
 
-def test_plot_command_writes_a_png(tmp_path: Path) -> None:
+def test_plot_command_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "lr.png"
     assert main(["plot", "--T_0", "50", "--T_mult", "2", "--num_training_steps", "350", "-o", str(out)]) == 0
     image = matplotlib.image.imread(out)
     assert image.shape[0] > 200 and image.shape[1] > 500
     assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
+    assert "warning" not in capsys.readouterr().err  # 350 steps end on the third cycle's end
+    # The README's example ends 37 % into a cycle: plot says so, as describe does.
+    readme = ["--T_0", "100", "--T_mult", "1.5", "--num_training_steps", "1000"]
+    assert main(["plot", *readme, "-o", str(tmp_path / "readme.png")]) == 0
+    plotted = capsys.readouterr().err
+    assert main(["describe", *readme]) == 0
+    assert "warning: training ends mid-cycle: step 1000 is 37% into cycle 4" in plotted == capsys.readouterr().err
 
 
 def test_plot_schedule_draws_each_group_restarts_and_snapshots(tmp_path: Path) -> None:
