@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
 from .schedule import CycleInfo, SGDRSchedule, build_schedule
@@ -64,29 +65,40 @@ def schedule_from_arguments(args: argparse.Namespace) -> tuple[SGDRSchedule, int
     return schedule, budget, lrs
 
 
-def _cycle_json(schedule: SGDRSchedule, row: CycleInfo, max_lr: float) -> dict[str, float | int]:
+def _cycle_json(schedule: SGDRSchedule, row: CycleInfo, max_lr: float, group: int) -> dict[str, float | int]:
     """One cycle for `describe --json`: `last_lr` (the lr of its last step) and `floor` (its decayed eta_min)."""
     values = row._asdict()
     values["last_lr"] = values.pop("min_lr")
-    values["floor"] = schedule.cycle_bounds(row.cycle, max_lr)[1]
+    values["floor"] = schedule.cycle_bounds(row.cycle, max_lr, group)[1]
     return values
 
 
 def _describe(args: argparse.Namespace) -> int:
     schedule, budget, lrs = schedule_from_arguments(args)
-    rows = schedule.describe(budget, lrs[0])
+    tables = [(group, lr, schedule.describe(budget, lr, group)) for group, lr in enumerate(lrs)]
     if args.json:
-        cycles = [_cycle_json(schedule, row, lrs[0]) for row in rows]
-        print(json.dumps({"schedule": schedule.to_dict(), "cycles": cycles}, indent=2))
+        payload: dict[str, Any] = {"schedule": schedule.to_dict()}
+        groups = [
+            {"group": group, "lr": lr, "cycles": [_cycle_json(schedule, row, lr, group) for row in rows]}
+            for group, lr, rows in tables
+        ]
+        payload["cycles"] = groups[0]["cycles"]
+        if len(groups) > 1:
+            payload["groups"] = groups
+        print(json.dumps(payload, indent=2))
     else:
-        print(f"{'cycle':>5} {'start':>9} {'end':>9} {'length':>8} {'max lr':>11} {'last lr':>11} {'floor':>11}")
-        for row in rows:
-            end = f"{row.end}" + ("*" if row.end > budget else "")
-            floor = schedule.cycle_bounds(row.cycle, lrs[0])[1]
-            print(
-                f"{row.cycle:>5} {row.start:>9} {end:>9} {row.length:>8} {row.max_lr:>11.4g} {row.min_lr:>11.4g} "
-                f"{floor:>11.4g}"
-            )
+        for group, lr, rows in tables:
+            if len(tables) > 1:
+                print(f"param group {group} (lr {lr:g})")
+            print(f"{'cycle':>5} {'start':>9} {'end':>9} {'length':>8} {'max lr':>11} {'last lr':>11} {'floor':>11}")
+            for row in rows:
+                end = f"{row.end}" + ("*" if row.end > budget else "")
+                floor = schedule.cycle_bounds(row.cycle, lr, group)[1]
+                print(
+                    f"{row.cycle:>5} {row.start:>9} {end:>9} {row.length:>8} {row.max_lr:>11.4g} "
+                    f"{row.min_lr:>11.4g} {floor:>11.4g}"
+                )
+        rows = tables[0][2]
         print(
             "last lr: the lr of the cycle's last step (its snapshot); floor: eta_min (decayed), which no step reaches"
         )

@@ -475,8 +475,9 @@ class SGDRSchedule:
         return self.lr(t, base_lr) / base_lr
 
     # ------------------------------------------------------------------ inspection
-    def describe(self, num_training_steps: int, max_lr: float = 1.0) -> list[CycleInfo]:
-        """The cycles that start before `num_training_steps`, with their extent and lr range."""
+    def describe(self, num_training_steps: int, max_lr: float = 1.0, group: int = 0) -> list[CycleInfo]:
+        """The cycles that start before `num_training_steps`, with their extent and the lr range of group
+        `group` (whose initial lr is `max_lr`; a per-group `eta_min` is read from there)."""
         rows = []
         cycle = 0
         while self.cycle_limit is None or cycle < self.cycle_limit:
@@ -484,9 +485,9 @@ class SGDRSchedule:
             if start >= num_training_steps:
                 break
             length = self.cycle_length(cycle)
-            peak = self.cycle_bounds(cycle, max_lr)[0]
+            peak = self.cycle_bounds(cycle, max_lr, group)[0]
             end = start + length
-            rows.append(CycleInfo(cycle, start, end, length, peak, self.lr(end - 1, max_lr)))
+            rows.append(CycleInfo(cycle, start, end, length, peak, self.lr(end - 1, max_lr, group)))
             cycle += 1
         return rows
 

@@ -44,6 +44,23 @@ def test_describe_shows_the_last_lr_of_each_cycle_and_its_floor(capsys: pytest.C
     assert cycles[0]["last_lr"] == pytest.approx(schedule.lr(9, 1e-3)) and "min_lr" not in cycles[0]
 
 
+def test_describe_shows_every_param_group(capsys: pytest.CaptureFixture[str]) -> None:
+    flags = ["--T_0", "10", "--eta_min", "1e-5,1e-6", "--num_training_steps", "30", "--lr", "1e-3", "5e-4"]
+    assert main(["describe", *flags]) == 0
+    out = capsys.readouterr().out.splitlines()
+    schedule = SGDRSchedule(T_0=10, eta_min=[1e-5, 1e-6])
+    for group, (lr, floor) in enumerate(((1e-3, 1e-5), (5e-4, 1e-6))):
+        start = out.index(f"param group {group} (lr {lr:g})")
+        for cycle, line in enumerate(out[start + 2 : start + 5]):
+            row = line.split()
+            assert float(row[4]) == pytest.approx(lr) and float(row[6]) == pytest.approx(floor)
+            assert float(row[5]) == pytest.approx(schedule.lr(10 * cycle + 9, lr, group), rel=1e-3)
+    assert main(["describe", *flags, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [g["lr"] for g in payload["groups"]] == [1e-3, 5e-4] and payload["cycles"] == payload["groups"][0]["cycles"]
+    assert [c["floor"] for c in payload["groups"][1]["cycles"]] == pytest.approx([1e-6] * 3)
+
+
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hf_sgdr.cli", *args], capture_output=True, text=True)
 
