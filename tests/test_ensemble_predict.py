@@ -378,6 +378,8 @@ def test_evaluate_report_rows_table_and_json(tmp_path: Path, eval_loader: object
     assert saved["rows"][0]["name"] == names[0] and saved["selection_split"] == "train[300:348]"
     assert EvaluationReport.load_json(tmp_path / "report.json") == report
     assert "disagreement" in table and ("members disagree on" in table or "members agree on" in table)
+    fitted = report.row("weighted ensemble (fitted)").weights
+    assert "(weights " + "/".join(f"{w:.2f}" for w in fitted) + ")" in table  # the table shows what was fitted
 
 
 def test_evaluate_targets_nll_and_fits_temperatures(eval_loader: object) -> None:

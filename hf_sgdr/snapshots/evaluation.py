@@ -119,6 +119,8 @@ class EvaluationReport:
         body = []
         for row in self.rows:
             members = ", ".join(row.members) if len(row.members) <= 3 else f"{len(row.members)} snapshots"
+            if row.weights is not None:  # one weight per snapshot, in snapshot order
+                members += " (weights " + "/".join(f"{w:.2f}" for w in row.weights) + ")"
             cells = [row.name, members, str(row.forward_passes), *(f"{row.metrics[m]:.4f}" for m in self.metrics)]
             if disagreement:
                 rate = (row.diversity or {}).get("disagreement")
