@@ -147,6 +147,18 @@ def _pop_flag(argv: list[str], flag: str) -> str | None:
     return None
 
 
+def configure_logging(is_main_process: bool) -> None:
+    """Timestamped INFO logs on the main process, warnings only on the others. `huggingface_hub` keeps its
+    own handler and, unlike transformers, also propagates to the root logger: each of its lines (the Hub
+    retries of a run without network, say) would print twice, so its propagation is turned off."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not is_main_process:
+        logging.getLogger().setLevel(logging.WARNING)
+    hub_logging.disable_propagation()
+
+
 def make_accelerator(args: RunArguments) -> Accelerator:
     """An `Accelerator` (mixed precision and processes come from `accelerate launch`) with a seedable
     sampler, so that a resumed run sees the same batches as an uninterrupted one."""
@@ -156,9 +168,7 @@ def make_accelerator(args: RunArguments) -> Accelerator:
         project_dir=args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_main_process:
-        logging.getLogger().setLevel(logging.WARNING)
+    configure_logging(accelerator.is_main_process)
     set_seed(args.seed)
     if accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)

@@ -277,6 +277,22 @@ def test_bad_flags_exit_with_a_clear_message(tmp_path: Path, flags: list[str], m
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+def test_recipe_logging_prints_each_hub_line_once() -> None:
+    """A run without network logs the Hub's retries; with the recipe's root handler each printed twice."""
+    code = (
+        "import logging, sys; sys.path.insert(0, 'recipes'); from common import configure_logging\n"
+        "import huggingface_hub.utils._http  # what datasets and transformers load: the Hub's own handler\n"
+        "configure_logging(True)\n"
+        "logging.getLogger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].')\n"
+        "logging.getLogger('hf_sgdr.training.core').info('SGDR cycle 0 ended')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert result.stderr.count("Retrying in 1s [Retry 1/5].") == 1
+    assert re.search(r"^\S+ \S+ INFO hf_sgdr\.training\.core: SGDR cycle 0 ended$", result.stderr, re.MULTILINE)
+
+
 CONFIGS = sorted((REPO / "recipes" / "configs").glob("*.json"))
 
 
