@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, Trainer
 
 import hf_sgdr.training.core as core
 from hf_sgdr import SGDRWarning
+from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
 from hf_sgdr.training import SGDRCallback, SGDRTrainer, SnapshotWriteError
 
 LR = 1e-3
@@ -197,3 +198,26 @@ def test_callback_on_a_stock_trainer_has_its_scheduler_reset_the_optimizer(tmp_p
     assert [recorder.optimizer_state[s]["steps"] for s in range(1, 10)] == [[n] for n in (1, 2, 3, 0, 1, 2, 3, 0, 1)]
     assert recorder.optimizer_state[4]["max_exp_avg"] == 0.0 and recorder.optimizer_state[3]["max_exp_avg"] > 0
     assert not (tmp_path / "snapshots").exists()
+
+
+def test_evaluate_snapshots_of_a_language_model_with_temperatures(tmp_path: Path) -> None:
+    """The Trainer path of LM temperature scaling: byte-level GPT-2 snapshots, the Trainer's collation."""
+    trainer = SGDRTrainer(
+        model=tiny_gpt2(),
+        args=training_args(tmp_path, max_steps=12, learning_rate=3e-3),
+        train_dataset=byte_lm_data(48),
+        eval_dataset=byte_lm_data(64)[48:56],
+        sgdr_T_0=4,
+    )
+    trainer.train()
+    selection = byte_lm_data(64)[56:64]
+    plain = trainer.evaluate_snapshots(selection_dataset=selection, soups=False)
+    report = trainer.evaluate_snapshots(selection_dataset=selection, soups=False, temperature_scaling=True)
+    assert report.kind == "causal_lm" and report.rows[: len(plain.rows)] == plain.rows
+    scaled = report.rows_of("temperature_scaled")
+    assert [row.name for row in scaled] == [
+        *(f"cycle-00{i} (temperature-scaled)" for i in range(3)),
+        "ensemble (last 2, average, members temperature-scaled)",
+        "ensemble (last 3, average, members temperature-scaled)",
+    ]
+    assert all(row.temperature in LM_TEMPERATURE_GRID and row.metrics["nll"] > 0 for row in scaled)
