@@ -34,7 +34,8 @@ def test_cycle_events_reach_log_history_tensorboard_and_the_console(
     assert sorted(history) == [4, 5, 8, 10, 12]  # every logging_steps, plus each cycle end
     for step, cycle in ((4, 0), (8, 1), (12, 2)):
         entry = history[step]
-        assert entry["sgdr/completed_cycle"] == cycle and entry["sgdr/cycle"] == cycle + 1
+        # The line's cycle is the logged step's own (as its learning_rate is), never one that does not run.
+        assert entry["sgdr/completed_cycle"] == entry["sgdr/cycle"] == cycle
         assert entry["sgdr/restart"] == 1.0 and entry["sgdr/optimizer_reset"] == 1.0
         assert entry["sgdr/snapshot"] == str(tmp_path / "snapshots" / f"cycle-{cycle:03d}")
     assert "sgdr/restart" not in history[5] and history[5]["sgdr/cycle"] == 1.0 and history[10]["sgdr/cycle"] == 2.0
@@ -44,11 +45,11 @@ def test_cycle_events_reach_log_history_tensorboard_and_the_console(
     restarts = [(e.step, e.value) for e in events.Scalars("train/sgdr/restart")]
     assert restarts == [(4, 1.0), (8, 1.0), (12, 1.0)]
     assert [(e.step, e.value) for e in events.Scalars("train/sgdr/cycle")] == [
-        (4, 1.0),
+        (4, 0.0),
         (5, 1.0),
-        (8, 2.0),
+        (8, 1.0),
         (10, 2.0),
-        (12, 3.0),
+        (12, 2.0),
     ]
     assert "train/sgdr/snapshot/text_summary" in events.Tags()["tensors"]
 

@@ -175,7 +175,10 @@ class SGDRCallback(TrainerCallback):
         cycle_mean = self._cycle_loss.add_window(state.global_step, logs["loss"])
         if cycle_mean is not None:
             self.handler.annotate(state.global_step, train_loss=cycle_mean)
-        extra = {"sgdr/cycle": float(self.handler.scheduler.current_cycle), **self._pending_logs}
+        scheduler = self.handler.scheduler
+        # The cycle of the step this line logs (as its learning_rate is): at a cycle end, the cycle it completed.
+        cycle = scheduler.current_cycle - (1 if scheduler.is_at_cycle_end() else 0)
+        extra = {"sgdr/cycle": float(cycle), **self._pending_logs}
         self._pending_logs = {}
         logs.update(extra)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
