@@ -250,6 +250,14 @@ def _no_manifest_message(root: Path) -> str:
     )
 
 
+def closest_sibling(path: Path) -> Path | None:
+    """The entry beside a missing `path` whose name is closest to its name (a typo's likely target), if any."""
+    parent = path.expanduser().parent
+    entries = [entry.name for entry in parent.iterdir()] if parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, entries, n=1)
+    return parent / close[0] if close else None
+
+
 def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     """Raise `FileNotFoundError` naming `path_or_repo_id` when it looks like a local path and does not exist.
 
@@ -261,15 +269,13 @@ def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     if path.exists():
         return
     text = os.fspath(path_or_repo_id)
-    parent = path.expanduser().parent
-    entries = [entry.name for entry in parent.iterdir()] if parent.is_dir() else []
-    close = difflib.get_close_matches(path.name, entries, n=1)
+    close = closest_sibling(path)
     explicit = (
         not isinstance(path_or_repo_id, str) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
     )
-    if not explicit and not (parent != Path(".") and close):
+    if not explicit and not (path.expanduser().parent != Path(".") and close):
         return
-    hint = f" (did you mean {parent / close[0]}?)" if close else ""
+    hint = f" (did you mean {close}?)" if close else ""
     raise FileNotFoundError(
         f"{text} does not exist{hint}: give an existing snapshot folder or training output_dir (a local path), "
         "or a Hub repo id (namespace/name)"

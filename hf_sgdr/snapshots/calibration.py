@@ -66,7 +66,10 @@ def tempered_target_log_probs(
     `logits` [..., V] and `targets` [...] (valid class indices). T = 1.0 gives exactly the untempered value.
     """
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    columns = [picked / t - (logits / t).logsumexp(dim=-1) for t in temperatures]
+    columns = [
+        picked - logits.logsumexp(dim=-1) if t == 1.0 else picked / t - (logits / t).logsumexp(dim=-1)
+        for t in temperatures
+    ]
     return torch.stack(columns, dim=-1)
 
 

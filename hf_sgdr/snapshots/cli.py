@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import functools
 import sys
 import tempfile
@@ -100,7 +99,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, args.max_eval_samples)
     selection_loader, selection_name = None, args.selection_file or args.selection_split
     train_data = TrainData.from_training(ensemble.training)
-    held_out = train_data is not None and bool(train_data.held_out) and _same_data(args, ensemble, train_data)
     if args.selection_split or args.selection_file:
         if args.selection_split and train_data is not None:
             _warn_if_trained_on(args, ensemble, train_data)
@@ -113,8 +111,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         selection_loader = _dataloader(
             args, ensemble, args.selection_split, args.selection_file, args.max_selection_samples
         )
-    elif held_out:
-        assert train_data is not None
+    elif train_data is not None and train_data.held_out and _same_data(args, ensemble, train_data):
         selection_name = HELD_OUT_NAME  # the slice the run kept out of training
         selection_loader = _dataloader(
             args, ensemble, train_data.split, train_data.data_file, args.max_selection_samples, train_data.held_out
@@ -152,10 +149,10 @@ def _check_file(flag: str, path: str | None) -> None:
     """A data file flag names an existing file (else an error with the closest name beside it)."""
     if path is None or Path(path).is_file():
         return
-    parent = Path(path).expanduser().parent
-    entries = [entry.name for entry in parent.iterdir()] if parent.is_dir() else []
-    close = difflib.get_close_matches(Path(path).name, entries, n=1)
-    hint = f" (did you mean {parent / close[0]}?)" if close else ""
+    from ..snapshot_format.loading import closest_sibling
+
+    close = closest_sibling(Path(path))
+    hint = f" (did you mean {close}?)" if close else ""
     raise ValueError(f"{flag} {path} is not a file{hint}")
 
 

@@ -109,10 +109,8 @@ def target_log_probs(
     logits = logits[:, :-1].float()
     targets = labels[:, 1:].to(logits.device)
     mask = targets != IGNORE_INDEX
-    if temperatures is not None:
-        return tempered_target_log_probs(logits, targets.clamp(min=0), temperatures)[mask]
-    picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
-    return picked[mask]
+    picked = tempered_target_log_probs(logits, targets.clamp(min=0), temperatures or (1.0,))[mask]
+    return picked if temperatures is not None else picked[..., 0]
 
 
 def _lm_targets(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
