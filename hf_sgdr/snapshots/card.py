@@ -1,13 +1,12 @@
 """The model card (README.md) and the schedule plot of a snapshot ensemble.
 
-The card is rendered from `model_cards/snapshot_ensemble.md` with `huggingface_hub.ModelCard.from_template`:
+The card is rendered from `hf_sgdr/model_cards/snapshot_ensemble.md` with `huggingface_hub.ModelCard.from_template`:
 base model, dataset, the schedule as tables and a plot, the results (every snapshot, the ensembles, the
 soups), `model-index` metadata through `EvalResult`, and a snippet that loads and uses the ensemble.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import numbers
 from pathlib import Path
@@ -30,17 +29,8 @@ MAX_CARD_CYCLES = 200
 
 
 def template_path() -> Path:
-    """The card template: package data of an installed hf_sgdr, else `model_cards/` of a source checkout."""
-    try:
-        packaged = importlib.resources.files("hf_sgdr.model_cards") / TEMPLATE_NAME
-        if packaged.is_file():
-            return Path(str(packaged))
-    except ModuleNotFoundError:
-        pass
-    source = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME
-    if not source.is_file():
-        raise FileNotFoundError(f"model card template {TEMPLATE_NAME} not found in hf_sgdr.model_cards nor {source}")
-    return source
+    """The card template, package data under `hf_sgdr/model_cards/` (in a wheel and in a checkout alike)."""
+    return Path(__file__).resolve().parents[1] / "model_cards" / TEMPLATE_NAME
 
 
 def _number(value: Any) -> float | None:
