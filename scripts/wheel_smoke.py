@@ -89,7 +89,15 @@ def main() -> None:
     if result["snapshots"] != ["cycle-000", "cycle-001", "cycle-002"]:
         sys.exit(f"expected 3 snapshots, got {result['snapshots']}")
     described = subprocess.run(
-        [str(Path(sys.executable).parent / "hf-sgdr"), "describe", "--num_training_steps", "100", "--num_cycles", "4", "--json"],
+        [
+            str(Path(sys.executable).parent / "hf-sgdr"),
+            "describe",
+            "--num_training_steps",
+            "100",
+            "--num_cycles",
+            "4",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=True,

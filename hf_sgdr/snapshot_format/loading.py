@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..atomic import TMP_PREFIX, sha256_file
+from .layout import SNAPSHOT_SUBDIR
 from .manifest import MANIFEST_NAME, SnapshotManifest, SnapshotRecord
 
 logger = logging.getLogger(__name__)
@@ -258,12 +259,19 @@ def closest_sibling(path: Path) -> Path | None:
     return parent / close[0] if close else None
 
 
+#: Names of folders this package and the `Trainer` write (a run's snapshots, one snapshot, a checkpoint): a
+#: missing `namespace/<one of these>` is a local path that does not exist, not a Hub repo to look up.
+_OUTPUT_FOLDER_NAME = re.compile(rf"^({re.escape(SNAPSHOT_SUBDIR)}|cycle-\d{{3,}}|checkpoint-\d+)$")
+
+
 def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     """Raise `FileNotFoundError` naming `path_or_repo_id` when it looks like a local path and does not exist.
 
-    Local-looking: a `Path`, a name starting with `/`, `.` or `~`, with more than one `/` or a backslash,
-    or a `namespace/name` whose `namespace` is a folder here holding an entry close to `name` (a typo such
-    as ``out/snapshotz`` beside ``out/snapshots``); anything else is left to the Hub.
+    Local-looking: a `Path`, a name starting with `/`, `.` or `~`, with more than one `/` or a backslash, a
+    `namespace/name` whose `name` is a folder name of a training run's output (``out/snapshots``,
+    ``out/checkpoint-500``), or whose `namespace` is a folder here holding an entry close to `name` (a typo
+    such as ``out/snapshotz`` beside ``out/snapshots``); anything else is left to the Hub. Decided before
+    any network call.
     """
     path = Path(path_or_repo_id)
     if path.exists():
@@ -271,11 +279,17 @@ def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     text = os.fspath(path_or_repo_id)
     close = closest_sibling(path)
     explicit = (
-        not isinstance(path_or_repo_id, str) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+        not isinstance(path_or_repo_id, str)
+        or text.startswith(("/", ".", "~"))
+        or text.count("/") > 1
+        or "\\" in text
+        or bool(_OUTPUT_FOLDER_NAME.match(path.name))
     )
     if not explicit and not (path.expanduser().parent != Path(".") and close):
         return
     hint = f" (did you mean {close}?)" if close else ""
+    if not hint and not path.expanduser().parent.exists():
+        hint = f" (there is no folder {path.expanduser().parent} either)"
     raise FileNotFoundError(
         f"{text} does not exist{hint}: give an existing snapshot folder or training output_dir (a local path), "
         "or a Hub repo id (namespace/name)"
