@@ -1,8 +1,9 @@
 """The core install (torch, transformers, safetensors) is enough for the schedule and for the ensemble side.
 
-`accelerate` and `peft` are extras (`train`, `peft`): a user who only evaluates snapshots downloaded from the Hub
-has neither. The child process below makes both unimportable (`sys.modules[name] = None`, which is what Python
-does for a package that is not installed) and then loads, evaluates, soups and predicts a real ensemble.
+`accelerate`, `peft` and `matplotlib` are extras (`train`, `peft`, `plot`): a user who only evaluates snapshots
+downloaded from the Hub may have none of them. The child process below makes all three unimportable
+(`sys.modules[name] = None`, which is what Python does for a package that is not installed) and then loads,
+evaluates, soups, predicts and saves a real ensemble.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ _CHILD = r"""
 import json, sys
 sys.modules["accelerate"] = None
 sys.modules["peft"] = None
+sys.modules["matplotlib"] = None
+import tempfile
+from pathlib import Path
+
 import torch
 from transformers import get_scheduler
 
@@ -36,7 +41,11 @@ batches = [{"input_ids": torch.randint(5, 100, (4, 12)), "attention_mask": torch
             "labels": torch.tensor([0, 1, 0, 1])} for _ in range(2)]
 report = ensemble.evaluate(batches, soups=True)
 prediction = ensemble.predict(batches)
+with tempfile.TemporaryDirectory() as saved:
+    ensemble.save_pretrained(saved)
+    saved_names = sorted(p.name for p in Path(saved).iterdir())
 print(json.dumps({
+    "saved": saved_names,
     "accelerate_loaded": "accelerate" in sys.modules and sys.modules["accelerate"] is not None,
     "lrs": lrs,
     "rows": [row.name for row in report.rows],
@@ -46,7 +55,7 @@ print(json.dumps({
 """
 
 
-def test_schedule_and_ensemble_work_without_accelerate_and_peft() -> None:
+def test_schedule_and_ensemble_work_without_accelerate_peft_and_matplotlib() -> None:
     folder = tiny_bert_folder()
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, str(folder)], capture_output=True, text=True, timeout=300, check=False
@@ -58,3 +67,6 @@ def test_schedule_and_ensemble_work_without_accelerate_and_peft() -> None:
     assert out["members"] == 4
     assert any("soup" in name for name in out["rows"])
     assert out["prediction_shape"] == [8, 2]
+    # Saved with its card; without matplotlib the card has no schedule plot (a warning says so).
+    assert "README.md" in out["saved"] and "manifest.json" in out["saved"] and "schedule.png" not in out["saved"]
+    assert "matplotlib is not installed" in result.stderr
