@@ -40,7 +40,7 @@ from ..validation import check_int
 from .averaging import CycleAverager
 from .distributed import ProcessSync, SnapshotWriteError
 from .staging import CudaStager, StagedCopy
-from .weights import join_weight_gather, save_weights, stage_weights, uses_sharded_weights
+from .weights import host_buffers, join_weight_gather, save_weights, stage_weights, uses_sharded_weights
 from .writer import SnapshotWriter
 
 logger = logging.getLogger(__name__)
@@ -268,6 +268,7 @@ class CycleEndHandler:
         self.writer: SnapshotWriter | None = None
         if self.snapshot_dir is not None and self.sync.is_main:
             self.writer = self._open_writer(max_snapshots, swa_start, processing_class, task, dict(training_info or {}))
+            self._buffers = host_buffers(self.model, self.stager, self.accelerator)
 
     # ------------------------------------------------------------------ set-up
     def _open_writer(

@@ -103,6 +103,17 @@ def capture_weights(
     return cpu_copy(_snapshot_state(model, accelerator, replace), reuse)
 
 
+def host_buffers(
+    model: torch.nn.Module, stager: CudaStager | None, accelerator: Any = None
+) -> dict[str, torch.Tensor] | None:
+    """Pinned host buffers for `model`'s snapshots, allocated ahead of the first one (`None` without a stager
+    or when the weights are not on its device)."""
+    if stager is None:
+        return None
+    state = _snapshot_state(model, accelerator, None)
+    return stager.allocate(state) if stager.handles(state) else None
+
+
 @torch.no_grad()
 def stage_weights(
     model: torch.nn.Module,
@@ -143,7 +154,8 @@ def save_weights(model: torch.nn.Module, folder: Path, weights: dict[str, torch.
     model = unwrap_model(model)
     if is_peft_model(model) or isinstance(model, PreTrainedModel):
         with _without_transformers_progress_bars():
-            model.save_pretrained(folder, state_dict=weights)
+            # A copy of the mapping: transformers 5 empties the one it is given, and the next snapshot reuses it.
+            model.save_pretrained(folder, state_dict=dict(weights))
         return
     unique: dict[int, str] = {}
     tensors = {}
