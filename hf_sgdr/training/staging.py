@@ -64,7 +64,8 @@ class CudaStager:
 
     def __init__(self, device: torch.device, optimizer: Any) -> None:
         self.device = device
-        self._stream = torch.cuda.Stream(device)
+        #: The side stream the copies run on.
+        self.stream = torch.cuda.Stream(device)
         self._in_flight: torch.cuda.Event | None = None
         self._hook = innermost_optimizer(optimizer).register_step_pre_hook(self._before_optimizer_step)
 
@@ -117,13 +118,13 @@ class CudaStager:
                     clones[key] = tensor.detach().clone()
                 tensor = clones[key]
             sources[name] = tensor
-        self._stream.wait_stream(current)
-        with torch.cuda.stream(self._stream):
+        self.stream.wait_stream(current)
+        with torch.cuda.stream(self.stream):
             tensors = cpu_copy(sources, reuse, pin_memory=True, non_blocking=True)
             for tensor in sources.values():
-                tensor.record_stream(self._stream)
+                tensor.record_stream(self.stream)
             event = torch.cuda.Event()
-            event.record(self._stream)
+            event.record(self.stream)
         self._in_flight = event
         return StagedCopy(tensors, event, self.device)
 
