@@ -4,7 +4,8 @@ gradient accumulation, star restarts and SWA. Each copy is held back on purpose 
 stream), so that a copy not ordered before the next in-place write of the weights (the next optimizer step, the star
 restore) would read later weights and fail here. Skipped without CUDA; self-contained (no `datasets`, no helpers).
 
-Run: python -m pytest -q tests/test_gpu_snapshots.py
+Run on a GPU machine, from the repository root: `python3 -m pytest -q --noconftest tests/test_gpu_snapshots.py` (this
+file needs neither the offline Hugging Face cache nor `datasets`), or through `.gpu-bundle/on_device.sh`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from helpers.training import training_args as make_args
 import hf_sgdr.training.core as core
 from hf_sgdr.training import SGDRTrainer
 
-WRITE_DELAY_S = 0.6
+WRITE_DELAY_S = 1.5  # far longer than a cycle of 2 tiny steps, even on a loaded machine
 
 
 def test_a_slow_writer_makes_the_next_snapshot_wait_and_the_host_copy_is_reused(
