@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work_dir", type=Path, default=Path(tempfile.gettempdir()) / "hf_sgdr-gpu-benchmark")
     parser.add_argument("--quick", action="store_true", help="tiny sizes on the CPU: checks the code, not the speed")
     parser.add_argument(
-        "--time_limit", type=float, default=None, help="seconds for the whole run (default 285; 900 with --quick)"
+        "--time_limit", type=float, default=None, help="seconds for the whole run (default 270; 900 with --quick)"
     )
     return parser.parse_args(argv)
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     args.results_dir.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     (args.work_dir / ("quick" if args.quick else "full")).mkdir(parents=True, exist_ok=True)
-    limit = args.time_limit or (900.0 if args.quick else 285.0)
+    limit = args.time_limit or (900.0 if args.quick else 270.0)
     end = started + limit
     records: dict[str, dict[str, Any]] = {}
     elapsed_budget = 0.0
