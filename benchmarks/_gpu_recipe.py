@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def command(quick: bool, output_dir: Path) -> list[str]:
 def run(quick: bool, work: Path, log: Path, timeout: float) -> dict[str, Any]:
     """Run the recipe (its output to `log`), killed with its process group after `timeout` seconds."""
     out = work / "glue"
+    shutil.rmtree(out, ignore_errors=True)  # a restarted run starts the recipe afresh
     argv = command(quick, out)
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as stream:

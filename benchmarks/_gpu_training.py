@@ -88,6 +88,7 @@ def run_arm(
         disable_tqdm=True,
         seed=0,
     )
+    shutil.rmtree(out, ignore_errors=True)  # what a run stopped half-way left
     clock = StepClock()
     model = copy.deepcopy(base)
     if arm == "cosine":
@@ -132,9 +133,7 @@ def run(sizes: Sizes, work: Path, deadline: float) -> dict[str, Any]:
             print(f"  (a) skipping further repeats: {len(runs)} runs fit the part's budget", flush=True)
             break
         for arm in pair:
-            out = work / f"run-{arm}"
-            shutil.rmtree(out, ignore_errors=True)
-            runs.append(run_arm(arm, base, sizes, data, out, sizes.steps, sizes.cycles))
+            runs.append(run_arm(arm, base, sizes, data, work / f"run-{arm}", sizes.steps, sizes.cycles))
             print(f"  (a) {arm}: {runs[-1]['seconds']:.2f} s", flush=True)
     shutil.rmtree(work / "snapshots", ignore_errors=True)
     shutil.move(str(work / "run-sgdr" / "snapshots"), work / "snapshots")
