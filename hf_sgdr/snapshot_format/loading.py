@@ -17,7 +17,6 @@ import os
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +226,12 @@ def verify_folder(
         raise FileNotFoundError(f"snapshot folder {root} does not exist")
     manifest = open_manifest(root, containment)
     records = manifest.snapshots if names is None else [manifest.snapshot(name) for name in names]
-    verify = partial(verify_snapshot, root, snapshot_type=manifest.snapshot_type, containment=containment)
+
+    def verify(record: SnapshotRecord) -> Path:
+        return verify_snapshot(root, record, manifest.snapshot_type, containment, checksums=checksums)
+
     with ThreadPoolExecutor(max_workers=verify_workers(len(records)), thread_name_prefix="hf_sgdr-verify") as pool:
-        list(pool.map(partial(verify, checksums=checksums), records))
+        list(pool.map(verify, records))
     return manifest, records
 
 

@@ -286,7 +286,7 @@ class SnapshotEnsemble:
         if self._template is None:
             self._template = copy.deepcopy(model).to("cpu")
         if self._runner is None:  # the CPU copies share one module: none stays resident
-            self._runner = self._model_runner(budget=0)
+            self._runner = self._model_runner(resident=False)
         self._members.append(_Member(record, state=cpu_copy(model.state_dict())))
 
     def _add_adapter(self, model: nn.Module, record: SnapshotRecord) -> None:
@@ -437,13 +437,14 @@ class SnapshotEnsemble:
         ensemble._kind = _kind_of_folder(ensemble.auto_class, folders[0])
         return ensemble
 
-    def _model_runner(self, budget: Budget = None) -> ModelRunner:
+    def _model_runner(self, *, resident: bool = True) -> ModelRunner:
+        """The runner of full-model members (`resident=False`: none kept on the device)."""
         return ModelRunner(
             self._load_module,
             self._load_state,
             self._prefetch_member,
             self.device,
-            budget=self.residency_budget if budget is None else budget,
+            budget=self.residency_budget if resident else 0,
             members=lambda: self.num_snapshots,
         )
 
