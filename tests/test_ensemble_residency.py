@@ -28,8 +28,10 @@ def _member_bytes(folder: Path) -> int:
     return module_bytes(AutoModelForSequenceClassification.from_pretrained(folder, subfolder="cycle-000"))
 
 
-def _evaluate(folder: Path, loaders: tuple[object, object], budget: int) -> tuple[SnapshotEnsemble, dict]:
-    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False, residency_budget=budget)
+def _evaluate(
+    folder: Path, loaders: tuple[object, object], budget: int | None, device: str = "cpu"
+) -> tuple[SnapshotEnsemble, dict]:
+    ensemble = SnapshotEnsemble.from_pretrained(folder, device=device, progress=False, residency_budget=budget)
     report = ensemble.evaluate(*loaders, eval_split="validation", selection_split="train")
     return ensemble, report.to_dict()
 
@@ -133,3 +135,16 @@ def test_no_transformers_loading_bar_per_member(
     assert ensemble._runner.tracker.loads >= 4
     assert "Loading weights" not in capfd.readouterr().err
     assert hf_logging.is_progress_bar_enabled()  # the switch is restored afterwards
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the default budget keeps members resident only on CUDA")
+def test_the_default_budget_on_cuda_keeps_every_member_resident(
+    loaders: tuple[object, object], load_counts: Counter
+) -> None:
+    ensemble, report = _evaluate(tiny_bert_folder(), loaders, None, "cuda")
+    assert ensemble._runner.resident_members == 4 and load_counts == {f"cycle-{i:03d}": 1 for i in range(4)}
+    _, on_cpu = _evaluate(tiny_bert_folder(), loaders, 0)
+    for row, cpu_row in zip(report["rows"], on_cpu["rows"], strict=True):
+        # CUDA and CPU kernels sum in different orders: equal to float32 rounding, not bit for bit.
+        assert row["members"] == cpu_row["members"]
+        assert row["metrics"] == pytest.approx(cpu_row["metrics"], rel=1e-4, abs=1e-5)
