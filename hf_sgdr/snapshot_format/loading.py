@@ -16,6 +16,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from ..atomic import TMP_PREFIX, sha256_file
+from ..quiet import transformers_bars_silenced
 from .layout import SNAPSHOT_SUBDIR
 from .manifest import MANIFEST_NAME, SnapshotManifest, SnapshotRecord
 
@@ -215,15 +217,28 @@ def _check_shard_index(folder: Path, record: SnapshotRecord) -> None:
 def verify_folder(
     root: Path, names: list[str] | None = None, containment: Path | None = None, *, checksums: bool = True
 ) -> tuple[SnapshotManifest, list[SnapshotRecord]]:
-    """Load the manifest of `root` and verify the snapshots called `names` (all by default)."""
+    """Load the manifest of `root` and verify the snapshots called `names` (all by default).
+
+    The snapshots are verified in parallel threads (hashing releases the GIL), each in `verify_snapshot`'s
+    order; the first failing snapshot in manifest order is the one reported.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"snapshot folder {root} does not exist")
     manifest = open_manifest(root, containment)
     records = manifest.snapshots if names is None else [manifest.snapshot(name) for name in names]
-    for record in records:
-        verify_snapshot(root, record, manifest.snapshot_type, containment, checksums=checksums)
+
+    def verify(record: SnapshotRecord) -> Path:
+        return verify_snapshot(root, record, manifest.snapshot_type, containment, checksums=checksums)
+
+    with ThreadPoolExecutor(max_workers=verify_workers(len(records)), thread_name_prefix="hf_sgdr-verify") as pool:
+        list(pool.map(verify, records))
     return manifest, records
+
+
+def verify_workers(count: int) -> int:
+    """Threads to verify `count` snapshots with: one each, at most one per CPU core."""
+    return max(1, min(count, os.cpu_count() or 1))
 
 
 def open_manifest(root: Path, containment: Path | None = None) -> SnapshotManifest:
@@ -331,10 +346,12 @@ def auto_model_class(name: str | None) -> type:
 
 
 def load_model(folder: Path, auto_class: str, **kwargs: Any) -> nn.Module:
-    """`AutoModel*.from_pretrained` on a verified local folder: safetensors only, no remote code, no network."""
-    return auto_model_class(auto_class).from_pretrained(
-        folder, use_safetensors=True, trust_remote_code=False, local_files_only=True, **kwargs
-    )
+    """`AutoModel*.from_pretrained` on a verified local folder: safetensors only, no remote code, no network, no
+    per-member progress bar."""
+    with transformers_bars_silenced():
+        return auto_model_class(auto_class).from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=False, local_files_only=True, **kwargs
+        )
 
 
 def load_state_dict(folder: Path, auto_class: str, **kwargs: Any) -> dict[str, torch.Tensor]:
