@@ -61,7 +61,8 @@ def test_a_slow_writer_makes_the_next_snapshot_wait_and_the_host_copy_is_reused(
     stalls = [event.snapshot_stall_s for event in events]
     assert stalls[0] is not None and stalls[0] < WRITE_DELAY_S / 2
     assert all(stall is not None and stall > WRITE_DELAY_S / 3 for stall in stalls[1:]), stalls
-    waits = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
+    # (cycle-000 may wait for the writer's set-up of the folder on a busy machine: not a previous write.)
+    waits = [r.getMessage() for r in caplog.records if "waited" in r.getMessage() and "cycle-000" not in r.getMessage()]
     assert len(waits) == 2 and "cycle-001" in waits[0] and "cycle-002" in waits[1]
     assert all("previous snapshot's write" in message for message in waits)
     logged = {

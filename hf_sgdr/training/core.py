@@ -452,15 +452,19 @@ class CycleEndHandler:
         Returns the seconds the training thread spent here."""
         start = time.perf_counter()
         busy = self.writer is not None and self.writer.busy()
+        after_snapshot = bool(self._written)
         error = self.writer.wait() if self.writer is not None else None
         if busy:
             waited = time.perf_counter() - start
             logger.log(
                 logging.WARNING if waited >= SLOW_WRITE_WAIT_S else logging.INFO,
-                "snapshot %s waited %.1f ms for the previous snapshot's write to finish (its host buffers are "
-                "reused): snapshot writes take longer than a cycle",
+                "snapshot %s waited %.1f ms for %s",
                 record.name,
                 waited * 1e3,
+                "the previous snapshot's write to finish (its host buffers are reused): snapshot writes take "
+                "longer than a cycle"
+                if after_snapshot
+                else "the snapshot writer to set up the folder",
             )
         already = self.writer is not None and self._written.get(record.name) == record.scheduler_step
         skip = self.sync.raise_on_failure(error, already)
