@@ -66,25 +66,26 @@ def check_resettable(optimizer: Any) -> None:
 
 
 class _FirstStepCheck:
-    """Checks the state entries after the first optimizer step, then removes itself when the second begins.
+    """Checks the state entries after the first optimizer step and once more when the second begins (a
+    subclass's overriding `step` may add entries after the post-step hook ran), then does nothing.
 
-    The post-step hook also runs when a subclass's overriding `step` returns (after its own additions);
-    the pre-step hook of the second step checks once more, the first step then being complete.
+    The hooks stay registered (two flag checks a step): removing a hook from inside the optimizer's loop over
+    its hooks raises "OrderedDict mutated during iteration" as soon as any other step hook is registered
+    (the CUDA snapshot stager registers one).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.handles = [
-            optimizer.register_step_post_hook(self._after_step),
-            optimizer.register_step_pre_hook(self._before_step),
-        ]
+        self.done = False
+        optimizer.register_step_post_hook(self._after_step)
+        optimizer.register_step_pre_hook(self._before_step)
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        _check_state_entries(optimizer)
+        if not self.done:
+            _check_state_entries(optimizer)
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if optimizer.state:
-            for handle in self.handles:
-                handle.remove()
+        if optimizer.state and not self.done:
+            self.done = True
             setattr(optimizer, _FIRST_STEP_CHECK, None)
             _check_state_entries(optimizer)
 

@@ -197,3 +197,18 @@ def test_sgdr_trainer_with_such_a_subclass_stops_at_the_first_step(tmp_path) -> 
         trainer.train()
     assert trainer.state.global_step == 0  # not a cycle of compute later
     assert not (tmp_path / "snapshots" / "cycle-000").exists()
+
+
+def test_the_first_step_check_lives_beside_other_step_hooks() -> None:
+    """The check used to remove its hooks from inside the optimizer's loop over them: with any other step
+    pre-hook registered (the CUDA snapshot stager's), the second step raised "OrderedDict mutated during
+    iteration" (seen on an H200 with optimizer resets)."""
+    parameter = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([parameter], lr=0.1)
+    check_resettable(optimizer)
+    calls = []
+    optimizer.register_step_pre_hook(lambda *args: calls.append(1))
+    for _ in range(3):
+        parameter.grad = torch.ones(3)
+        optimizer.step()
+    assert len(calls) == 3 and int(optimizer.state[parameter]["step"]) == 3
