@@ -32,10 +32,12 @@ from ..snapshot_format.loading import (
     SnapshotLoadError,
     auto_model_class,
     check_local_source,
+    contained,
     load_model,
     load_state_dict,
     open_manifest,
     read_ahead,
+    root_entries,
     verify_folder,
 )
 from ..snapshot_format.manifest import (
@@ -340,7 +342,7 @@ class SnapshotEnsemble:
         manifest, records = verify_folder(root, names, containment)
         ensemble = cls(
             max(1, len(records)),
-            tokenizer=_load_tokenizer(root),
+            tokenizer=_load_tokenizer(root, containment),
             task=manifest.task,
             schedule=manifest.schedule,
             training=manifest.training,
@@ -409,7 +411,7 @@ class SnapshotEnsemble:
             raise ValueError(f"auto_class must be one of {', '.join(SUPPORTED_AUTO_CLASSES)}; got {auto_class!r}")
         ensemble = cls(
             len(records),
-            tokenizer=_load_tokenizer(folders[-1]) or _load_tokenizer(root),
+            tokenizer=_load_tokenizer(folders[-1], root) or _load_tokenizer(root, root),
             task=task,
             device=device,
             progress=progress,
@@ -629,8 +631,9 @@ class SnapshotEnsemble:
     def _save_member(self, member: _Member, folder: Path) -> None:
         if member.folder is not None:
             for name in member.record.files:
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(member.folder / name, folder / name)
+                target = contained(folder / name, folder, f"{member.record.name}/{name}")  # never write outside
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(member.folder / name, target)
         elif isinstance(self._runner, AdapterRunner):
             from .adapters import save_adapter
 
@@ -722,7 +725,9 @@ def _select(manifest: SnapshotManifest, snapshots: Sequence[str] | int | None) -
     return list(snapshots)
 
 
-def _load_tokenizer(root: Path) -> Any:
+def _load_tokenizer(root: Path, containment: Path) -> Any:
+    """The tokenizer saved in `root`, or None; every entry of `root` must resolve inside `containment`."""
+    root_entries(root, containment)
     if not any((root / name).is_file() for name in _TOKENIZER_FILES):
         return None
     from transformers import AutoTokenizer

@@ -134,7 +134,8 @@ def push_folder(
 
     root = Path(folder)
     names = None if manifest is None else [record.name for record in manifest.snapshots]
-    on_disk, records = verify_folder(root, names, _cache_repo_folder(root), checksums=False)
+    containment = _cache_repo_folder(root)
+    on_disk, records = verify_folder(root, names, containment, checksums=False)
     if manifest is not None:
         for record in manifest.snapshots:
             if record != on_disk.snapshot(record.name):
@@ -143,7 +144,7 @@ def push_folder(
     if manifest is not None and MANIFEST_NAME not in extra:
         extra[MANIFEST_NAME] = json_text(manifest.to_dict()).encode("utf-8")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in extra.items()]
-    for path in root_files(root):
+    for path in root_files(root, containment):
         if path.name not in extra:
             operations.append(CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)))
     for record in records:
