@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .atomic import check_output_file
+from .redaction import redact
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
 from .schedule import CycleInfo, SGDRSchedule, build_schedule
 from .schedule_parameters import SCHEDULE_PARAMETERS
@@ -25,13 +27,19 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """One line on stderr, `prog: error: message`, exit status 2 (no usage block: `--help` shows it)."""
         if message.startswith("unrecognized arguments:"):
             known = sorted(set(_option_strings(self)))
             for flag in message.split(":", 1)[1].split():
                 close = difflib.get_close_matches(flag.split("=")[0], known, n=1) if flag.startswith("--") else []
                 if close:
                     message += f" (did you mean {close[0]}?)"
-        super().error(message)
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(message: object) -> str:
+    """`message` on one line, tokens redacted: what `hf-sgdr` prints for an error."""
+    return redact("; ".join(line.strip() for line in str(message).splitlines() if line.strip()))
 
 
 def _option_strings(parser: argparse.ArgumentParser) -> Iterator[str]:
@@ -119,10 +127,11 @@ def _print_budget_warnings(schedule: SGDRSchedule, budget: int, lrs: list[float]
 def _plot(args: argparse.Namespace) -> int:
     from .plotting import plot_schedule
 
-    schedule, budget, lrs = schedule_from_arguments(args)
+    check_output_file(args.output, "--output")
     folder = Path(args.output).parent
     if not folder.is_dir():
         raise ValueError(f"the folder of --output {args.output} does not exist ({folder}); create it first")
+    schedule, budget, lrs = schedule_from_arguments(args)
     plot_schedule(schedule, budget, lrs, path=args.output)
     print(f"wrote {args.output}")
     _print_budget_warnings(schedule, budget, lrs)
@@ -152,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ValueError as error:
-        parser.exit(2, f"hf-sgdr {args.command}: error: {error}\n")
+        parser.exit(2, f"hf-sgdr {args.command}: error: {one_line(error)}\n")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, check_output_file
 from ..hub_access import loading
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, snapshot_name
@@ -536,6 +536,8 @@ class SnapshotEnsemble:
         mixing them (see `metric_suite`).
         """
         runner = self._require_members()
+        if json_path is not None:
+            check_output_file(json_path, "json_path")  # before the work, not after it
         if selection_dataloader is not None and (
             selection_dataloader is eval_dataloader or selection_split == eval_split
         ):
