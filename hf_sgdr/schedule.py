@@ -8,7 +8,8 @@ with `d = lr_decay**i`::
 
     lr = d*eta_min + (d*eta_max - d*eta_min) * (1 + cos(pi * T_cur / T_i)) / 2
 
-which equals torch's `CosineAnnealingWarmRestarts` for integer `T_mult` and `lr_decay = 1`.
+which equals torch's `CosineAnnealingWarmRestarts` bit for bit for integer `T_mult`, `lr_decay = 1` and float
+lrs (a float32 tensor lr is this value rounded once, within one ulp of torch's float32 arithmetic).
 
 Instead of `T_0`/`T_mult`, a schedule may list its cycles: each one's length (steps, or a fraction of the
 budget after the warmup) and peak (a factor on the param group's peak), e.g. one long fine-tuning cycle
