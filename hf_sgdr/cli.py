@@ -14,9 +14,9 @@ from .atomic import check_output_file
 from .redaction import redact
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
 from .schedule import CycleInfo, SGDRSchedule, build_schedule
-from .schedule_parameters import SCHEDULE_PARAMETERS
+from .schedule_parameters import NUM_TRAINING_STEPS, SCHEDULE_PARAMETERS
 from .snapshots.cli import add_snapshot_commands
-from .validation import check_float, check_int
+from .validation import check_float
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +56,7 @@ def _add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     for parameter in SCHEDULE_PARAMETERS:
         if parameter.shape:
             group.add_argument(f"--{parameter.name}", default=None, metavar="VALUE", help=parameter.help)
-    group.add_argument("--num_training_steps", required=True, help="the training budget in optimizer steps")
+    group.add_argument("--num_training_steps", required=True, help=NUM_TRAINING_STEPS.help)
     group.add_argument(
         "--lr", nargs="+", default=["5e-5"], metavar="LR", help="initial lr of each param group (default 5e-5)"
     )
@@ -66,7 +66,7 @@ def schedule_from_arguments(args: argparse.Namespace) -> tuple[SGDRSchedule, int
     """Build the schedule, the budget and the group lrs from parsed flags (validated like the factory)."""
     given = {name: getattr(args, name) for name in SCHEDULER_KWARGS if getattr(args, name, None) is not None}
     options = normalize_scheduler_kwargs(given)
-    budget = check_int("num_training_steps", args.num_training_steps, minimum=1)
+    budget = NUM_TRAINING_STEPS.check(args.num_training_steps)
     schedule = build_schedule(options.pop("T_0", None), num_training_steps=budget, **options)
     lrs = [check_float("lr", x, minimum=0.0, min_open=True) for x in args.lr]
     schedule.check_floors(lrs)  # as the scheduler refuses them: a floor at or above a peak, one floor too few
