@@ -73,6 +73,10 @@ def schedule_from_arguments(args: argparse.Namespace) -> tuple[SGDRSchedule, int
     return schedule, budget, lrs
 
 
+#: `describe` shows at most this many cycles: the first and the last halves (a summary, whatever the count).
+MAX_DESCRIBED_CYCLES = 200
+
+
 def _cycle_json(schedule: SGDRSchedule, row: CycleInfo, max_lr: float, group: int) -> dict[str, float | int]:
     """One cycle for `describe --json`: `last_lr` (the lr of its last step) and `floor` (its decayed eta_min)."""
     values = row._asdict()
@@ -83,9 +87,10 @@ def _cycle_json(schedule: SGDRSchedule, row: CycleInfo, max_lr: float, group: in
 
 def _describe(args: argparse.Namespace) -> int:
     schedule, budget, lrs = schedule_from_arguments(args)
-    tables = [(group, lr, schedule.describe(budget, lr, group)) for group, lr in enumerate(lrs)]
+    tables = [(group, lr, schedule.describe(budget, lr, group, MAX_DESCRIBED_CYCLES)) for group, lr in enumerate(lrs)]
+    count = schedule.count_cycles(budget)
     if args.json:
-        payload: dict[str, Any] = {"schedule": schedule.to_dict()}
+        payload: dict[str, Any] = {"schedule": schedule.to_dict(), "num_cycles": count}
         groups = [
             {"group": group, "lr": lr, "cycles": [_cycle_json(schedule, row, lr, group) for row in rows]}
             for group, lr, rows in tables
@@ -99,7 +104,11 @@ def _describe(args: argparse.Namespace) -> int:
             if len(tables) > 1:
                 print(f"param group {group} (lr {lr:g})")
             print(f"{'cycle':>5} {'start':>9} {'end':>9} {'length':>8} {'max lr':>11} {'last lr':>11} {'floor':>11}")
+            previous = -1
             for row in rows:
+                if row.cycle and row.cycle != previous + 1:
+                    print(f"{'...':>5} {row.cycle - previous - 1} more cycles")
+                previous = row.cycle
                 end = f"{row.end}" + ("*" if row.end > budget else "")
                 floor = schedule.cycle_bounds(row.cycle, lr, group)[1]
                 print(
@@ -112,8 +121,8 @@ def _describe(args: argparse.Namespace) -> int:
         )
         if rows and rows[-1].end > budget:
             print(f"* the last cycle runs past the budget of {budget} steps")
-        ends = schedule.cycle_ends(budget)
-        print(f"snapshots at steps: {ends}  (restarts: {len(schedule.restarts(budget - 1))})")
+        restarts = schedule.count_restarts(budget - 1)
+        print(f"snapshots at steps: {schedule.cycle_ends_text(budget)}  (restarts: {restarts})")
     _print_budget_warnings(schedule, budget, lrs)
     return 0
 

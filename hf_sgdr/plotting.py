@@ -14,8 +14,15 @@ from .schedule import SGDRSchedule
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: Above this many steps the curve is sampled (cycle boundaries are always kept, so restarts stay sharp).
+#: Above this many steps the curve is sampled (cycle boundaries are kept while there are at most
+#: `MAX_MARKED_CYCLES` of them, so restarts stay sharp).
 MAX_PLOTTED_POINTS = 20_000
+#: Restart lines and snapshot dots are drawn for at most this many cycles; beyond, a picture cannot show them
+#: apart, and the title says how many there are instead (so any legal schedule plots in about a second).
+MAX_MARKED_CYCLES = 500
+#: Points sampled when there are more cycles than that: about two per pixel of the figure's width, since a
+#: longer zig-zag path only costs drawing time.
+CROWDED_POINTS = 2_000
 
 
 def _import_pyplot() -> Any:
@@ -30,13 +37,19 @@ def _import_pyplot() -> Any:
 
 
 def plotted_steps(schedule: SGDRSchedule, num_training_steps: int) -> list[int]:
-    """Steps at which to evaluate the curve: all of them, or a sample that keeps every boundary."""
-    if num_training_steps <= MAX_PLOTTED_POINTS:
+    """Steps at which to evaluate the curve: all of them, or a sample that keeps every boundary (a coarser one
+    without the boundaries when there are more than `MAX_MARKED_CYCLES` cycles)."""
+    marked = schedule.count_cycle_ends(num_training_steps) <= MAX_MARKED_CYCLES
+    points = MAX_PLOTTED_POINTS if marked else CROWDED_POINTS
+    if num_training_steps <= points:
         return list(range(num_training_steps))
-    stride = -(-num_training_steps // MAX_PLOTTED_POINTS)
+    stride = -(-num_training_steps // points)
     steps = set(range(0, num_training_steps, stride))
-    for end in schedule.cycle_ends(num_training_steps):
-        steps.update(s for s in (end - 1, end) if s < num_training_steps)
+    if not marked:  # a step at a varying offset in each stride, so that short cycles do not alias into a flat line
+        steps.update(min(start + (start // stride * 7919) % stride, num_training_steps - 1) for start in steps.copy())
+    if marked:
+        for end in schedule.cycle_ends(num_training_steps):
+            steps.update(s for s in (end - 1, end) if s < num_training_steps)
     steps.add(num_training_steps - 1)
     return sorted(steps)
 
@@ -65,14 +78,18 @@ def plot_schedule(
     if len(names) != len(max_lrs):
         raise ValueError(f"group_names must have one name per max_lrs entry ({len(max_lrs)}); got {len(names)}")
     curves = list(zip(*(schedule.lrs(t, max_lrs) for t in steps), strict=True))
+    marked = schedule.count_cycle_ends(num_training_steps) <= MAX_MARKED_CYCLES
     if snapshot_steps is None:
-        snapshot_steps = schedule.cycle_ends(num_training_steps)
+        snapshot_steps = schedule.cycle_ends(num_training_steps) if marked else []
+    elif len(snapshot_steps) > MAX_MARKED_CYCLES:
+        snapshot_steps = []
 
     figure, axis = plt.subplots(figsize=(9, 4), dpi=110)
     for name, curve in zip(names, curves, strict=True):
         axis.plot(steps, curve, linewidth=1.2, label=name if len(max_lrs) > 1 else "learning rate")
-    for restart in schedule.restarts(num_training_steps - 1):
-        axis.axvline(restart, color="grey", linestyle="--", linewidth=0.7)
+    if marked:
+        restarts = schedule.restarts(num_training_steps - 1)
+        axis.vlines(restarts, 0, 1, transform=axis.get_xaxis_transform(), color="grey", linestyle="--", linewidth=0.7)
     if snapshot_steps:
         lrs_at_snapshots = [schedule.lrs(max(s - 1, 0), max_lrs)[0] for s in snapshot_steps]
         axis.scatter(snapshot_steps, lrs_at_snapshots, color="crimson", zorder=3, label="snapshot")
@@ -81,6 +98,8 @@ def plot_schedule(
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("learning rate")
     axis.set_xlim(0, num_training_steps)
+    if not marked:
+        title = f"{title or _default_title(schedule)} ({schedule.count_restarts(num_training_steps - 1)} restarts)"
     axis.set_title(title or _default_title(schedule))
     if metric_by_snapshot:
         twin = axis.twinx()

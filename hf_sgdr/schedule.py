@@ -165,7 +165,7 @@ class SGDRSchedule:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "T_0", check_int("T_0", self.T_0, minimum=1))
+        set_(self, "T_0", check_int("T_0", self.T_0, minimum=1, maximum=MAX_STEPS))
         for name in _CHECKED_FIELDS:
             set_(self, name, PARAMETERS[name].check(getattr(self, name)))
         if self.eta_max is not None and max(self._eta_mins) >= self.eta_max:
@@ -192,7 +192,12 @@ class SGDRSchedule:
             set_(
                 self,
                 "last_cycle_length",
-                check_int("last_cycle_length", self.last_cycle_length, minimum=self.restart_warmup_steps + 1),
+                check_int(
+                    "last_cycle_length",
+                    self.last_cycle_length,
+                    minimum=self.restart_warmup_steps + 1,
+                    maximum=MAX_STEPS,
+                ),
             )
         set_(self, "_runs", _CycleRuns(self))
 
@@ -378,6 +383,15 @@ class SGDRSchedule:
         if up_to < self.warmup_steps:
             return 0
         return self.position(up_to).cycle
+
+    def cycle_ends_text(self, up_to: int, edge: int = 10) -> str:
+        """`cycle_ends(up_to)` for people: the whole list, or the first and last `edge` ends and the count."""
+        count = self.count_cycle_ends(up_to)
+        if count <= 2 * edge:
+            return str(self.cycle_ends(up_to))
+        first = ", ".join(str(self.cycle_start(cycle)) for cycle in range(1, edge + 1))
+        last = ", ".join(str(self.cycle_start(cycle)) for cycle in range(count - edge + 1, count + 1))
+        return f"[{first}, ... {count - 2 * edge} more ..., {last}] ({count} in all)"
 
     def count_restarts(self, up_to: int) -> int:
         """How many steps `t <= up_to` restart the lr (`len(restarts(up_to))` in one O(log) lookup)."""
@@ -577,6 +591,7 @@ class _CycleRuns:
         self.cycles = [0]
         self.starts = [0]
         self.lengths = [schedule.cycle_length(0)]
+        self._log_T_0, self._log_T_mult = math.log(schedule.T_0), math.log(schedule.T_mult)
         # T_mult = 1 without a cycle limit: the first run never ends.
         self.complete = schedule.T_mult == 1.0 and schedule.cycle_limit is None
         if schedule.cycles is not None:  # a cycle list: every run known at once, the last of length 0
@@ -603,7 +618,7 @@ class _CycleRuns:
         else:
             # First cycle whose rule length exceeds L: T_0 * T_mult**i >= L + 0.5; the log only guesses,
             # the integer rule decides.
-            nxt = max(c + 1, math.ceil(math.log((L + 0.5) / sched.T_0) / math.log(sched.T_mult)))
+            nxt = max(c + 1, math.ceil((math.log(L + 0.5) - self._log_T_0) / self._log_T_mult))
             while nxt > c + 1 and _rule_length(sched.T_0, sched.T_mult, nxt - 1) > L:
                 nxt -= 1
             while _rule_length(sched.T_0, sched.T_mult, nxt) <= L:

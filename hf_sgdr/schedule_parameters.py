@@ -17,10 +17,10 @@ from typing import Any
 from .validation import check_bool, check_float, check_int
 
 DEFAULT_NUM_CYCLES = 4
-#: The largest step count any parameter or training budget may name (10^10 optimizer steps). It bounds the work of
+#: The largest step count any parameter or training budget may name (10^9 optimizer steps). It bounds the work of
 #: every budget-wide answer (fit, warnings, describe, plot): with `T_mult` barely above 1 the boundary index grows
 #: with the number of distinct cycle lengths, about the square root of the steps it covers.
-MAX_STEPS = 10**10
+MAX_STEPS = 10**9
 #: The largest `T_mult`: cycle lengths stay finite floats for every cycle a budget of `MAX_STEPS` can reach.
 MAX_T_MULT = 1000.0
 
@@ -84,7 +84,7 @@ def _as_int(bound: float | None) -> int | None:
 SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
     ScheduleParameter(
         "T_0", int, None,
-        "steps in the first cycle (integer in [1, 10^10]); omit to fit the budget with num_cycles",
+        "steps in the first cycle (integer in [1, 10^9]); omit to fit the budget with num_cycles",
         minimum=1, maximum=MAX_STEPS, nullable=True,
     ),
     ScheduleParameter(
@@ -150,7 +150,7 @@ SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
 
 #: The training budget: not a schedule parameter (the Trainer or the caller owns it), but bounded alike.
 NUM_TRAINING_STEPS = ScheduleParameter(
-    "num_training_steps", int, None, "the training budget in optimizer steps (integer in [1, 10^10])",
+    "num_training_steps", int, None, "the training budget in optimizer steps (integer in [1, 10^9])",
     minimum=1, maximum=MAX_STEPS, option=False,
 )  # fmt: skip
 #: The parameters by name.
