@@ -87,9 +87,8 @@ def plot_schedule(
     figure, axis = plt.subplots(figsize=(9, 4), dpi=110)
     for name, curve in zip(names, curves, strict=True):
         axis.plot(steps, curve, linewidth=1.2, label=name if len(max_lrs) > 1 else "learning rate")
-    if marked:
-        restarts = schedule.restarts(num_training_steps - 1)
-        axis.vlines(restarts, 0, 1, transform=axis.get_xaxis_transform(), color="grey", linestyle="--", linewidth=0.7)
+    for restart in schedule.restarts(num_training_steps - 1) if marked else []:
+        axis.axvline(restart, color="grey", linestyle="--", linewidth=0.7)
     if snapshot_steps:
         lrs_at_snapshots = [schedule.lrs(max(s - 1, 0), max_lrs)[0] for s in snapshot_steps]
         axis.scatter(snapshot_steps, lrs_at_snapshots, color="crimson", zorder=3, label="snapshot")
