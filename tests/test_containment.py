@@ -97,3 +97,13 @@ def test_a_shard_index_naming_anything_but_a_plain_file_is_refused(tmp_path: Pat
     with pytest.raises(SnapshotLoadError, match="plain file name"):
         SnapshotEnsemble.from_checkpoints(run, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["run"]  # nothing written beside it
+
+
+def test_save_pretrained_never_writes_through_a_link_out_of_the_destination(tmp_path: Path, secret: Path) -> None:
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "tokenizer.json").symlink_to(secret)  # the tokenizer would be saved through it
+    with pytest.raises(SnapshotLoadError, match=r"tokenizer\.json resolves to .*outside"):
+        ensemble.save_pretrained(dest)
+    assert secret.read_text() == TOKEN and sorted(os.listdir(dest)) == ["tokenizer.json"]

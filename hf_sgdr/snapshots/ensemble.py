@@ -615,6 +615,7 @@ class SnapshotEnsemble:
         self._require_members()
         root = Path(save_directory)
         root.mkdir(parents=True, exist_ok=True)
+        root_entries(root)  # an entry linking out (e.g. tokenizer.json) would be written through: refused first
         records = []
         for member in self._members:
             files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
