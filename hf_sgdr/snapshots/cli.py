@@ -184,7 +184,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     elif train_data is not None and train_data.held_out and _same_data(args, ensemble, train_data):
         selection_name = HELD_OUT_NAME  # the slice the run kept out of training
         selection_loader = _dataloader(
-            args, ensemble, train_data.split, train_data.data_file, args.max_selection_samples, train_data.held_out
+            args,
+            ensemble,
+            train_data.split,
+            train_data.data_file,
+            args.max_selection_samples,
+            train_data.held_out,
+            flag="the run's training data file (manifest.json training.train_data)",
         )
     else:
         _refuse_selection_flags(args, train_data)
