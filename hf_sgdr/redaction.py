@@ -23,10 +23,11 @@ from typing import Any
 REDACTED = "hf_***"
 #: Environment variables `huggingface_hub` reads a token from.
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-#: Token-shaped text (Hugging Face user and organisation tokens) and the credential after `Bearer`/`Basic`.
+#: Token-shaped text (Hugging Face user and organisation tokens) and the credential of an `Authorization` value
+#: (`Bearer ...`, `Basic ...`): (pattern, replacement).
 _PATTERNS = (
-    re.compile(r"\b(?:hf|api_org)_[A-Za-z0-9]{8,}"),
-    re.compile(r"(?i)(?<=bearer )\s*[^\s'\",;}\]]+|(?<=basic )\s*[^\s'\",;}\]]+"),
+    (re.compile(r"\b(?:hf|api_org)_[A-Za-z0-9]{8,}"), REDACTED),
+    (re.compile(r"\b(Bearer|bearer|BEARER|Basic)(\s+)[A-Za-z0-9._~+/=*-]{6,}"), rf"\1\2{REDACTED}"),
 )
 _factory_lock = threading.Lock()
 
@@ -42,12 +43,12 @@ def known_tokens(token: str | bool | None = None) -> set[str]:
     return {value.strip() for value in found if value and value.strip()}
 
 
-def redact(text: str, tokens: Iterable[str] = ()) -> str:
+def redact(text: str, tokens: Iterable[str] | None = None) -> str:
     """`text` with every token in `tokens` (default: `known_tokens()`) and every token-shaped string replaced."""
-    for token in sorted(set(tokens) or known_tokens(), key=len, reverse=True):
+    for token in sorted(known_tokens() if tokens is None else set(tokens), key=len, reverse=True):
         text = text.replace(token, REDACTED)
-    for pattern in _PATTERNS:
-        text = pattern.sub(REDACTED, text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
     return text
 
 
@@ -55,10 +56,10 @@ def _redact_value(value: Any, tokens: set[str]) -> Any:
     return redact(value, tokens) if isinstance(value, str) else value
 
 
-def redact_exception(error: BaseException, tokens: Iterable[str] = ()) -> BaseException:
+def redact_exception(error: BaseException, tokens: Iterable[str] | None = None) -> BaseException:
     """Redact `error` in place: its arguments and string attributes, the `Authorization` header of the request it
     carries (`huggingface_hub` and httpx errors keep it), and the same for every cause and context in its chain."""
-    tokens = set(tokens) or known_tokens()
+    tokens = known_tokens() if tokens is None else set(tokens)
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
