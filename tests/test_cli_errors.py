@@ -76,6 +76,18 @@ def test_labels_outside_the_models_classes(tmp_path: Path) -> None:
     assert "integers in [0, 1] for a model with 2 labels" in err
 
 
+def test_the_library_refuses_labels_outside_the_classes_by_name() -> None:
+    from helpers.ensembles import tokenizer
+
+    from hf_sgdr.data import text_dataloader
+    from hf_sgdr.snapshots import SnapshotEnsemble
+
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    loader = text_dataloader(tokenizer(), ["a fine film", "a dull film"], labels=[1, 7])
+    with pytest.raises(ValueError, match=r"outside the model's classes \(7\): labels must be integers in \[0, 1\]"):
+        ensemble.evaluate(loader, soups=False)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_a_binary_file_given_as_data(tmp_path: Path, suffix: str) -> None:
     data = tmp_path / f"data{suffix}"
