@@ -79,3 +79,13 @@ def test_ensemble_evaluate_checks_json_path_before_any_work(tmp_path: Path) -> N
     never_read = map(lambda _: pytest.fail("the data was read before the json_path check"), range(1))
     with pytest.raises(OutputPathError, match=f"json_path {tmp_path} is a folder"):
         ensemble.evaluate(never_read, json_path=tmp_path)
+
+
+def test_save_pretrained_checks_its_card_target_before_writing_anything(tmp_path: Path) -> None:
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    os.mkfifo(dest / "README.md")
+    with pytest.raises(OutputPathError, match=r"README\.md is a FIFO"):
+        ensemble.save_pretrained(dest)
+    assert sorted(os.listdir(dest)) == ["README.md"]

@@ -616,6 +616,8 @@ class SnapshotEnsemble:
         root = Path(save_directory)
         root.mkdir(parents=True, exist_ok=True)
         root_entries(root)  # an entry linking out (e.g. tokenizer.json) would be written through: refused first
+        for name in (MANIFEST_NAME, PLOT_NAME, "README.md"):
+            check_output_file(root / name)  # a FIFO or a device there is refused before any work too
         records = []
         for member in self._members:
             files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
