@@ -35,8 +35,13 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-class OutputPathError(ValueError):
-    """An output target that is not a regular file (a folder, a symlink, a FIFO, a device, a socket)."""
+class OutputPathError(ValueError, OSError):
+    """An output target that is not a regular file (a folder, a symlink, a FIFO, a device, a socket): a bad
+    argument (`ValueError`, one line on the command line) and a failed write (`OSError`, as the write would be)."""
+
+
+class OutputFolderError(OutputPathError, IsADirectoryError):
+    """An output target that is a folder (an `IsADirectoryError`, as renaming over it would raise)."""
 
 
 def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Path:
@@ -49,7 +54,7 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Pat
     target = Path(path)
     kind = _special_kind(target)
     if kind is not None:
-        raise OutputPathError(
+        raise (OutputFolderError if kind == "a folder" else OutputPathError)(
             f"{what} {target} is {kind}: hf_sgdr writes a regular file there (a temporary renamed over it), so it "
             "refuses to replace anything else; give the path of a new or regular file"
         )
