@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +35,48 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."""
+class OutputPathError(ValueError, OSError):
+    """An output target that is not a regular file (a folder, a symlink, a FIFO, a device, a socket): a bad
+    argument (`ValueError`, one line on the command line) and a failed write (`OSError`, as the write would be)."""
+
+
+class OutputFolderError(OutputPathError, IsADirectoryError):
+    """An output target that is a folder (an `IsADirectoryError`, as renaming over it would raise)."""
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Path:
+    """`path` as a `Path` if it is absent or a regular file, else `OutputPathError` naming `what`.
+
+    The writers here rename a temporary over their target, which would replace a symlink, a FIFO or a device
+    node with a regular file (and fail late on a folder): such targets are refused instead, never written
+    through. Call it before the work whose result goes there, so that a bad target fails first.
+    """
     target = Path(path)
+    kind = _special_kind(target)
+    if kind is not None:
+        raise (OutputFolderError if kind == "a folder" else OutputPathError)(
+            f"{what} {target} is {kind}: hf_sgdr writes a regular file there (a temporary renamed over it), so it "
+            "refuses to replace anything else; give the path of a new or regular file"
+        )
+    return target
+
+
+def _special_kind(path: Path) -> str | None:
+    """What `path` is when it exists and is not a regular file (symlinks not followed)."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISLNK: "a symlink", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kinds.items() if test(mode)), "a device or special file")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename); a target that is not a
+    regular file is refused (`check_output_file`)."""
+    target = check_output_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_sibling(target)
     try:

@@ -10,11 +10,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .atomic import check_output_file
+from .redaction import redact
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
 from .schedule import CycleInfo, SGDRSchedule, build_schedule
-from .schedule_parameters import SCHEDULE_PARAMETERS
+from .schedule_parameters import NUM_TRAINING_STEPS, SCHEDULE_PARAMETERS
 from .snapshots.cli import add_snapshot_commands
-from .validation import check_float, check_int
+from .validation import check_float
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,13 +27,19 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """One line on stderr, `prog: error: message`, exit status 2 (no usage block: `--help` shows it)."""
         if message.startswith("unrecognized arguments:"):
             known = sorted(set(_option_strings(self)))
             for flag in message.split(":", 1)[1].split():
                 close = difflib.get_close_matches(flag.split("=")[0], known, n=1) if flag.startswith("--") else []
                 if close:
                     message += f" (did you mean {close[0]}?)"
-        super().error(message)
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(message: object) -> str:
+    """`message` on one line, tokens redacted: what `hf-sgdr` prints for an error."""
+    return redact("; ".join(line.strip() for line in str(message).splitlines() if line.strip()))
 
 
 def _option_strings(parser: argparse.ArgumentParser) -> Iterator[str]:
@@ -48,7 +56,7 @@ def _add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     for parameter in SCHEDULE_PARAMETERS:
         if parameter.shape:
             group.add_argument(f"--{parameter.name}", default=None, metavar="VALUE", help=parameter.help)
-    group.add_argument("--num_training_steps", required=True, help="the training budget in optimizer steps")
+    group.add_argument("--num_training_steps", required=True, help=NUM_TRAINING_STEPS.help)
     group.add_argument(
         "--lr", nargs="+", default=["5e-5"], metavar="LR", help="initial lr of each param group (default 5e-5)"
     )
@@ -58,11 +66,15 @@ def schedule_from_arguments(args: argparse.Namespace) -> tuple[SGDRSchedule, int
     """Build the schedule, the budget and the group lrs from parsed flags (validated like the factory)."""
     given = {name: getattr(args, name) for name in SCHEDULER_KWARGS if getattr(args, name, None) is not None}
     options = normalize_scheduler_kwargs(given)
-    budget = check_int("num_training_steps", args.num_training_steps, minimum=1)
+    budget = NUM_TRAINING_STEPS.check(args.num_training_steps)
     schedule = build_schedule(options.pop("T_0", None), num_training_steps=budget, **options)
     lrs = [check_float("lr", x, minimum=0.0, min_open=True) for x in args.lr]
     schedule.check_floors(lrs)  # as the scheduler refuses them: a floor at or above a peak, one floor too few
     return schedule, budget, lrs
+
+
+#: `describe` shows at most this many cycles: the first and the last halves (a summary, whatever the count).
+MAX_DESCRIBED_CYCLES = 200
 
 
 def _cycle_json(schedule: SGDRSchedule, row: CycleInfo, max_lr: float, group: int) -> dict[str, float | int]:
@@ -75,9 +87,10 @@ def _cycle_json(schedule: SGDRSchedule, row: CycleInfo, max_lr: float, group: in
 
 def _describe(args: argparse.Namespace) -> int:
     schedule, budget, lrs = schedule_from_arguments(args)
-    tables = [(group, lr, schedule.describe(budget, lr, group)) for group, lr in enumerate(lrs)]
+    tables = [(group, lr, schedule.describe(budget, lr, group, MAX_DESCRIBED_CYCLES)) for group, lr in enumerate(lrs)]
+    count = schedule.count_cycles(budget)
     if args.json:
-        payload: dict[str, Any] = {"schedule": schedule.to_dict()}
+        payload: dict[str, Any] = {"schedule": schedule.to_dict(), "num_cycles": count}
         groups = [
             {"group": group, "lr": lr, "cycles": [_cycle_json(schedule, row, lr, group) for row in rows]}
             for group, lr, rows in tables
@@ -91,7 +104,11 @@ def _describe(args: argparse.Namespace) -> int:
             if len(tables) > 1:
                 print(f"param group {group} (lr {lr:g})")
             print(f"{'cycle':>5} {'start':>9} {'end':>9} {'length':>8} {'max lr':>11} {'last lr':>11} {'floor':>11}")
+            previous = -1
             for row in rows:
+                if row.cycle and row.cycle != previous + 1:
+                    print(f"{'...':>5} {row.cycle - previous - 1} more cycles")
+                previous = row.cycle
                 end = f"{row.end}" + ("*" if row.end > budget else "")
                 floor = schedule.cycle_bounds(row.cycle, lr, group)[1]
                 print(
@@ -104,8 +121,8 @@ def _describe(args: argparse.Namespace) -> int:
         )
         if rows and rows[-1].end > budget:
             print(f"* the last cycle runs past the budget of {budget} steps")
-        ends = schedule.cycle_ends(budget)
-        print(f"snapshots at steps: {ends}  (restarts: {len(schedule.restarts(budget - 1))})")
+        restarts = schedule.count_restarts(budget - 1)
+        print(f"snapshots at steps: {schedule.cycle_ends_text(budget)}  (restarts: {restarts})")
     _print_budget_warnings(schedule, budget, lrs)
     return 0
 
@@ -119,10 +136,11 @@ def _print_budget_warnings(schedule: SGDRSchedule, budget: int, lrs: list[float]
 def _plot(args: argparse.Namespace) -> int:
     from .plotting import plot_schedule
 
-    schedule, budget, lrs = schedule_from_arguments(args)
+    check_output_file(args.output, "--output")
     folder = Path(args.output).parent
     if not folder.is_dir():
         raise ValueError(f"the folder of --output {args.output} does not exist ({folder}); create it first")
+    schedule, budget, lrs = schedule_from_arguments(args)
     plot_schedule(schedule, budget, lrs, path=args.output)
     print(f"wrote {args.output}")
     _print_budget_warnings(schedule, budget, lrs)
@@ -152,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ValueError as error:
-        parser.exit(2, f"hf-sgdr {args.command}: error: {error}\n")
+        parser.exit(2, f"hf-sgdr {args.command}: error: {one_line(error)}\n")
 
 
 if __name__ == "__main__":

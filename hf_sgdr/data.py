@@ -137,14 +137,25 @@ def load_data_files(files: Mapping[str, str]) -> Any:
     """A `datasets.DatasetDict` with one split per entry of `files` (split name -> local file), all of one
     format: .txt, .csv, .tsv, .json(l) or .parquet."""
     from datasets import load_dataset
+    from datasets.exceptions import DatasetsError
+    from pyarrow.lib import ArrowException
 
     suffixes = {os.path.splitext(path)[1].lower() for path in files.values()}
     if len(suffixes) != 1 or not suffixes <= DATA_FILE_FORMATS.keys():
         raise ValueError(
             f"data files must share one format among {', '.join(DATA_FILE_FORMATS)}; got {sorted(files.values())}"
         )
-    builder, options = DATA_FILE_FORMATS[suffixes.pop()]
-    return load_dataset(builder, data_files=dict(files), **options)
+    suffix = suffixes.pop()
+    builder, options = DATA_FILE_FORMATS[suffix]
+    try:
+        return load_dataset(builder, data_files=dict(files), **options)
+    except (DatasetsError, ArrowException, UnicodeDecodeError) as error:
+        cause = error.__cause__ or error
+        detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        raise ValueError(
+            f"{', '.join(sorted(files.values()))} cannot be read as {suffix} data ({type(cause).__name__}: {detail}); "
+            f"give a UTF-8 {suffix} file"
+        ) from None
 
 
 def load_split(
@@ -173,9 +184,12 @@ def dataset_dataloader(
     max_length: int = 128,
     block_size: int = 128,
     batch_size: int = 32,
+    num_labels: int | None = None,
+    label_flag: str = "label column",
 ) -> DataLoader:
     """The dataloader for a `datasets` split: texts (and pairs, columns by `text_columns_for`) with labels,
-    or the `lm_blocks` of its text column."""
+    or the `lm_blocks` of its text column. With `num_labels` (classification), every label must be an
+    integer class in [0, num_labels): else a `ValueError` naming `label_flag` and the values, before any work."""
     if kind in ("token_classification", "multiple_choice"):
         raise ValueError(
             f"hf-sgdr evaluate builds text-classification and language-model data; for {kind} snapshots build the "
@@ -186,7 +200,20 @@ def dataset_dataloader(
         return lm_dataloader(tokenizer, dataset[columns[0]], block_size=block_size, batch_size=batch_size)
     if label_column not in dataset.column_names:
         raise ValueError(f"label column {label_column!r} not in the dataset's columns {dataset.column_names}")
+    if num_labels is not None:
+        check_labels(dataset[label_column], num_labels, label_flag)
     pairs = dataset[columns[1]] if len(columns) > 1 else None
     return text_dataloader(
         tokenizer, dataset[columns[0]], pairs, dataset[label_column], max_length=max_length, batch_size=batch_size
     )
+
+
+def check_labels(labels: Sequence[Any], num_labels: int, what: str = "labels") -> None:
+    """Refuse labels that are not integer classes in [0, num_labels), naming `what`, a few values and the range."""
+    bad = [x for x in labels if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < num_labels]
+    if bad:
+        shown = ", ".join(repr(x) for x in sorted(set(bad), key=repr)[:5])
+        raise ValueError(
+            f"{what} holds {len(bad)} label(s) outside the model's classes ({shown}): labels must be integers in "
+            f"[0, {num_labels - 1}] for a model with {num_labels} labels"
+        )

@@ -14,8 +14,15 @@ from .schedule import SGDRSchedule
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: Above this many steps the curve is sampled (cycle boundaries are always kept, so restarts stay sharp).
+#: Above this many steps the curve is sampled (cycle boundaries are kept while there are at most
+#: `MAX_MARKED_CYCLES` of them, so restarts stay sharp).
 MAX_PLOTTED_POINTS = 20_000
+#: Restart lines and snapshot dots are drawn for at most this many cycles; beyond, a picture cannot show them
+#: apart, and the title says how many there are instead (so any legal schedule plots in about a second).
+MAX_MARKED_CYCLES = 500
+#: Points sampled when there are more cycles than that: about two per pixel of the figure's width, since a
+#: longer zig-zag path only costs drawing time.
+CROWDED_POINTS = 2_000
 
 
 def _import_pyplot() -> Any:
@@ -30,13 +37,19 @@ def _import_pyplot() -> Any:
 
 
 def plotted_steps(schedule: SGDRSchedule, num_training_steps: int) -> list[int]:
-    """Steps at which to evaluate the curve: all of them, or a sample that keeps every boundary."""
-    if num_training_steps <= MAX_PLOTTED_POINTS:
+    """Steps at which to evaluate the curve: all of them, or a sample that keeps every boundary (a coarser one
+    without the boundaries when there are more than `MAX_MARKED_CYCLES` cycles)."""
+    marked = schedule.count_cycle_ends(num_training_steps) <= MAX_MARKED_CYCLES
+    points = MAX_PLOTTED_POINTS if marked else CROWDED_POINTS
+    if num_training_steps <= points:
         return list(range(num_training_steps))
-    stride = -(-num_training_steps // MAX_PLOTTED_POINTS)
+    stride = -(-num_training_steps // points)
     steps = set(range(0, num_training_steps, stride))
-    for end in schedule.cycle_ends(num_training_steps):
-        steps.update(s for s in (end - 1, end) if s < num_training_steps)
+    if not marked:  # a step at a varying offset in each stride, so that short cycles do not alias into a flat line
+        steps.update(min(start + (start // stride * 7919) % stride, num_training_steps - 1) for start in steps.copy())
+    if marked:
+        for end in schedule.cycle_ends(num_training_steps):
+            steps.update(s for s in (end - 1, end) if s < num_training_steps)
     steps.add(num_training_steps - 1)
     return sorted(steps)
 
@@ -73,8 +86,11 @@ def plot_schedule(
     if metric_by_snapshot:
         metrics[metric_name] = dict(metric_by_snapshot)
     curves = list(zip(*(schedule.lrs(t, max_lrs) for t in steps), strict=True))
+    marked = schedule.count_cycle_ends(num_training_steps) <= MAX_MARKED_CYCLES
     if snapshot_steps is None:
-        snapshot_steps = schedule.cycle_ends(num_training_steps)
+        snapshot_steps = schedule.cycle_ends(num_training_steps) if marked else []
+    elif len(snapshot_steps) > MAX_MARKED_CYCLES:
+        snapshot_steps = []
 
     figure, axes = plt.subplots(
         1 + len(metrics),
@@ -89,7 +105,8 @@ def plot_schedule(
     axis = axes[0][0]
     for name, curve in zip(names, curves, strict=True):
         axis.plot(steps, curve, linewidth=1.2, label=name if len(max_lrs) > 1 else "learning rate")
-    for restart in schedule.restarts(num_training_steps - 1):
+    restarts = list(schedule.restarts(num_training_steps - 1)) if marked else []
+    for restart in restarts:
         axis.axvline(restart, color="grey", linestyle="--", linewidth=0.7)
     if snapshot_steps:
         lrs_at_snapshots = [schedule.lrs(max(s - 1, 0), max_lrs)[0] for s in snapshot_steps]
@@ -99,11 +116,13 @@ def plot_schedule(
     axis.set_ylabel("learning rate")
     # A margin on the right so that the last snapshot (at the last step) is drawn whole.
     axis.set_xlim(0, num_training_steps * 1.02)
+    if not marked:
+        title = f"{title or _default_title(schedule)} ({schedule.count_restarts(num_training_steps - 1)} restarts)"
     figure.suptitle(title or _default_title(schedule))
     for (name, values), (panel,) in zip(metrics.items(), axes[1:], strict=True):
         xs = sorted(values)
         panel.plot(xs, [values[x] for x in xs], color="seagreen", marker="s", clip_on=False)
-        for restart in schedule.restarts(num_training_steps - 1):
+        for restart in restarts:
             panel.axvline(restart, color="grey", linestyle="--", linewidth=0.7)
         if ensemble_metrics and name in ensemble_metrics:
             panel.axhline(ensemble_metrics[name], color="purple", linestyle=":", linewidth=1.4, label="ensemble")

@@ -8,7 +8,8 @@ with `d = lr_decay**i`::
 
     lr = d*eta_min + (d*eta_max - d*eta_min) * (1 + cos(pi * T_cur / T_i)) / 2
 
-which equals torch's `CosineAnnealingWarmRestarts` for integer `T_mult` and `lr_decay = 1`.
+which equals torch's `CosineAnnealingWarmRestarts` bit for bit for integer `T_mult`, `lr_decay = 1` and float
+lrs (a float32 tensor lr is this value rounded once, within one ulp of torch's float32 arithmetic).
 
 Instead of `T_0`/`T_mult`, a schedule may list its cycles: each one's length (steps, or a fraction of the
 budget after the warmup) and peak (a factor on the param group's peak), e.g. one long fine-tuning cycle
@@ -25,7 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
-from .schedule_parameters import DEFAULT_NUM_CYCLES, PARAMETERS, SHAPE_PARAMETERS, check_names, default
+from .schedule_parameters import (
+    DEFAULT_NUM_CYCLES,
+    MAX_STEPS,
+    NUM_TRAINING_STEPS,
+    PARAMETERS,
+    SHAPE_PARAMETERS,
+    check_names,
+    default,
+)
 from .validation import check_float, check_int
 
 #: Largest step the schedule answers for (torch keeps `last_epoch` in an int64 in checkpoints).
@@ -156,7 +165,7 @@ class SGDRSchedule:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "T_0", check_int("T_0", self.T_0, minimum=1))
+        set_(self, "T_0", check_int("T_0", self.T_0, minimum=1, maximum=MAX_STEPS))
         for name in _CHECKED_FIELDS:
             set_(self, name, PARAMETERS[name].check(getattr(self, name)))
         if self.eta_max is not None and max(self._eta_mins) >= self.eta_max:
@@ -183,7 +192,12 @@ class SGDRSchedule:
             set_(
                 self,
                 "last_cycle_length",
-                check_int("last_cycle_length", self.last_cycle_length, minimum=self.restart_warmup_steps + 1),
+                check_int(
+                    "last_cycle_length",
+                    self.last_cycle_length,
+                    minimum=self.restart_warmup_steps + 1,
+                    maximum=MAX_STEPS,
+                ),
             )
         set_(self, "_runs", _CycleRuns(self))
 
@@ -191,7 +205,7 @@ class SGDRSchedule:
         """Normalise an explicit cycle list and check it against the other fields."""
         cycles = tuple(
             (
-                check_int(f"cycles[{i}] length", length, minimum=1),
+                check_int(f"cycles[{i}] length", length, minimum=1, maximum=MAX_STEPS),
                 check_float(f"cycles[{i}] peak", peak, minimum=0.0, min_open=True),
             )
             for i, (length, peak) in enumerate(self.cycles)  # type: ignore[union-attr]
@@ -231,11 +245,11 @@ class SGDRSchedule:
         leaves the last cycle at least as long as the rule would make it; the last cycle absorbs the
         rounding. After it the lr holds at its floor (`cycle_limit = num_cycles`).
         """
-        num_training_steps = check_int("num_training_steps", num_training_steps, minimum=1)
-        num_cycles = check_int("num_cycles", num_cycles, minimum=1)
-        T_mult = check_float("T_mult", T_mult, minimum=1.0)
+        num_training_steps = NUM_TRAINING_STEPS.check(num_training_steps)
+        num_cycles = PARAMETERS["num_cycles"].check(num_cycles)
+        T_mult = PARAMETERS["T_mult"].check(T_mult)
         warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0, maximum=num_training_steps - 1)
-        restart_warmup_steps = check_int("restart_warmup_steps", restart_warmup_steps, minimum=0)
+        restart_warmup_steps = PARAMETERS["restart_warmup_steps"].check(restart_warmup_steps)
         if "cycle_limit" in kwargs or "last_cycle_length" in kwargs or "T_0" in kwargs:
             raise ValueError("T_0, cycle_limit and last_cycle_length are chosen by the budget fit; do not pass them")
         budget = num_training_steps - warmup_steps
@@ -245,21 +259,21 @@ class SGDRSchedule:
                 f"num_cycles must be <= {budget // min_length} for a budget of {budget} steps after warmup"
                 f" (restart_warmup_steps={restart_warmup_steps}); got {num_cycles!r}"
             )
-        try:
-            geometric = num_cycles if T_mult == 1.0 else (T_mult**num_cycles - 1.0) / (T_mult - 1.0)
-        except OverflowError:
+        if T_mult > 1.0 and (num_cycles - 2) * math.log(T_mult) > math.log(MAX_STEPS) + 1.0:
+            # the cycle before the last alone outgrows any budget: said before a power overflows or a sum runs long
+            most = 2 + math.floor((math.log(budget) + 1.0) / math.log(T_mult))
             raise ValueError(
-                f"num_cycles={num_cycles} with T_mult={T_mult:g} cannot fit {budget} steps; use fewer cycles"
-            ) from None
-        T_0 = max(min_length, math.ceil(budget / geometric))
-        while True:
-            lengths = [_rule_length(T_0, T_mult, i) for i in range(num_cycles)]
-            last = budget - sum(lengths[:-1])
-            if last >= lengths[-1] or T_0 == min_length:
-                break
-            T_0 -= 1
+                f"num_cycles={num_cycles} with T_mult={T_mult:g} needs num_training_steps >= {MAX_STEPS:g}, more than "
+                f"the largest budget accepted; for {budget} steps use at most about {most} cycles or a smaller T_mult"
+            )
+        geometric = num_cycles if T_mult == 1.0 else (T_mult**num_cycles - 1.0) / (T_mult - 1.0)
+        T_0 = _largest_fitting_T_0(
+            budget, num_cycles, T_mult, min_length, max(min_length, math.ceil(budget / geometric))
+        )
+        before_last = _rule_start(T_0, T_mult, num_cycles - 1)
+        last = budget - before_last
         if last < min_length:
-            shortest = sum(lengths[:-1]) + min_length + warmup_steps
+            shortest = before_last + min_length + warmup_steps
             raise ValueError(
                 f"num_cycles={num_cycles} with T_mult={T_mult:g} needs num_training_steps >= {shortest}; "
                 f"got {num_training_steps}"
@@ -363,6 +377,26 @@ class SGDRSchedule:
             ends.append(end)
             cycle += 1
         return ends
+
+    def count_cycle_ends(self, up_to: int) -> int:
+        """How many steps `t <= up_to` end a cycle (`len(cycle_ends(up_to))` in one O(log) lookup)."""
+        if up_to < self.warmup_steps:
+            return 0
+        return self.position(up_to).cycle
+
+    def cycle_ends_text(self, up_to: int, edge: int = 10) -> str:
+        """`cycle_ends(up_to)` for people: the whole list, or the first and last `edge` ends and the count."""
+        count = self.count_cycle_ends(up_to)
+        if count <= 2 * edge:
+            return str(self.cycle_ends(up_to))
+        first = ", ".join(str(self.cycle_start(cycle)) for cycle in range(1, edge + 1))
+        last = ", ".join(str(self.cycle_start(cycle)) for cycle in range(count - edge + 1, count + 1))
+        return f"[{first}, ... {count - 2 * edge} more ..., {last}] ({count} in all)"
+
+    def count_restarts(self, up_to: int) -> int:
+        """How many steps `t <= up_to` restart the lr (`len(restarts(up_to))` in one O(log) lookup)."""
+        ends = self.count_cycle_ends(up_to)
+        return ends - 1 if self.cycle_limit is not None and ends == self.cycle_limit else ends
 
     def restarts(self, up_to: int) -> list[int]:
         """Absolute steps `t <= up_to` at which a new cycle restarts the lr."""
@@ -475,20 +509,29 @@ class SGDRSchedule:
         return self.lr(t, base_lr) / base_lr
 
     # ------------------------------------------------------------------ inspection
-    def describe(self, num_training_steps: int, max_lr: float = 1.0, group: int = 0) -> list[CycleInfo]:
+    def count_cycles(self, num_training_steps: int) -> int:
+        """How many cycles start before `num_training_steps` (one O(log) lookup)."""
+        if num_training_steps <= 0:
+            return 0
+        pos = self.position(num_training_steps - 1)
+        return pos.cycle + (pos.length is not None)
+
+    def describe(
+        self, num_training_steps: int, max_lr: float = 1.0, group: int = 0, limit: int | None = None
+    ) -> list[CycleInfo]:
         """The cycles that start before `num_training_steps`, with their extent and the lr range of group
-        `group` (whose initial lr is `max_lr`; a per-group `eta_min` is read from there)."""
+        `group` (whose initial lr is `max_lr`; a per-group `eta_min` is read from there). With `limit`, at most
+        that many rows: the first and the last cycles (a summary, whatever the number of cycles)."""
+        count = self.count_cycles(num_training_steps)
+        cycles: Sequence[int] = range(count)
+        if limit is not None and count > limit:
+            cycles = [*range(limit - limit // 2), *range(count - limit // 2, count)]
         rows = []
-        cycle = 0
-        while self.cycle_limit is None or cycle < self.cycle_limit:
-            start = self.cycle_start(cycle)
-            if start >= num_training_steps:
-                break
-            length = self.cycle_length(cycle)
+        for cycle in cycles:
+            start, length = self.cycle_start(cycle), self.cycle_length(cycle)
             peak = self.cycle_bounds(cycle, max_lr, group)[0]
             end = start + length
             rows.append(CycleInfo(cycle, start, end, length, peak, self.lr(end - 1, max_lr, group)))
-            cycle += 1
         return rows
 
     def budget_warnings(self, num_training_steps: int, max_lrs: Sequence[float] = ()) -> list[str]:
@@ -504,7 +547,7 @@ class SGDRSchedule:
                 f"(cycle ends nearby: {nearest}); the last snapshot misses the low-lr end. Set num_cycles "
                 "instead of T_0 to fit the budget, or change the number of steps."
             )
-        restarts = len(self.restarts(num_training_steps - 1))
+        restarts = self.count_restarts(num_training_steps - 1)
         if restarts < 2:
             found.append(f"only {restarts} restart(s) in {num_training_steps} steps: a snapshot ensemble needs several")
         peaks = [self.eta_max if self.eta_max is not None else float(m) for m in max_lrs]
@@ -520,6 +563,10 @@ class SGDRSchedule:
         return found
 
 
+#: One-cycle runs `_CycleRuns` appends at a time while the cycles grow (bounds the work past the step asked for).
+_GROWING_BATCH = 4096
+#: Up to this many cycles the budget fit sums the rule lengths one by one (faster than indexing them).
+_DIRECT_SUM = 200_000
 #: Fields that `to_dict` leaves out when unset, so that a manifest without them still reads in older versions.
 _NEWER_FIELDS = ("cycles", "eta_min_ratio", "restart_warmup_ratio")
 #: The `SGDRSchedule` fields that `__post_init__` checks by their declaration in `schedule_parameters` (`T_0`
@@ -544,6 +591,7 @@ class _CycleRuns:
         self.cycles = [0]
         self.starts = [0]
         self.lengths = [schedule.cycle_length(0)]
+        self._log_T_0, self._log_T_mult = math.log(schedule.T_0), math.log(schedule.T_mult)
         # T_mult = 1 without a cycle limit: the first run never ends.
         self.complete = schedule.T_mult == 1.0 and schedule.cycle_limit is None
         if schedule.cycles is not None:  # a cycle list: every run known at once, the last of length 0
@@ -556,7 +604,8 @@ class _CycleRuns:
             self.lengths.append(0)
             self.complete = True
 
-    def _next_run(self) -> None:
+    def _next_run(self, step: int = MAX_STEP, cycle: int = MAX_STEP) -> None:
+        """Index the next run; batches of growing cycles stop past offset `step` or cycle `cycle` (what is asked)."""
         sched, c, L = self.schedule, self.cycles[-1], self.lengths[-1]
         limit = sched.cycle_limit
         overridden = limit is not None and sched.last_cycle_length is not None
@@ -564,10 +613,12 @@ class _CycleRuns:
             nxt = limit
         elif sched.T_mult == 1.0:
             nxt = limit  # T_mult = 1 runs to the limit (there is one, or the index would be complete)
+        elif _rule_length(sched.T_0, sched.T_mult, c + 1) > L and self._append_growing(c + 1, step, cycle):
+            return
         else:
             # First cycle whose rule length exceeds L: T_0 * T_mult**i >= L + 0.5; the log only guesses,
             # the integer rule decides.
-            nxt = max(c + 1, math.ceil(math.log((L + 0.5) / sched.T_0) / math.log(sched.T_mult)))
+            nxt = max(c + 1, math.ceil((math.log(L + 0.5) - self._log_T_0) / self._log_T_mult))
             while nxt > c + 1 and _rule_length(sched.T_0, sched.T_mult, nxt - 1) > L:
                 nxt -= 1
             while _rule_length(sched.T_0, sched.T_mult, nxt) <= L:
@@ -579,10 +630,33 @@ class _CycleRuns:
         self.starts.append(start)
         self.lengths.append(0 if nxt == limit else sched.cycle_length(nxt))
 
+    def _append_growing(self, first: int, step: int, last: int) -> bool:
+        """Append one-cycle runs from cycle `first` on while each cycle is longer than the one before (every cycle
+        is, once `T_0 * T_mult**i * (T_mult - 1) > 1`), up to `_GROWING_BATCH` of them, before a cycle no step
+        reaches, or before the cycle limit's own cycles, and no further than the run holding offset `step` and
+        cycle `last`: a tight loop instead of a search per cycle. The last run of length `L` holds one cycle (the
+        rule length of `first` exceeds `L`). Returns whether it appended any."""
+        sched = self.schedule
+        T_0, T_mult, limit = sched.T_0, sched.T_mult, sched.cycle_limit
+        stop = min(first + _GROWING_BATCH, last + 1)
+        if limit is not None:
+            stop = min(stop, limit - 1 if sched.last_cycle_length is not None else limit)
+        cycles, starts, lengths = self.cycles, self.starts, self.lengths
+        cycle, previous = first, lengths[-1]
+        while cycle < stop and starts[-1] + previous <= step:
+            length = _rule_length(T_0, T_mult, cycle)
+            if length <= previous:
+                break
+            cycles.append(cycle)
+            starts.append(starts[-1] + previous)
+            lengths.append(length)
+            cycle, previous = cycle + 1, length
+        return cycle > first
+
     def locate(self, s: int) -> tuple[int, int, int | None]:
         """(cycle, start, length) of offset `s` after the warmup; length None after the last cycle."""
         while not self.complete and self.lengths[-1] and self.starts[-1] <= s:
-            self._next_run()
+            self._next_run(step=s)
         k = bisect_right(self.starts, s) - 1
         first, start, length = self.cycles[k], self.starts[k], self.lengths[k]
         if not length:
@@ -593,7 +667,7 @@ class _CycleRuns:
     def start_of(self, cycle: int) -> int:
         """B_cycle (offset after the warmup)."""
         while not self.complete and self.lengths[-1] and self.cycles[-1] <= cycle:
-            self._next_run()
+            self._next_run(cycle=cycle)
         k = bisect_right(self.cycles, cycle) - 1
         return self.starts[k] + (cycle - self.cycles[k]) * self.lengths[k]
 
@@ -657,7 +731,7 @@ def resolve_cycles(cycles: Any, num_training_steps: int | None, warmup_steps: in
         raise ValueError(f"cycle lengths given as fractions of the budget must sum to 1; they sum to {total:g}")
     if num_training_steps is None:
         raise ValueError("cycle lengths given as fractions need num_training_steps (the budget to share)")
-    budget = check_int("num_training_steps", num_training_steps, minimum=1) - warmup_steps
+    budget = NUM_TRAINING_STEPS.check(num_training_steps) - warmup_steps
     lengths = [max(1, math.floor(length * budget + 0.5)) for length, _ in parsed[:-1]]
     last = budget - sum(lengths)
     if last < 1:
@@ -669,7 +743,52 @@ def _rule_length(T_0: int, T_mult: float, cycle: int) -> int:
     """`T_i = max(1, floor(T_0 * T_mult**i + 0.5))`, exact integer for integer T_mult."""
     if T_mult == 1.0:
         return T_0
-    return max(1, math.floor(T_0 * T_mult**cycle + 0.5))
+    try:
+        return max(1, math.floor(T_0 * T_mult**cycle + 0.5))
+    except OverflowError:
+        raise ValueError(
+            f"cycle {cycle} of T_0={T_0}, T_mult={T_mult:g} is longer than any float (and than any training run)"
+        ) from None
+
+
+def _rule_start(T_0: int, T_mult: float, cycle: int) -> int:
+    """`B_cycle` of the rule without a cycle limit: the sum of the first `cycle` rule lengths (summed directly for
+    up to `_DIRECT_SUM` cycles, else by runs of equal lengths, which are few when the cycles are that many)."""
+    if T_mult == 1.0:
+        return T_0 * cycle
+    if cycle <= _DIRECT_SUM:
+        return sum(max(1, math.floor(T_0 * T_mult**i + 0.5)) for i in range(cycle))
+    return SGDRSchedule(T_0=T_0, T_mult=T_mult)._runs.start_of(cycle)
+
+
+def _largest_fitting_T_0(budget: int, num_cycles: int, T_mult: float, low: int, guess: int) -> int:
+    """The largest `T_0` in [low, guess] whose first `num_cycles - 1` rule cycles leave the last one at least its rule
+    length (`low` when none does). The condition is monotone in `T_0`: gallop down from `guess`, then bisect."""
+
+    def fits(T_0: int) -> bool:
+        last = num_cycles - 1
+        return budget - _rule_start(T_0, T_mult, last) >= _rule_length(T_0, T_mult, last)
+
+    if T_mult == 1.0:  # equal cycles: the closed form
+        return max(low, min(guess, budget // num_cycles))
+    if fits(guess) or guess == low:
+        return guess
+    # Rounding adds at most 1/2 a cycle: T_0 * G + num_cycles / 2 <= budget fits (G = sum of T_mult**i), so the
+    # answer is usually within a step or two of this bound (a margin covers the float error of G).
+    geometric = (T_mult**num_cycles - 1.0) / (T_mult - 1.0)
+    lo = max(low, math.floor((budget - num_cycles) / geometric) - 1)
+    if not fits(lo):
+        high, step = guess, 1  # fits(high) is False: gallop down
+        while high - step > low and not fits(high - step):
+            high, step = high - step, step * 2
+        lo = max(low, high - step)
+        if lo == low and not fits(low):
+            return low
+    high = guess
+    while high - lo > 1:  # fits(lo), not fits(high)
+        middle = (lo + high) // 2
+        lo, high = (middle, high) if fits(middle) else (lo, middle)
+    return lo
 
 
 class SGDRWarning(UserWarning):
@@ -696,6 +815,8 @@ def build_schedule(
     an unknown name is refused with the closest one; `None` for a parameter that may be `None` means "not given".
     """
     check_names(params, SHAPE_PARAMETERS, "build_schedule")
+    if num_training_steps is not None:
+        num_training_steps = NUM_TRAINING_STEPS.check(num_training_steps)
     params = {name: value for name, value in params.items() if value is not None or not PARAMETERS[name].nullable}
     if cycles is not None:
         clashing = {"T_0": T_0, "num_cycles": num_cycles, "cycle_limit": params.get("cycle_limit")}

@@ -17,6 +17,12 @@ from typing import Any
 from .validation import check_bool, check_float, check_int
 
 DEFAULT_NUM_CYCLES = 4
+#: The largest step count any parameter or training budget may name (10^9 optimizer steps). It bounds the work of
+#: every budget-wide answer (fit, warnings, describe, plot): with `T_mult` barely above 1 the boundary index grows
+#: with the number of distinct cycle lengths, about the square root of the steps it covers.
+MAX_STEPS = 10**9
+#: The largest `T_mult`: cycle lengths stay finite floats for every cycle a budget of `MAX_STEPS` can reach.
+MAX_T_MULT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -77,16 +83,20 @@ def _as_int(bound: float | None) -> int | None:
 
 SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
     ScheduleParameter(
-        "T_0", int, None, "steps in the first cycle (integer >= 1); omit to fit the budget with num_cycles",
-        minimum=1, nullable=True,
+        "T_0", int, None,
+        "steps in the first cycle (integer in [1, 10^9]); omit to fit the budget with num_cycles",
+        minimum=1, maximum=MAX_STEPS, nullable=True,
     ),
     ScheduleParameter(
         "num_cycles", int, None,
         "number of cycles fitted to the training budget so that it ends on a cycle end "
         f"(default {DEFAULT_NUM_CYCLES} when T_0 is not given)",
-        minimum=1, nullable=True,
+        minimum=1, maximum=MAX_STEPS, nullable=True,
     ),
-    ScheduleParameter("T_mult", float, 1.0, "cycle length growth factor, any float >= 1 (default 1)", minimum=1.0),
+    ScheduleParameter(
+        "T_mult", float, 1.0, "cycle length growth factor, any float in [1, 1000] (default 1)",
+        minimum=1.0, maximum=MAX_T_MULT,
+    ),
     ScheduleParameter(
         "eta_min", float, 0.0, "lr floor, absolute, >= 0, one value or one per param group (default 0)",
         minimum=0.0, per_group=True, aliases=("min_lr",),
@@ -106,14 +116,14 @@ SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
     ),
     ScheduleParameter(
         "warmup_steps", int, 0, "initial linear warmup steps before cycle 0 (default 0; the Trainer passes its own)",
-        minimum=0, option=False,
+        minimum=0, maximum=MAX_STEPS, option=False,
     ),
     ScheduleParameter(
         "warmup_start_lr", float, 0.0, "lr at step 0 of the initial warmup (default 0)", minimum=0.0, option=False
     ),
     ScheduleParameter(
         "restart_warmup_steps", int, 0, "linear warmup at the start of every later cycle, < T_0 (default 0)",
-        minimum=0,
+        minimum=0, maximum=MAX_STEPS,
     ),
     ScheduleParameter(
         "restart_warmup_ratio", float, None,
@@ -123,7 +133,7 @@ SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
     ),
     ScheduleParameter(
         "cycle_limit", int, None, "after this many cycles the lr holds at the last floor (default: no limit)",
-        minimum=1, nullable=True, option=False,
+        minimum=1, maximum=MAX_STEPS, nullable=True, option=False,
     ),
     ScheduleParameter(
         "cycles", str, None,
@@ -138,6 +148,11 @@ SCHEDULE_PARAMETERS: tuple[ScheduleParameter, ...] = (
     ),
 )  # fmt: skip
 
+#: The training budget: not a schedule parameter (the Trainer or the caller owns it), but bounded alike.
+NUM_TRAINING_STEPS = ScheduleParameter(
+    "num_training_steps", int, None, "the training budget in optimizer steps (integer in [1, 10^9])",
+    minimum=1, maximum=MAX_STEPS, option=False,
+)  # fmt: skip
 #: The parameters by name.
 PARAMETERS: dict[str, ScheduleParameter] = {p.name: p for p in SCHEDULE_PARAMETERS}
 #: Other names `lr_scheduler_kwargs` accepts, and the parameter each one means.

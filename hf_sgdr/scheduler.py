@@ -15,6 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from .optimizer_reset import check_resettable, reset_optimizer_state
 from .schedule import CyclePosition, SchedulePiece, SGDRSchedule, SGDRWarning, build_schedule
+from .schedule_parameters import NUM_TRAINING_STEPS
 from .validation import check_bool, check_int
 
 
@@ -50,6 +51,8 @@ class SGDRScheduler(LRScheduler):
         schedule: SGDRSchedule | None = None,
         **schedule_params: Any,
     ) -> None:
+        if num_training_steps is not None:
+            num_training_steps = NUM_TRAINING_STEPS.check(num_training_steps)
         if schedule is None:
             schedule = build_schedule(T_0, num_training_steps=num_training_steps, **schedule_params)
         elif T_0 is not None or schedule_params:

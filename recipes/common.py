@@ -241,7 +241,7 @@ class TrainingLog:
         logger.info(
             f"training {budget.max_steps} optimizer steps ({budget.num_epochs} epochs of {budget.steps_per_epoch}) "
             f"on {accelerator.num_processes} process(es); cycle ends at "
-            f"{sgdr.scheduler.schedule.cycle_ends(budget.max_steps)}",
+            f"{sgdr.scheduler.schedule.cycle_ends_text(budget.max_steps)}",
             main_process_only=True,
         )
         self.progress = tqdm(

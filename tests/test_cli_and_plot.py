@@ -99,7 +99,7 @@ def test_bad_flag_exits_2_naming_the_parameter() -> None:
         text=True,
     )
     assert result.returncode == 2
-    assert "T_mult must be a finite number >= 1; got '0.5'" in result.stderr
+    assert "T_mult must be a finite number in [1, 1000]; got '0.5'" in result.stderr
 
 
 def test_plot_command_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -266,7 +266,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, shakes
         (["--task_name", "sst3"], "--task_name must be one of"),
         (["--train_file", "/nonexistent.csv", "--validation_file", "/nonexistent.csv"], "does not exist"),
         (["--task_name", "sst2", "--T_0", "10", "--num_cycles", "3"], "give at most one of"),
-        (["--task_name", "sst2", "--T_mult", "0.5"], "sgdr_T_mult must be a finite number >= 1"),
+        (["--task_name", "sst2", "--T_mult", "0.5"], "sgdr_T_mult must be a finite number in [1, 1000]"),
         (["--task_name", "sst2", "--checkpointing_steps", "often"], "--checkpointing_steps must be"),
     ],
 )

@@ -23,9 +23,9 @@ from hf_sgdr.training.arguments import merge_scheduler_kwargs
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"sgdr_T_0": 0}, r"sgdr_T_0 must be an integer >= 1; got 0"),
+        ({"sgdr_T_0": 0}, r"sgdr_T_0 must be an integer in \[1, 1e\+09\]; got 0"),
         ({"sgdr_T_0_epochs": -1}, r"sgdr_T_0_epochs must be a finite number > 0; got -1"),
-        ({"sgdr_T_mult": 0.5}, r"sgdr_T_mult must be a finite number >= 1; got 0.5"),
+        ({"sgdr_T_mult": 0.5}, r"sgdr_T_mult must be a finite number in \[1, 1000\]; got 0.5"),
         ({"sgdr_lr_decay": 0}, r"sgdr_lr_decay must be a finite number in \(0, 1\]; got 0"),
         ({"swa_start": 1.0}, r"swa_start must be a finite number in \[0, 1\); got 1.0"),
         ({"max_snapshots": 0}, r"max_snapshots must be an integer >= 1; got 0"),

@@ -320,11 +320,19 @@ def read_ahead(folder: Path, names: Iterable[str]) -> None:
                 pass
 
 
-def root_files(root: Path) -> list[Path]:
-    """Regular files directly in `root` (tokenizer, card, plot, manifest), without temporaries or pickles."""
+def root_entries(root: Path, containment: Path | None = None) -> list[Path]:
+    """The entries directly in `root` but temporaries, each refused (`SnapshotLoadError` naming it) when it
+    resolves out of `containment` (default `root`): what a load or a push may read there stays inside."""
+    entries = [path for path in sorted(Path(root).iterdir()) if not path.name.startswith(TMP_PREFIX)]
+    return [contained(path, containment or Path(root), path.name) for path in entries]
+
+
+def root_files(root: Path, containment: Path | None = None) -> list[Path]:
+    """Regular files directly in `root` (tokenizer, card, plot, manifest), without temporaries or pickles;
+    any entry resolving out of `containment` (default `root`) is refused (`root_entries`)."""
     files = []
-    for path in sorted(Path(root).iterdir()):
-        if path.name.startswith(TMP_PREFIX) or not path.is_file():
+    for path in root_entries(root, containment):
+        if not path.is_file():
             continue
         if path.name.lower().endswith(PICKLE_SUFFIXES):
             logger.warning("skipping %s: pickle-based files are never loaded or uploaded by hf_sgdr", path.name)

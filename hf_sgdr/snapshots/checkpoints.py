@@ -33,6 +33,8 @@ CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 #: Model files taken from a checkpoint (besides its safetensors weights and their shard index).
 MODEL_FILES = ("config.json", "generation_config.json")
 SHARD_INDEX = "model.safetensors.index.json"
+#: A shard's name in its index: a plain file name of the checkpoint folder (no separator, not `.`/`..`).
+PLAIN_NAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]+$")
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -74,6 +76,12 @@ def _weight_files(folder: Path) -> list[str]:
             raise SnapshotLoadError(f"{folder.name}/{SHARD_INDEX} is not a valid shard index: {error}") from None
         if not shards or not all(isinstance(s, str) and s.endswith(".safetensors") for s in shards):
             raise SnapshotLoadError(f"{folder.name}/{SHARD_INDEX} must map the tensors to .safetensors shards")
+        for shard in shards:
+            if not PLAIN_NAME.match(shard):
+                raise SnapshotLoadError(
+                    f"{folder.name}/{SHARD_INDEX} names the shard {shard!r}: a shard must be a plain file name in "
+                    "the checkpoint folder (letters, digits, '.', '_', '-'; no folder, no '..')"
+                )
         return [SHARD_INDEX, *shards]
     pickles = sorted(p.name for p in folder.iterdir() if p.name.lower().endswith(PICKLE_SUFFIXES))
     weights = [name for name in pickles if name.startswith(("pytorch_model", "model"))]

@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..atomic import check_output_file
 from ..snapshot_format.manifest import HELD_OUT_NAME, TrainData
+from ..validation import check_int
 from .metrics import GLUE_METRICS, METHODS, METRICS, metric_names_for
 
 if TYPE_CHECKING:
@@ -35,6 +37,48 @@ def _as_value_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[
     return wrapped
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum` (argparse names the flag in its one-line error)."""
+
+    def parse(value: str) -> int:
+        try:
+            return check_int("value", value, minimum=minimum)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}; got {value!r}") from None
+
+    return parse
+
+
+def _device(value: str) -> str:
+    """An argparse type: a torch device that exists here (cpu, cuda, cuda:N, mps)."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a torch device such as cpu, cuda or cuda:0; got {value!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not available: this machine has {count} CUDA device(s); use cpu"
+                + (f" or cuda:0 to cuda:{count - 1}" if count else "")
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError("'mps' is not available on this machine; use cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda, cuda:N or mps; got {value!r}")
+    return value
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What a failed Hub call raises: huggingface_hub's HTTP errors and those of its HTTP client (connection
+    refused, timeouts), whichever client that is (`HfHubHTTPError`'s bases)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (HfHubHTTPError, *HfHubHTTPError.__bases__)
+
+
 def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, str | None, str | None]:
     """(dataset id, config, task): flags first, then the manifest; a GLUE config is also the task."""
     dataset_name = args.dataset_name or ensemble.training.get("dataset_name")
@@ -54,11 +98,16 @@ def _dataloader(
     data_file: str | None,
     limit: int | None,
     rows: Sequence[int] | None = None,
+    *,
+    flag: str = "--validation_file",
 ) -> DataLoader:
     from ..data import dataset_dataloader, load_split
 
     dataset_name, config, task = _data_source(args, ensemble)
-    dataset = load_split(split, dataset_name=dataset_name, config_name=config, data_file=data_file)
+    try:
+        dataset = load_split(split, dataset_name=dataset_name, config_name=config, data_file=data_file)
+    except ValueError as error:
+        raise ValueError(f"{flag} {error}" if data_file is not None else error) from None
     if rows is not None:
         dataset = dataset.select(rows)
     if limit is not None:
@@ -73,7 +122,21 @@ def _dataloader(
         max_length=args.max_length,
         block_size=args.block_size,
         batch_size=args.per_device_eval_batch_size,
+        num_labels=_num_labels(ensemble),
+        label_flag=f"--label_column {args.label_column} of {data_file or split}",
     )
+
+
+def _num_labels(ensemble: Any) -> int | None:
+    """The class count of a classification ensemble's models (from the first snapshot's config.json), else None."""
+    if ensemble.kind != "classification" or not ensemble.snapshot_names:
+        return None
+    from transformers import AutoConfig
+
+    folder = ensemble._members[0].folder  # the verified snapshot (or checkpoint) folder
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    return AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False).num_labels
 
 
 @_as_value_errors
@@ -82,6 +145,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if (args.output_dir is None) == (args.checkpoints is None):
         raise ValueError("give OUTPUT_DIR (snapshots, Hub repo) or --checkpoints DIR (a Trainer run), one, not both")
+    if args.output_json is not None:
+        check_output_file(args.output_json, "--output_json")  # before the evaluation, not after it
+    for flag in ("validation_file", "selection_file"):
+        _check_file(f"--{flag}", getattr(args, flag))
     if args.checkpoints is not None:
         if args.revision is not None:
             raise ValueError("--revision applies to Hub repos; --checkpoints reads a local Trainer output_dir")
@@ -93,8 +160,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     if ensemble.tokenizer is None:
         source = args.output_dir or args.checkpoints
         raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
-    for flag in ("validation_file", "selection_file"):
-        _check_file(f"--{flag}", getattr(args, flag))
     dataset_name, _, task = _data_source(args, ensemble)
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, args.max_eval_samples)
     selection_loader, selection_name = None, args.selection_file or args.selection_split
@@ -109,12 +174,23 @@ def _evaluate(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         selection_loader = _dataloader(
-            args, ensemble, args.selection_split, args.selection_file, args.max_selection_samples
+            args,
+            ensemble,
+            args.selection_split,
+            args.selection_file,
+            args.max_selection_samples,
+            flag="--selection_file",
         )
     elif train_data is not None and train_data.held_out and _same_data(args, ensemble, train_data):
         selection_name = HELD_OUT_NAME  # the slice the run kept out of training
         selection_loader = _dataloader(
-            args, ensemble, train_data.split, train_data.data_file, args.max_selection_samples, train_data.held_out
+            args,
+            ensemble,
+            train_data.split,
+            train_data.data_file,
+            args.max_selection_samples,
+            train_data.held_out,
+            flag="the run's training data file (manifest.json training.train_data)",
         )
     else:
         _refuse_selection_flags(args, train_data)
@@ -224,15 +300,19 @@ def _push(args: argparse.Namespace) -> int:
         plot = Path(scratch) / PLOT_NAME
         if write_schedule_plot(manifest, plot):
             extra[PLOT_NAME] = plot.read_bytes()
-    info = push_folder(
-        root,
-        args.repo_id,
-        private=args.private,
-        commit_message=args.commit_message,
-        create_pr=args.create_pr,
-        revision=args.revision,
-        extra_files=extra,
-    )
+    try:
+        info = push_folder(
+            root,
+            args.repo_id,
+            private=args.private,
+            commit_message=args.commit_message,
+            create_pr=args.create_pr,
+            revision=args.revision,
+            extra_files=extra,
+        )
+    except _hub_errors() as error:
+        lines = [line for line in str(error).splitlines() if line.strip() and not line.startswith("For more info")]
+        raise ValueError(f"the push to {args.repo_id} failed: {'; '.join(lines) or type(error).__name__}") from None
     print(f"pushed {len(manifest.snapshots)} snapshots to {args.repo_id}: {info.pr_url or info.commit_url}")
     return 0
 
@@ -274,13 +354,13 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--validation_file", help="local .txt/.csv/.json(l)/.parquet file reported instead of a split")
     data.add_argument("--selection_file", help="local file to choose on instead of --selection_split")
-    data.add_argument("--max_eval_samples", type=int, help="evaluate on the first N examples")
-    data.add_argument("--max_selection_samples", type=int, help="choose on the first N examples")
+    data.add_argument("--max_eval_samples", type=_at_least(1), help="evaluate on the first N examples")
+    data.add_argument("--max_selection_samples", type=_at_least(1), help="choose on the first N examples")
     data.add_argument("--text_columns", nargs="+", help="text column(s) (default: the GLUE task's, or text/sentence)")
     data.add_argument("--label_column", default="label", help="label column (default: label)")
-    data.add_argument("--max_length", type=int, default=128, help="max tokens per example (default 128)")
-    data.add_argument("--block_size", type=int, default=128, help="causal LM: tokens per block (default 128)")
-    data.add_argument("--per_device_eval_batch_size", type=int, default=32, help="batch size (default 32)")
+    data.add_argument("--max_length", type=_at_least(1), default=128, help="max tokens per example (default 128)")
+    data.add_argument("--block_size", type=_at_least(1), default=128, help="causal LM: tokens per block (default 128)")
+    data.add_argument("--per_device_eval_batch_size", type=_at_least(1), default=32, help="batch size (default 32)")
     evaluate.add_argument("--metrics", nargs="+", choices=list(METRICS), help="metrics (default: the task's)")
     methods = sorted({m for kind in METHODS.values() for m in kind} - {"weighted"})
     evaluate.add_argument("--method", default="average", choices=methods, help="combination for the last-k ensembles")
@@ -294,7 +374,7 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         help="classification or causal LM: add rows with a temperature per snapshot / ensemble, fitted on the "
         "selection split",
     )
-    evaluate.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
+    evaluate.add_argument("--device", type=_device, help="compute device (default: cuda if available, else cpu)")
     evaluate.add_argument("--output_json", help="write the report as JSON here")
     evaluate.set_defaults(handler=_evaluate)
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, check_output_file
 from ..hub_access import loading
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, snapshot_name
@@ -33,10 +33,12 @@ from ..snapshot_format.loading import (
     SnapshotLoadError,
     auto_model_class,
     check_local_source,
+    contained,
     load_model,
     load_state_dict,
     open_manifest,
     read_ahead,
+    root_entries,
     verify_folder,
 )
 from ..snapshot_format.manifest import (
@@ -351,7 +353,7 @@ class SnapshotEnsemble:
         manifest, records = verify_folder(root, names, containment)
         ensemble = cls(
             max(1, len(records)),
-            tokenizer=_load_tokenizer(root),
+            tokenizer=_load_tokenizer(root, containment),
             task=manifest.task,
             schedule=manifest.schedule,
             training=manifest.training,
@@ -423,7 +425,7 @@ class SnapshotEnsemble:
             raise ValueError(f"auto_class must be one of {', '.join(SUPPORTED_AUTO_CLASSES)}; got {auto_class!r}")
         ensemble = cls(
             len(records),
-            tokenizer=_load_tokenizer(folders[-1]) or _load_tokenizer(root),
+            tokenizer=_load_tokenizer(folders[-1], root) or _load_tokenizer(root, root),
             task=task,
             device=device,
             progress=progress,
@@ -557,6 +559,8 @@ class SnapshotEnsemble:
         mixing them (see `metric_suite`).
         """
         runner = self._require_members()
+        if json_path is not None:
+            check_output_file(json_path, "json_path")  # before the work, not after it
         if selection_dataloader is not None and (
             selection_dataloader is eval_dataloader or selection_split == eval_split
         ):
@@ -634,6 +638,9 @@ class SnapshotEnsemble:
         self._require_members()
         root = Path(save_directory)
         root.mkdir(parents=True, exist_ok=True)
+        root_entries(root)  # an entry linking out (e.g. tokenizer.json) would be written through: refused first
+        for name in (MANIFEST_NAME, PLOT_NAME, "README.md"):
+            check_output_file(root / name)  # a FIFO or a device there is refused before any work too
         records = []
         for member in self._members:
             files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
@@ -652,8 +659,9 @@ class SnapshotEnsemble:
     def _save_member(self, member: _Member, folder: Path) -> None:
         if member.folder is not None:
             for name in member.record.files:
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(member.folder / name, folder / name)
+                target = contained(folder / name, folder, f"{member.record.name}/{name}")  # never write outside
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(member.folder / name, target)
         elif isinstance(self._runner, AdapterRunner):
             from .adapters import save_adapter
 
@@ -745,7 +753,9 @@ def _select(manifest: SnapshotManifest, snapshots: Sequence[str] | int | None) -
     return list(snapshots)
 
 
-def _load_tokenizer(root: Path) -> Any:
+def _load_tokenizer(root: Path, containment: Path) -> Any:
+    """The tokenizer saved in `root`, or None; every entry of `root` must resolve inside `containment`."""
+    root_entries(root, containment)
     if not any((root / name).is_file() for name in _TOKENIZER_FILES):
         return None
     from transformers import AutoTokenizer

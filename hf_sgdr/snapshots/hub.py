@@ -3,7 +3,8 @@
 Downloads fetch the manifest first and then only what it lists (plus tokenizer files, card and plot),
 so a pickle in the repo is never even downloaded. A push verifies the folder, then creates the repo and
 uploads everything in one commit, from where the files lie (no copy). The token is resolved by
-`huggingface_hub` (argument, `HF_TOKEN`, stored login) and is never logged or written anywhere.
+`huggingface_hub` (argument, `HF_TOKEN`, stored login) and is never logged or written anywhere: both Hub
+calls run under `redaction.redacting`, so an endpoint echoing it in an error gets it into no log or exception.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import json_text
+from ..redaction import redacting
 from ..snapshot_format.loading import PICKLE_SUFFIXES, SnapshotLoadError, pickle_refusal, root_files, verify_folder
 from ..snapshot_format.manifest import MANIFEST_NAME, SnapshotManifest
 
@@ -94,15 +96,16 @@ def download(
     common = dict(
         revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only, endpoint=endpoint
     )
-    manifest_path = Path(hf_hub_download(repo_id, MANIFEST_NAME, **common))
-    manifest = SnapshotManifest.load(manifest_path.parent)
-    wanted = list(ROOT_PATTERNS)
-    for record in manifest.snapshots:
-        for name in record.files:
-            if name.lower().endswith(PICKLE_SUFFIXES):
-                raise pickle_refusal(f"{repo_id}/{record.name}/{name}")
-            wanted.append(f"{record.name}/{name}")
-    return Path(snapshot_download(repo_id, allow_patterns=wanted, **common))
+    with redacting(token):
+        manifest_path = Path(hf_hub_download(repo_id, MANIFEST_NAME, **common))
+        manifest = SnapshotManifest.load(manifest_path.parent)
+        wanted = list(ROOT_PATTERNS)
+        for record in manifest.snapshots:
+            for name in record.files:
+                if name.lower().endswith(PICKLE_SUFFIXES):
+                    raise pickle_refusal(f"{repo_id}/{record.name}/{name}")
+                wanted.append(f"{record.name}/{name}")
+        return Path(snapshot_download(repo_id, allow_patterns=wanted, **common))
 
 
 def push_folder(
@@ -134,7 +137,8 @@ def push_folder(
 
     root = Path(folder)
     names = None if manifest is None else [record.name for record in manifest.snapshots]
-    on_disk, records = verify_folder(root, names, _cache_repo_folder(root), checksums=False)
+    containment = _cache_repo_folder(root)
+    on_disk, records = verify_folder(root, names, containment, checksums=False)
     if manifest is not None:
         for record in manifest.snapshots:
             if record != on_disk.snapshot(record.name):
@@ -143,7 +147,7 @@ def push_folder(
     if manifest is not None and MANIFEST_NAME not in extra:
         extra[MANIFEST_NAME] = json_text(manifest.to_dict()).encode("utf-8")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in extra.items()]
-    for path in root_files(root):
+    for path in root_files(root, containment):
         if path.name not in extra:
             operations.append(CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)))
     for record in records:
@@ -153,15 +157,16 @@ def push_folder(
                 raise SnapshotLoadError(f"{record.name}/{name} is corrupt: its SHA-256 differs from manifest.json")
             operations.append(operation)
     message = commit_message or f"Upload {on_disk.snapshot_type} snapshot ensemble ({len(records)} snapshots)"
-    api = HfApi(endpoint=endpoint, token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.create_commit(
-        repo_id,
-        operations,
-        commit_message=message,
-        commit_description=commit_description,
-        create_pr=create_pr,
-        revision=revision,
-    )
-    logger.info("pushed %d files to %s: %s", len(operations), repo_id, getattr(info, "commit_url", info))
+    with redacting(token):
+        api = HfApi(endpoint=endpoint, token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=message,
+            commit_description=commit_description,
+            create_pr=create_pr,
+            revision=revision,
+        )
+        logger.info("pushed %d files to %s: %s", len(operations), repo_id, getattr(info, "commit_url", info))
     return info

@@ -232,6 +232,8 @@ def compute_metrics(
 
     Classification's probability metrics (`nll`, `brier`, `ece`) need `probabilities` ``[N, C]``.
     """
+    if probabilities is not None and labels is not None:
+        check_class_labels(labels, np.asarray(probabilities).shape[-1])
     values = {}
     for name in names:
         metric = METRICS[name]
@@ -242,6 +244,18 @@ def compute_metrics(
             raise ValueError(f"metric {name!r} scores class probabilities; pass probabilities=[N, C]")
         values[name] = metric.function(source, labels)
     return values
+
+
+def check_class_labels(labels: np.ndarray, num_classes: int) -> None:
+    """Refuse labels outside the model's classes [0, num_classes), naming a few (not numpy's IndexError)."""
+    labels = np.asarray(labels)
+    bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+    if bad.size:
+        shown = ", ".join(str(x) for x in bad[:5].tolist())
+        raise ValueError(
+            f"the labels hold values outside the model's classes ({shown}): labels must be integers in "
+            f"[0, {num_classes - 1}] for a model with {num_classes} outputs"
+        )
 
 
 def is_better(name: str, candidate: float, incumbent: float, *, or_equal: bool = False) -> bool:

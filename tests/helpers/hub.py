@@ -113,3 +113,50 @@ def recording_endpoint() -> Iterator[tuple[str, Recorder]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def echoing_endpoint(fragment: str = "", status: int = 401) -> Iterator[tuple[str, Recorder]]:
+    """A hostile or careless endpoint on 127.0.0.1: every request whose path holds `fragment` gets `status` with
+    the request's own `Authorization` header echoed in the JSON error body and in `X-Error-Message` (the two
+    places `huggingface_hub` copies into its exception); other requests are served as by `recording_endpoint`."""
+    recorder = Recorder()
+    base = _handler(recorder)
+
+    class Handler(base):  # type: ignore[misc, valid-type]
+        def _echo(self) -> bool:
+            if fragment not in self.path:
+                return False
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            recorder.requests.append((self.command, self.path, dict(self.headers), b""))
+            echoed = f"bad credentials in header Authorization: {self.headers.get('Authorization')}"
+            body = json.dumps({"error": echoed}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Error-Message", echoed)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return True
+
+        def do_POST(self) -> None:
+            if not self._echo():
+                super().do_POST()
+
+        def do_GET(self) -> None:
+            if not self._echo():
+                super().do_GET()
+
+        def do_HEAD(self) -> None:
+            if not self._echo():
+                super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", recorder
+    finally:
+        server.shutdown()
+        server.server_close()

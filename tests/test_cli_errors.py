@@ -1,0 +1,109 @@
+"""Command-line user errors end in one line on stderr and exit status 2, naming the option and what it
+accepts: never a traceback (bad numbers, an unknown or absent device, labels outside the model's classes, a
+binary file given as data, a push that fails on the Hub's side or cannot connect)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.ensembles import REPO_ROOT, tiny_bert_folder
+
+from hf_sgdr.cli import main
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--max_eval_samples", "0"], "argument --max_eval_samples: must be an integer >= 1; got '0'"),
+        (["--max_eval_samples", "-1"], "argument --max_eval_samples: must be an integer >= 1; got '-1'"),
+        (["--max_selection_samples", "0"], "argument --max_selection_samples: must be an integer >= 1"),
+        (["--max_length", "-5"], "argument --max_length: must be an integer >= 1; got '-5'"),
+        (["--max_length", "0"], "argument --max_length: must be an integer >= 1; got '0'"),
+        (["--block_size", "0"], "argument --block_size: must be an integer >= 1"),
+        (["--per_device_eval_batch_size", "x"], "argument --per_device_eval_batch_size: must be an integer >= 1"),
+        (["--device", "nonsense"], "argument --device: must be a torch device such as cpu, cuda or cuda:0"),
+        (["--device", "cuda:99"], "argument --device: 'cuda:99' is not available"),
+    ],
+)
+def test_bad_evaluate_flags(
+    flags: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _one_line_error(capsys, ["evaluate", str(tmp_path), *flags])
+    assert err.startswith("hf-sgdr evaluate: error: ") and expected in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _one_line_error(capsys, ["evaluate", str(tmp_path), "--device", "cuda"])
+    assert "argument --device: 'cuda' is not available: this machine has 0 CUDA device(s); use cpu" in err
+
+
+def _run(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`hf-sgdr` in a fresh process (the datasets library's own log handlers outlive pytest's capture)."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
+    command = [sys.executable, "-m", "hf_sgdr.cli", *argv]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+
+
+def _last_line_error(result: subprocess.CompletedProcess[str], command: str) -> str:
+    """The error line, which ends stderr (only the data library's progress bars may come before it)."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"hf-sgdr {command}: error: "), result.stderr
+    return last
+
+
+def test_labels_outside_the_models_classes(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("sentence,label\na fine film,1\na dull film,7\nso so,-1\n")
+    err = _last_line_error(_run("evaluate", str(tiny_bert_folder()), "--validation_file", str(data)), "evaluate")
+    assert f"--label_column label of {data} holds 2 label(s) outside the model's classes (-1, 7)" in err
+    assert "integers in [0, 1] for a model with 2 labels" in err
+
+
+def test_the_library_refuses_labels_outside_the_classes_by_name() -> None:
+    from helpers.ensembles import tokenizer
+
+    from hf_sgdr.data import text_dataloader
+    from hf_sgdr.snapshots import SnapshotEnsemble
+
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
+    loader = text_dataloader(tokenizer(), ["a fine film", "a dull film"], labels=[1, 7])
+    with pytest.raises(ValueError, match=r"outside the model's classes \(7\): labels must be integers in \[0, 1\]"):
+        ensemble.evaluate(loader, soups=False)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_binary_file_given_as_data(tmp_path: Path, suffix: str) -> None:
+    data = tmp_path / f"data{suffix}"
+    data.write_bytes(bytes(range(256)) * 8)
+    err = _last_line_error(_run("evaluate", str(tiny_bert_folder()), "--validation_file", str(data)), "evaluate")
+    assert f"--validation_file {data} cannot be read as {suffix} data" in err
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_push_that_cannot_connect() -> None:
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    result = _run("push", str(tiny_bert_folder()), "--repo-id", "me/x", HF_ENDPOINT=endpoint, HF_HUB_OFFLINE="0")
+    err = _last_line_error(result, "push")
+    assert "the push to me/x failed: " in err and "onnect" in err
