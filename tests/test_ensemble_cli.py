@@ -43,9 +43,13 @@ def test_evaluate_writes_the_report_and_prints_the_table(tmp_path: Path, capsys:
         "greedy_ensemble",
         "weighted_ensemble",
     ]
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "metrics on validation, chosen on train[300:332]" in printed and f"wrote {out}" in printed
     assert all(0.0 <= row["metrics"]["accuracy"] <= 1.0 for row in report["rows"])
+    # Says what it does before the long part, and prints no blank lines from transformers' loading bars.
+    assert "evaluating 4 snapshots on validation, choosing on train[300:332]: each snapshot" in captured.err
+    assert "Loading weights" not in captured.err and "\n\n" not in captured.err
 
 
 def test_evaluate_sentence_pairs_and_a_language_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

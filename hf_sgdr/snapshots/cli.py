@@ -194,6 +194,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     else:
         _refuse_selection_flags(args, train_data)
+    print(
+        f"evaluating {ensemble.num_snapshots} snapshots on {args.validation_file or args.eval_split}"
+        + (f", choosing on {selection_name}" if selection_loader is not None else "")
+        + ": each snapshot, every last-k ensemble"
+        + ("" if args.no_soups else ", the soups")
+        + " (one progress bar over all forward passes)",
+        file=sys.stderr,
+    )
     report = ensemble.evaluate(
         eval_loader,
         selection_loader,
