@@ -471,3 +471,18 @@ def plot_per_snapshot(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def arm_trainer(
+    kind: str, model: torch.nn.Module, common: dict[str, Any], data: Any, callbacks: list[Any], **sgdr: Any
+) -> Trainer:
+    """One arm of an overhead comparison: the stock `Trainer` with `cosine`, or `SGDRTrainer` with `sgdr` options
+    (snapshots, resets), on the same `TrainingArguments` keywords `common`."""
+    if kind == "cosine":
+        return Trainer(
+            model=model,
+            args=TrainingArguments(lr_scheduler_type="cosine", **common),
+            train_dataset=data,
+            callbacks=callbacks,
+        )
+    return SGDRTrainer(model=model, args=TrainingArguments(**common), train_dataset=data, callbacks=callbacks, **sgdr)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import TrainerCallback, TrainerControl, TrainerState
 
+from _common import arm_trainer
 from _gpu_setup import Sizes, device, gpt2, random_tokens, release_memory
 from hf_sgdr.snapshot_format.manifest import SnapshotManifest
-from hf_sgdr.training import SGDRTrainer
 
 STALL_KEY = "sgdr/snapshot_stall_ms"
 
@@ -91,22 +91,7 @@ def run_arm(
     shutil.rmtree(out, ignore_errors=True)  # what a run stopped half-way left
     clock = StepClock()
     model = copy.deepcopy(base)
-    if arm == "cosine":
-        trainer: Trainer = Trainer(
-            model=model,
-            args=TrainingArguments(lr_scheduler_type="cosine", **common),
-            train_dataset=data,
-            callbacks=[clock],
-        )
-    else:
-        trainer = SGDRTrainer(
-            model=model,
-            args=TrainingArguments(**common),
-            train_dataset=data,
-            callbacks=[clock],
-            sgdr_num_cycles=cycles,
-            sgdr_reset_optimizer_state=True,
-        )
+    trainer = arm_trainer(arm, model, common, data, [clock], sgdr_num_cycles=cycles, sgdr_reset_optimizer_state=True)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

@@ -40,14 +40,13 @@ from datasets import load_dataset
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    Trainer,
     TrainerCallback,
-    TrainingArguments,
     set_seed,
 )
 
+from _common import arm_trainer
 from hf_sgdr.snapshot_format.manifest import SnapshotManifest
-from hf_sgdr.training import SGDRCallback, SGDRTrainer, SnapshotWriter
+from hf_sgdr.training import SGDRCallback, SnapshotWriter
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -153,23 +152,16 @@ def run_once(kind: str, base: torch.nn.Module, data: Any, options: argparse.Name
     set_seed(0)
     model = copy.deepcopy(base)
     clock = StepClock()
-    if kind == "cosine":
-        trainer: Trainer = Trainer(
-            model=model,
-            args=TrainingArguments(lr_scheduler_type="cosine", **common),
-            train_dataset=data,
-            callbacks=[clock],
-        )
-    else:
-        trainer = SGDRTrainer(
-            model=model,
-            args=TrainingArguments(**common),
-            train_dataset=data,
-            callbacks=[clock],
-            sgdr_num_cycles=options.snapshots,
-            max_snapshots=options.snapshots,
-            sgdr_reset_optimizer_state=True,
-        )
+    trainer = arm_trainer(
+        kind,
+        model,
+        common,
+        data,
+        [clock],
+        sgdr_num_cycles=options.snapshots,
+        max_snapshots=options.snapshots,
+        sgdr_reset_optimizer_state=True,
+    )
     start, start_cpu = time.perf_counter(), time.thread_time()
     trainer.train()
     seconds, cpu_seconds = time.perf_counter() - start, time.thread_time() - start_cpu
