@@ -55,6 +55,7 @@ from .metric_suite import MetricSpec, MetricSuite
 from .metrics import TASK_KINDS, compute_metrics
 from .outputs import collect_member_outputs, materialize
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
+from .selection import select_members
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +317,7 @@ class SnapshotEnsemble:
             path_or_repo_id: Local folder, or Hub repo id (downloaded with `huggingface_hub`, which honours
                 `HF_HUB_OFFLINE` and the cache).
             revision: Hub branch, tag or commit (Hub repos only).
-            snapshots: Names of the snapshots to use, or an int n for the last n (default: all).
+            snapshots: A snapshot's name, a list of names, or an int n for the last n (default: all).
             base_model: Base model of PEFT snapshots (default: the manifest's).
             model_kwargs: Passed to `from_pretrained` of the models (e.g. `dtype=torch.bfloat16`).
 
@@ -389,7 +390,7 @@ class SnapshotEnsemble:
 
         Args:
             output_dir: The run's output_dir, holding `checkpoint-<step>/` folders (taken in step order).
-            checkpoints: Names of the checkpoints to use, or an int n for the last n (default: all).
+            checkpoints: A checkpoint's name, a list of names, or an int n for the last n (default: all).
             task: Task name for the metrics (a GLUE name selects the GLUE metrics).
             auto_class: `AutoModelForSequenceClassification` or `AutoModelForCausalLM` (default: from the
                 architecture in the first checkpoint's config.json).
@@ -711,15 +712,7 @@ def _combinable(manifest: SnapshotManifest, root: Path) -> SnapshotManifest:
 
 def _select(manifest: SnapshotManifest, snapshots: Sequence[str] | int | None) -> list[str]:
     names = [record.name for record in manifest.snapshots]
-    if snapshots is None:
-        return names
-    if isinstance(snapshots, int) and not isinstance(snapshots, bool):
-        count = check_int("snapshots", snapshots, minimum=1, maximum=len(names))
-        return names[len(names) - count :]
-    unknown = [name for name in snapshots if name not in names]
-    if unknown:
-        raise ValueError(f"snapshots {unknown} are not in the manifest; it lists {names}")
-    return list(snapshots)
+    return select_members("snapshots", snapshots, names, names, "the manifest")
 
 
 def _load_tokenizer(root: Path) -> Any:
