@@ -5,10 +5,10 @@ half way through a later `save_pretrained`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from helpers import damage
 from helpers.ensembles import copy_folder, tiny_bert, tiny_bert_folder, tokenizer
 
 from hf_sgdr.snapshot_format.loading import verify_folder
@@ -20,18 +20,10 @@ def folder(tmp_path: Path) -> Path:
     return copy_folder(tiny_bert_folder(), tmp_path / "snapshots")
 
 
-def write_checkpoints(run: Path, steps: tuple[int, ...], state: dict | None = None) -> Path:
-    """A Trainer-style output_dir: `checkpoint-<step>/` with a real tiny BERT's safetensors and config, and a
-    `trainer_state.json` (`state`, or a plain log of each step's loss)."""
-    model = tiny_bert()
-    for step in steps:
-        checkpoint = run / f"checkpoint-{step}"
-        model.save_pretrained(checkpoint)
-        history = [{"step": s, "loss": 1.0 / s, "learning_rate": 1e-3} for s in range(1, step + 1)]
-        text = json.dumps(state if state is not None else {"epoch": step / 10, "log_history": history})
-        (checkpoint / "trainer_state.json").write_text(text)
+def write_checkpoints(run: Path, steps: tuple[int, ...]) -> Path:
+    """A Trainer-style output_dir of a real tiny BERT, with its tokenizer."""
     tokenizer().save_pretrained(run)
-    return run
+    return damage.write_checkpoints(run, tiny_bert(), steps)
 
 
 @pytest.mark.parametrize("parameter", ["snapshots", "checkpoints"])

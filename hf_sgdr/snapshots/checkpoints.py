@@ -152,22 +152,3 @@ def _last_training_log(state: dict[str, Any], step: int) -> dict[str, float]:
         if isinstance(entry.get("step"), int) and entry["step"] <= step and "loss" in entry:
             return {k: v for k, v in entry.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {}
-
-
-def checkpoint_auto_class(folder: Path, supported: Sequence[str]) -> str:
-    """The supported `AutoModel*` class whose mapping builds the architecture named in `folder/config.json`."""
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-    architectures = config.architectures or []
-    for name in supported:
-        try:
-            model_class = getattr(transformers, name)._model_mapping[type(config)]
-        except KeyError:
-            continue
-        if model_class.__name__ in architectures:
-            return name
-    raise ValueError(
-        f"{folder.name}/config.json names architectures {architectures}, whose outputs the ensemble cannot combine: "
-        f"it supports {', '.join(supported)} models; pass auto_class=... if the architecture is one of those"
-    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import os
 import shutil
@@ -45,6 +44,7 @@ from ..snapshot_format.manifest import (
     check_relative_name,
     new_manifest,
 )
+from ..snapshot_format.members import Member, auto_class_for, check_full_members, read_config
 from ..snapshot_format.model_description import describe_model, is_peft_model
 from ..snapshot_format.storage import write_snapshot_folder
 from ..snapshot_format.tensors import cpu_copy
@@ -121,13 +121,6 @@ def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str
     if problem_type == "regression" or num_labels == 1:
         return "regression"
     return "classification"
-
-
-def _kind_of_folder(auto_class: str | None, folder: Path) -> str:
-    """The kind of outputs of the full model saved in `folder` (from its config.json)."""
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
-    return _kind_from(auto_class, num_labels, config.get("problem_type"))
 
 
 class SnapshotEnsemble:
@@ -357,8 +350,11 @@ class SnapshotEnsemble:
         if not records:
             return ensemble
         if manifest.snapshot_type == "full_model":
+            config = check_full_members(
+                [Member(m.record.name, m.folder, m.record.files) for m in ensemble._members], manifest.auto_class
+            )
             ensemble._runner = ensemble._model_runner()
-            ensemble._kind = _kind_of_folder(manifest.auto_class, ensemble._members[0].folder)
+            ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
         else:
             from .adapters import load_adapter_model
 
@@ -400,7 +396,7 @@ class SnapshotEnsemble:
         checkpoint's, else output_dir's. The same `predict` / `evaluate` then compares the checkpoints with
         SGDR snapshots; `save_pretrained` writes them as a snapshot folder.
         """
-        from .checkpoints import checkpoint_auto_class, checkpoint_record, find_checkpoints, select_checkpoints
+        from .checkpoints import checkpoint_record, find_checkpoints, select_checkpoints
 
         root = Path(output_dir)
         check_local_source(root)
@@ -416,11 +412,15 @@ class SnapshotEnsemble:
             progress=progress,
         )
         ensemble.snapshot_type = "full_model"
-        ensemble.auto_class = auto_class or checkpoint_auto_class(folders[0], SUPPORTED_AUTO_CLASSES)
+        ensemble.auto_class = auto_class or auto_class_for(
+            read_config(folders[0], folders[0].name), SUPPORTED_AUTO_CLASSES, folders[0].name
+        )
+        members = [Member(record.name, folder, record.files) for record, folder in zip(records, folders, strict=True)]
+        config = check_full_members(members, ensemble.auto_class)
         ensemble._model_kwargs = model_kwargs
         ensemble._members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
         ensemble._runner = ensemble._model_runner()
-        ensemble._kind = _kind_of_folder(ensemble.auto_class, folders[0])
+        ensemble._kind = _kind_from(ensemble.auto_class, config.num_labels, config.problem_type)
         return ensemble
 
     def _model_runner(self) -> ModelRunner:
