@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write_text
+from ..folder_swap import replacing_folder
 from ..hub_access import loading
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, snapshot_name
@@ -50,6 +51,7 @@ from ..snapshot_format.storage import write_snapshot_folder
 from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
 from .combine import Combined, check_method, combine, fit_weights, normalize_weights
+from .destination import carry_over, save_target
 from .evaluation import EvaluationReport, run_evaluation
 from .metric_suite import MetricSpec, MetricSuite
 from .metrics import TASK_KINDS, compute_metrics
@@ -604,28 +606,32 @@ class SnapshotEnsemble:
     ) -> Path:
         """Write the snapshot folder: one subfolder per snapshot, tokenizer, schedule plot, model card, manifest.
 
-        Each snapshot folder is written atomically with its checksums; manifest.json is written last.
+        The folder is written whole under a temporary name beside `save_directory` and then takes its place in
+        one step, so that a kill or an error at any moment leaves the old folder or the new one, never a mix
+        (`destination`: a non-empty folder that is no ensemble is refused; an old ensemble folder may be the one
+        this ensemble was loaded from, and what it holds besides the ensemble is kept).
         `report` (default: the last `evaluate`) fills the card's results table.
         """
         from .card import build_card, write_schedule_plot
 
         self._require_members()
-        root = Path(save_directory)
-        root.mkdir(parents=True, exist_ok=True)
-        records = []
-        for member in self._members:
-            files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
-            records.append(replace(member.record, files=files))
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(root)
-        manifest = self.manifest(records)
-        has_plot = write_schedule_plot(manifest, root / PLOT_NAME)
-        card = build_card(
-            manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset, has_plot=has_plot
-        )
-        atomic_write_text(root / "README.md", str(card))
-        manifest.save(root)
-        return root
+        target = save_target(save_directory)
+        with replacing_folder(target) as root:
+            records = []
+            for member in self._members:
+                files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
+                records.append(replace(member.record, files=files))
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(root)
+            manifest = self.manifest(records)
+            has_plot = write_schedule_plot(manifest, root / PLOT_NAME)
+            card = build_card(
+                manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset, has_plot=has_plot
+            )
+            atomic_write_text(root / "README.md", str(card))
+            manifest.save(root)
+            carry_over(target, root)
+        return target
 
     def _save_member(self, member: _Member, folder: Path) -> None:
         if member.folder is not None:
