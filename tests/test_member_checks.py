@@ -14,7 +14,7 @@ import pytest
 import torch
 import transformers
 from helpers.damage import edit_header, edit_manifest, edit_weights, rerecord, write_checkpoints
-from helpers.ensembles import copy_folder, tiny_bert, tiny_bert_folder, tiny_lm_folder, tokenizer
+from helpers.ensembles import copy_folder, lora_folder, tiny_bert, tiny_bert_folder, tiny_lm_folder, tokenizer
 
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError
 
@@ -190,3 +190,29 @@ def test_checkpoints_get_the_same_checks(tmp_path: Path, damage: Callable[[Path]
         SnapshotEnsemble.from_checkpoints(run, progress=False)
     with pytest.raises(SnapshotLoadError, match=r"^checkpoint-5/config.json describes \['BertForSequenceClass"):
         SnapshotEnsemble.from_checkpoints(run, checkpoints=["checkpoint-5"], auto_class="AutoModelForCausalLM")
+
+
+ADAPTER_DAMAGE = {
+    "lora tensor missing": (
+        lambda t: t.pop(next(k for k in sorted(t) if "lora_A" in k)),
+        r"^cycle-002/adapter_model.safetensors does not hold the adapter .*: missing \['.*lora_A",
+    ),
+    "extra tensor": (lambda t: t.update(extra=torch.zeros(2)), r"^cycle-002/adapter_model.safetensors .*unexpected"),
+    "head of 3 labels": (
+        lambda t: [t.update({k: torch.zeros(3, *v.shape[1:])}) for k, v in list(t.items()) if "classifier" in k],
+        r"^cycle-002/adapter_config.json or adapter_model.safetensors cannot be loaded",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", [*ADAPTER_DAMAGE, "config invalid JSON"])
+def test_a_peft_member_whose_adapter_is_not_whole_is_refused(tmp_path: Path, damage: str) -> None:
+    folder = copy_folder(lora_folder(), tmp_path / "lora")
+    if damage == "config invalid JSON":
+        _damage_member(folder, lambda m: (m / "adapter_config.json").write_text('{"peft_type": '))
+        message = r"^cycle-002/adapter_config.json or adapter_model.safetensors cannot be loaded"
+    else:
+        edit, message = ADAPTER_DAMAGE[damage]
+        _damage_member(folder, lambda m: edit_weights(m / "adapter_model.safetensors", edit))
+    with pytest.raises(SnapshotLoadError, match=message):
+        SnapshotEnsemble.from_pretrained(folder, progress=False)
