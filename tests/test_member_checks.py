@@ -14,7 +14,15 @@ import pytest
 import torch
 import transformers
 from helpers.damage import edit_header, edit_manifest, edit_weights, rerecord, write_checkpoints
-from helpers.ensembles import copy_folder, lora_folder, tiny_bert, tiny_bert_folder, tiny_lm_folder, tokenizer
+from helpers.ensembles import (
+    copy_folder,
+    lora_folder,
+    tiny_bert,
+    tiny_bert_folder,
+    tiny_gpt2,
+    tiny_lm_folder,
+    tokenizer,
+)
 
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError
 
@@ -104,7 +112,7 @@ DISAGREEMENT = {
     "label count": (lambda m: _other_model(m, tiny_bert(num_labels=3)), r"num_labels 3 \(theirs 2 in 'cycle-000'\)"),
     "hidden size": (
         lambda m: _other_model(m, _bert(hidden_size=64, intermediate_size=128)),
-        r"tensor 'bert.embeddings.word_embeddings.weight' has shape \[30522, 64\] \(theirs \[30522, 32\]",
+        r"tensor 'bert.embeddings.LayerNorm.bias' has shape \[64\] \(theirs \[32\] in 'cycle-000'\)",
     ),
     "layers": (lambda m: _other_model(m, _bert(num_hidden_layers=3)), r"tensors \['bert.encoder.layer.2.attention"),
     "regression": (
@@ -119,6 +127,14 @@ def test_members_that_are_not_one_model_are_refused_naming_the_member(folder: Pa
     edit, message = DISAGREEMENT[difference]
     _damage_member(folder, edit)
     with pytest.raises(SnapshotLoadError, match=rf"^member '{MEMBER}' is not the same model as 'cycle-000': {message}"):
+        SnapshotEnsemble.from_pretrained(folder, progress=False)
+
+
+def test_a_member_with_untied_weights_among_tied_ones_is_refused(tmp_path: Path) -> None:
+    folder = copy_folder(tiny_lm_folder(), tmp_path / "lm")
+    config = transformers.GPT2Config(**tiny_gpt2().config.to_dict() | {"tie_word_embeddings": False})
+    _damage_member(folder, lambda m: _other_model(m, transformers.GPT2LMHeadModel(config)))
+    with pytest.raises(SnapshotLoadError, match=r"^member 'cycle-002' .*: tensors \['lm_head.weight'\] are in one"):
         SnapshotEnsemble.from_pretrained(folder, progress=False)
 
 

@@ -9,8 +9,9 @@
   or reshaped one means the weights are another model's. Tied weights and the buffers transformers itself
   leaves out of checkpoints are accounted for, by building the model on the meta device (no memory, no
   weights read);
-- all members are one model: same architecture, labels and tensor shapes (else predictions could not be
-  combined, and would fail late, at predict or in a soup).
+- all members are one model: same architecture, labels and stored tensors with their shapes (else predictions
+  could not be combined and would fail late, at predict or in a soup; or a soup would mix tied and untied
+  weights).
 
 Errors are `SnapshotLoadError`s naming the member and the file.
 """
@@ -243,12 +244,10 @@ def check_full_members(members: Sequence[Member], auto_class: str) -> Any:
         _check_tensors(member, expected, stored)
         identity = _identity(config, expected)
         if first is None:
-            first = (member.label, identity, expected.shapes, config)
+            first = (member.label, identity, stored, config)
             continue
-        name, first_identity, first_shapes, _ = first
-        difference = _difference(identity, first_identity, name) or _shape_difference(
-            expected.shapes, first_shapes, name
-        )
+        name, first_identity, first_stored, _ = first
+        difference = _difference(identity, first_identity, name) or _shape_difference(stored, first_stored, name)
         if difference is not None:
             raise SnapshotLoadError(
                 f"member {member.label!r} is not the same model as {name!r}: {difference}; the members of an ensemble "
