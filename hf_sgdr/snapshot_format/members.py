@@ -95,7 +95,7 @@ def _model_classes(config: Any, auto_class: str) -> list[type]:
     return list(found) if isinstance(found, (list, tuple)) else [found]
 
 
-def builds_architecture(config: Any, auto_class: str, label: str) -> bool:
+def _builds_architecture(config: Any, auto_class: str, label: str) -> bool:
     """Whether `auto_class` builds the architecture `config.json` names (any, when it names none)."""
     classes = _model_classes(config, auto_class)
     architectures = _architectures(config, label)
@@ -106,7 +106,7 @@ def auto_class_for(config: Any, supported: Sequence[str], label: str) -> str:
     """The first of the `supported` `AutoModel*` classes that builds the architecture named in `config`."""
     architectures = _architectures(config, label)
     for name in supported:
-        if architectures and builds_architecture(config, name, label):
+        if architectures and _builds_architecture(config, name, label):
             return name
     raise ValueError(
         f"{label}/config.json names architectures {architectures}, whose outputs the ensemble cannot combine: "
@@ -117,7 +117,7 @@ def auto_class_for(config: Any, supported: Sequence[str], label: str) -> str:
 def check_auto_class(config: Any, auto_class: str, label: str) -> None:
     """Refuse an `auto_class` that would build another model than the one `config.json` names (a classifier
     loaded as a causal LM gets a randomly initialised LM head)."""
-    if not builds_architecture(config, auto_class, label):
+    if not _builds_architecture(config, auto_class, label):
         raise SnapshotLoadError(
             f"{label}/config.json describes {_architectures(config, label) or config.model_type!r}, which "
             f"auto_class {auto_class} does not build: loading it would initialise a head at random"
