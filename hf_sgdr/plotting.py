@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,48 +48,73 @@ def plot_schedule(
     *,
     snapshot_steps: Sequence[int] | None = None,
     group_names: Sequence[str] | None = None,
-    metric_by_snapshot: dict[int, float] | None = None,
+    metrics_by_snapshot: Mapping[str, Mapping[int, float]] | None = None,
+    metric_by_snapshot: Mapping[int, float] | None = None,
     metric_name: str = "metric",
+    ensemble_metrics: Mapping[str, float] | None = None,
     path: str | os.PathLike[str] | None = None,
     title: str | None = None,
 ) -> Figure:
     """Plot the lr of each param group over `num_training_steps` optimizer steps.
 
     Restarts are dashed vertical lines; snapshots (by default every cycle end inside the budget) are
-    dots on the lr of the step that completed the cycle. `metric_by_snapshot` ({snapshot step: value})
-    adds the metric of each snapshot on a second axis. With `path` the PNG is written atomically.
+    dots on the lr of the step that completed the cycle. `metrics_by_snapshot` ({name: {snapshot step:
+    value}}, e.g. accuracy and NLL) adds one panel per metric under the lr, on the same steps, so that no
+    marker hides another; `metric_by_snapshot` with `metric_name` is the one-metric form. `ensemble_metrics`
+    ({name: value}) draws the ensemble's value of a metric across its panel, for comparison with each
+    snapshot's. The legend sits above the plot, off the curves. With `path` the PNG is written atomically.
     """
     plt = _import_pyplot()
     steps = plotted_steps(schedule, num_training_steps)
     names = list(group_names) if group_names is not None else [f"group {i}" for i in range(len(max_lrs))]
     if len(names) != len(max_lrs):
         raise ValueError(f"group_names must have one name per max_lrs entry ({len(max_lrs)}); got {len(names)}")
+    metrics = {name: dict(values) for name, values in (metrics_by_snapshot or {}).items() if values}
+    if metric_by_snapshot:
+        metrics[metric_name] = dict(metric_by_snapshot)
     curves = list(zip(*(schedule.lrs(t, max_lrs) for t in steps), strict=True))
     if snapshot_steps is None:
         snapshot_steps = schedule.cycle_ends(num_training_steps)
 
-    figure, axis = plt.subplots(figsize=(9, 4), dpi=110)
+    figure, axes = plt.subplots(
+        1 + len(metrics),
+        1,
+        sharex=True,
+        figsize=(9, 4 + 1.6 * len(metrics)),
+        dpi=110,
+        height_ratios=[3] + [1.2] * len(metrics),
+        layout="constrained",
+        squeeze=False,
+    )
+    axis = axes[0][0]
     for name, curve in zip(names, curves, strict=True):
         axis.plot(steps, curve, linewidth=1.2, label=name if len(max_lrs) > 1 else "learning rate")
     for restart in schedule.restarts(num_training_steps - 1):
         axis.axvline(restart, color="grey", linestyle="--", linewidth=0.7)
     if snapshot_steps:
         lrs_at_snapshots = [schedule.lrs(max(s - 1, 0), max_lrs)[0] for s in snapshot_steps]
-        axis.scatter(snapshot_steps, lrs_at_snapshots, color="crimson", zorder=3, label="snapshot")
+        axis.scatter(snapshot_steps, lrs_at_snapshots, color="crimson", zorder=3, clip_on=False, label="snapshot")
     if schedule.warmup_steps:
         axis.axvspan(0, schedule.warmup_steps, color="orange", alpha=0.12, label="warmup")
-    axis.set_xlabel("optimizer step")
     axis.set_ylabel("learning rate")
-    axis.set_xlim(0, num_training_steps)
-    axis.set_title(title or _default_title(schedule))
-    if metric_by_snapshot:
-        twin = axis.twinx()
-        xs = sorted(metric_by_snapshot)
-        twin.plot(xs, [metric_by_snapshot[x] for x in xs], color="seagreen", marker="s", label=metric_name)
-        twin.set_ylabel(metric_name)
-        twin.legend(loc="upper center", fontsize=8)
-    axis.legend(loc="upper right", fontsize=8)
-    figure.tight_layout()
+    # A margin on the right so that the last snapshot (at the last step) is drawn whole.
+    axis.set_xlim(0, num_training_steps * 1.02)
+    figure.suptitle(title or _default_title(schedule))
+    for (name, values), (panel,) in zip(metrics.items(), axes[1:], strict=True):
+        xs = sorted(values)
+        panel.plot(xs, [values[x] for x in xs], color="seagreen", marker="s", clip_on=False)
+        for restart in schedule.restarts(num_training_steps - 1):
+            panel.axvline(restart, color="grey", linestyle="--", linewidth=0.7)
+        if ensemble_metrics and name in ensemble_metrics:
+            panel.axhline(ensemble_metrics[name], color="purple", linestyle=":", linewidth=1.4, label="ensemble")
+        panel.set_ylabel(name)
+        panel.margins(y=0.15)
+    axes[-1][0].set_xlabel("optimizer step")
+    handles: dict[str, Any] = {}
+    for row in axes:
+        for handle, label in zip(*row[0].get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    figure.legend(list(handles.values()), list(handles), loc="outside upper right", ncol=4, fontsize=8)
     if path is not None:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")

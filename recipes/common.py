@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
-from hf_sgdr import ResourceNotFoundError, SGDRAccelerateHelper, plot_schedule
-from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble, log_report
+from hf_sgdr import ResourceNotFoundError, SGDRAccelerateHelper
+from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble, log_report, schedule_figure
 from hf_sgdr.training import CycleEndEvent, SGDROptions
 
 logger = get_logger(__name__)
@@ -326,15 +326,11 @@ def evaluate_snapshots(
                 metrics=metrics,
             )
             accelerator.print(f"\n{split}:\n{extra.to_table()}")
-        primary = report.metrics[0]
-        figure = plot_schedule(
-            sgdr.scheduler.schedule,
-            sgdr.num_training_steps,
-            [float(lr) for lr in sgdr.scheduler.base_lrs[:1]],
-            snapshot_steps=[r.scheduler_step for r in ensemble.records],
-            metric_by_snapshot={r.scheduler_step: report.row(r.name).metrics[primary] for r in ensemble.records},
-            metric_name=f"{eval_split} {primary}",
-            path=out / PLOT_NAME,
+        figure = schedule_figure(ensemble.manifest(), report, path=out / PLOT_NAME)
+        written = [out / RESULTS_NAME, *(out / f"ensemble_results_{split}.json" for split in extra_reports or {})]
+        accelerator.print(
+            f"wrote {', '.join(map(str, written))}{f', {out / PLOT_NAME}' if figure is not None else ''}; "
+            f"snapshots in {sgdr.snapshot_dir}"
         )
         if args.with_tracking:
             _track_report(accelerator, report, figure, sgdr.num_training_steps)

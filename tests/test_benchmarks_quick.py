@@ -298,3 +298,38 @@ def test_glue_multi_epoch_rte_quick_pairs_and_a_validation_part_of_train(tmp_pat
     assert "# RTE, several epochs" in markdown and "official RTE validation split" in markdown
     assert "goal met" in markdown
     check_plots(payload)
+
+
+def test_gpu_quick_runs_every_part_records_each_and_resumes(tmp_path: Path) -> None:
+    flags = ("--work_dir", str(tmp_path / "work"))
+    payload, markdown = run_quick("gpu", tmp_path, *flags)
+    parts = payload["parts"]
+    assert list(parts) == ["training", "load_verify", "ensemble", "recipe", "stacked"]
+    assert {name: part["status"] for name, part in parts.items()} == dict.fromkeys(parts, "ok")
+    training = parts["training"]["result"]
+    assert training["snapshot_steps"] == [4, 8, 12, 16, 20]  # 5 cycles fitted to 20 steps
+    assert len(training["stall_ms"]) == 5 and all(finite(ms) for ms in training["stall_ms"])
+    assert [len(training["seconds"][arm]) for arm in ("cosine", "sgdr")] == [1, 1] and training["ratio"] > 0
+    load = parts["load_verify"]["result"]
+    files = sorted((tmp_path / "work" / "quick" / "snapshots").glob("cycle-*/*.safetensors"))
+    assert load["members"] == len(files) == 5 and load["bytes"] == sum(f.stat().st_size for f in files)
+    assert load["resident_members"] == 0 and load["load_verify_s"] == load["verify_s"] + load["load_to_device_s"]
+    ensemble = parts["ensemble"]["result"]
+    assert [s["sequences"] for s in ensemble["sizes"]] == [4, 8]
+    for size in ensemble["sizes"]:  # on the CPU one member at a time: every snapshot, every last-k ensemble
+        assert size["resident_models_peak"] == 1 and size["rows"] == 10 and size["ratio"] > 0
+    stacked = parts["stacked"]["result"]
+    assert stacked["members"] == 5 and stacked["max_abs_logit_difference"] < 1e-4  # the same logits
+    recipe = parts["recipe"]["result"]
+    assert recipe["snapshots"] == 3 and 0.0 <= recipe["ensemble"]["accuracy"] <= 1.0
+    assert "recipes/glue.py --config recipes/configs/glue_cpu_5ep_T0-63_Tmult-1.json" in recipe["command"]
+    assert payload["machine"]["device"] == "CPU (no GPU)" and payload["machine"]["accelerate"]
+    for target, count in (("≤ 5 ms", 1), ("≤ 1.01×", 1), ("≤ 1.2×", 2), ("≤ 0.5 s", 1)):  # evaluate: one per size
+        rows = [line for line in markdown.splitlines() if f"| {target} |" in line]
+        assert len(rows) == count and all(row.endswith(("| met |", "| not met |")) for row in rows)
+    assert recipe["table"] in markdown and "python3 benchmarks/gpu.py --quick" in markdown
+
+    part_files = sorted(tmp_path.glob("part-*_quick.json"))
+    stamps = [path.stat().st_mtime_ns for path in part_files]
+    again, _ = run_quick("gpu", tmp_path, *flags)  # a restart keeps the parts already done
+    assert [path.stat().st_mtime_ns for path in part_files] == stamps and again["parts"] == parts

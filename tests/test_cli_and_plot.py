@@ -145,3 +145,34 @@ def test_long_budgets_are_sampled_but_keep_every_boundary() -> None:
     assert len(steps) < 2 * MAX_PLOTTED_POINTS
     chosen = set(steps)
     assert all(end in chosen and end - 1 in chosen for end in schedule.cycle_ends(1_999_999))
+
+
+def test_plot_with_several_metrics_keeps_every_mark_visible(tmp_path: Path) -> None:
+    """One panel per metric under the lr (no marker over a snapshot dot), the ensemble's value across its
+    panel, the legend outside the axes, and room on the right for the snapshot at the last step."""
+    schedule = SGDRSchedule(T_0=63)
+    steps = [63, 126, 189, 252, 315]
+    figure = plot_schedule(
+        schedule,
+        315,
+        [5e-5],
+        metrics_by_snapshot={
+            "accuracy": dict(zip(steps, [0.78, 0.78, 0.81, 0.80, 0.82], strict=True)),
+            "nll": dict.fromkeys(steps, 0.5),
+        },
+        ensemble_metrics={"nll": 0.42},
+        path=tmp_path / "p.png",
+    )
+    lr_axis, accuracy_axis, nll_axis = figure.axes
+    assert [a.get_ylabel() for a in figure.axes] == ["learning rate", "accuracy", "nll"]
+    assert not lr_axis.get_lines()[0].get_marker() or lr_axis.get_lines()[0].get_marker() == "None"
+    assert [int(x) for x, _ in lr_axis.collections[0].get_offsets()] == steps  # the snapshot dots, alone
+    assert list(accuracy_axis.get_lines()[0].get_ydata()) == [0.78, 0.78, 0.81, 0.80, 0.82]
+    ensemble_line = [line for line in nll_axis.get_lines() if line.get_label() == "ensemble"]
+    assert list(ensemble_line[0].get_ydata()) == [0.42, 0.42]
+    assert lr_axis.get_xlim()[1] > 315 and lr_axis.collections[0].get_clip_on() is False
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = figure.legends[0].get_window_extent(renderer)
+    assert not any(legend.overlaps(axis.get_window_extent(renderer)) for axis in figure.axes)
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["learning rate", "snapshot", "ensemble"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers.ensembles import copy_folder, tiny_bert_folder
+from helpers.hub import online, recording_endpoint
 from transformers import Trainer
 
 from hf_sgdr.hub_access import ResourceNotFoundError
@@ -91,3 +92,16 @@ def test_a_plain_trainer_output_folder_says_how_to_get_snapshots(tmp_path: Path)
         match=r"Trainer output folder without snapshots .*SGDRTrainer, or add SGDRCallback\(\)\.attach",
     ):
         SnapshotEnsemble.from_pretrained(tmp_path)
+
+
+def test_a_missing_run_folder_is_named_at_once_without_a_network_call(tmp_path: Path, monkeypatch) -> None:
+    """`out/snapshots` where `out/` does not exist (the README's wording before the run): a local path, not a
+    Hub repo id; refused before any request, even with the offline mode off and a Hub endpoint reachable."""
+    monkeypatch.chdir(tmp_path)
+    with online(), recording_endpoint() as (url, recorder):
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        for missing in ["out/snapshots", "out/cycle-002", "runs/checkpoint-500"]:
+            parent = missing.split("/")[0]
+            with pytest.raises(FileNotFoundError, match=rf"^{missing} does not exist \(there is no folder {parent}"):
+                SnapshotEnsemble.from_pretrained(missing)
+    assert recorder.requests == []

@@ -1,6 +1,6 @@
 """The names of things in a snapshot folder, defined once for the side that writes and the side that reads.
 
-snapshots/
+snapshots/          # SNAPSHOT_SUBDIR of a training run's output_dir (unless snapshot_dir says otherwise)
   manifest.json     # MANIFEST_NAME
   schedule.png      # PLOT_NAME, optional
   cycle-000/        # snapshot_name(0): what AutoModel*.from_pretrained (or PEFT) loads
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+#: Sub-folder of a training run's `output_dir` that holds its snapshots by default.
+SNAPSHOT_SUBDIR = "snapshots"
 MANIFEST_NAME = "manifest.json"
 #: The lr plot saved beside the manifest (shown by the model card).
 PLOT_NAME = "schedule.png"

@@ -16,6 +16,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ import torch
 from torch import nn
 
 from ..atomic import TMP_PREFIX, sha256_file
+from ..quiet import transformers_bars_silenced
+from .layout import SNAPSHOT_SUBDIR
 from .manifest import MANIFEST_NAME, SnapshotManifest, SnapshotRecord
 
 logger = logging.getLogger(__name__)
@@ -217,15 +220,28 @@ def _check_shard_index(folder: Path, record: SnapshotRecord) -> None:
 def verify_folder(
     root: Path, names: list[str] | None = None, containment: Path | None = None, *, checksums: bool = True
 ) -> tuple[SnapshotManifest, list[SnapshotRecord]]:
-    """Load the manifest of `root` and verify the snapshots called `names` (all by default)."""
+    """Load the manifest of `root` and verify the snapshots called `names` (all by default).
+
+    The snapshots are verified in parallel threads (hashing releases the GIL), each in `verify_snapshot`'s
+    order; the first failing snapshot in manifest order is the one reported.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"snapshot folder {root} does not exist")
     manifest = open_manifest(root, containment)
     records = manifest.snapshots if names is None else [manifest.snapshot(name) for name in names]
-    for record in records:
-        verify_snapshot(root, record, manifest.snapshot_type, containment, checksums=checksums)
+
+    def verify(record: SnapshotRecord) -> Path:
+        return verify_snapshot(root, record, manifest.snapshot_type, containment, checksums=checksums)
+
+    with ThreadPoolExecutor(max_workers=verify_workers(len(records)), thread_name_prefix="hf_sgdr-verify") as pool:
+        list(pool.map(verify, records))
     return manifest, records
+
+
+def verify_workers(count: int) -> int:
+    """Threads to verify `count` snapshots with: one each, at most one per CPU core."""
+    return max(1, min(count, os.cpu_count() or 1))
 
 
 def open_manifest(root: Path, containment: Path | None = None) -> SnapshotManifest:
@@ -261,12 +277,19 @@ def closest_sibling(path: Path) -> Path | None:
     return parent / close[0] if close else None
 
 
+#: Names of folders this package and the `Trainer` write (a run's snapshots, one snapshot, a checkpoint): a
+#: missing `namespace/<one of these>` is a local path that does not exist, not a Hub repo to look up.
+_OUTPUT_FOLDER_NAME = re.compile(rf"^({re.escape(SNAPSHOT_SUBDIR)}|cycle-\d{{3,}}|checkpoint-\d+)$")
+
+
 def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     """Raise `FileNotFoundError` naming `path_or_repo_id` when it looks like a local path and does not exist.
 
-    Local-looking: a `Path`, a name starting with `/`, `.` or `~`, with more than one `/` or a backslash,
-    or a `namespace/name` whose `namespace` is a folder here holding an entry close to `name` (a typo such
-    as ``out/snapshotz`` beside ``out/snapshots``); anything else is left to the Hub.
+    Local-looking: a `Path`, a name starting with `/`, `.` or `~`, with more than one `/` or a backslash, a
+    `namespace/name` whose `name` is a folder name of a training run's output (``out/snapshots``,
+    ``out/checkpoint-500``), or whose `namespace` is a folder here holding an entry close to `name` (a typo
+    such as ``out/snapshotz`` beside ``out/snapshots``); anything else is left to the Hub. Decided before
+    any network call.
     """
     path = Path(path_or_repo_id)
     if path.exists():
@@ -274,11 +297,17 @@ def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     text = os.fspath(path_or_repo_id)
     close = closest_sibling(path)
     explicit = (
-        not isinstance(path_or_repo_id, str) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+        not isinstance(path_or_repo_id, str)
+        or text.startswith(("/", ".", "~"))
+        or text.count("/") > 1
+        or "\\" in text
+        or bool(_OUTPUT_FOLDER_NAME.match(path.name))
     )
     if not explicit and not (path.expanduser().parent != Path(".") and close):
         return
     hint = f" (did you mean {close}?)" if close else ""
+    if not hint and not path.expanduser().parent.exists():
+        hint = f" (there is no folder {path.expanduser().parent} either)"
     raise FileNotFoundError(
         f"{text} does not exist{hint}: give an existing snapshot folder or training output_dir (a local path), "
         "or a Hub repo id (namespace/name)"
@@ -320,10 +349,12 @@ def auto_model_class(name: str | None) -> type:
 
 
 def load_model(folder: Path, auto_class: str, **kwargs: Any) -> nn.Module:
-    """`AutoModel*.from_pretrained` on a verified local folder: safetensors only, no remote code, no network."""
-    return auto_model_class(auto_class).from_pretrained(
-        folder, use_safetensors=True, trust_remote_code=False, local_files_only=True, **kwargs
-    )
+    """`AutoModel*.from_pretrained` on a verified local folder: safetensors only, no remote code, no network, no
+    per-member progress bar."""
+    with transformers_bars_silenced():
+        return auto_model_class(auto_class).from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=False, local_files_only=True, **kwargs
+        )
 
 
 def load_state_dict(folder: Path, auto_class: str, **kwargs: Any) -> dict[str, torch.Tensor]:

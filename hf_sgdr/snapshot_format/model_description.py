@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from accelerate.utils import extract_model_from_parallel, is_compiled_module
 
 from .manifest import ModelDescription
 
@@ -41,14 +40,21 @@ AUTO_CLASS_TASKS = {
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The user's model behind DDP / FSDP / `torch.compile` wrappers (what `save_pretrained` must be called on).
 
-    Accelerate keeps the compiled wrapper by default; its state dict names every entry `_orig_mod.*`.
+    Accelerate keeps the compiled wrapper by default; its state dict names every entry `_orig_mod.*`. Without
+    accelerate installed (the ensemble side needs only the core install), only torch's own wrappers can occur.
     """
+    try:
+        from accelerate.utils import extract_model_from_parallel
+    except ImportError:
+        while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        return without_compile(model)
     return extract_model_from_parallel(model, keep_torch_compile=False)
 
 
 def without_compile(model: torch.nn.Module) -> torch.nn.Module:
     """`model` without a top-level `torch.compile` wrapper (other wrappers such as DDP / FSDP kept)."""
-    return model._orig_mod if is_compiled_module(model) else model
+    return model._orig_mod if isinstance(model, torch._dynamo.eval_frame.OptimizedModule) else model
 
 
 def peft_model_class() -> type | None:

@@ -29,13 +29,14 @@ if TYPE_CHECKING:
     from .ensemble import EnsemblePrediction, SnapshotEnsemble
     from .evaluation import EvaluationReport, ReportRow
     from .metrics import METHODS, PROBABILITY_METRICS, compute_metrics, metric_names_for
-    from .tracking import log_report, log_report_to_trainer
+    from .tracking import log_report, log_report_to_trainer, schedule_figure
 
 _NAMES = {
     "METHODS": ".metrics",
     "PROBABILITY_METRICS": ".metrics",
     "log_report": ".tracking",
     "log_report_to_trainer": ".tracking",
+    "schedule_figure": ".tracking",
     "compute_metrics": ".metrics",
     "metric_names_for": ".metrics",
     "fit_weights": ".combine",
@@ -78,6 +79,7 @@ __all__ = [
     "log_report",
     "log_report_to_trainer",
     "metric_names_for",
+    "schedule_figure",
     "text_dataloader",
 ]
 __getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -135,6 +135,7 @@ def load_adapter_model(
     """
     from peft import PeftConfig, PeftModel
 
+    from ..quiet import transformers_bars_silenced
     from ..snapshot_format.loading import auto_model_class
 
     with _naming(names[0]):
@@ -151,11 +152,12 @@ def load_adapter_model(
     base = auto_model_class(auto_class).from_pretrained(
         base_id, use_safetensors=True, trust_remote_code=False, **model_kwargs
     )
-    with _naming(names[0]):
-        model = PeftModel.from_pretrained(base, str(folders[0]), adapter_name=names[0])
-    for folder, name in zip(folders[1:], names[1:], strict=True):
-        with _naming(name):
-            model.load_adapter(str(folder), adapter_name=name)
+    with transformers_bars_silenced():  # one bar per adapter otherwise
+        with _naming(names[0]):
+            model = PeftModel.from_pretrained(base, str(folders[0]), adapter_name=names[0])
+        for folder, name in zip(folders[1:], names[1:], strict=True):
+            with _naming(name):
+                model.load_adapter(str(folder), adapter_name=name)
     for folder, name in zip(folders, names, strict=True):
         check_adapter_tensors(model, folder, name)
     return model

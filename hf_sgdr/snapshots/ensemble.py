@@ -2,8 +2,9 @@
 
 Two ways in: the seed API (`SnapshotEnsemble(max_snapshots=5)`, `add_model(model)` after each cycle,
 `predict(dataloader)`) and the Hugging Face one (`from_pretrained` a snapshot folder or Hub repo,
-`save_pretrained`, `push_to_hub`). Members are kept off the compute device (CPU copies, or files on
-disk) and computed one at a time in a single module; see `runners` for the memory bound.
+`save_pretrained`, `push_to_hub`). Members loaded from folders stay on the compute device as far as the
+residency budget allows (by default on CUDA half its free memory, on CPU none); the others, and the CPU
+copies of `add_model`, are computed one at a time in a single module. See `runners` and `residency`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from .evaluation import EvaluationReport, run_evaluation
 from .metric_suite import MetricSpec, MetricSuite
 from .metrics import TASK_KINDS, compute_metrics
 from .outputs import collect_member_outputs, materialize
+from .residency import Budget, check_residency_budget
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
 from .selection import select_members
 
@@ -136,8 +138,12 @@ class SnapshotEnsemble:
             "multiple_choice"); inferred from the models when None.
         schedule: The SGDR schedule that produced the snapshots (`SGDRSchedule` or its `to_dict()`).
         training: Free-form training facts recorded in the manifest (dataset, learning rate, budget, ...).
-        device: Compute device (default: CUDA if available, else CPU). Members never all live there.
-        progress: Show progress bars (on the main process only).
+        device: Compute device (default: CUDA if available, else CPU).
+        progress: Show progress bars (on the main process only; transformers' per-member loading bars never).
+        residency_budget: Device memory the members loaded from folders may occupy together, so that they are
+            loaded once for every row and split: None (default) for half the free CUDA memory (none on CPU:
+            one member at a time), an int of bytes, or a float share in (0, 1] of the free CUDA memory. See
+            `residency`; `resident_models_peak` and the report say how many models were resident.
     """
 
     def __init__(
@@ -151,6 +157,7 @@ class SnapshotEnsemble:
         training: dict[str, Any] | None = None,
         device: str | torch.device | None = None,
         progress: bool = True,
+        residency_budget: Budget = None,
     ) -> None:
         self.max_snapshots = check_int("max_snapshots", max_snapshots, minimum=1)
         if kind is not None and kind not in TASK_KINDS:
@@ -161,6 +168,7 @@ class SnapshotEnsemble:
         self.training = dict(training or {})
         self.device = torch.device(device) if device is not None else _default_device()
         self.progress = progress
+        self.residency_budget = check_residency_budget(residency_budget)
         self.snapshot_type: str | None = None
         self.auto_class: str | None = None
         self.base_model: str | None = None
@@ -273,8 +281,8 @@ class SnapshotEnsemble:
         self._claim(model)
         if self._template is None:
             self._template = copy.deepcopy(model).to("cpu")
-        if self._runner is None:
-            self._runner = self._model_runner()
+        if self._runner is None:  # the CPU copies share one module: none stays resident
+            self._runner = self._model_runner(resident=False)
         self._members.append(_Member(record, state=cpu_copy(model.state_dict())))
 
     def _add_adapter(self, model: nn.Module, record: SnapshotRecord) -> None:
@@ -304,6 +312,7 @@ class SnapshotEnsemble:
         local_files_only: bool = False,
         endpoint: str | None = None,
         progress: bool = True,
+        residency_budget: Budget = None,
         **model_kwargs: Any,
     ) -> SnapshotEnsemble:
         """Load an ensemble from a snapshot folder (or a training output folder holding `snapshots/`) or a Hub repo.
@@ -314,9 +323,11 @@ class SnapshotEnsemble:
             revision: Hub branch, tag or commit (Hub repos only).
             snapshots: A snapshot's name, a list of names, or an int n for the last n (default: all).
             base_model: Base model of PEFT snapshots (default: the manifest's).
+            residency_budget: Device memory the members may occupy together (see the class docstring).
             model_kwargs: Passed to `from_pretrained` of the models (e.g. `dtype=torch.bfloat16`).
 
-        Every selected snapshot is verified first (paths, safetensors only, sizes, checksums, headers).
+        Every selected snapshot is verified first (paths, safetensors only, sizes, checksums, headers), the
+        snapshots in parallel threads.
         """
         from .hub import _REPO_ID, resolve_source
 
@@ -342,6 +353,7 @@ class SnapshotEnsemble:
             training=manifest.training,
             device=device,
             progress=progress,
+            residency_budget=residency_budget,
         )
         ensemble.snapshot_type, ensemble.source = manifest.snapshot_type, root
         ensemble.auto_class = manifest.auto_class
@@ -382,6 +394,7 @@ class SnapshotEnsemble:
         auto_class: str | None = None,
         device: str | torch.device | None = None,
         progress: bool = True,
+        residency_budget: Budget = None,
         **model_kwargs: Any,
     ) -> SnapshotEnsemble:
         """An ensemble of any `Trainer` run's `checkpoint-*` folders (e.g. a `cosine` run with `save_steps`).
@@ -392,6 +405,7 @@ class SnapshotEnsemble:
             task: Task name for the metrics (a GLUE name selects the GLUE metrics).
             auto_class: `AutoModelForSequenceClassification` or `AutoModelForCausalLM` (default: from the
                 architecture in the first checkpoint's config.json).
+            residency_budget: Device memory the members may occupy together (see the class docstring).
             model_kwargs: Passed to `from_pretrained` of the models.
 
         Safetensors only, under the snapshot folders' rules (see `checkpoints`); the tokenizer is the last
@@ -412,6 +426,7 @@ class SnapshotEnsemble:
             task=task,
             device=device,
             progress=progress,
+            residency_budget=residency_budget,
         )
         ensemble.snapshot_type = "full_model"
         ensemble.auto_class = auto_class or auto_class_for(
@@ -425,8 +440,16 @@ class SnapshotEnsemble:
         ensemble._kind = _kind_from(ensemble.auto_class, config.num_labels, config.problem_type)
         return ensemble
 
-    def _model_runner(self) -> ModelRunner:
-        return ModelRunner(self._load_module, self._load_state, self._prefetch_member, self.device)
+    def _model_runner(self, *, resident: bool = True) -> ModelRunner:
+        """The runner of full-model members (`resident=False`: none kept on the device)."""
+        return ModelRunner(
+            self._load_module,
+            self._load_state,
+            self._prefetch_member,
+            self.device,
+            budget=self.residency_budget if resident else 0,
+            members=lambda: self.num_snapshots,
+        )
 
     def _load_module(self, index: int, writable: bool) -> nn.Module:
         """Member `index` as a module: the template holding its CPU copy, or its verified folder loaded.

@@ -9,6 +9,7 @@ Accelerate recipes through the `--report_to tensorboard` tracker (`--with_tracki
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,24 +32,33 @@ def report_markdown(report: EvaluationReport) -> str:
     return "\n\n".join([*parts, *([reading] if reading else [])])
 
 
-def schedule_figure(manifest: SnapshotManifest, report: EvaluationReport) -> Figure | None:
-    """The lr schedule of the manifest with each reported snapshot and its first metric; None without a schedule."""
+def schedule_figure(
+    manifest: SnapshotManifest, report: EvaluationReport, path: str | os.PathLike[str] | None = None
+) -> Figure | None:
+    """The lr schedule of the manifest with each reported snapshot, under it a panel per metric (the first
+    metric and NLL where reported) with the ensemble of all snapshots drawn across; None without a schedule.
+    With `path` the PNG is written atomically."""
     from ..plotting import plot_schedule
 
     facts = schedule_facts(manifest)
     if facts is None:
         return None
     schedule, budget, peak = facts
-    primary = report.metrics[0]
-    reported = {row.name: row.metrics[primary] for row in report.rows_of("snapshot")}
-    metric = {r.scheduler_step: reported[r.name] for r in manifest.snapshots if r.name in reported}
+    shown = list(dict.fromkeys(name for name in (report.metrics[0], "nll") if name in report.metrics))
+    rows = {row.name: row for row in report.rows_of("snapshot")}
+    steps = {r.name: r.scheduler_step for r in manifest.snapshots if r.name in rows}
+    full = [row for row in report.rows_of("ensemble") if len(row.members) == report.num_members > 1]
+    label = {name: f"{report.eval_split} {name}" for name in shown}
     return plot_schedule(
         schedule,
         budget,
         [peak or 1.0],
-        snapshot_steps=sorted(metric),
-        metric_by_snapshot=metric,
-        metric_name=f"{report.eval_split} {primary}",
+        snapshot_steps=sorted(steps.values()),
+        metrics_by_snapshot={
+            label[name]: {step: rows[snapshot].metrics[name] for snapshot, step in steps.items()} for name in shown
+        },
+        ensemble_metrics={label[name]: full[-1].metrics[name] for name in shown} if full else None,
+        path=path,
     )
 
 

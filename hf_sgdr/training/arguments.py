@@ -22,11 +22,9 @@ from transformers.trainer_utils import SchedulerType
 from ..registration import SCHEDULER_NAME, normalize_scheduler_kwargs
 from ..schedule import parse_cycles
 from ..schedule_parameters import SCHEDULE_PARAMETERS, ScheduleParameter
+from ..snapshot_format.layout import SNAPSHOT_SUBDIR
 from ..validation import check_bool, check_float, check_int
 from .core import RESTART_FROM
-
-#: Sub-folder of `output_dir` that holds the snapshots unless `snapshot_dir` says otherwise.
-SNAPSHOT_SUBDIR = "snapshots"
 
 #: The schedule parameters that are options (those the Trainer does not own), by option name `sgdr_<name>`.
 SCHEDULE_OPTIONS: dict[str, ScheduleParameter] = {f"sgdr_{p.name}": p for p in SCHEDULE_PARAMETERS if p.option}

@@ -145,6 +145,8 @@ class SGDRCallback(TrainerCallback):
             self._cycle_loss.cycle_ended_at(state.global_step)
             self._pending_logs.update(event.as_logs())
         self._log_before_checkpoint(args, control)
+        if control.should_training_stop or state.global_step >= state.max_steps:
+            self._handler().fence()  # the Trainer may load other weights next (load_best_model_at_end)
         if control.should_save:
             self._before_trainer_saves(args, state)
 
@@ -204,6 +206,7 @@ class SGDRCallback(TrainerCallback):
     ) -> None:
         if self.handler is None or not metrics or not self._training:
             return  # evaluations outside train() (e.g. of snapshots afterwards) are not this run's
+        self.handler.fence()  # an early stop may follow, then load_best_model_at_end writes the weights
         if self.handler.observe(metrics, global_step=state.global_step):
             self._pending_logs["sgdr/cycle_extended"] = 1.0
         if args.save_strategy == "best":  # the Trainer may save right after this evaluation

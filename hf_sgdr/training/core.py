@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,12 @@ from ..optimizer_reset import check_resettable
 from ..snapshot_format.layout import snapshot_name
 from ..snapshot_format.manifest import ManifestError, SnapshotManifest, SnapshotRecord, new_manifest
 from ..snapshot_format.model_description import describe_model, unwrap_model
+from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
 from .averaging import CycleAverager
 from .distributed import ProcessSync, SnapshotWriteError
-from .weights import capture_weights, join_weight_gather, save_weights, uses_sharded_weights
+from .staging import CudaStager, StagedCopy
+from .weights import host_buffers, join_weight_gather, save_weights, stage_weights, uses_sharded_weights
 from .writer import SnapshotWriter
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ STATE_NAME = "sgdr_state.pt"
 _STATE_FORMAT = 1
 #: Where each cycle after a restart starts: from the last cycle's end (SGDR) or the first's ("star").
 RESTART_FROM = ("last", "first")
+#: A wait for the previous snapshot's write longer than this is logged as a warning (else at INFO).
+SLOW_WRITE_WAIT_S = 1.0
 
 
 def check_event_api(scheduler: Any) -> None:
@@ -133,7 +138,9 @@ class CycleEndEvent:
 
     `cycle` is the cycle that ended; `lr` the learning rate of each param group at its last step;
     `snapshot` the snapshot folder (written in the background; `None` without snapshots);
-    `restart` whether a new cycle begins (not the end of the last cycle of a `cycle_limit`).
+    `restart` whether a new cycle begins (not the end of the last cycle of a `cycle_limit`);
+    `snapshot_stall_s` the seconds the training thread spent on the snapshot (waiting for the previous
+    write, then copying it or, on a GPU, launching the copy; `None` without snapshots).
     """
 
     cycle: int
@@ -146,6 +153,7 @@ class CycleEndEvent:
     averaged: bool
     num_averaged: int | None
     weights_restored: bool = False
+    snapshot_stall_s: float | None = None
 
     def as_logs(self) -> dict[str, float | str]:
         """The event as Trainer-style log values (`sgdr/...`)."""
@@ -157,6 +165,8 @@ class CycleEndEvent:
         }
         if self.snapshot is not None:
             logs["sgdr/snapshot"] = self.snapshot
+        if self.snapshot_stall_s is not None:
+            logs["sgdr/snapshot_stall_ms"] = self.snapshot_stall_s * 1e3
         return logs
 
 
@@ -225,8 +235,11 @@ class CycleEndHandler:
             _switch_on_scheduler_reset(scheduler, optimizer)
         self.events: list[CycleEndEvent] = []
         self.sync = ProcessSync()
-        #: CPU copy of the trainable weights at the first cycle's end (`restart_from="first"`).
-        self._anchor: dict[str, torch.Tensor] | None = None
+        #: Launches the snapshot copies off the training thread when the weights are on one CUDA device (else
+        #: `None`: the blocking copy; sharded weights are gathered by a collective, as before).
+        self.stager = None if self._sharded else CudaStager.for_model(unwrap_model(model), optimizer)
+        #: Host copy of the trainable weights at the first cycle's end (`restart_from="first"`).
+        self._anchor: StagedCopy | None = None
         #: A star restart waiting for the next training forward (so that evaluations and checkpoints taken at
         #: the cycle end still see the cycle's own weights).
         self._restore_pending = False
@@ -269,6 +282,7 @@ class CycleEndHandler:
         self.writer: SnapshotWriter | None = None
         if self.snapshot_dir is not None and self.sync.is_main:
             self.writer = self._open_writer(max_snapshots, swa_start, processing_class, task, dict(training_info or {}))
+            self._buffers = host_buffers(self.model, self.stager, self.accelerator)
 
     # ------------------------------------------------------------------ set-up
     def _open_writer(
@@ -372,11 +386,11 @@ class CycleEndHandler:
         averager = self.averager
         averaged = averager is not None and averager.count > 0
         num_averaged = averager.count if averager is not None and averaged else None
-        path = None
+        path = stall = None
         if self.snapshot_dir is not None:
             name = snapshot_name(cycle)
             path = str(self.snapshot_dir / name)
-            self._write_snapshot(
+            stall = self._write_snapshot(
                 SnapshotRecord(
                     name=name,
                     cycle=cycle,
@@ -393,7 +407,9 @@ class CycleEndHandler:
         if averager is not None:
             averager.reset()
         restored = restart and self.restart_from == "first" and self._restart_from_first(cycle)
-        event = CycleEndEvent(cycle, int(global_step), t, restart, reset, lrs, path, averaged, num_averaged, restored)
+        event = CycleEndEvent(
+            cycle, int(global_step), t, restart, reset, lrs, path, averaged, num_averaged, restored, stall
+        )
         self.events.append(event)
         if self.sync.is_main:
             logger.info(
@@ -404,7 +420,7 @@ class CycleEndHandler:
                 f", averaged over {num_averaged} steps" if averaged else "",
                 ", optimizer state reset" if reset else "",
                 ", weights back to the first cycle's end" if restored else "",
-                f": snapshot {path}" if path else "",
+                f": snapshot {path} (training thread {stall * 1e3:.1f} ms)" if path and stall is not None else "",
             )
         return event
 
@@ -419,9 +435,11 @@ class CycleEndHandler:
         evaluation or a checkpoint at the cycle end still sees the cycle's own weights (as its snapshot does).
         """
         if cycle == 0:
-            self._anchor = {n: p.detach().to("cpu", copy=True) for n, p in self._trainable().items()}
+            trainable = {n: p.detach() for n, p in self._trainable().items()}
+            staged = self.stager is not None and self.stager.handles(trainable)
+            self._anchor = self.stager.stage(trainable) if staged else StagedCopy(cpu_copy(trainable))
             return False
-        if self._anchor is None or self._anchor.keys() != self._trainable().keys():
+        if self._anchor is None or self._anchor.tensors.keys() != self._trainable().keys():
             raise RuntimeError(
                 "restart_from='first' has no copy of the first cycle's trainable weights to restart from (the model's "
                 "trainable parameters changed, or the run resumed without its checkpoint state)"
@@ -434,31 +452,60 @@ class CycleEndHandler:
         if not (self._restore_pending and module.training):
             return
         assert self._anchor is not None
+        if self.stager is not None:
+            self.stager.fence()  # a snapshot copy of these weights may still be in flight
+        self._anchor.order_before_current_stream()
         with torch.no_grad():
             for name, parameter in self._trainable().items():
-                parameter.copy_(self._anchor[name])
+                parameter.copy_(self._anchor.tensors[name], non_blocking=True)
         self._restore_pending = False
 
-    def _write_snapshot(self, record: SnapshotRecord, averages: dict[str, torch.Tensor] | None) -> None:
-        """Wait for the previous write (raising its error everywhere), then copy and hand over this one."""
+    def _write_snapshot(self, record: SnapshotRecord, averages: dict[str, torch.Tensor] | None) -> float:
+        """Wait for the previous write (raising its error everywhere), then copy and hand over this one.
+
+        Returns the seconds the training thread spent here."""
+        start = time.perf_counter()
+        busy = self.writer is not None and self.writer.busy()
         error = self.writer.wait() if self.writer is not None else None
+        if busy:
+            waited = time.perf_counter() - start
+            logger.log(
+                logging.WARNING if waited >= SLOW_WRITE_WAIT_S else logging.INFO,
+                "snapshot %s waited %.1f ms for the previous snapshot's write to finish (its host buffers are "
+                "reused): snapshot writes take longer than a cycle",
+                record.name,
+                waited * 1e3,
+            )
         already = self.writer is not None and self._written.get(record.name) == record.scheduler_step
         skip = self.sync.raise_on_failure(error, already)
         self._snapshot_at_step[record.global_step] = (record.name, record.averaged)
         if skip:
             logger.info("snapshot %s is already in the manifest (resumed run): not written again", record.name)
-            return
+            return time.perf_counter() - start
         if not self.sync.is_main:
             if self._sharded:
                 join_weight_gather(self.model, self.accelerator)
-            return
-        # The previous write has finished (waited for above): its CPU copy is free to be overwritten.
-        weights = capture_weights(self.model, self.accelerator, replace=averages, reuse=self._buffers)
+            return time.perf_counter() - start
+        # The previous write has finished (waited for above): its host copy is free to be overwritten.
+        staged = stage_weights(self.model, self.stager, self.accelerator, replace=averages, reuse=self._buffers)
         if self.writer is not None:
             model = self.model
-            self.writer.submit_snapshot(record, lambda folder: save_weights(model, folder, weights))
+
+            def save(folder: Path) -> None:
+                staged.wait()  # the copy may still be in flight on the GPU
+                save_weights(model, folder, staged.tensors)
+
+            self.writer.submit_snapshot(record, save)
             self._written[record.name] = record.scheduler_step
-            self._buffers = weights
+            self._buffers = staged.tensors
+        return time.perf_counter() - start
+
+    def fence(self) -> None:
+        """Make later work on the current CUDA stream wait for the snapshot copies in flight. Call it before
+        writing the weights in place other than by an optimizer step or a star restore (which do it
+        themselves), e.g. before loading other weights into the model at the end of training."""
+        if self.stager is not None:
+            self.stager.fence()
 
     # ------------------------------------------------------------------ evaluations and annotations
     def observe(self, metrics: Mapping[str, Any], *, global_step: int) -> bool:
@@ -496,11 +543,13 @@ class CycleEndHandler:
     # ------------------------------------------------------------------ checkpoints and the end
     def state_dict(self) -> dict[str, Any]:
         """The state a training checkpoint must carry (plain values and CPU tensors)."""
+        if self._anchor is not None:
+            self._anchor.wait()
         return {
             "format": _STATE_FORMAT,
             "scheduler_step": self._seen,
             "averager": self.averager.state_dict() if self.averager is not None else None,
-            "anchor": self._anchor,
+            "anchor": self._anchor.tensors if self._anchor is not None else None,
             "restore_pending": self._restore_pending,
         }
 
@@ -518,7 +567,8 @@ class CycleEndHandler:
         if self.restart_from == "first":
             if state.get("anchor") is None and self._past_first_cycle:
                 raise ValueError(f"this {STATE_NAME} holds no first-cycle weights for restart_from='first'")
-            self._anchor = state.get("anchor")
+            anchor = state.get("anchor")
+            self._anchor = StagedCopy(dict(anchor)) if anchor is not None else None
             self._restore_pending = bool(state.get("restore_pending", False))
 
     def checkpoint(self, folder: str | Path | None = None) -> None:
@@ -543,6 +593,8 @@ class CycleEndHandler:
             self._restore_hook.remove()
             self._restore_hook = None
         self._buffers = None
+        if self.stager is not None:
+            self.stager.close()
         self._raise(self.writer.close() if self.writer is not None else None)
 
     def manifest(self) -> SnapshotManifest | None:

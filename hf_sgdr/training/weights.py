@@ -1,7 +1,8 @@
 """Taking a snapshot's weights off the training device, and writing them as a loadable folder.
 
 The copy (`capture_weights`) runs on the training thread and is the only part that stalls it; the
-write (`save_weights`) runs in the background on the copy. With an `Accelerator`, its
+write (`save_weights`) runs in the background on the copy. On a CUDA device `stage_weights` only launches
+the copy (`staging.CudaStager`). With an `Accelerator`, its
 `get_state_dict` gathers sharded weights (FSDP, DeepSpeed ZeRO-3), so a snapshot always holds the
 full model and loads anywhere. For a PEFT model only the tensors its `save_pretrained` keeps (the
 adapter and the `modules_to_save`, e.g. a classifier head) are copied.
@@ -21,6 +22,7 @@ from transformers import PreTrainedModel
 from ..snapshot_format.layout import PLAIN_WEIGHTS_NAME
 from ..snapshot_format.model_description import is_peft_model, unwrap_model, without_compile
 from ..snapshot_format.tensors import cpu_copy, storage_key
+from .staging import CudaStager, StagedCopy
 
 
 def uses_sharded_weights(accelerator: Any) -> bool:
@@ -63,20 +65,10 @@ def _peft_subset(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict
     return subset if len({id(t) for t in subset.values()}) == len(kept) else state
 
 
-@torch.no_grad()
-def capture_weights(
-    model: torch.nn.Module,
-    accelerator: Any = None,
-    replace: Mapping[str, torch.Tensor] | None = None,
-    reuse: Mapping[str, torch.Tensor] | None = None,
+def _snapshot_state(
+    model: torch.nn.Module, accelerator: Any, replace: Mapping[str, torch.Tensor] | None
 ) -> dict[str, torch.Tensor]:
-    """CPU copies of the tensors a snapshot of `model` holds.
-
-    `replace` substitutes entries by name (the running weight average) before copying. `reuse` is a
-    previous capture whose tensors nobody reads any more (its write finished): they are overwritten
-    in place. Under FSDP or DeepSpeed this is a collective (see `uses_sharded_weights`): the
-    processes that do not write call `join_weight_gather` at the same point.
-    """
+    """The tensors (on their devices) a snapshot of `model` holds, with `replace` substituted by name."""
     state = dict(_state_dict(model, accelerator))
     if replace:
         unknown = sorted(set(replace) - set(state))
@@ -91,7 +83,52 @@ def capture_weights(
                 state[alias] = new
     if state and is_peft_model(unwrap_model(model)):
         state = _peft_subset(unwrap_model(model), state)
-    return cpu_copy(state, reuse)
+    return state
+
+
+@torch.no_grad()
+def capture_weights(
+    model: torch.nn.Module,
+    accelerator: Any = None,
+    replace: Mapping[str, torch.Tensor] | None = None,
+    reuse: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """CPU copies of the tensors a snapshot of `model` holds (a blocking copy).
+
+    `replace` substitutes entries by name (the running weight average) before copying. `reuse` is a
+    previous capture whose tensors nobody reads any more (its write finished): they are overwritten
+    in place. Under FSDP or DeepSpeed this is a collective (see `uses_sharded_weights`): the
+    processes that do not write call `join_weight_gather` at the same point.
+    """
+    return cpu_copy(_snapshot_state(model, accelerator, replace), reuse)
+
+
+def host_buffers(
+    model: torch.nn.Module, stager: CudaStager | None, accelerator: Any = None
+) -> dict[str, torch.Tensor] | None:
+    """Pinned host buffers for `model`'s snapshots, allocated ahead of the first one (`None` without a stager
+    or when the weights are not on its device)."""
+    if stager is None:
+        return None
+    state = _snapshot_state(model, accelerator, None)
+    return stager.allocate(state) if stager.handles(state) else None
+
+
+@torch.no_grad()
+def stage_weights(
+    model: torch.nn.Module,
+    stager: CudaStager | None,
+    accelerator: Any = None,
+    replace: Mapping[str, torch.Tensor] | None = None,
+    reuse: Mapping[str, torch.Tensor] | None = None,
+) -> StagedCopy:
+    """`capture_weights`, launched on `stager`'s side stream into pinned buffers when the tensors are on its
+    device (read the copy only after `StagedCopy.wait()`); otherwise the blocking copy, already complete."""
+    state = _snapshot_state(model, accelerator, replace)
+    if stager is None or not stager.handles(state):
+        return StagedCopy(cpu_copy(state, reuse))
+    volatile = {buffer.untyped_storage().data_ptr() for buffer in unwrap_model(model).buffers()}
+    return stager.stage(state, reuse, volatile)
 
 
 @contextlib.contextmanager
@@ -117,7 +154,8 @@ def save_weights(model: torch.nn.Module, folder: Path, weights: dict[str, torch.
     model = unwrap_model(model)
     if is_peft_model(model) or isinstance(model, PreTrainedModel):
         with _without_transformers_progress_bars():
-            model.save_pretrained(folder, state_dict=weights)
+            # A copy of the mapping: transformers 5 empties the one it is given, and the next snapshot reuses it.
+            model.save_pretrained(folder, state_dict=dict(weights))
         return
     unique: dict[int, str] = {}
     tensors = {}

@@ -117,6 +117,10 @@ class SnapshotWriter:
         """Save the tokenizer / processor once, beside the snapshot folders."""
         self._submit(self._save_processor, processor)
 
+    def busy(self) -> bool:
+        """True while a submitted job is still queued or running."""
+        return any(not future.done() for future in self._futures)
+
     def wait(self) -> BaseException | None:
         """Block until every submitted job is done; return the first error (and forget it), else `None`."""
         futures, self._futures = self._futures, []
