@@ -232,3 +232,19 @@ def test_a_peft_member_whose_adapter_is_not_whole_is_refused(tmp_path: Path, dam
         _damage_member(folder, lambda m: edit_weights(m / "adapter_model.safetensors", edit))
     with pytest.raises(SnapshotLoadError, match=message):
         SnapshotEnsemble.from_pretrained(folder, progress=False)
+
+
+def test_a_shard_the_index_does_not_name_is_not_counted(folder: Path) -> None:
+    """transformers reads the shards the index maps tensors to: a listed shard it never names holds nothing."""
+
+    def shard(member: Path) -> None:
+        tiny_bert().save_pretrained(member, max_shard_size="1MB")
+        (member / "model.safetensors").unlink(missing_ok=True)
+        index = json.loads((member / "model.safetensors.index.json").read_text())
+        last = sorted(set(index["weight_map"].values()))[-1]
+        index["weight_map"] = {k: v for k, v in index["weight_map"].items() if v != last}
+        (member / "model.safetensors.index.json").write_text(json.dumps(index))
+
+    _damage_member(folder, shard)
+    with pytest.raises(SnapshotLoadError, match=rf"^{MEMBER}/model-00001-of-.*does not hold .* missing \["):
+        SnapshotEnsemble.from_pretrained(folder, progress=False)

@@ -29,6 +29,8 @@ import torch
 
 from .loading import SnapshotLoadError, auto_model_class, check_safetensors_header
 
+#: The index of a sharded checkpoint (transformers' SAFE_WEIGHTS_INDEX_NAME).
+SHARD_INDEX = "model.safetensors.index.json"
 #: How many keys an error lists before it says how many more there are.
 _SHOWN = 8
 #: Buffers older checkpoints hold and transformers drops on load (its own exceptions, `modeling_utils`).
@@ -158,10 +160,26 @@ def _expected_for(config: Any, auto_class: str, label: str, cache: dict[str, _Ex
     return cache[key]
 
 
+def _read_files(member: Member) -> list[str]:
+    """The safetensors files transformers reads: `model.safetensors` when listed (it comes first), else the shards
+    the index maps tensors to (a listed shard the index never names is not read, nor are its tensors)."""
+    files = list(member.files)
+    if "model.safetensors" in files:
+        return ["model.safetensors"]
+    if SHARD_INDEX not in files:  # an adapter, or a weights file of another name
+        return sorted(name for name in files if name.endswith(".safetensors"))
+    try:
+        return sorted(set(json.loads((member.folder / SHARD_INDEX).read_text(encoding="utf-8"))["weight_map"].values()))
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError) as error:
+        raise SnapshotLoadError(
+            f"{member.label}/{SHARD_INDEX} is not a valid shard index: {_one_line(error)}"
+        ) from None
+
+
 def stored_shapes(member: Member) -> dict[str, tuple[int, ...]]:
     """The tensors of a member's safetensors files (from their headers: nothing is read but the headers)."""
     shapes: dict[str, tuple[int, ...]] = {}
-    for name in sorted(n for n in member.files if n.endswith(".safetensors")):
+    for name in _read_files(member):
         for key, info in check_safetensors_header(member.folder / name).items():
             if key == "__metadata__":
                 continue
