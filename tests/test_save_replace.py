@@ -164,6 +164,15 @@ def test_a_failure_half_way_leaves_the_old_ensemble(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["ensemble"]  # no temporary left
 
 
+def test_the_working_directory_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = copy_folder(tiny_lm_folder(), tmp_path / "ensemble")
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    monkeypatch.chdir(folder / "cycle-000")
+    with pytest.raises(ValueError, match=r"save_directory \.\. holds this process's working directory"):
+        ensemble.save_pretrained("..")
+    assert _names(folder) == LM
+
+
 def test_a_folder_that_is_no_ensemble_is_not_replaced(tmp_path: Path) -> None:
     ensemble = SnapshotEnsemble.from_pretrained(tiny_lm_folder(), progress=False)
     (tmp_path / "work").mkdir()

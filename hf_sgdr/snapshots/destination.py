@@ -24,12 +24,18 @@ OWNED = (MANIFEST_NAME, PLOT_NAME, "README.md")
 def save_target(path: str | os.PathLike[str]) -> Path:
     """The folder `save_pretrained` writes to (a link is followed: the folder it names is replaced).
 
-    Refused: a path that is not a folder, and a non-empty folder without a manifest.json."""
+    Refused: a path that is not a folder, a non-empty folder without a manifest.json, and the folder this process
+    works in (or one above it)."""
     target = Path(path)
     if target.is_symlink():
         target = target.resolve()
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"save_directory {path} exists and is not a folder; give a new or empty folder")
+    if target.is_dir() and Path.cwd().resolve().is_relative_to(target.resolve()):
+        raise ValueError(
+            f"save_directory {path} holds this process's working directory, which a folder replaced whole would "
+            "leave deleted under it; change directory first, or give another folder"
+        )
     if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
         raise ValueError(
             f"save_directory {path} is not empty and holds no snapshot ensemble (no {MANIFEST_NAME}): save_pretrained "
