@@ -15,12 +15,13 @@ import errno
 import os
 import re
 import shutil
+import stat
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .atomic import TMP_PREFIX, _fsync_dir, _fsync_tree
+from .atomic import TMP_PREFIX, _fsync_dir
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -40,6 +41,20 @@ def exchange(first: Path, second: Path) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(code, os.strerror(code), os.fspath(first), None, os.fspath(second))
+
+
+def _sync_tree(root: Path) -> None:
+    """fsync every regular file and folder under `root` (links and special files, e.g. a FIFO, are not opened)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+        _fsync_dir(Path(folder))
 
 
 def _temporaries(target: Path) -> re.Pattern[str]:
@@ -83,7 +98,7 @@ def replacing_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     new.mkdir()
     try:
         yield new
-        _fsync_tree(new)
+        _sync_tree(new)
         if not target.exists():
             os.rename(new, target)
         elif not exchange(new, target):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,16 @@ def test_a_folder_that_is_no_ensemble_is_not_replaced(tmp_path: Path) -> None:
     assert (tmp_path / "work" / "thesis.tex").read_text() == "years of it"
     (tmp_path / "empty").mkdir()
     assert _names(ensemble.save_pretrained(tmp_path / "empty")) == LM
+
+
+def test_what_the_old_folder_holds_besides_its_ensemble_is_kept_never_followed(tmp_path: Path) -> None:
+    destination = copy_folder(tiny_bert_folder(), tmp_path / "ensemble")
+    (destination / ".git" / "objects").mkdir(parents=True)
+    (destination / ".git" / "objects" / "pack").write_text("history")
+    (destination / "outside").symlink_to(tmp_path / "secret")
+    os.mkfifo(destination / "pipe")  # reading it would block: it must be carried, not read
+    SnapshotEnsemble.from_pretrained(tiny_lm_folder(), progress=False).save_pretrained(destination)
+    assert _names(destination) == LM and not (destination / "cycle-003").exists()
+    assert (destination / ".git" / "objects" / "pack").read_text() == "history"
+    assert os.readlink(destination / "outside") == str(tmp_path / "secret")
+    assert stat.S_ISFIFO(os.lstat(destination / "pipe").st_mode)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from ..atomic import TMP_PREFIX
@@ -54,9 +55,13 @@ def _owned(old: Path) -> set[str]:
 
 
 def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (the entry itself, whatever it is); a copy only of a regular file (a FIFO or device is never
+    read)."""
     try:
         os.link(source, target, follow_symlinks=False)
-    except OSError:  # another filesystem, or links not allowed
+    except OSError:  # links not allowed here
+        if not stat.S_ISREG(os.lstat(source).st_mode):
+            raise
         shutil.copy2(source, target, follow_symlinks=False)
 
 
