@@ -103,7 +103,15 @@ def test_save_pretrained_never_writes_through_a_link_out_of_the_destination(tmp_
     ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / "tokenizer.json").symlink_to(secret)  # the tokenizer would be saved through it
-    with pytest.raises(SnapshotLoadError, match=r"tokenizer\.json resolves to .*outside"):
-        ensemble.save_pretrained(dest)
+    (dest / "tokenizer.json").symlink_to(secret)  # a tokenizer saved in place would be written through it
+    with pytest.raises(ValueError, match=r"holds no snapshot ensemble"):
+        ensemble.save_pretrained(dest)  # a folder that is no ensemble is never replaced
     assert secret.read_text() == TOKEN and sorted(os.listdir(dest)) == ["tokenizer.json"]
+    # An ensemble folder with such a link is replaced whole: the new ensemble is written in a fresh folder, so
+    # nothing is written through the link, and the link's target is untouched.
+    ensemble.save_pretrained(tmp_path / "ensemble")
+    (tmp_path / "ensemble" / "tokenizer.json").unlink()
+    (tmp_path / "ensemble" / "tokenizer.json").symlink_to(secret)
+    ensemble.save_pretrained(tmp_path / "ensemble")
+    assert secret.read_text() == TOKEN
+    assert not (tmp_path / "ensemble" / "tokenizer.json").is_symlink()

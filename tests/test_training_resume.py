@@ -1,5 +1,5 @@
 """Exact resume: a run killed with SIGKILL after a mid-cycle checkpoint and resumed with
-`train(resume_from_checkpoint=True)` gives the lr trace, the snapshot steps and (CPU, fixed seeds) the
+`train(resume_from_checkpoint=True)` gives the lr trace, the snapshot steps and cycle losses and (CPU, fixed seeds) the
 snapshot weights of an uninterrupted run, with the running weight average carried by the checkpoint and
 the snapshot written before the kill neither rewritten nor duplicated."""
 
@@ -114,8 +114,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
         ("cycle-002", 18, 18),
         ("cycle-003", 24, 24),
     ]
-    assert [(r.name, r.scheduler_step, r.lr, r.num_averaged) for r in resumed.snapshots] == [
-        (r.name, r.scheduler_step, r.lr, r.num_averaged) for r in expected.snapshots
+    # train_loss too: the mean over the whole cycle, the steps before the resume included
+    assert [(r.name, r.scheduler_step, r.lr, r.num_averaged, r.train_loss) for r in resumed.snapshots] == [
+        (r.name, r.scheduler_step, r.lr, r.num_averaged, r.train_loss) for r in expected.snapshots
     ]
     assert all(r.averaged and r.num_averaged == 4 for r in resumed.snapshots)
     assert os.stat(snapshot_dir / "cycle-000" / "model.safetensors").st_mtime_ns == first_write  # not rewritten

@@ -105,6 +105,9 @@ def check_safetensors_header(path: Path) -> dict[str, Any]:
             raise SnapshotLoadError(f"{path} has an unreadable safetensors header: {error}") from None
     if not isinstance(header, dict):
         raise SnapshotLoadError(f"{path} has a safetensors header that is not a JSON object")
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise SnapshotLoadError(f"{path}: the safetensors __metadata__ must map names to strings (the format's rule)")
     data_size = size - 8 - header_size
     spans = []
     for name, info in header.items():

@@ -9,15 +9,18 @@ the weights folded into A, which is exact; the heads (`modules_to_save`) are ave
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ..snapshot_format.loading import SnapshotLoadError
 
 _SAME_CONFIG_IGNORED = {"base_model_name_or_path", "revision", "inference_mode", "peft_version"}
 
@@ -135,7 +138,8 @@ def load_adapter_model(
     from ..quiet import transformers_bars_silenced
     from ..snapshot_format.loading import auto_model_class
 
-    config = PeftConfig.from_pretrained(str(folders[0]))
+    with _naming(names[0]):
+        config = PeftConfig.from_pretrained(str(folders[0]))
     base_id = base_model or config.base_model_name_or_path
     if not base_id:
         raise ValueError(
@@ -149,7 +153,45 @@ def load_adapter_model(
         base_id, use_safetensors=True, trust_remote_code=False, **model_kwargs
     )
     with transformers_bars_silenced():  # one bar per adapter otherwise
-        model = PeftModel.from_pretrained(base, str(folders[0]), adapter_name=names[0])
+        with _naming(names[0]):
+            model = PeftModel.from_pretrained(base, str(folders[0]), adapter_name=names[0])
         for folder, name in zip(folders[1:], names[1:], strict=True):
-            model.load_adapter(str(folder), adapter_name=name)
+            with _naming(name):
+                model.load_adapter(str(folder), adapter_name=name)
+    for folder, name in zip(folders, names, strict=True):
+        check_adapter_tensors(model, folder, name)
     return model
+
+
+@contextlib.contextmanager
+def _naming(name: str) -> Iterator[None]:
+    """Turn whatever PEFT raises on a snapshot's adapter files into a `SnapshotLoadError` naming the snapshot."""
+    try:
+        yield
+    except Exception as error:
+        text = " ".join(str(error).split())[:300]
+        raise SnapshotLoadError(
+            f"{name}/adapter_config.json or adapter_model.safetensors cannot be loaded: {type(error).__name__}: {text}"
+        ) from None
+
+
+def check_adapter_tensors(model: Any, folder: Path, name: str) -> None:
+    """Refuse adapter `name` unless its file held exactly the tensors (and shapes) its config gives the model: PEFT
+    leaves a missing one at its initial value (LoRA's A random) and ignores an extra one, with a warning only."""
+    from peft import get_peft_model_state_dict
+
+    from ..snapshot_format.members import Member, stored_shapes
+
+    expected = {key: tuple(t.shape) for key, t in get_peft_model_state_dict(model, adapter_name=name).items()}
+    stored = stored_shapes(Member(name, folder, ["adapter_model.safetensors"]))
+    missing, extra = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+    problems = [f"missing {missing[:8]}"] if missing else []
+    problems += [f"unexpected {extra[:8]}"] if extra else []
+    for key, shape in expected.items():
+        if key in stored and stored[key] != shape:
+            problems.append(f"{key!r} has shape {list(stored[key])}, expected {list(shape)}")
+    if problems:
+        raise SnapshotLoadError(
+            f"{name}/adapter_model.safetensors does not hold the adapter {name}/adapter_config.json describes: "
+            f"{'; '.join(problems[:8])}. Refusing a member whose weights would not all be loaded"
+        )

@@ -12,6 +12,8 @@ so that `save_pretrained` writes a regular, checksummed snapshot folder from the
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +28,7 @@ from ..snapshot_format.loading import (
     pickle_refusal,
 )
 from ..snapshot_format.manifest import FileRecord, SnapshotRecord
-from ..validation import check_int
+from .selection import select_members
 
 #: The folder names `transformers.Trainer` gives its checkpoints (`PREFIX_CHECKPOINT_DIR`-step).
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -36,6 +38,8 @@ SHARD_INDEX = "model.safetensors.index.json"
 #: A shard's name in its index: a plain file name of the checkpoint folder (no separator, not `.`/`..`).
 PLAIN_NAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]+$")
 TRAINER_STATE = "trainer_state.json"
+
+logger = logging.getLogger(__name__)
 
 
 def find_checkpoints(output_dir: Path) -> list[Path]:
@@ -52,17 +56,8 @@ def find_checkpoints(output_dir: Path) -> list[Path]:
 
 
 def select_checkpoints(folders: list[Path], checkpoints: Sequence[str] | int | None) -> list[Path]:
-    """All `folders`, the last n (`checkpoints=n`), or those named (e.g. ["checkpoint-500"])."""
-    if checkpoints is None:
-        return folders
-    if isinstance(checkpoints, int) and not isinstance(checkpoints, bool):
-        count = check_int("checkpoints", checkpoints, minimum=1, maximum=len(folders))
-        return folders[len(folders) - count :]
-    by_name = {folder.name: folder for folder in folders}
-    unknown = [name for name in checkpoints if name not in by_name]
-    if unknown:
-        raise ValueError(f"checkpoints {unknown} are not in the output_dir; it holds {list(by_name)}")
-    return [by_name[name] for name in checkpoints]
+    """All `folders`, the last n (`checkpoints=n`), one (`"checkpoint-500"`) or those named."""
+    return select_members("checkpoints", checkpoints, [folder.name for folder in folders], folders, "the output_dir")
 
 
 def _weight_files(folder: Path) -> list[str]:
@@ -116,17 +111,35 @@ def checkpoint_record(folder: Path, index: int, containment: Path) -> SnapshotRe
     step = int(CHECKPOINT_NAME.match(folder.name).group(1))
     state = _trainer_state(folder)
     last_log = _last_training_log(state, step)
-    epoch = state.get("epoch")
+    where = f"{folder.name}/{TRAINER_STATE}"
+    epoch = _finite(state.get("epoch"), f"{where} epoch", minimum=0.0)
+    lr = _finite(last_log.get("learning_rate"), f"{where} learning_rate", minimum=0.0)
     return SnapshotRecord(
         name=folder.name,
         cycle=index,
         global_step=step,
         scheduler_step=step,
-        epoch=float(epoch) if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else None,
-        lr=[float(last_log["learning_rate"])] if "learning_rate" in last_log else [],
-        train_loss=float(last_log["loss"]) if "loss" in last_log else None,
+        epoch=epoch,
+        lr=[] if lr is None else [lr],
+        train_loss=_finite(last_log.get("loss"), f"{where} loss"),
         files=files,
     )
+
+
+def _finite(value: Any, what: str, minimum: float | None = None) -> float | None:
+    """`value` as a finite float (>= `minimum`), else None with a warning: trainer_state.json is informational,
+    and a value the manifest cannot hold (NaN, 1e400, 10**400) must not fail a later save half way."""
+    if value is None:
+        return None
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int beyond any float
+        number = math.nan
+    if math.isfinite(number) and (minimum is None or number >= minimum):
+        return number
+    accepted = "a finite number" if minimum is None else f"a finite number >= {minimum:g}"
+    logger.warning("ignoring %s = %.60s: not %s", what, repr(value), accepted)
+    return None
 
 
 def _trainer_state(folder: Path) -> dict[str, Any]:
@@ -134,7 +147,7 @@ def _trainer_state(folder: Path) -> dict[str, Any]:
     path = folder / TRAINER_STATE
     try:
         state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, an int past Python's digit limit, deep nesting
         return {}
     return state if isinstance(state, dict) else {}
 
@@ -147,22 +160,3 @@ def _last_training_log(state: dict[str, Any], step: int) -> dict[str, float]:
         if isinstance(entry.get("step"), int) and entry["step"] <= step and "loss" in entry:
             return {k: v for k, v in entry.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {}
-
-
-def checkpoint_auto_class(folder: Path, supported: Sequence[str]) -> str:
-    """The supported `AutoModel*` class whose mapping builds the architecture named in `folder/config.json`."""
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-    architectures = config.architectures or []
-    for name in supported:
-        try:
-            model_class = getattr(transformers, name)._model_mapping[type(config)]
-        except KeyError:
-            continue
-        if model_class.__name__ in architectures:
-            return name
-    raise ValueError(
-        f"{folder.name}/config.json names architectures {architectures}, whose outputs the ensemble cannot combine: "
-        f"it supports {', '.join(supported)} models; pass auto_class=... if the architecture is one of those"
-    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import os
 import shutil
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write_text, check_output_file
+from ..folder_swap import replacing_folder
 from ..hub_access import loading
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, snapshot_name
@@ -48,17 +48,20 @@ from ..snapshot_format.manifest import (
     check_relative_name,
     new_manifest,
 )
+from ..snapshot_format.members import Member, auto_class_for, check_full_members, read_config
 from ..snapshot_format.model_description import describe_model, is_peft_model
 from ..snapshot_format.storage import write_snapshot_folder
 from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
 from .combine import Combined, check_method, combine, fit_weights, normalize_weights
+from .destination import carry_over, save_target
 from .evaluation import EvaluationReport, run_evaluation
 from .metric_suite import MetricSpec, MetricSuite
 from .metrics import TASK_KINDS, compute_metrics
 from .outputs import collect_member_outputs, materialize
 from .residency import Budget, check_residency_budget
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
+from .selection import select_members
 
 logger = logging.getLogger(__name__)
 
@@ -124,13 +127,6 @@ def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str
     if problem_type == "regression" or num_labels == 1:
         return "regression"
     return "classification"
-
-
-def _kind_of_folder(auto_class: str | None, folder: Path) -> str:
-    """The kind of outputs of the full model saved in `folder` (from its config.json)."""
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
-    return _kind_from(auto_class, num_labels, config.get("problem_type"))
 
 
 class SnapshotEnsemble:
@@ -327,7 +323,7 @@ class SnapshotEnsemble:
             path_or_repo_id: Local folder, or Hub repo id (downloaded with `huggingface_hub`, which honours
                 `HF_HUB_OFFLINE` and the cache).
             revision: Hub branch, tag or commit (Hub repos only).
-            snapshots: Names of the snapshots to use, or an int n for the last n (default: all).
+            snapshots: A snapshot's name, a list of names, or an int n for the last n (default: all).
             base_model: Base model of PEFT snapshots (default: the manifest's).
             residency_budget: Device memory the members may occupy together (see the class docstring).
             model_kwargs: Passed to `from_pretrained` of the models (e.g. `dtype=torch.bfloat16`).
@@ -370,8 +366,11 @@ class SnapshotEnsemble:
         if not records:
             return ensemble
         if manifest.snapshot_type == "full_model":
+            config = check_full_members(
+                [Member(m.record.name, m.folder, m.record.files) for m in ensemble._members], manifest.auto_class
+            )
             ensemble._runner = ensemble._model_runner()
-            ensemble._kind = _kind_of_folder(manifest.auto_class, ensemble._members[0].folder)
+            ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
         else:
             from .adapters import load_adapter_model
 
@@ -404,7 +403,7 @@ class SnapshotEnsemble:
 
         Args:
             output_dir: The run's output_dir, holding `checkpoint-<step>/` folders (taken in step order).
-            checkpoints: Names of the checkpoints to use, or an int n for the last n (default: all).
+            checkpoints: A checkpoint's name, a list of names, or an int n for the last n (default: all).
             task: Task name for the metrics (a GLUE name selects the GLUE metrics).
             auto_class: `AutoModelForSequenceClassification` or `AutoModelForCausalLM` (default: from the
                 architecture in the first checkpoint's config.json).
@@ -415,7 +414,7 @@ class SnapshotEnsemble:
         checkpoint's, else output_dir's. The same `predict` / `evaluate` then compares the checkpoints with
         SGDR snapshots; `save_pretrained` writes them as a snapshot folder.
         """
-        from .checkpoints import checkpoint_auto_class, checkpoint_record, find_checkpoints, select_checkpoints
+        from .checkpoints import checkpoint_record, find_checkpoints, select_checkpoints
 
         root = Path(output_dir)
         check_local_source(root)
@@ -432,11 +431,15 @@ class SnapshotEnsemble:
             residency_budget=residency_budget,
         )
         ensemble.snapshot_type = "full_model"
-        ensemble.auto_class = auto_class or checkpoint_auto_class(folders[0], SUPPORTED_AUTO_CLASSES)
+        ensemble.auto_class = auto_class or auto_class_for(
+            read_config(folders[0], folders[0].name), SUPPORTED_AUTO_CLASSES, folders[0].name
+        )
+        members = [Member(record.name, folder, record.files) for record, folder in zip(records, folders, strict=True)]
+        config = check_full_members(members, ensemble.auto_class)
         ensemble._model_kwargs = model_kwargs
         ensemble._members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
         ensemble._runner = ensemble._model_runner()
-        ensemble._kind = _kind_of_folder(ensemble.auto_class, folders[0])
+        ensemble._kind = _kind_from(ensemble.auto_class, config.num_labels, config.problem_type)
         return ensemble
 
     def _model_runner(self, *, resident: bool = True) -> ModelRunner:
@@ -630,31 +633,36 @@ class SnapshotEnsemble:
     ) -> Path:
         """Write the snapshot folder: one subfolder per snapshot, tokenizer, schedule plot, model card, manifest.
 
-        Each snapshot folder is written atomically with its checksums; manifest.json is written last.
+        The folder is written whole under a temporary name beside `save_directory` and then takes its place in
+        one step, so that a kill or an error at any moment leaves the old folder or the new one, never a mix
+        (`destination`: a non-empty folder that is no ensemble is refused; an old ensemble folder may be the one
+        this ensemble was loaded from, and what it holds besides the ensemble is kept).
         `report` (default: the last `evaluate`) fills the card's results table.
         """
         from .card import build_card, write_schedule_plot
 
         self._require_members()
-        root = Path(save_directory)
-        root.mkdir(parents=True, exist_ok=True)
-        root_entries(root)  # an entry linking out (e.g. tokenizer.json) would be written through: refused first
-        for name in (MANIFEST_NAME, PLOT_NAME, "README.md"):
-            check_output_file(root / name)  # a FIFO or a device there is refused before any work too
-        records = []
-        for member in self._members:
-            files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
-            records.append(replace(member.record, files=files))
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(root)
-        manifest = self.manifest(records)
-        has_plot = write_schedule_plot(manifest, root / PLOT_NAME)
-        card = build_card(
-            manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset, has_plot=has_plot
-        )
-        atomic_write_text(root / "README.md", str(card))
-        manifest.save(root)
-        return root
+        existing = Path(save_directory)
+        if existing.is_dir():  # a FIFO or a device where the ensemble's own files go: refused before any work
+            for name in (MANIFEST_NAME, PLOT_NAME, "README.md"):
+                check_output_file(existing / name)
+        target = save_target(save_directory)
+        with replacing_folder(target) as root:
+            records = []
+            for member in self._members:
+                files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
+                records.append(replace(member.record, files=files))
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(root)
+            manifest = self.manifest(records)
+            has_plot = write_schedule_plot(manifest, root / PLOT_NAME)
+            card = build_card(
+                manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset, has_plot=has_plot
+            )
+            atomic_write_text(root / "README.md", str(card))
+            manifest.save(root)
+            carry_over(target, root)
+        return target
 
     def _save_member(self, member: _Member, folder: Path) -> None:
         if member.folder is not None:
@@ -742,15 +750,7 @@ def _combinable(manifest: SnapshotManifest, root: Path) -> SnapshotManifest:
 
 def _select(manifest: SnapshotManifest, snapshots: Sequence[str] | int | None) -> list[str]:
     names = [record.name for record in manifest.snapshots]
-    if snapshots is None:
-        return names
-    if isinstance(snapshots, int) and not isinstance(snapshots, bool):
-        count = check_int("snapshots", snapshots, minimum=1, maximum=len(names))
-        return names[len(names) - count :]
-    unknown = [name for name in snapshots if name not in names]
-    if unknown:
-        raise ValueError(f"snapshots {unknown} are not in the manifest; it lists {names}")
-    return list(snapshots)
+    return select_members("snapshots", snapshots, names, names, "the manifest")
 
 
 def _load_tokenizer(root: Path, containment: Path) -> Any:

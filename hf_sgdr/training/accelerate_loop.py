@@ -142,9 +142,15 @@ class SGDRAccelerateHelper:
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
-        """The step count and the running weight average (for `accelerator.save_state`)."""
+        """The step count, the running weight average and the cycle's loss so far (for `accelerator.save_state`)."""
         handler_state = self.handler.state_dict() if self.handler is not None else self._resume_state
-        return {"global_step": self.global_step, "handler": handler_state}
+        loss_sum = None if self._loss_sum is None else float(self._loss_sum.item())
+        return {
+            "global_step": self.global_step,
+            "handler": handler_state,
+            "loss_sum": loss_sum,
+            "loss_count": self._loss_count,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()`; must come before the first `step()` of the resumed run."""
@@ -154,6 +160,9 @@ class SGDRAccelerateHelper:
             )
         self.global_step = int(state["global_step"])
         self._resume_state = state["handler"]
+        loss_sum = state.get("loss_sum")  # float32 on save, so the sum continues bit for bit
+        self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=torch.float32)
+        self._loss_count = int(state.get("loss_count", 0))
 
     def _before_save_state(self, *args: Any) -> None:
         if self.handler is not None:

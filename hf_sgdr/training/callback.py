@@ -136,7 +136,7 @@ class SGDRCallback(TrainerCallback):
         self._pending_logs = {}
         self._checkpointed_step = None
         self._training = True
-        self._cycle_loss = CycleLoss(state.global_step)
+        self._cycle_loss = CycleLoss.resumed(state.log_history, state.global_step)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         event = self._handler().after_step(global_step=state.global_step, epoch=state.epoch)
@@ -144,6 +144,7 @@ class SGDRCallback(TrainerCallback):
             control.should_log = True  # the loss of the cycle's last step and the event go out at this step
             self._cycle_loss.cycle_ended_at(state.global_step)
             self._pending_logs.update(event.as_logs())
+        self._log_before_checkpoint(args, control)
         if control.should_training_stop or state.global_step >= state.max_steps:
             self._handler().fence()  # the Trainer may load other weights next (load_best_model_at_end)
         if control.should_save:
@@ -152,8 +153,17 @@ class SGDRCallback(TrainerCallback):
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self._log_before_checkpoint(args, control)
         if control.should_save:
             self._before_trainer_saves(args, state)
+
+    def _log_before_checkpoint(self, args: TrainingArguments, control: TrainerControl) -> None:
+        """Log the loss at a step that may checkpoint (the Trainer logs before it saves): the checkpoint's
+        log history then holds every loss window of the cycle so far, and a run resumed from it records the
+        cycle's mean loss with its snapshot, as an uninterrupted run does."""
+        may_save = control.should_save or (control.should_evaluate and args.save_strategy == "best")
+        if may_save and self._handler().snapshot_dir is not None:
+            control.should_log = True
 
     def _before_trainer_saves(self, args: TrainingArguments, state: TrainerState) -> None:
         """The Trainer writes a checkpoint next: finish the snapshot writes first (and store the running

@@ -23,7 +23,7 @@ import io
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,20 @@ class CycleLoss:
     def cycle_ended_at(self, step: int) -> None:
         """A cycle ended after optimizer step `step` (the log of that step closes its window)."""
         self._cycle_end = step
+
+    @classmethod
+    def resumed(cls, log_history: Sequence[Mapping[str, Any]], step: int) -> CycleLoss:
+        """The state at `step` of a run resumed there, replayed from its checkpoint's log history (the
+        `trainer_state.json` the Trainer writes last): the current cycle's windows survive the resume."""
+        cycle_loss = cls()
+        for entry in log_history:
+            at, loss = entry.get("step"), entry.get("loss")
+            if isinstance(at, int) and at <= step and _finite(loss) is not None:
+                if "sgdr/completed_cycle" in entry:
+                    cycle_loss.cycle_ended_at(at)
+                cycle_loss.add_window(at, loss)
+        cycle_loss._last_step = step  # the Trainer's next window starts here (steps not logged before are lost)
+        return cycle_loss
 
     def add_window(self, step: int, loss: float) -> float | None:
         """Add the log at `step`; returns the cycle's mean loss when that log closes a cycle."""

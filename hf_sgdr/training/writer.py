@@ -8,7 +8,8 @@ which the caller turns into an exception at its next sync point.
 
 Rotation (`max_snapshots`): the manifest first stops listing the oldest snapshots, then their
 folders are deleted, so a reader never finds a listed snapshot missing; the snapshot just written
-is never the one dropped.
+is never the one dropped. A folder a kill left between the two steps is swept when the writer next opens
+the folder (a resumed run).
 """
 
 from __future__ import annotations
@@ -50,6 +51,29 @@ def _lower_thread_priority() -> None:
 
 def _age(record: SnapshotRecord) -> tuple[int, int]:
     return record.cycle, record.scheduler_step
+
+
+def _rotated_out(directory: Path, records: list[SnapshotRecord]) -> list[Path]:
+    """Snapshot folders a rotation dropped from the manifest but a kill kept on disk: named as snapshots are,
+    real folders, listed nowhere, and older than the oldest listed snapshot (a newer unlisted one is a write the
+    resumed run repeats). Nothing else in the folder is touched."""
+    cycles = [_cycle(record.name) for record in records if is_snapshot_name(record.name)]
+    if not cycles or not directory.is_dir():
+        return []
+    listed, oldest = {record.name for record in records}, min(cycles)
+    return sorted(
+        entry
+        for entry in directory.iterdir()
+        if is_snapshot_name(entry.name)
+        and entry.name not in listed
+        and _cycle(entry.name) < oldest
+        and entry.is_dir()
+        and not entry.is_symlink()
+    )
+
+
+def _cycle(name: str) -> int:
+    return int(name.rpartition("-")[2])
 
 
 class SnapshotWriter:
@@ -143,6 +167,9 @@ class SnapshotWriter:
         for name in obsolete:
             if name not in listed and is_snapshot_name(name):
                 shutil.rmtree(self.directory / name, ignore_errors=True)
+        for folder in _rotated_out(self.directory, self._manifest.snapshots):
+            logger.info("deleted %s: rotated out of the manifest by a run killed before it deleted it", folder.name)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _write_snapshot(self, record: SnapshotRecord, save: Callable[[Path], None]) -> None:
         folder = self.directory / record.name
