@@ -158,13 +158,18 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
         return removed
     for entry in root.iterdir():
         if entry.name.startswith(TMP_PREFIX):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    entry.unlink()
+            remove_entry(entry)
             removed.append(entry)
     return removed
+
+
+def remove_entry(entry: Path) -> None:
+    """Delete `entry` as it is, best effort: a folder with its content, anything else (a link too) by unlinking it."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            entry.unlink()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .atomic import TMP_PREFIX, _fsync_dir
+from .atomic import TMP_PREFIX, _fsync_dir, remove_entry
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -78,11 +78,7 @@ def sweep_temporaries(target: Path) -> list[Path]:
         match = pattern.match(entry.name)
         if match is None or _alive(int(match.group(1))):  # a live process may still be building it
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                entry.unlink()
+        remove_entry(entry)
         removed.append(entry)
     return removed
 
