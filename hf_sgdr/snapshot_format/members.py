@@ -73,6 +73,7 @@ def read_config(folder: Path, label: str) -> Any:
         raise SnapshotLoadError(f"{path} is not valid JSON: {_one_line(error)}") from None
     if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
         raise SnapshotLoadError(f"{path} is not a transformers config: a JSON object with a model_type string")
+    _check_architecture_names(data.get("architectures"), label)  # on the file: some transformers versions coerce it
     try:
         return AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except Exception as error:  # whatever transformers raises on a bad value, named with the file
@@ -81,11 +82,16 @@ def read_config(folder: Path, label: str) -> Any:
         ) from None
 
 
-def _architectures(config: Any, label: str) -> list[str]:
-    names = getattr(config, "architectures", None) or []
+def _check_architecture_names(names: Any, label: str) -> list[str]:
+    """`names` (absent: none) if it is a list of class names, else `SnapshotLoadError` naming the file."""
+    names = names or []
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise SnapshotLoadError(f"{label}/config.json: architectures must be a list of class names; got {names!r}")
     return names
+
+
+def _architectures(config: Any, label: str) -> list[str]:
+    return _check_architecture_names(getattr(config, "architectures", None), label)
 
 
 def _model_classes(config: Any, auto_class: str) -> list[type]:
