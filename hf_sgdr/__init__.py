@@ -52,8 +52,8 @@ _NAMES = {
     "SGDRWarning": ".schedule",
     "build_schedule": ".schedule",
     "SGDRScheduler": ".scheduler",
-    "CosineAnnealingWarmRestartsScheduler": ".scheduler",  # alias of SGDRScheduler (the seeds' name)
-    "SGDRWithWarmup": ".scheduler",  # SGDRScheduler with the seeds' warmup-first signature
+    "CosineAnnealingWarmRestartsScheduler": ".scheduler",  # alias of SGDRScheduler (torch's name for the schedule)
+    "SGDRWithWarmup": ".scheduler",  # SGDRScheduler with a warmup-first signature
     "SnapshotEnsemble": ".snapshots.ensemble",
     "SGDRAccelerateHelper": ".training.accelerate_loop",
     "SGDRTrainingArguments": ".training.arguments",

@@ -535,7 +535,7 @@ class SGDRSchedule:
         return rows
 
     def budget_warnings(self, num_training_steps: int, max_lrs: Sequence[float] = ()) -> list[str]:
-        """The seeds' pitfalls for a known budget: ending mid-cycle, < 2 restarts, a flat lr range."""
+        """The pitfalls of a known budget: ending mid-cycle, < 2 restarts, a flat lr range."""
         found = []
         end = self.position(num_training_steps)
         if end.length is not None and end.t_cur != 0:
