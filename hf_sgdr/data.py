@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .hub_access import loading
+from .missing_resources import explain_missing
 
 __all__ = [
     "DATA_FILE_FORMATS",
@@ -169,7 +169,7 @@ def load_split(
         return load_data_files({"data": data_file})["data"]
     if dataset_name is None:
         raise ValueError("pass a dataset name (--dataset_name) or a local file")
-    with loading(f"dataset {dataset_name!r}" + (f" (config {config_name!r})" if config_name else "")):
+    with explain_missing(f"dataset {dataset_name!r}" + (f" (config {config_name!r})" if config_name else "")):
         return load_dataset(dataset_name, config_name, split=split)
 
 

@@ -13,7 +13,7 @@ from helpers.ensembles import copy_folder, tiny_bert_folder
 from helpers.hub import online, recording_endpoint
 from transformers import Trainer
 
-from hf_sgdr.hub_access import ResourceNotFoundError
+from hf_sgdr.missing_resources import ResourceNotFoundError
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from helpers.ensembles import tiny_bert_folder
 
-from hf_sgdr.hub_access import ResourceNotFoundError, loading, missing_message
+import hf_sgdr
+from hf_sgdr.missing_resources import ResourceNotFoundError, explain_missing, missing_message
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,8 +67,15 @@ def test_the_hint_depends_on_offline_mode(monkeypatch: pytest.MonkeyPatch) -> No
     assert "set HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1" in online and "\n" not in online
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert "offline mode is on" in missing_message("model 'x/y'", error)
-    with pytest.raises(ResourceNotFoundError, match="cannot load model 'x/y'") as caught, loading("model 'x/y'"):
+    with (
+        pytest.raises(ResourceNotFoundError, match="cannot load model 'x/y'") as caught,
+        explain_missing("model 'x/y'"),
+    ):
         raise error
     assert caught.value.__cause__ is error
-    with pytest.raises(ValueError, match="not an OSError"), loading("model 'x/y'"):
+    with pytest.raises(ValueError, match="not an OSError"), explain_missing("model 'x/y'"):
         raise ValueError("not an OSError")  # other failures pass through unchanged
+
+
+def test_the_public_name_loading_is_explain_missing() -> None:
+    assert hf_sgdr.loading is explain_missing

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..atomic import atomic_write_text, check_output_file
 from ..folder_swap import replacing_folder
-from ..hub_access import loading
+from ..missing_resources import explain_missing
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, snapshot_name
 from ..snapshot_format.loading import (
@@ -336,7 +336,7 @@ class SnapshotEnsemble:
         check_local_source(path_or_repo_id)
         name = os.fspath(path_or_repo_id)
         on_hub = not Path(name).exists() and _REPO_ID.match(name)
-        with loading(f"the snapshot ensemble {name!r} from the Hub") if on_hub else contextlib.nullcontext():
+        with explain_missing(f"the snapshot ensemble {name!r} from the Hub") if on_hub else contextlib.nullcontext():
             root, containment = resolve_source(
                 path_or_repo_id,
                 revision,

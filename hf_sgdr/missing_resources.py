@@ -40,7 +40,7 @@ def missing_message(what: str, error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def loading(what: str) -> Iterator[None]:
+def explain_missing(what: str) -> Iterator[None]:
     """Re-raise a failure to find `what` (an `OSError`, as `load_dataset` and `from_pretrained` raise it, or
     the `ValueError` of `datasets` for a config missing from its cache) as a `ResourceNotFoundError` with a
     one-line message that says what is missing."""
@@ -54,3 +54,7 @@ def loading(what: str) -> Iterator[None]:
         if not str(error).startswith(_DATASETS_CACHE_MISS):
             raise
         raise ResourceNotFoundError(missing_message(what, error)) from error
+
+
+#: `explain_missing` under its public name, `hf_sgdr.loading`.
+loading = explain_missing
