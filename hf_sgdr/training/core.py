@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,12 +36,14 @@ from ..snapshot_format.layout import snapshot_name
 from ..snapshot_format.manifest import ManifestError, SnapshotManifest, SnapshotRecord, new_manifest
 from ..snapshot_format.model_description import describe_model, unwrap_model
 from ..snapshot_format.tensors import cpu_copy
-from ..validation import check_int
 from .averaging import CycleAverager
 from .distributed import ProcessSync, SnapshotWriteError
 from .staging import CudaStager, StagedCopy
 from .weights import host_buffers, join_weight_gather, save_weights, stage_weights, uses_sharded_weights
 from .writer import SnapshotWriter
+
+if TYPE_CHECKING:
+    from .arguments import SGDROptions
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,6 @@ EVENT_API = ("last_epoch", "position", "is_at_cycle_end", "is_restart_step", "co
 #: File in a training checkpoint folder that holds the handler's state (running average, star anchor).
 STATE_NAME = "sgdr_state.pt"
 _STATE_FORMAT = 1
-#: Where each cycle after a restart starts: from the last cycle's end (SGDR) or the first's ("star").
-RESTART_FROM = ("last", "first")
 #: A wait for the previous snapshot's write longer than this is logged as a warning (else at INFO).
 SLOW_WRITE_WAIT_S = 1.0
 
@@ -182,14 +182,13 @@ class CycleEndHandler:
         scheduler: An SGDR scheduler (see `EVENT_API`), stepped once per optimizer step.
         optimizer: The optimizer (plain or Accelerate-wrapped) to reset at restarts.
         model: The model being trained (wrappers allowed).
+        options: The run's validated `SGDROptions`: `max_snapshots`, `swa_start` (average the weights over the
+            cycle from this fraction on), `restart_from` ("last", SGDR: each cycle continues from the previous
+            one's end; "first", "star", Sadrtdinov et al. 2023: at every restart after the first cycle the
+            trainable weights go back to the first cycle's end) and `resets_optimizer_state` (switches the
+            scheduler's `reset_optimizer_state` on; the scheduler resets in its `step()`). Schedule fields are
+            not read here.
         snapshot_dir: Folder for the snapshots and `manifest.json`; `None` writes no snapshots.
-        max_snapshots: Keep only the newest K snapshots (>= 1); `None` keeps all.
-        swa_start: Average the weights over the cycle from this fraction on (in [0, 1)); `None`: off.
-        reset_optimizer_state: Reset the optimizer state at each restart: switches the scheduler's
-            `reset_optimizer_state` on (the scheduler resets in its `step()`).
-        restart_from: "last" (SGDR: each cycle continues from the previous one's end) or "first"
-            ("star", Sadrtdinov et al. 2023: at every restart after the first cycle the trainable weights go
-            back to the first cycle's end, and the optimizer state is reset at every restart).
         processing_class: Tokenizer / processor to save once beside the snapshots.
         accelerator: The `Accelerator`, so that sharded weights are gathered (FSDP, ZeRO-3).
         task: Task name for the manifest (default: derived from the model's Auto class).
@@ -203,11 +202,8 @@ class CycleEndHandler:
         optimizer: Any,
         model: torch.nn.Module,
         *,
+        options: SGDROptions,
         snapshot_dir: str | Path | None = None,
-        max_snapshots: int | None = None,
-        swa_start: float | None = None,
-        reset_optimizer_state: bool = False,
-        restart_from: str = "last",
         processing_class: Any = None,
         accelerator: Any = None,
         task: str | None = None,
@@ -215,15 +211,12 @@ class CycleEndHandler:
         resume_state: Mapping[str, Any] | None = None,
     ) -> None:
         check_event_api(scheduler)
-        if max_snapshots is not None:
-            max_snapshots = check_int("max_snapshots", max_snapshots, minimum=1)
+        restart_from, swa_start, max_snapshots = options.restart_from, options.swa_start, options.max_snapshots
         self.scheduler = scheduler
         self.optimizer = optimizer
         self.model = model
         self.accelerator = accelerator
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
-        if restart_from not in RESTART_FROM:
-            raise ValueError(f"restart_from must be one of {', '.join(RESTART_FROM)}; got {restart_from!r}")
         self.restart_from = restart_from
         self._sharded = uses_sharded_weights(accelerator)
         if restart_from == "first" and self._sharded:
@@ -231,7 +224,7 @@ class CycleEndHandler:
                 "restart_from='first' is not supported with sharded weights (FSDP / DeepSpeed): each process would "
                 "have to keep its own shards of the first cycle's weights; use restart_from='last'"
             )
-        if reset_optimizer_state or restart_from == "first":
+        if options.resets_optimizer_state:
             _switch_on_scheduler_reset(scheduler, optimizer)
         self.events: list[CycleEndEvent] = []
         self.sync = ProcessSync()

@@ -5,11 +5,13 @@ It builds the SGDR scheduler itself (`create_scheduler`, which `train()` calls; 
 `sgdr_T_0_epochs` with the real number of optimizer steps per epoch, and installs an
 `SGDRCallback` ahead of the reporting callbacks. Options come from an `SGDRTrainingArguments`, an
 `SGDROptions` (`sgdr_options=`) or keyword arguments (`SGDRTrainer(..., sgdr_T_0=100,
-max_snapshots=5)`), later ones winning field by field.
+max_snapshots=5)`), later ones winning field by field. The caller's `TrainingArguments` are not changed:
+with the default ``"linear"`` the trainer keeps its own copy naming ``"sgdr"``.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -58,44 +60,30 @@ class SGDRTrainer(Trainer):
         self.sgdr_options = base.sgdr_options(**option_kwargs)
         self._sgdr_steps_per_epoch: int | None = None
         super().__init__(model, args, *trainer_args, **kwargs)
-        self._use_sgdr_schedule()
-        self._check_sgdr_schedule()
-        self.sgdr_callback = SGDRCallback(self.sgdr_options.without_schedule(), task=snapshot_task).attach(self)
-
-    def _use_sgdr_schedule(self) -> None:
-        """Train with ``lr_scheduler_type="sgdr"``: switch from the `TrainingArguments` default, refuse others."""
-        if self.lr_scheduler is not None:  # a ready scheduler came through `optimizers`
+        if self.lr_scheduler is None:
+            self.args = _with_sgdr_scheduler(self.args)
+            self._check_sgdr_schedule()
+        else:  # a ready scheduler came through `optimizers`
             self.sgdr_options.check_no_schedule("SGDRTrainer with a scheduler passed through `optimizers`")
-            return
-        name = SchedulerType(self.args.lr_scheduler_type).value
-        if name == SCHEDULER_NAME:
-            return
-        if name != "linear":
-            raise ValueError(
-                f"SGDRTrainer trains with lr_scheduler_type='sgdr'; got lr_scheduler_type={name!r} (use the stock "
-                "Trainer for other schedules, or pass lr_scheduler_type='sgdr')"
-            )
-        logger.info("SGDRTrainer: lr_scheduler_type 'linear' (the TrainingArguments default) replaced by 'sgdr'")
-        self.args.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
+        self.sgdr_callback = SGDRCallback(self.sgdr_options.without_schedule(), task=snapshot_task).attach(self)
 
     def _check_sgdr_schedule(self) -> None:
         """Refuse bad schedule arguments now, not at `train()`: with `max_steps` the schedule is built in full;
         otherwise the budget fit (and `sgdr_T_0_epochs`) waits for the real number of steps."""
-        if self.lr_scheduler is not None:
-            return
         options = self.sgdr_options
         by_epochs = options.sgdr_T_0_epochs is not None
-        kwargs = merge_scheduler_kwargs(
-            self.args.lr_scheduler_kwargs, options.sgdr_options(sgdr_T_0_epochs=None).scheduler_kwargs()
-        )
         budget = self.args.max_steps if self.args.max_steps > 0 and not by_epochs else None
         groups = self.optimizer.param_groups if self.optimizer is not None else [{"lr": self.args.learning_rate}]
         check_scheduler_kwargs(
-            kwargs,
+            self._sgdr_scheduler_kwargs(options.sgdr_options(sgdr_T_0_epochs=None) if by_epochs else options),
             lrs=[float(group["lr"]) for group in groups],
             num_warmup_steps=None if budget is None else self.args.get_warmup_steps(budget),
             num_training_steps=budget,
         )
+
+    def _sgdr_scheduler_kwargs(self, options: SGDROptions, steps_per_epoch: int | None = None) -> dict[str, Any]:
+        """`lr_scheduler_kwargs` and the schedule keys of `options`, merged (a key in both is an error)."""
+        return merge_scheduler_kwargs(self.args.lr_scheduler_kwargs, options.scheduler_kwargs(steps_per_epoch))
 
     def set_initial_training_values(self, args: TrainingArguments, dataloader: Any) -> tuple[Any, ...]:
         """As in `Trainer`; also keeps the optimizer steps per epoch for `sgdr_T_0_epochs`."""
@@ -108,9 +96,7 @@ class SGDRTrainer(Trainer):
     ) -> torch.optim.lr_scheduler.LRScheduler:
         """Build the SGDR scheduler from `lr_scheduler_kwargs` and the SGDR options."""
         if self.lr_scheduler is None:
-            kwargs = merge_scheduler_kwargs(
-                self.args.lr_scheduler_kwargs, self.sgdr_options.scheduler_kwargs(self._sgdr_steps_per_epoch)
-            )
+            kwargs = self._sgdr_scheduler_kwargs(self.sgdr_options, self._sgdr_steps_per_epoch)
             self.lr_scheduler = get_sgdr_schedule(
                 optimizer if optimizer is not None else self.optimizer,
                 num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
@@ -213,3 +199,21 @@ class SGDRTrainer(Trainer):
             if isinstance(dataset, datasets.Dataset):
                 dataset = self._remove_unused_columns(dataset, description=description)
         return DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator)
+
+
+def _with_sgdr_scheduler(args: TrainingArguments) -> TrainingArguments:
+    """`args` if they name ``"sgdr"``; a copy naming it if they name the `TrainingArguments` default
+    ``"linear"`` (the caller's object stays as it was: a stock `Trainer` given it trains with linear);
+    any other scheduler type is refused."""
+    name = SchedulerType(args.lr_scheduler_type).value
+    if name == SCHEDULER_NAME:
+        return args
+    if name != "linear":
+        raise ValueError(
+            f"SGDRTrainer trains with lr_scheduler_type='sgdr'; got lr_scheduler_type={name!r} (use the stock "
+            "Trainer for other schedules, or pass lr_scheduler_type='sgdr')"
+        )
+    logger.info("SGDRTrainer: lr_scheduler_type 'linear' (the TrainingArguments default) replaced by 'sgdr'")
+    own = copy.copy(args)  # no __post_init__: the devices and settings the Trainer set up stay
+    own.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
+    return own
