@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, Trainer
 
 import hf_sgdr.training.core as core
 from hf_sgdr import SGDRWarning
+from hf_sgdr.snapshots import SnapshotEnsemble, evaluate_trainer_snapshots
 from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
 from hf_sgdr.training import SGDRCallback, SGDRTrainer, SnapshotWriteError
 
@@ -211,8 +212,8 @@ def test_evaluate_snapshots_of_a_language_model_with_temperatures(tmp_path: Path
     )
     trainer.train()
     selection = byte_lm_data(64)[56:64]
-    plain = trainer.evaluate_snapshots(selection_dataset=selection, soups=False)
-    report = trainer.evaluate_snapshots(selection_dataset=selection, soups=False, temperature_scaling=True)
+    plain = evaluate_trainer_snapshots(trainer, selection_dataset=selection, soups=False)
+    report = evaluate_trainer_snapshots(trainer, selection_dataset=selection, soups=False, temperature_scaling=True)
     assert report.kind == "causal_lm" and report.rows[: len(plain.rows)] == plain.rows
     scaled = report.rows_of("temperature_scaled")
     assert [row.name for row in scaled] == [
@@ -221,3 +222,5 @@ def test_evaluate_snapshots_of_a_language_model_with_temperatures(tmp_path: Path
         "ensemble (last 3, average, members temperature-scaled)",
     ]
     assert all(row.temperature in LM_TEMPERATURE_GRID and row.metrics["nll"] > 0 for row in scaled)
+    ensemble = SnapshotEnsemble.from_trainer(trainer, snapshots=2)  # the run's folder, from_pretrained's keywords
+    assert ensemble.snapshot_names == ["cycle-001", "cycle-002"] and ensemble.source == tmp_path / "snapshots"

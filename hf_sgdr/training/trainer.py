@@ -6,7 +6,8 @@ It builds the SGDR scheduler itself (`create_scheduler`, which `train()` calls; 
 `SGDRCallback` ahead of the reporting callbacks. Options come from an `SGDRTrainingArguments`, an
 `SGDROptions` (`sgdr_options=`) or keyword arguments (`SGDRTrainer(..., sgdr_T_0=100,
 max_snapshots=5)`), later ones winning field by field. The caller's `TrainingArguments` are not changed:
-with the default ``"linear"`` the trainer keeps its own copy naming ``"sgdr"``.
+with the default ``"linear"`` the trainer keeps its own copy naming ``"sgdr"``. The run's snapshots are
+evaluated from the ensemble side (`hf_sgdr.snapshots.evaluate_trainer_snapshots(trainer)`).
 """
 
 from __future__ import annotations
@@ -14,22 +15,15 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
-from transformers.utils import is_datasets_available
 
 from ..registration import SCHEDULER_NAME, check_scheduler_kwargs, get_sgdr_schedule
 from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
 from .callback import SGDRCallback
-
-if TYPE_CHECKING:
-    from ..snapshots import EvaluationReport
-    from ..snapshots.metric_suite import MetricSpec
 
 logger = logging.getLogger(__name__)
 
@@ -136,69 +130,6 @@ class SGDRTrainer(Trainer):
             os.makedirs(folder, exist_ok=True)
         self.sgdr_callback.save_checkpoint_state(folder, self.state.global_step)
         super()._save_checkpoint(model, trial)
-
-    def evaluate_snapshots(
-        self,
-        eval_dataset: Any = None,
-        selection_dataset: Any = None,
-        *,
-        metrics: MetricSpec | Sequence[MetricSpec] | None = None,
-        method: str = "average",
-        soups: bool = True,
-        selection_metric: str | None = None,
-        temperature_scaling: bool = False,
-        json_path: str | os.PathLike[str] | None = None,
-        print_table: bool = False,
-    ) -> EvaluationReport | None:
-        """Evaluate this run's snapshots: each alone, the ensembles of the last k, the soups, and (with
-        `selection_dataset`, a split other than the reported one) the best snapshot, the greedy soup and
-        selection, chosen by `selection_metric`, and with `temperature_scaling` the temperature-scaled rows
-        (see `SnapshotEnsemble.evaluate`).
-
-        `metrics`: built-in names (default: the task's, offline), an `evaluate` module, or a `compute_metrics`
-        function as the Trainer's (or a list mixing them). Reports on `eval_dataset` (default: the Trainer's),
-        collated like `Trainer.evaluate`. With `report_to="tensorboard"` the table and the schedule plot are
-        added to the run's TensorBoard (`snapshots.tracking`). Runs on the
-        main process (one model resident at a time); the other processes wait and get `None`.
-        """
-        folder = self.sgdr_options.snapshot_folder(self.args.output_dir)
-        if folder is None:
-            raise ValueError("evaluate_snapshots needs snapshots; this run has save_snapshots=False")
-        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        if dataset is None:
-            raise ValueError("evaluate_snapshots needs an eval_dataset (none given and the Trainer has none)")
-        report = None
-        if self.is_world_process_zero():
-            from ..snapshots import SnapshotEnsemble
-
-            ensemble = SnapshotEnsemble.from_pretrained(
-                folder, device=self.args.device, progress=not self.args.disable_tqdm
-            )
-            report = ensemble.evaluate(
-                self._snapshot_dataloader(dataset, "evaluation"),
-                None if selection_dataset is None else self._snapshot_dataloader(selection_dataset, "selection"),
-                metrics=metrics,
-                method=method,
-                soups=soups,
-                selection_metric=selection_metric,
-                temperature_scaling=temperature_scaling,
-                json_path=json_path,
-                print_table=print_table,
-            )
-            from ..snapshots.tracking import log_report_to_trainer
-
-            log_report_to_trainer(self, ensemble.source, report)
-        self.accelerator.wait_for_everyone()
-        return report
-
-    def _snapshot_dataloader(self, dataset: Any, description: str) -> DataLoader:
-        """`dataset` as `Trainer.evaluate` sees it (model columns only, the Trainer's collator), unsharded."""
-        if is_datasets_available():
-            import datasets
-
-            if isinstance(dataset, datasets.Dataset):
-                dataset = self._remove_unused_columns(dataset, description=description)
-        return DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator)
 
 
 def _with_sgdr_scheduler(args: TrainingArguments) -> TrainingArguments:
