@@ -52,8 +52,8 @@ _NAMES = {
     "SGDRWarning": ".schedule",
     "build_schedule": ".schedule",
     "SGDRScheduler": ".scheduler",
-    "CosineAnnealingWarmRestartsScheduler": ".scheduler",  # alias of SGDRScheduler (the seeds' name)
-    "SGDRWithWarmup": ".scheduler",  # SGDRScheduler with the seeds' warmup-first signature
+    "CosineAnnealingWarmRestartsScheduler": ".scheduler",  # SGDRScheduler under a torch-like name
+    "SGDRWithWarmup": ".scheduler",  # SGDRScheduler, warmup first among the positional arguments
     "SnapshotEnsemble": ".snapshots.ensemble",
     "SGDRAccelerateHelper": ".training.accelerate_loop",
     "SGDRTrainingArguments": ".training.arguments",

@@ -23,7 +23,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
 from ..registration import SCHEDULER_NAME, check_scheduler_kwargs
 from .arguments import SGDROptions
-from .core import CycleEndHandler, CycleLoss, training_record
+from .cycle_end import CycleEndHandler, CycleLoss, training_record
 
 logger = logging.getLogger(__name__)
 
