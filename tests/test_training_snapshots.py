@@ -24,7 +24,7 @@ from helpers.training import (
 )
 from transformers import AutoModelForCausalLM, Trainer
 
-import hf_sgdr.training.cycle_end as cycle_end
+import hf_sgdr.training.snapshot_recorder as snapshot_recorder
 from hf_sgdr import SGDRWarning
 from hf_sgdr.snapshots import SnapshotEnsemble, evaluate_trainer_snapshots
 from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
@@ -158,7 +158,7 @@ def test_max_snapshots_keeps_the_newest_and_sweeps_a_crashed_write(tmp_path: Pat
 def test_a_failed_write_leaves_earlier_snapshots_intact_and_stops_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_save = cycle_end.save_weights
+    real_save = snapshot_recorder.save_weights
 
     def failing_save(model: torch.nn.Module, folder: Path, weights: dict[str, torch.Tensor]) -> None:
         if "cycle-002" in folder.name:
@@ -166,7 +166,7 @@ def test_a_failed_write_leaves_earlier_snapshots_intact_and_stops_training(
             raise OSError(28, "No space left on device")
         real_save(model, folder, weights)
 
-    monkeypatch.setattr(cycle_end, "save_weights", failing_save)
+    monkeypatch.setattr(snapshot_recorder, "save_weights", failing_save)
     trainer = SGDRTrainer(
         model=tiny_gpt2(), args=training_args(tmp_path, max_steps=20), train_dataset=byte_lm_data(48), sgdr_T_0=3
     )

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
+from transformers.trainer_utils import SchedulerType, has_length
 
 from ..registration import SCHEDULER_NAME, check_scheduler_kwargs, get_sgdr_schedule
 from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
@@ -59,7 +58,9 @@ class SGDRTrainer(Trainer):
             self._check_sgdr_schedule()
         else:  # a ready scheduler came through `optimizers`
             self.sgdr_options.check_no_schedule("SGDRTrainer with a scheduler passed through `optimizers`")
-        self.sgdr_callback = SGDRCallback(self.sgdr_options.without_schedule(), task=snapshot_task).attach(self)
+        self.sgdr_callback = SGDRCallback(self.sgdr_options.without_schedule(), task=snapshot_task).attach(
+            self, saves_announced=True
+        )
 
     def _check_sgdr_schedule(self) -> None:
         """Refuse bad schedule arguments now, not at `train()`: with `max_steps` the schedule is built in full;
@@ -125,10 +126,7 @@ class SGDRTrainer(Trainer):
         """Before the Trainer writes a checkpoint, finish the pending snapshot writes and store the running
         average in it, so that a checkpoint (complete once its `trainer_state.json` is written) implies them.
         """
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        if self.args.should_save:
-            os.makedirs(folder, exist_ok=True)
-        self.sgdr_callback.save_checkpoint_state(folder, self.state.global_step)
+        self.sgdr_callback.save_checkpoint_state(self._get_output_dir(trial=trial), self.state.global_step)
         super()._save_checkpoint(model, trial)
 
 
