@@ -214,7 +214,8 @@ def _add_factory(optimization: ModuleType) -> None:
 
 
 def _route_sgdr(get_scheduler: Callable[..., Any]) -> Callable[..., Any]:
-    """`get_scheduler` with ``"sgdr"`` built by `get_sgdr_schedule`; other names and layer-wise optimizers as before."""
+    """`get_scheduler` with ``"sgdr"`` built by `get_sgdr_schedule`; other names and layer-wise optimizers go to
+    `get_scheduler` itself."""
     if getattr(get_scheduler, "routes_sgdr", False):
         return get_scheduler
 
