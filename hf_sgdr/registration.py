@@ -16,15 +16,14 @@ import functools
 import json
 import re
 import sys
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._lazy import when_imported
-from .schedule import SGDRWarning
+from .schedule import build_schedule
 from .schedule_parameters import ALIASES, PARAMETERS, SCHEDULE_PARAMETERS, unknown_text
-from .validation import check_int
+from .validation import check_bool, check_int
 
 if TYPE_CHECKING:  # torch only where the factory runs: `import hf_sgdr` stays light
     import torch
@@ -100,19 +99,32 @@ def check_scheduler_kwargs(
     """Check `lr_scheduler_kwargs` for ``"sgdr"`` before training spends anything: raise `ValueError`
     naming the parameter, as building the scheduler would.
 
-    `lrs` are the param groups' initial lrs (the floor must be below them). Without `T_0` and without
-    a known budget, the fitted first cycle is unknown until `train()`: everything else is checked.
+    The schedule itself is built (layer 1, no torch, no optimizer) and its floors held against `lrs`, the
+    param groups' initial lrs. Without `T_0` and without a known budget, the fitted first cycle is unknown
+    until `train()`: everything else is checked.
     """
-    kwargs = normalize_scheduler_kwargs(kwargs)
+    kwargs = scheduler_arguments(kwargs, num_warmup_steps)
+    check_bool("reset_optimizer_state", kwargs.pop("reset_optimizer_state", False))
     if kwargs.get("T_0") is None and num_training_steps is None:
         PARAMETERS["num_cycles"].check(kwargs.pop("num_cycles", None))
         kwargs["T_0"] = PARAMETERS["restart_warmup_steps"].check(kwargs.get("restart_warmup_steps", 0)) + 1
-    import torch
+    build_schedule(num_training_steps=num_training_steps, **kwargs).check_floors(lrs)
 
-    optimizer = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": float(lr)} for lr in lrs])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SGDRWarning)  # the pitfall warnings come once, when training builds it
-        get_sgdr_schedule(optimizer, num_warmup_steps, num_training_steps, **kwargs)
+
+def scheduler_arguments(kwargs: Mapping[str, Any] | str | None, num_warmup_steps: int | None) -> dict[str, Any]:
+    """`lr_scheduler_kwargs` normalized (`normalize_scheduler_kwargs`), with the Trainer's warmup
+    (`num_warmup_steps`) as `warmup_steps`; a different `warmup_steps` among them is refused."""
+    kwargs = normalize_scheduler_kwargs(kwargs)
+    if num_warmup_steps is not None:
+        num_warmup_steps = check_int("num_warmup_steps", num_warmup_steps, minimum=0)
+        given = kwargs.get("warmup_steps")
+        if given is not None and num_warmup_steps and check_int("warmup_steps", given, minimum=0) != num_warmup_steps:
+            raise ValueError(
+                f"warmup_steps={given!r} in lr_scheduler_kwargs disagrees with the Trainer's warmup "
+                f"({num_warmup_steps} steps from TrainingArguments.warmup_steps); set only one"
+            )
+        kwargs.setdefault("warmup_steps", num_warmup_steps)
+    return kwargs
 
 
 def get_sgdr_schedule(
@@ -130,17 +142,12 @@ def get_sgdr_schedule(
     """
     from .scheduler import SGDRScheduler
 
-    kwargs = normalize_scheduler_kwargs(kwargs)
-    if num_warmup_steps is not None:
-        num_warmup_steps = check_int("num_warmup_steps", num_warmup_steps, minimum=0)
-        given = kwargs.get("warmup_steps")
-        if given is not None and num_warmup_steps and check_int("warmup_steps", given, minimum=0) != num_warmup_steps:
-            raise ValueError(
-                f"warmup_steps={given!r} in lr_scheduler_kwargs disagrees with the Trainer's warmup "
-                f"({num_warmup_steps} steps from TrainingArguments.warmup_steps); set only one"
-            )
-        kwargs.setdefault("warmup_steps", num_warmup_steps)
-    return SGDRScheduler(optimizer, num_training_steps=num_training_steps, last_epoch=last_epoch, **kwargs)
+    return SGDRScheduler(
+        optimizer,
+        num_training_steps=num_training_steps,
+        last_epoch=last_epoch,
+        **scheduler_arguments(kwargs, num_warmup_steps),
+    )
 
 
 def register_sgdr_scheduler() -> None:
@@ -207,7 +214,8 @@ def _add_factory(optimization: ModuleType) -> None:
 
 
 def _route_sgdr(get_scheduler: Callable[..., Any]) -> Callable[..., Any]:
-    """`get_scheduler` with ``"sgdr"`` built by `get_sgdr_schedule`; other names and layer-wise optimizers as before."""
+    """`get_scheduler` with ``"sgdr"`` built by `get_sgdr_schedule`; other names and layer-wise optimizers go to
+    `get_scheduler` itself."""
     if getattr(get_scheduler, "routes_sgdr", False):
         return get_scheduler
 

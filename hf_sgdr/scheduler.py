@@ -210,13 +210,14 @@ class SGDRScheduler(LRScheduler):
         self._piece = None
 
 
-#: The seeds' name for the same class (keywords `T_0, T_mult, eta_min, eta_max, lr_decay,
-#: warmup_steps, last_epoch, reset_optimizer_state`).
+#: `SGDRScheduler` under a name after torch's `CosineAnnealingWarmRestarts` (same keywords: `T_0, T_mult,
+#: eta_min, eta_max, lr_decay, warmup_steps, last_epoch, reset_optimizer_state`).
 CosineAnnealingWarmRestartsScheduler = SGDRScheduler
 
 
 class SGDRWithWarmup(SGDRScheduler):
-    """The seeds' warmup-first signature: `SGDRWithWarmup(optimizer, warmup_steps, T_0, ...)`."""
+    """`SGDRScheduler` with the warmup first among the positional arguments:
+    `SGDRWithWarmup(optimizer, warmup_steps, T_0, ...)`."""
 
     def __init__(
         self,

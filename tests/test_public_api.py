@@ -81,7 +81,7 @@ def test_internals_stay_in_their_modules() -> None:
         assert internal not in hf_sgdr.training.__all__
         with pytest.raises(AttributeError):
             getattr(hf_sgdr.training, internal)
-    from hf_sgdr.training.core import STATE_NAME, check_event_api  # noqa: F401 (still importable there)
+    from hf_sgdr.training.cycle_end import STATE_NAME, check_event_api  # noqa: F401 (still importable there)
     from hf_sgdr.training.distributed import ProcessSync  # noqa: F401
 
 

@@ -284,13 +284,13 @@ def test_recipe_logging_prints_each_hub_line_once() -> None:
         "import huggingface_hub.utils._http  # what datasets and transformers load: the Hub's own handler\n"
         "configure_logging(True)\n"
         "logging.getLogger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].')\n"
-        "logging.getLogger('hf_sgdr.training.core').info('SGDR cycle 0 ended')\n"
+        "logging.getLogger('hf_sgdr.training.cycle_end').info('SGDR cycle 0 ended')\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, check=True
     )
     assert result.stderr.count("Retrying in 1s [Retry 1/5].") == 1
-    assert re.search(r"^\S+ \S+ INFO hf_sgdr\.training\.core: SGDR cycle 0 ended$", result.stderr, re.MULTILINE)
+    assert re.search(r"^\S+ \S+ INFO hf_sgdr\.training\.cycle_end: SGDR cycle 0 ended$", result.stderr, re.MULTILINE)
 
 
 CONFIGS = sorted((REPO / "recipes" / "configs").glob("*.json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -38,6 +39,10 @@ def test_the_options_are_the_listed_parameters_the_trainer_does_not_own() -> Non
     options = {f.name for f in fields(SGDROptions) if f.name.startswith("sgdr_")} - {"sgdr_T_0_epochs"}
     assert options == {f"sgdr_{p.name}" for p in SCHEDULE_PARAMETERS if p.option}
     assert {"sgdr_warmup_steps", "sgdr_eta_max"}.isdisjoint(options)  # TrainingArguments' warmup_steps / lr
+    hints = typing.get_type_hints(SGDROptions)  # written out in the class, so that editors and type checkers see them
+    for p in SCHEDULE_PARAMETERS:
+        if p.option:
+            assert hints[f"sgdr_{p.name}"] == (bool if p.type is bool else p.type | None), p.name
     help_texts = {f.name: f.metadata["help"] for f in fields(SGDROptions)}
     assert help_texts["sgdr_T_mult"].lower().startswith(PARAMETERS["T_mult"].help.lower())
 

@@ -13,7 +13,7 @@ import torch
 from helpers.training import StepRecorder, byte_lm_data, read_manifest, snapshot_weights, tiny_accelerate_run, tiny_gpt2
 from helpers.training import training_args as make_args
 
-import hf_sgdr.training.core as core
+import hf_sgdr.training.snapshot_recorder as snapshot_recorder
 from hf_sgdr.training import SGDRTrainer
 
 WRITE_DELAY_S = 1.5  # far longer than a cycle of 2 tiny steps, even on a loaded machine
@@ -23,20 +23,20 @@ def test_a_slow_writer_makes_the_next_snapshot_wait_and_the_host_copy_is_reused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     handed_over: list[dict[str, int]] = []
-    real_save = core.save_weights
+    real_save = snapshot_recorder.save_weights
 
     def slow_save(model: torch.nn.Module, folder: Path, weights: dict[str, torch.Tensor]) -> None:
         handed_over.append({name: tensor.untyped_storage().data_ptr() for name, tensor in weights.items()})
         time.sleep(WRITE_DELAY_S)  # a slow disk: the next cycle (2 steps) ends before this write does
         real_save(model, folder, weights)
 
-    monkeypatch.setattr(core, "save_weights", slow_save)
+    monkeypatch.setattr(snapshot_recorder, "save_weights", slow_save)
     recorder = StepRecorder(weights=True)
     trainer = SGDRTrainer(
         model=tiny_gpt2(), args=make_args(tmp_path, max_steps=6), train_dataset=byte_lm_data(24), sgdr_T_0=2
     )
     trainer.add_callback(recorder)
-    with caplog.at_level(logging.INFO, logger=core.__name__):
+    with caplog.at_level(logging.INFO, logger="hf_sgdr.training"):  # the recorder and the cycle end
         trainer.train()
 
     # One host copy for the whole run: every snapshot was written from the same memory (tied weights share it).

@@ -12,6 +12,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
+from hf_sgdr.snapshots import evaluate_trainer_snapshots
 from hf_sgdr.snapshots.tracking import PLOT_TAG, REPORT_TAG
 from hf_sgdr.training import SGDRTrainer
 
@@ -39,7 +40,7 @@ def test_trainer_run_gets_the_ensemble_table_and_the_schedule_plot(tmp_path: Pat
         sgdr_T_0=3,
     )
     trainer.train()
-    report = trainer.evaluate_snapshots(metrics=[compute_metrics, "nll"])
+    report = evaluate_trainer_snapshots(trainer, metrics=[compute_metrics, "nll"])
     assert report.metrics == ["acc", "nll"]
 
     events = read_run(tmp_path)  # the same run as the training scalars
@@ -73,5 +74,5 @@ def test_no_tracker_no_event_files(tmp_path: Path) -> None:
         sgdr_T_0=2,
     )
     trainer.train()
-    assert trainer.evaluate_snapshots(soups=False).rows
+    assert evaluate_trainer_snapshots(trainer, soups=False).rows
     assert not list(tmp_path.rglob("events.out.tfevents.*"))

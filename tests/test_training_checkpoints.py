@@ -1,4 +1,4 @@
-"""The checkpoints of a plain Accelerate loop (`hf_sgdr.training.checkpoints`), in a real loop on one
+"""The checkpoints of a plain Accelerate loop (`hf_sgdr.training.loop_checkpoints`), in a real loop on one
 process: saves are atomic, the newest complete one is found past a save cut short, and a run resumed
 mid-epoch gives the losses and weights of an uninterrupted run exactly (dropout on, shuffled batches)."""
 

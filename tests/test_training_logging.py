@@ -58,7 +58,7 @@ def test_cycle_events_reach_log_history_tensorboard_and_the_console(
     assert [step for step, _ in stalls] == [4, 8, 12] and all(value >= 0 for _, value in stalls)
     assert [history[step]["sgdr/snapshot_stall_ms"] for step, _ in stalls] == pytest.approx([v for _, v in stalls])
 
-    lines = [r.getMessage() for r in caplog.records if r.name == "hf_sgdr.training.core"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "hf_sgdr.training.cycle_end"]
     lines = [line for line in lines if line.startswith("SGDR cycle")]  # not a wait for a slow write, if any
     assert len(lines) == 3 and all("\n" not in line for line in lines)
     assert lines[0].startswith("SGDR cycle 0 ended at step 4 (lr ")

@@ -21,6 +21,7 @@ from helpers.training import (
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from hf_sgdr.snapshots import evaluate_trainer_snapshots
 from hf_sgdr.training import SGDRTrainer
 
 
@@ -89,7 +90,8 @@ def test_sst2_fine_tuning_snapshots_resets_and_eval_metrics(tmp_path: Path) -> N
 
     # the run's snapshot ensemble, evaluated from the Trainer: each snapshot's accuracy is the one the
     # Trainer measured at its cycle end; the greedy choices are made on a split that is not reported
-    report = trainer.evaluate_snapshots(
+    report = evaluate_trainer_snapshots(
+        trainer,
         selection_dataset=sst2("train", 16),
         selection_metric="nll",
         temperature_scaling=True,

@@ -41,19 +41,19 @@ def run(out: str, mode: str) -> None:
     from torch.utils.data import DataLoader
     from transformers import default_data_collator
 
-    import hf_sgdr.training.core as core
+    import hf_sgdr.training.snapshot_recorder as snapshot_recorder
     from hf_sgdr import SGDRScheduler
     from hf_sgdr.training import SGDRAccelerateHelper, SnapshotWriteError
 
     if mode == "fail":
-        real_save = core.save_weights
+        real_save = snapshot_recorder.save_weights
 
         def failing_save(model, folder, weights):
             if "cycle-001" in folder.name:
                 raise OSError(28, "No space left on device")
             real_save(model, folder, weights)
 
-        core.save_weights = failing_save
+        snapshot_recorder.save_weights = failing_save
 
     accelerator = Accelerator(cpu=True)
     model = tiny_gpt2()

@@ -83,6 +83,23 @@ def test_options_and_lr_scheduler_kwargs_merge_and_clashes_are_named() -> None:
         merge_scheduler_kwargs({"T0": 4}, {})
 
 
+def test_the_caller_s_arguments_still_train_a_stock_trainer_with_linear(tmp_path: Path) -> None:
+    data = byte_lm_data(8)
+    args = training_args(tmp_path, max_steps=4)
+    sgdr = SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=data, sgdr_T_0=2, save_snapshots=False)
+    assert sgdr.args is not args and sgdr.args.output_dir == args.output_dir
+    stock = Trainer(model=tiny_gpt2(), args=args, train_dataset=data)
+    stock.train()
+    assert args.lr_scheduler_type is SchedulerType.LINEAR and type(stock.lr_scheduler).__name__ == "LambdaLR"
+    assert set(stock.lr_scheduler.get_last_lr()) == {0.0}  # linear decay to 0 at the last step
+
+
+def test_star_restarts_imply_the_optimizer_reset() -> None:
+    assert SGDROptions(restart_from="first").resets_optimizer_state
+    assert SGDROptions(sgdr_reset_optimizer_state=True).resets_optimizer_state
+    assert not SGDROptions().resets_optimizer_state
+
+
 def test_callback_refuses_schedule_options_it_cannot_apply() -> None:
     with pytest.raises(ValueError, match="SGDRCallback does not build the scheduler, so it cannot apply sgdr_T_mult"):
         SGDRCallback(sgdr_T_mult=2.0)
@@ -116,6 +133,7 @@ def test_sgdr_trainer_routes_options_and_switches_the_default_schedule(tmp_path:
 
     plain = training_args(tmp_path, max_steps=4)  # lr_scheduler_type "linear", the TrainingArguments default
     assert SGDRTrainer(model=tiny_gpt2(), args=plain, train_dataset=data).args.lr_scheduler_type is SchedulerType.SGDR
+    assert plain.lr_scheduler_type is SchedulerType.LINEAR  # the caller's arguments are not changed
     with pytest.raises(
         ValueError, match="SGDRTrainer trains with lr_scheduler_type='sgdr'; got lr_scheduler_type='cosine'"
     ):

@@ -24,8 +24,9 @@ from helpers.training import (
 )
 from transformers import AutoModelForCausalLM, Trainer
 
-import hf_sgdr.training.core as core
+import hf_sgdr.training.snapshot_recorder as snapshot_recorder
 from hf_sgdr import SGDRWarning
+from hf_sgdr.snapshots import SnapshotEnsemble, evaluate_trainer_snapshots
 from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
 from hf_sgdr.training import SGDRCallback, SGDRTrainer, SnapshotWriteError
 
@@ -157,7 +158,7 @@ def test_max_snapshots_keeps_the_newest_and_sweeps_a_crashed_write(tmp_path: Pat
 def test_a_failed_write_leaves_earlier_snapshots_intact_and_stops_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_save = core.save_weights
+    real_save = snapshot_recorder.save_weights
 
     def failing_save(model: torch.nn.Module, folder: Path, weights: dict[str, torch.Tensor]) -> None:
         if "cycle-002" in folder.name:
@@ -165,7 +166,7 @@ def test_a_failed_write_leaves_earlier_snapshots_intact_and_stops_training(
             raise OSError(28, "No space left on device")
         real_save(model, folder, weights)
 
-    monkeypatch.setattr(core, "save_weights", failing_save)
+    monkeypatch.setattr(snapshot_recorder, "save_weights", failing_save)
     trainer = SGDRTrainer(
         model=tiny_gpt2(), args=training_args(tmp_path, max_steps=20), train_dataset=byte_lm_data(48), sgdr_T_0=3
     )
@@ -211,8 +212,8 @@ def test_evaluate_snapshots_of_a_language_model_with_temperatures(tmp_path: Path
     )
     trainer.train()
     selection = byte_lm_data(64)[56:64]
-    plain = trainer.evaluate_snapshots(selection_dataset=selection, soups=False)
-    report = trainer.evaluate_snapshots(selection_dataset=selection, soups=False, temperature_scaling=True)
+    plain = evaluate_trainer_snapshots(trainer, selection_dataset=selection, soups=False)
+    report = evaluate_trainer_snapshots(trainer, selection_dataset=selection, soups=False, temperature_scaling=True)
     assert report.kind == "causal_lm" and report.rows[: len(plain.rows)] == plain.rows
     scaled = report.rows_of("temperature_scaled")
     assert [row.name for row in scaled] == [
@@ -221,3 +222,5 @@ def test_evaluate_snapshots_of_a_language_model_with_temperatures(tmp_path: Path
         "ensemble (last 3, average, members temperature-scaled)",
     ]
     assert all(row.temperature in LM_TEMPERATURE_GRID and row.metrics["nll"] > 0 for row in scaled)
+    ensemble = SnapshotEnsemble.from_trainer(trainer, snapshots=2)  # the run's folder, from_pretrained's keywords
+    assert ensemble.snapshot_names == ["cycle-001", "cycle-002"] and ensemble.source == tmp_path / "snapshots"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from helpers.training import (
     StepRecorder,
@@ -14,9 +15,11 @@ from helpers.training import (
     tiny_gpt2,
     training_args,
 )
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, Trainer
 
-from hf_sgdr.training import SGDRTrainer
+import hf_sgdr.training.cycle_end as cycle_end
+from hf_sgdr.training import SGDRCallback, SGDRTrainer
+from hf_sgdr.training.cycle_end import STATE_NAME
 
 
 def test_averaged_snapshots_equal_the_hand_computed_mean_of_the_window(tmp_path: Path) -> None:
@@ -51,3 +54,35 @@ def test_averaged_snapshots_equal_the_hand_computed_mean_of_the_window(tmp_path:
         assert torch.equal(loaded.lm_head.weight, loaded.transformer.wte.weight)
         assert torch.equal(loaded.transformer.wte.weight, saved["transformer.wte.weight"])
     assert any("eval_loss" in h for h in trainer.state.log_history)
+
+
+@pytest.mark.parametrize("trainer_class", ["SGDRTrainer", "Trainer"])
+def test_each_checkpoint_gets_the_running_average_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trainer_class: str
+) -> None:
+    """One route for the checkpoint state: `SGDRTrainer` writes it right before each save, a stock Trainer with
+    the callback wherever a save may follow (step end, an evaluation under save_strategy="best", on_save), once."""
+    written: list[Path] = []
+    real_write = cycle_end.atomic_write_bytes
+
+    def counting_write(path: Path, data: bytes) -> None:
+        written.append(path)
+        real_write(path, data)
+
+    monkeypatch.setattr(cycle_end, "atomic_write_bytes", counting_write)
+    args = training_args(
+        tmp_path, max_steps=8, save_strategy="steps", save_steps=4, eval_strategy="steps", eval_steps=4
+    )
+    data = byte_lm_data(32)
+    if trainer_class == "SGDRTrainer":
+        trainer = SGDRTrainer(
+            model=tiny_gpt2(), args=args, train_dataset=data, eval_dataset=data, sgdr_T_0=4, swa_start=0.5
+        )
+    else:
+        args = training_args(tmp_path, max_steps=8, save_strategy="steps", save_steps=4, eval_strategy="steps",
+                             eval_steps=4, lr_scheduler_type="sgdr", lr_scheduler_kwargs={"T_0": 4})  # fmt: skip
+        trainer = Trainer(model=tiny_gpt2(), args=args, train_dataset=data, eval_dataset=data)
+        SGDRCallback(swa_start=0.5).attach(trainer)
+    trainer.train()
+    assert written == [tmp_path / f"checkpoint-{step}" / STATE_NAME for step in (4, 8)]
+    assert all(path.is_file() for path in written)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .evaluation import EvaluationReport, ReportRow
     from .metrics import METHODS, PROBABILITY_METRICS, compute_metrics, metric_names_for
     from .tracking import log_report, log_report_to_trainer, schedule_figure
+    from .trainer_runs import evaluate_trainer_snapshots
 
 _NAMES = {
     "METHODS": ".metrics",
@@ -37,6 +38,7 @@ _NAMES = {
     "log_report": ".tracking",
     "log_report_to_trainer": ".tracking",
     "schedule_figure": ".tracking",
+    "evaluate_trainer_snapshots": ".trainer_runs",
     "compute_metrics": ".metrics",
     "metric_names_for": ".metrics",
     "fit_weights": ".combine",
@@ -74,6 +76,7 @@ __all__ = [
     "TrainData",
     "compute_metrics",
     "dataset_dataloader",
+    "evaluate_trainer_snapshots",
     "fit_weights",
     "lm_dataloader",
     "log_report",

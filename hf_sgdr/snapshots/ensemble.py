@@ -387,6 +387,15 @@ class SnapshotEnsemble:
         return ensemble
 
     @classmethod
+    def from_trainer(cls, trainer: Any, **kwargs: Any) -> SnapshotEnsemble:
+        """The snapshots of an `SGDRTrainer` run, on the Trainer's device; `kwargs` as for `from_pretrained`."""
+        folder = trainer.sgdr_options.snapshot_folder(trainer.args.output_dir)
+        if folder is None:
+            raise ValueError("SnapshotEnsemble.from_trainer needs snapshots; this run has save_snapshots=False")
+        defaults = {"device": trainer.args.device, "progress": not trainer.args.disable_tqdm}
+        return cls.from_pretrained(folder, **{**defaults, **kwargs})
+
+    @classmethod
     def from_checkpoints(
         cls,
         output_dir: str | os.PathLike[str],

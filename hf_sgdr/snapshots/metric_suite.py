@@ -1,6 +1,6 @@
 """What a report scores: built-in metric names, `evaluate` modules and `compute_metrics` functions.
 
-`metrics=` of `SnapshotEnsemble.evaluate` (and of `evaluate_snapshots`, `EnsemblePrediction.metrics`, the
+`metrics=` of `SnapshotEnsemble.evaluate` (and of `evaluate_trainer_snapshots`, `EnsemblePrediction.metrics`, the
 recipes) takes built-in names (the offline default, `metrics.METRICS`), an `evaluate` module (what
 `evaluate.load(...)` returns: called as `compute(predictions=..., references=...)` with class ids or
 values), a `compute_metrics` function as the `Trainer` takes (called with an `EvalPrediction` whose

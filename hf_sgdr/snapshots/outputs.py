@@ -68,7 +68,7 @@ def materialize(dataloader: Iterable[Mapping[str, torch.Tensor]]) -> Batches:
         raise TypeError(
             f"expected a DataLoader of collated tensor batches, got {type(dataloader).__module__}."
             f"{type(dataloader).__name__}: wrap the dataset as DataLoader(dataset, batch_size=..., "
-            "collate_fn=DataCollatorWithPadding(tokenizer)), or pass the dataset to SGDRTrainer.evaluate_snapshots"
+            "collate_fn=DataCollatorWithPadding(tokenizer)), or pass the dataset to evaluate_trainer_snapshots"
         )
     inputs, labels = [], []
     for batch in dataloader:

@@ -2,8 +2,8 @@
 
 Cycle events and per-snapshot metrics reach the tracker as scalars during training (`report_to`). At the
 end, `log_report` adds the evaluation table (a Markdown text summary, `REPORT_TAG`) and the lr schedule
-with the snapshot points and their metric (an image, `PLOT_TAG`) to the same run. `SGDRTrainer`'s
-`evaluate_snapshots` does it through the Trainer's `TensorBoardCallback` (`report_to="tensorboard"`), the
+with the snapshot points and their metric (an image, `PLOT_TAG`) to the same run. `evaluate_trainer_snapshots`
+(`trainer_runs`) does it through the Trainer's `TensorBoardCallback` (`report_to="tensorboard"`), the
 Accelerate recipes through the `--report_to tensorboard` tracker (`--with_tracking`).
 """
 

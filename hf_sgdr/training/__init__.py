@@ -1,10 +1,10 @@
 """Training-loop glue (layer 5): snapshots at cycle ends, optimizer resets, weight averaging.
 
-One core (`hf_sgdr.training.core.CycleEndHandler`) serves both loops: `SGDRCallback` / `SGDRTrainer`
+One core (`hf_sgdr.training.cycle_end.CycleEndHandler`) serves both loops: `SGDRCallback` / `SGDRTrainer`
 for the `transformers.Trainer`, `SGDRAccelerateHelper` for plain Accelerate loops. `SGDROptions` holds
 the options once for every front end (`SGDRTrainingArguments` puts them on the command line). A plain
 Accelerate loop's checkpoints (`save_checkpoint`, `find_checkpoint`, `latest_checkpoint`, `ResumePoint`,
-`epoch_batches`: atomic saves, exact mid-epoch resume) are in `checkpoints`. Names
+`epoch_batches`: atomic saves, exact mid-epoch resume) are in `loop_checkpoints`. Names
 are imported on first use; internals (the handler, the process sync, the state file name) stay in
 their modules.
 """
@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from .arguments import SGDROptions, SGDRTrainingArguments
     from .averaging import CycleAverager
     from .callback import SGDRCallback
-    from .checkpoints import ResumePoint, epoch_batches, find_checkpoint, latest_checkpoint, save_checkpoint
-    from .core import CycleEndEvent
+    from .cycle_end import CycleEndEvent
     from .distributed import SnapshotWriteError
+    from .loop_checkpoints import ResumePoint, epoch_batches, find_checkpoint, latest_checkpoint, save_checkpoint
     from .trainer import SGDRTrainer
     from .weights import capture_weights, save_weights
     from .writer import SnapshotWriter
@@ -33,12 +33,12 @@ _NAMES = {
     "SGDRTrainingArguments": ".arguments",
     "CycleAverager": ".averaging",
     "SGDRCallback": ".callback",
-    "ResumePoint": ".checkpoints",
-    "epoch_batches": ".checkpoints",
-    "find_checkpoint": ".checkpoints",
-    "latest_checkpoint": ".checkpoints",
-    "save_checkpoint": ".checkpoints",
-    "CycleEndEvent": ".core",
+    "ResumePoint": ".loop_checkpoints",
+    "epoch_batches": ".loop_checkpoints",
+    "find_checkpoint": ".loop_checkpoints",
+    "latest_checkpoint": ".loop_checkpoints",
+    "save_checkpoint": ".loop_checkpoints",
+    "CycleEndEvent": ".cycle_end",
     "SnapshotWriteError": ".distributed",
     "SGDRTrainer": ".trainer",
     "capture_weights": ".weights",

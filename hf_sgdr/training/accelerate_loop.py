@@ -6,7 +6,7 @@ real optimizer step: when `accelerator.sync_gradients` (the last micro-batch of 
 accumulation) and not `accelerator.optimizer_step_was_skipped` (fp16 overflow). It registers the
 scheduler and itself for `accelerator.save_state` / `load_state`, and makes `save_state` wait for
 pending snapshot writes, so a checkpoint implies its snapshots. With the checkpoint functions of
-`hf_sgdr.training.checkpoints` a resumed run continues exactly (same batches, same dropout masks)::
+`hf_sgdr.training.loop_checkpoints` a resumed run continues exactly (same batches, same dropout masks)::
 
     scheduler = SGDRScheduler(optimizer, num_cycles=5, num_training_steps=total_steps)  # not prepared
     sgdr = SGDRAccelerateHelper(accelerator, model, scheduler, output_dir=out, max_snapshots=5, processing_class=tok)
@@ -38,7 +38,7 @@ from accelerate import Accelerator
 from accelerate.scheduler import AcceleratedScheduler
 
 from .arguments import SGDROptions
-from .core import CycleEndEvent, CycleEndHandler, check_event_api, training_record
+from .cycle_end import CycleEndEvent, CycleEndHandler, check_event_api, training_record
 
 
 class SGDRAccelerateHelper:
@@ -176,11 +176,8 @@ class SGDRAccelerateHelper:
                 self.scheduler,
                 self.scheduler.optimizer,
                 self.model,
+                options=self.options,
                 snapshot_dir=self.snapshot_dir,
-                max_snapshots=self.options.max_snapshots,
-                swa_start=self.options.swa_start,
-                reset_optimizer_state=self.options.sgdr_reset_optimizer_state,
-                restart_from=self.options.restart_from,
                 processing_class=self.processing_class,
                 accelerator=accelerator,
                 task=self.task,

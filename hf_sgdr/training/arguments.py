@@ -1,61 +1,67 @@
-"""The SGDR training options, defined once.
+"""The SGDR training options, validated once where they come in.
 
 `SGDROptions` is a plain dataclass with help texts, so the same fields reach every front end:
 `SGDRTrainingArguments` (a `TrainingArguments` whose fields show on an `HfArgumentParser` command
 line; the schedule fields also answer to their short names, `--T_0`, `--num_cycles`, ...),
 `SGDRTrainer(..., sgdr_T_0=...)`, the plain-Accelerate helper and the recipes' parsers
-(`HfArgumentParser((SGDROptions, ...))`). Schedule fields default to `None`, meaning "the
-scheduler's default", so that they merge with `lr_scheduler_kwargs` without ambiguity.
+(`HfArgumentParser((SGDROptions, ...))`). Its `__post_init__` is the one check of every option; what
+leaves it (the options, their `scheduler_kwargs()`) is trusted downstream. Schedule fields default to
+`None`, meaning "the scheduler's default", so that they merge with `lr_scheduler_kwargs` without ambiguity.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from transformers import TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
 from ..registration import SCHEDULER_NAME, normalize_scheduler_kwargs
 from ..schedule import parse_cycles
-from ..schedule_parameters import SCHEDULE_PARAMETERS, ScheduleParameter
+from ..schedule_parameters import PARAMETERS, SCHEDULE_PARAMETERS, ScheduleParameter
 from ..snapshot_format.layout import SNAPSHOT_SUBDIR
 from ..validation import check_bool, check_float, check_int
-from .core import RESTART_FROM
 
+#: Where each cycle after a restart starts: from the last cycle's end (SGDR) or the first's ("star").
+RestartFrom = Literal["last", "first"]
+RESTART_FROM: tuple[str, ...] = get_args(RestartFrom)
 #: The schedule parameters that are options (those the Trainer does not own), by option name `sgdr_<name>`.
 SCHEDULE_OPTIONS: dict[str, ScheduleParameter] = {f"sgdr_{p.name}": p for p in SCHEDULE_PARAMETERS if p.option}
 #: The options that shape the schedule (everything but the optimizer-reset flag).
 SCHEDULE_SHAPE_OPTIONS = (*(name for name, p in SCHEDULE_OPTIONS.items() if p.shape), "sgdr_T_0_epochs")
 
 
-def _option_field(parameter: ScheduleParameter) -> tuple[str, Any, Any]:
-    """The `SGDROptions` field of a schedule parameter: `None` = "the scheduler's default" (a flag: off), so
-    that the options merge with `lr_scheduler_kwargs` without ambiguity; `--<name>` on a command line too."""
-    metadata = {"aliases": [f"--{parameter.name}"], "help": parameter.help[:1].upper() + parameter.help[1:] + "."}
-    if parameter.type is bool:
-        return f"sgdr_{parameter.name}", bool, field(default=bool(parameter.default), metadata=metadata)
-    return f"sgdr_{parameter.name}", parameter.type | None, field(default=None, metadata=metadata)
-
-
-#: The schedule options as dataclass fields, made from `schedule_parameters` (the one list); `SGDROptions`
-#: inherits them, so `SGDROptions(sgdr_T_mult=2)`, `--T_mult 2` and `--sgdr_T_mult 2` all work.
-ScheduleOptions = make_dataclass("ScheduleOptions", [_option_field(p) for p in SCHEDULE_OPTIONS.values()])
-ScheduleOptions.__module__ = __name__
+def _schedule_field(name: str) -> Any:
+    """The `SGDROptions` field of schedule parameter `name`, its help and `--<name>` alias taken from
+    `SCHEDULE_PARAMETERS`: `None` = "the scheduler's default" (a flag: off)."""
+    parameter = PARAMETERS[name]
+    metadata = {"aliases": [f"--{name}"], "help": parameter.help[:1].upper() + parameter.help[1:] + "."}
+    return field(default=bool(parameter.default) if parameter.type is bool else None, metadata=metadata)
 
 
 @dataclass
-class SGDROptions(ScheduleOptions):  # type: ignore[misc,valid-type]
+class SGDROptions:
     """SGDR schedule, snapshot and weight-averaging options (command-line ready).
 
-    The schedule options (`sgdr_T_0`, `sgdr_num_cycles`, `sgdr_T_mult`, `sgdr_eta_min`, `sgdr_lr_decay`,
-    `sgdr_restart_warmup_steps`, `sgdr_cycles`, `sgdr_reset_optimizer_state`) come from
-    `hf_sgdr.schedule_parameters`; `sgdr_T_0_epochs` and the snapshot options are declared here.
+    The schedule options (`sgdr_<name>`) are the parameters of `hf_sgdr.schedule_parameters` that the
+    Trainer does not own (a test keeps the two lists equal); `sgdr_T_0_epochs` and the snapshot options
+    are declared here only.
     """
 
+    sgdr_T_0: int | None = _schedule_field("T_0")
+    sgdr_num_cycles: int | None = _schedule_field("num_cycles")
+    sgdr_T_mult: float | None = _schedule_field("T_mult")
+    sgdr_eta_min: float | None = _schedule_field("eta_min")
+    sgdr_eta_min_ratio: float | None = _schedule_field("eta_min_ratio")
+    sgdr_lr_decay: float | None = _schedule_field("lr_decay")
+    sgdr_restart_warmup_steps: int | None = _schedule_field("restart_warmup_steps")
+    sgdr_restart_warmup_ratio: float | None = _schedule_field("restart_warmup_ratio")
+    sgdr_cycles: str | None = _schedule_field("cycles")
+    sgdr_reset_optimizer_state: bool = _schedule_field("reset_optimizer_state")
     sgdr_T_0_epochs: float | None = field(
         default=None,
         metadata={
@@ -64,10 +70,9 @@ class SGDROptions(ScheduleOptions):  # type: ignore[misc,valid-type]
             "(gradient accumulation included). Exclusive with sgdr_T_0 and sgdr_num_cycles.",
         },
     )
-    restart_from: str = field(
+    restart_from: RestartFrom = field(
         default="last",
         metadata={
-            "choices": ["last", "first"],
             "help": "Where each cycle after a restart starts: 'last' (SGDR: from the previous cycle's end) or "
             "'first' (star: the trainable weights go back to the first cycle's end at every later restart, "
             "with a fresh optimizer state).",
@@ -117,6 +122,12 @@ class SGDROptions(ScheduleOptions):  # type: ignore[misc,valid-type]
                 f"length, the number of cycles fitted to the budget, or the cycles themselves); got "
                 f"{', '.join(f'{n}={getattr(self, n)!r}' for n in chosen)}"
             )
+
+    @property
+    def resets_optimizer_state(self) -> bool:
+        """Whether every restart resets the optimizer state: asked for, or implied by star restarts (each later
+        cycle starts from the first cycle's weights with a fresh optimizer state)."""
+        return bool(self.sgdr_reset_optimizer_state) or self.restart_from == "first"
 
     def snapshot_folder(self, output_dir: str | os.PathLike[str] | None) -> Path | None:
         """Where the snapshots go: `snapshot_dir`, else `output_dir/snapshots`; `None` without snapshots."""

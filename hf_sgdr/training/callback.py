@@ -13,8 +13,10 @@ come before it miss the `sgdr/...` values; `state.log_history` still has them).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import weakref
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transformers import DefaultFlowCallback, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -23,7 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
 from ..registration import SCHEDULER_NAME, check_scheduler_kwargs
 from .arguments import SGDROptions
-from .core import CycleEndHandler, CycleLoss, training_record
+from .cycle_end import CycleEndHandler, training_record
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +53,18 @@ class SGDRCallback(TrainerCallback):
         self._trainer: weakref.ReferenceType[Trainer] | None = None
         self._pending_logs: dict[str, float | str] = {}
         self._checkpointed_step: int | None = None
+        #: The trainer calls `save_checkpoint_state` right before each of its saves (`SGDRTrainer`); a stock
+        #: Trainer announces none, so the callback prepares a checkpoint wherever one may follow.
+        self._saves_announced = False
         self._training = False
         self._cycle_loss = CycleLoss()
 
-    def attach(self, trainer: Trainer) -> SGDRCallback:
+    def attach(self, trainer: Trainer, *, saves_announced: bool = False) -> SGDRCallback:
         """Install into `trainer` after its flow control and ahead of its reporting callbacks, and use its
         accelerator and wrapped model (needed to gather sharded weights under FSDP / DeepSpeed). Returns `self`.
+
+        `saves_announced`: `trainer` calls `save_checkpoint_state` right before each checkpoint it writes
+        (`SGDRTrainer` does), the one route for the checkpoint state then.
         """
         callbacks = trainer.callback_handler.callbacks
         if any(isinstance(cb, SGDRCallback) and cb is not self for cb in callbacks):
@@ -67,6 +75,7 @@ class SGDRCallback(TrainerCallback):
         flow = [i for i, cb in enumerate(callbacks) if isinstance(cb, DefaultFlowCallback)]
         callbacks.insert(flow[0] + 1 if flow else 0, self)
         self._trainer = weakref.ref(trainer)
+        self._saves_announced = saves_announced
         return self
 
     # ------------------------------------------------------------------ training events
@@ -114,11 +123,8 @@ class SGDRCallback(TrainerCallback):
             lr_scheduler,
             optimizer,
             trainer.model_wrapped if trainer is not None else model,
+            options=options,
             snapshot_dir=snapshot_dir,
-            max_snapshots=options.max_snapshots,
-            swa_start=options.swa_start,
-            reset_optimizer_state=options.sgdr_reset_optimizer_state,
-            restart_from=options.restart_from,
             processing_class=processing_class,
             accelerator=trainer.accelerator if trainer is not None else None,
             task=self.task,
@@ -148,14 +154,14 @@ class SGDRCallback(TrainerCallback):
         if control.should_training_stop or state.global_step >= state.max_steps:
             self._handler().fence()  # the Trainer may load other weights next (load_best_model_at_end)
         if control.should_save:
-            self._before_trainer_saves(args, state)
+            self._trainer_may_save(args, state)
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._log_before_checkpoint(args, control)
         if control.should_save:
-            self._before_trainer_saves(args, state)
+            self._trainer_may_save(args, state)
 
     def _log_before_checkpoint(self, args: TrainingArguments, control: TrainerControl) -> None:
         """Log the loss at a step that may checkpoint (the Trainer logs before it saves): the checkpoint's
@@ -165,14 +171,10 @@ class SGDRCallback(TrainerCallback):
         if may_save and self._handler().snapshot_dir is not None:
             control.should_log = True
 
-    def _before_trainer_saves(self, args: TrainingArguments, state: TrainerState) -> None:
-        """The Trainer writes a checkpoint next: finish the snapshot writes first (and store the running
-        average in the checkpoint folder), so that no complete checkpoint exists without its snapshots."""
-        folder = None
-        if self._handler().needs_checkpoint_state:
-            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-            os.makedirs(folder, exist_ok=True)
-        self._handler().checkpoint(folder)
+    def _trainer_may_save(self, args: TrainingArguments, state: TrainerState) -> None:
+        """A stock Trainer may write a checkpoint next (it announces none): prepare it now."""
+        if not self._saves_announced:
+            self.save_checkpoint_state(args.output_dir, state.global_step)
 
     def on_log(
         self,
@@ -210,11 +212,10 @@ class SGDRCallback(TrainerCallback):
         if self.handler.observe(metrics, global_step=state.global_step):
             self._pending_logs["sgdr/cycle_extended"] = 1.0
         if args.save_strategy == "best":  # the Trainer may save right after this evaluation
-            self._before_trainer_saves(args, state)
+            self._trainer_may_save(args, state)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        self.save_checkpoint_state(folder if os.path.isdir(folder) else None, state.global_step)
+        self._trainer_may_save(args, state)  # a save that a callback after this one asked for
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -224,13 +225,17 @@ class SGDRCallback(TrainerCallback):
             self.handler.finish()
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint_state(self, folder: str | None, global_step: int) -> None:
-        """Make a checkpoint at `global_step` imply its snapshots: wait for pending writes (raising on
-        every rank if one failed) and store the running average in `folder`. Once per step.
+    def save_checkpoint_state(self, output_dir: str | os.PathLike[str], global_step: int) -> None:
+        """Make the checkpoint `output_dir/checkpoint-<global_step>` that the Trainer writes next imply its
+        snapshots: wait for pending snapshot writes and record updates (raising on every rank if one failed) and
+        store the handler's state (running average, star weights) in that folder, once per step (it changes only
+        with the next optimizer step).
         """
-        if self.handler is None or self._checkpointed_step == global_step:
+        if self.handler is None:
             return
-        self.handler.checkpoint(folder)
+        first = self._checkpointed_step != global_step
+        folder = os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{global_step}")
+        self.handler.checkpoint(folder if first else None)
         self._checkpointed_step = global_step
 
     @staticmethod
@@ -284,3 +289,49 @@ def _configure_monitor(scheduler: Any, args: TrainingArguments) -> None:
         bool(args.greater_is_better) if args.greater_is_better is not None else not metric.endswith("loss")
     )
     logger.info("adaptive SGDR monitors %s (greater_is_better=%s)", metric, scheduler.greater_is_better)
+
+
+class CycleLoss:
+    """The mean training loss over a cycle from the Trainer's logs, the same quantity the Accelerate helper
+    records: each log's loss is a mean over the optimizer steps since the previous log, and a cycle end always
+    logs, so the windows of one cycle weighted by their steps give the cycle's mean."""
+
+    def __init__(self, start_step: int = 0) -> None:
+        self._last_step = start_step
+        self._sum = 0.0
+        self._steps = 0
+        self._cycle_end: int | None = None
+
+    def cycle_ended_at(self, step: int) -> None:
+        """A cycle ended after optimizer step `step` (the log of that step closes its window)."""
+        self._cycle_end = step
+
+    @classmethod
+    def resumed(cls, log_history: Sequence[Mapping[str, Any]], step: int) -> CycleLoss:
+        """The state at `step` of a run resumed there, replayed from its checkpoint's log history (the
+        `trainer_state.json` the Trainer writes last): the current cycle's windows survive the resume."""
+        cycle_loss = cls()
+        for entry in log_history:
+            at, loss = entry.get("step"), entry.get("loss")
+            if isinstance(at, int) and at <= step and _is_number(loss) and math.isfinite(loss):
+                if "sgdr/completed_cycle" in entry:
+                    cycle_loss.cycle_ended_at(at)
+                cycle_loss.add_window(at, loss)
+        cycle_loss._last_step = step  # the Trainer's next window starts here (steps not logged before are lost)
+        return cycle_loss
+
+    def add_window(self, step: int, loss: float) -> float | None:
+        """Add the log at `step`; returns the cycle's mean loss when that log closes a cycle."""
+        window, self._last_step = step - self._last_step, step
+        if window > 0 and math.isfinite(loss):
+            self._sum += float(loss) * window
+            self._steps += window
+        if step != self._cycle_end:
+            return None
+        mean = self._sum / self._steps if self._steps else None
+        self._sum, self._steps, self._cycle_end = 0.0, 0, None
+        return mean
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

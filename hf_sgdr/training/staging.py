@@ -72,7 +72,8 @@ class CudaStager:
     @staticmethod
     def for_model(model: torch.nn.Module, optimizer: Any) -> CudaStager | None:
         """A stager when all of `model`'s parameters sit on one CUDA device and the optimizer's steps can be made
-        to wait for the copies (a torch optimizer: step pre-hooks); else `None`, and the copy blocks as before."""
+        to wait for the copies (a torch optimizer: step pre-hooks); else `None`: `weights.stage_weights` then copies
+        on the training thread, blocking."""
         devices = {p.device for p in model.parameters()}
         hookable = callable(getattr(innermost_optimizer(optimizer), "register_step_pre_hook", None))
         if len(devices) != 1 or not hookable:

@@ -5,29 +5,24 @@ It builds the SGDR scheduler itself (`create_scheduler`, which `train()` calls; 
 `sgdr_T_0_epochs` with the real number of optimizer steps per epoch, and installs an
 `SGDRCallback` ahead of the reporting callbacks. Options come from an `SGDRTrainingArguments`, an
 `SGDROptions` (`sgdr_options=`) or keyword arguments (`SGDRTrainer(..., sgdr_T_0=100,
-max_snapshots=5)`), later ones winning field by field.
+max_snapshots=5)`), later ones winning field by field. The caller's `TrainingArguments` are not changed:
+with the default ``"linear"`` the trainer keeps its own copy naming ``"sgdr"``. The run's snapshots are
+evaluated from the ensemble side (`hf_sgdr.snapshots.evaluate_trainer_snapshots(trainer)`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
-from transformers.utils import is_datasets_available
+from transformers.trainer_utils import SchedulerType, has_length
 
 from ..registration import SCHEDULER_NAME, check_scheduler_kwargs, get_sgdr_schedule
 from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
 from .callback import SGDRCallback
-
-if TYPE_CHECKING:
-    from ..snapshots import EvaluationReport
-    from ..snapshots.metric_suite import MetricSpec
 
 logger = logging.getLogger(__name__)
 
@@ -58,44 +53,32 @@ class SGDRTrainer(Trainer):
         self.sgdr_options = base.sgdr_options(**option_kwargs)
         self._sgdr_steps_per_epoch: int | None = None
         super().__init__(model, args, *trainer_args, **kwargs)
-        self._use_sgdr_schedule()
-        self._check_sgdr_schedule()
-        self.sgdr_callback = SGDRCallback(self.sgdr_options.without_schedule(), task=snapshot_task).attach(self)
-
-    def _use_sgdr_schedule(self) -> None:
-        """Train with ``lr_scheduler_type="sgdr"``: switch from the `TrainingArguments` default, refuse others."""
-        if self.lr_scheduler is not None:  # a ready scheduler came through `optimizers`
+        if self.lr_scheduler is None:
+            self.args = _with_sgdr_scheduler(self.args)
+            self._check_sgdr_schedule()
+        else:  # a ready scheduler came through `optimizers`
             self.sgdr_options.check_no_schedule("SGDRTrainer with a scheduler passed through `optimizers`")
-            return
-        name = SchedulerType(self.args.lr_scheduler_type).value
-        if name == SCHEDULER_NAME:
-            return
-        if name != "linear":
-            raise ValueError(
-                f"SGDRTrainer trains with lr_scheduler_type='sgdr'; got lr_scheduler_type={name!r} (use the stock "
-                "Trainer for other schedules, or pass lr_scheduler_type='sgdr')"
-            )
-        logger.info("SGDRTrainer: lr_scheduler_type 'linear' (the TrainingArguments default) replaced by 'sgdr'")
-        self.args.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
+        self.sgdr_callback = SGDRCallback(self.sgdr_options.without_schedule(), task=snapshot_task).attach(
+            self, saves_announced=True
+        )
 
     def _check_sgdr_schedule(self) -> None:
         """Refuse bad schedule arguments now, not at `train()`: with `max_steps` the schedule is built in full;
         otherwise the budget fit (and `sgdr_T_0_epochs`) waits for the real number of steps."""
-        if self.lr_scheduler is not None:
-            return
         options = self.sgdr_options
         by_epochs = options.sgdr_T_0_epochs is not None
-        kwargs = merge_scheduler_kwargs(
-            self.args.lr_scheduler_kwargs, options.sgdr_options(sgdr_T_0_epochs=None).scheduler_kwargs()
-        )
         budget = self.args.max_steps if self.args.max_steps > 0 and not by_epochs else None
         groups = self.optimizer.param_groups if self.optimizer is not None else [{"lr": self.args.learning_rate}]
         check_scheduler_kwargs(
-            kwargs,
+            self._sgdr_scheduler_kwargs(options.sgdr_options(sgdr_T_0_epochs=None) if by_epochs else options),
             lrs=[float(group["lr"]) for group in groups],
             num_warmup_steps=None if budget is None else self.args.get_warmup_steps(budget),
             num_training_steps=budget,
         )
+
+    def _sgdr_scheduler_kwargs(self, options: SGDROptions, steps_per_epoch: int | None = None) -> dict[str, Any]:
+        """`lr_scheduler_kwargs` and the schedule keys of `options`, merged (a key in both is an error)."""
+        return merge_scheduler_kwargs(self.args.lr_scheduler_kwargs, options.scheduler_kwargs(steps_per_epoch))
 
     def set_initial_training_values(self, args: TrainingArguments, dataloader: Any) -> tuple[Any, ...]:
         """As in `Trainer`; also keeps the optimizer steps per epoch for `sgdr_T_0_epochs`."""
@@ -108,9 +91,7 @@ class SGDRTrainer(Trainer):
     ) -> torch.optim.lr_scheduler.LRScheduler:
         """Build the SGDR scheduler from `lr_scheduler_kwargs` and the SGDR options."""
         if self.lr_scheduler is None:
-            kwargs = merge_scheduler_kwargs(
-                self.args.lr_scheduler_kwargs, self.sgdr_options.scheduler_kwargs(self._sgdr_steps_per_epoch)
-            )
+            kwargs = self._sgdr_scheduler_kwargs(self.sgdr_options, self._sgdr_steps_per_epoch)
             self.lr_scheduler = get_sgdr_schedule(
                 optimizer if optimizer is not None else self.optimizer,
                 num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
@@ -145,71 +126,23 @@ class SGDRTrainer(Trainer):
         """Before the Trainer writes a checkpoint, finish the pending snapshot writes and store the running
         average in it, so that a checkpoint (complete once its `trainer_state.json` is written) implies them.
         """
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        if self.args.should_save:
-            os.makedirs(folder, exist_ok=True)
-        self.sgdr_callback.save_checkpoint_state(folder, self.state.global_step)
+        self.sgdr_callback.save_checkpoint_state(self._get_output_dir(trial=trial), self.state.global_step)
         super()._save_checkpoint(model, trial)
 
-    def evaluate_snapshots(
-        self,
-        eval_dataset: Any = None,
-        selection_dataset: Any = None,
-        *,
-        metrics: MetricSpec | Sequence[MetricSpec] | None = None,
-        method: str = "average",
-        soups: bool = True,
-        selection_metric: str | None = None,
-        temperature_scaling: bool = False,
-        json_path: str | os.PathLike[str] | None = None,
-        print_table: bool = False,
-    ) -> EvaluationReport | None:
-        """Evaluate this run's snapshots: each alone, the ensembles of the last k, the soups, and (with
-        `selection_dataset`, a split other than the reported one) the best snapshot, the greedy soup and
-        selection, chosen by `selection_metric`, and with `temperature_scaling` the temperature-scaled rows
-        (see `SnapshotEnsemble.evaluate`).
 
-        `metrics`: built-in names (default: the task's, offline), an `evaluate` module, or a `compute_metrics`
-        function as the Trainer's (or a list mixing them). Reports on `eval_dataset` (default: the Trainer's),
-        collated like `Trainer.evaluate`. With `report_to="tensorboard"` the table and the schedule plot are
-        added to the run's TensorBoard (`snapshots.tracking`). Runs on the
-        main process (one model resident at a time); the other processes wait and get `None`.
-        """
-        folder = self.sgdr_options.snapshot_folder(self.args.output_dir)
-        if folder is None:
-            raise ValueError("evaluate_snapshots needs snapshots; this run has save_snapshots=False")
-        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        if dataset is None:
-            raise ValueError("evaluate_snapshots needs an eval_dataset (none given and the Trainer has none)")
-        report = None
-        if self.is_world_process_zero():
-            from ..snapshots import SnapshotEnsemble
-
-            ensemble = SnapshotEnsemble.from_pretrained(
-                folder, device=self.args.device, progress=not self.args.disable_tqdm
-            )
-            report = ensemble.evaluate(
-                self._snapshot_dataloader(dataset, "evaluation"),
-                None if selection_dataset is None else self._snapshot_dataloader(selection_dataset, "selection"),
-                metrics=metrics,
-                method=method,
-                soups=soups,
-                selection_metric=selection_metric,
-                temperature_scaling=temperature_scaling,
-                json_path=json_path,
-                print_table=print_table,
-            )
-            from ..snapshots.tracking import log_report_to_trainer
-
-            log_report_to_trainer(self, ensemble.source, report)
-        self.accelerator.wait_for_everyone()
-        return report
-
-    def _snapshot_dataloader(self, dataset: Any, description: str) -> DataLoader:
-        """`dataset` as `Trainer.evaluate` sees it (model columns only, the Trainer's collator), unsharded."""
-        if is_datasets_available():
-            import datasets
-
-            if isinstance(dataset, datasets.Dataset):
-                dataset = self._remove_unused_columns(dataset, description=description)
-        return DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator)
+def _with_sgdr_scheduler(args: TrainingArguments) -> TrainingArguments:
+    """`args` if they name ``"sgdr"``; a copy naming it if they name the `TrainingArguments` default
+    ``"linear"`` (the caller's object stays as it was: a stock `Trainer` given it trains with linear);
+    any other scheduler type is refused."""
+    name = SchedulerType(args.lr_scheduler_type).value
+    if name == SCHEDULER_NAME:
+        return args
+    if name != "linear":
+        raise ValueError(
+            f"SGDRTrainer trains with lr_scheduler_type='sgdr'; got lr_scheduler_type={name!r} (use the stock "
+            "Trainer for other schedules, or pass lr_scheduler_type='sgdr')"
+        )
+    logger.info("SGDRTrainer: lr_scheduler_type 'linear' (the TrainingArguments default) replaced by 'sgdr'")
+    own = copy.copy(args)  # no __post_init__: the devices and settings the Trainer set up stay
+    own.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
+    return own
