@@ -53,31 +53,21 @@ from ..snapshot_format.model_description import describe_model, is_peft_model
 from ..snapshot_format.storage import write_snapshot_folder
 from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
-from .combine import Combined, check_method, combine, fit_weights, normalize_weights
+from .combine import Combined, combine, fit_weights, normalize_weights
 from .destination import carry_over, save_target
 from .evaluation import EvaluationReport, run_evaluation
 from .metric_suite import MetricSpec, MetricSuite
-from .metrics import TASK_KINDS, compute_metrics
+from .metrics import METRICS, compute_metrics
 from .outputs import collect_member_outputs, materialize
 from .residency import Budget, check_residency_budget
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
 from .selection import select_members
+from .tasks import task_kind
+from .tasks.base import TaskKind
+from .tasks.registry import DEFAULT_KIND, kind_of_model, supported_auto_classes
 
 logger = logging.getLogger(__name__)
 
-#: Auto classes whose outputs the ensemble knows how to combine.
-SUPPORTED_AUTO_CLASSES = (
-    "AutoModelForSequenceClassification",
-    "AutoModelForCausalLM",
-    "AutoModelForTokenClassification",
-    "AutoModelForMultipleChoice",
-)
-#: The kind of outputs of the auto classes whose kind does not depend on the labels.
-_AUTO_CLASS_KINDS = {
-    "AutoModelForCausalLM": "causal_lm",
-    "AutoModelForTokenClassification": "token_classification",
-    "AutoModelForMultipleChoice": "multiple_choice",
-}
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")
 
 
@@ -102,14 +92,14 @@ class EnsemblePrediction:
         `names`: built-in metric names, an `evaluate` module or a `compute_metrics` function (see `metric_suite`).
         """
         suite = MetricSuite(self.kind, self.task, names)
-        if self.kind != "causal_lm" and self.labels is None:
+        if suite.kind.needs_labels and self.labels is None:
             raise ValueError("metrics need labels: the dataloader had no 'labels' or 'label' column")
         return suite.compute(Combined(self.scores, self.predictions, self.probabilities), self.labels)
 
     @property
     def perplexity(self) -> float:
         """Causal LM only: exp(mean NLL) of the probability-averaged ensemble."""
-        if self.kind != "causal_lm":
+        if not METRICS["perplexity"].applies_to(self.kind):
             raise ValueError(f"perplexity applies to causal_lm predictions; these are {self.kind}")
         return compute_metrics(["perplexity"], self.predictions.numpy(), None)["perplexity"]
 
@@ -121,12 +111,11 @@ class _Member:
     state: StateDict | None = None  # a CPU copy of a full model's weights (add_model)
 
 
-def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str | None) -> str:
-    if auto_class in _AUTO_CLASS_KINDS:
-        return _AUTO_CLASS_KINDS[auto_class]
-    if problem_type == "regression" or num_labels == 1:
-        return "regression"
-    return "classification"
+def _kind_of(auto_class: str | None, config: Any) -> TaskKind:
+    """The kind of the outputs of models of `auto_class` with this config (`registry.kind_of_model`)."""
+    return task_kind(
+        kind_of_model(auto_class, getattr(config, "num_labels", None), getattr(config, "problem_type", None))
+    )
 
 
 class SnapshotEnsemble:
@@ -136,8 +125,8 @@ class SnapshotEnsemble:
         max_snapshots: Keep at most this many (the most recent) snapshots added with `add_model`.
         tokenizer: Saved with the ensemble and exposed as `.tokenizer`.
         task: Task name (a GLUE name such as "sst2" selects the GLUE metrics).
-        kind: One of `metrics.TASK_KINDS` ("classification", "regression", "causal_lm", "token_classification",
-            "multiple_choice"); inferred from the models when None.
+        kind: A task kind's name (`tasks.kind_names()`: "classification", "regression", "causal_lm",
+            "token_classification", "multiple_choice") or a `TaskKind`; inferred from the models when None.
         schedule: The SGDR schedule that produced the snapshots (`SGDRSchedule` or its `to_dict()`).
         training: Free-form training facts recorded in the manifest (dataset, learning rate, budget, ...).
         device: Compute device (default: CUDA if available, else CPU).
@@ -154,7 +143,7 @@ class SnapshotEnsemble:
         *,
         tokenizer: Any = None,
         task: str | None = None,
-        kind: str | None = None,
+        kind: str | TaskKind | None = None,
         schedule: SGDRSchedule | dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
         device: str | torch.device | None = None,
@@ -162,8 +151,6 @@ class SnapshotEnsemble:
         residency_budget: Budget = None,
     ) -> None:
         self.max_snapshots = check_int("max_snapshots", max_snapshots, minimum=1)
-        if kind is not None and kind not in TASK_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(TASK_KINDS)}; got {kind!r}")
         self.tokenizer = tokenizer
         self.task = task
         self.schedule = schedule.to_dict() if isinstance(schedule, SGDRSchedule) else schedule
@@ -178,7 +165,7 @@ class SnapshotEnsemble:
         self.last_report: EvaluationReport | None = None
         #: The library versions the snapshots were trained with (from the loaded manifest); None: this process's.
         self.library_versions: dict[str, str] | None = None
-        self._kind = kind
+        self._kind = None if kind is None else task_kind(kind)
         self._model_kwargs: dict[str, Any] = {}
         self._members: list[_Member] = []
         self._runner: ModelRunner | AdapterRunner | None = None
@@ -202,8 +189,13 @@ class SnapshotEnsemble:
 
     @property
     def kind(self) -> str:
-        """What the outputs are: one of `metrics.TASK_KINDS`."""
-        return self._kind or "classification"
+        """What the outputs are: the name of `task_kind`."""
+        return self.task_kind.name
+
+    @property
+    def task_kind(self) -> TaskKind:
+        """The kind of the outputs (classification until a model says otherwise), which collects and combines them."""
+        return self._kind or task_kind(DEFAULT_KIND)
 
     @property
     def resident_models_peak(self) -> int:
@@ -274,10 +266,7 @@ class SnapshotEnsemble:
         self.auto_class = self.auto_class or description.auto_class
         self.base_model = self.base_model or description.base_model
         if self._kind is None:
-            config = getattr(model, "config", None)
-            self._kind = _kind_from(
-                self.auto_class, getattr(config, "num_labels", None), getattr(config, "problem_type", None)
-            )
+            self._kind = _kind_of(self.auto_class, getattr(model, "config", None))
 
     def _add_full_model(self, model: nn.Module, record: SnapshotRecord) -> None:
         self._claim(model)
@@ -370,7 +359,7 @@ class SnapshotEnsemble:
                 [Member(m.record.name, m.folder, m.record.files) for m in ensemble._members], manifest.auto_class
             )
             ensemble._runner = ensemble._model_runner()
-            ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
+            ensemble._kind = _kind_of(manifest.auto_class, config)
         else:
             from .adapters import load_adapter_model
 
@@ -382,8 +371,7 @@ class SnapshotEnsemble:
                 **model_kwargs,
             )
             ensemble._runner = AdapterRunner(model, lambda: ensemble.snapshot_names, ensemble.device)
-            config = model.get_base_model().config
-            ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
+            ensemble._kind = _kind_of(manifest.auto_class, model.get_base_model().config)
         return ensemble
 
     @classmethod
@@ -420,8 +408,8 @@ class SnapshotEnsemble:
         check_local_source(root)
         folders = select_checkpoints(find_checkpoints(root), checkpoints)
         records = [checkpoint_record(folder, index, root) for index, folder in enumerate(folders)]
-        if auto_class is not None and auto_class not in SUPPORTED_AUTO_CLASSES:
-            raise ValueError(f"auto_class must be one of {', '.join(SUPPORTED_AUTO_CLASSES)}; got {auto_class!r}")
+        if auto_class is not None and auto_class not in supported_auto_classes():
+            raise ValueError(f"auto_class must be one of {', '.join(supported_auto_classes())}; got {auto_class!r}")
         ensemble = cls(
             len(records),
             tokenizer=_load_tokenizer(folders[-1], root) or _load_tokenizer(root, root),
@@ -432,14 +420,14 @@ class SnapshotEnsemble:
         )
         ensemble.snapshot_type = "full_model"
         ensemble.auto_class = auto_class or auto_class_for(
-            read_config(folders[0], folders[0].name), SUPPORTED_AUTO_CLASSES, folders[0].name
+            read_config(folders[0], folders[0].name), supported_auto_classes(), folders[0].name
         )
         members = [Member(record.name, folder, record.files) for record, folder in zip(records, folders, strict=True)]
         config = check_full_members(members, ensemble.auto_class)
         ensemble._model_kwargs = model_kwargs
         ensemble._members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
         ensemble._runner = ensemble._model_runner()
-        ensemble._kind = _kind_from(ensemble.auto_class, config.num_labels, config.problem_type)
+        ensemble._kind = _kind_of(ensemble.auto_class, config)
         return ensemble
 
     def _model_runner(self, *, resident: bool = True) -> ModelRunner:
@@ -506,29 +494,28 @@ class SnapshotEnsemble:
         token probabilities: the ensemble's likelihood and perplexity).
         """
         runner = self._require_members()
-        check_method(self.kind, method)
+        kind = self.task_kind
+        kind.check_method(method)
         fit = method == "weighted" and weights is None
         if fit and selection_dataloader is None:
             raise ValueError("method='weighted' needs weights=[...] or a selection_dataloader to fit them on")
         batch_sets = [materialize(dataloader)]
         if fit:
             batch_sets.append(materialize(selection_dataloader))
-        outputs = collect_member_outputs(
-            runner, range(self.num_snapshots), batch_sets, self.kind, progress=self.progress
-        )
+        outputs = collect_member_outputs(runner, range(self.num_snapshots), batch_sets, kind, progress=self.progress)
         if fit:
-            weights = fit_weights(outputs[1], batch_sets[1].targets(self.kind), self.kind)
-        combined = combine(outputs[0], self.kind, method, weights)
+            weights = fit_weights(outputs[1], batch_sets[1].targets(kind), kind)
+        combined = combine(outputs[0], kind, method, weights)
         used = normalize_weights(weights if method == "weighted" else None, self.num_snapshots).tolist()
         return EnsemblePrediction(
-            self.kind,
+            kind.name,
             self.task,
             method,
             self.snapshot_names,
             used,
             combined.scores,
             combined.predictions,
-            batch_sets[0].targets(self.kind),
+            batch_sets[0].targets(kind),
             outputs[0],
             combined.probabilities,
         )
@@ -571,14 +558,15 @@ class SnapshotEnsemble:
                 f"selection_dataloader must be a different split from the reported one (eval_split={eval_split!r}, "
                 f"selection_split={selection_split!r}); choosing on the reported split overstates the results"
             )
-        suite = MetricSuite(self.kind, self.task, metrics)
-        check_method(self.kind, method)
+        kind = self.task_kind
+        suite = MetricSuite(kind, self.task, metrics)
+        kind.check_method(method)
         eval_batches = materialize(eval_dataloader)
         selection_batches = None if selection_dataloader is None else materialize(selection_dataloader)
         rows = run_evaluation(
             runner,
             self.snapshot_names,
-            self.kind,
+            kind,
             eval_batches,
             selection_batches,
             suite,
@@ -588,9 +576,9 @@ class SnapshotEnsemble:
             temperature_scaling=temperature_scaling,
             progress=self.progress,
         )
-        labels = eval_batches.targets(self.kind)
+        labels = eval_batches.targets(kind)
         report = EvaluationReport(
-            kind=self.kind,
+            kind=kind.name,
             method=method,
             metrics=suite.keys,
             eval_split=eval_split,
@@ -738,11 +726,11 @@ def _combinable(manifest: SnapshotManifest, root: Path) -> SnapshotManifest:
             f"{root / MANIFEST_NAME} lists no snapshots: the run has not finished a cycle yet (a snapshot is "
             "listed once its cycle ended and its files are complete)"
         )
-    if manifest.auto_class not in SUPPORTED_AUTO_CLASSES:
+    if manifest.auto_class not in supported_auto_classes():
         auto_model_class(manifest.auto_class)  # a name that is no AutoModel class at all: refused as such
         raise ValueError(
             f"the snapshots in {root} are {manifest.auto_class} models (manifest.json auto_class), whose outputs the "
-            f"ensemble cannot combine: it supports {', '.join(SUPPORTED_AUTO_CLASSES)}. Load a snapshot on its own "
+            f"ensemble cannot combine: it supports {', '.join(supported_auto_classes())}. Load a snapshot on its own "
             f"with transformers.{manifest.auto_class}.from_pretrained(folder, subfolder=name)"
         )
     return manifest
