@@ -26,9 +26,10 @@ if TYPE_CHECKING:
         TrainData,
     )
     from .combine import fit_weights
-    from .ensemble import EnsemblePrediction, SnapshotEnsemble
+    from .ensemble import SnapshotEnsemble
     from .evaluation import EvaluationReport, ReportRow
     from .metrics import METHODS, PROBABILITY_METRICS, compute_metrics, metric_names_for
+    from .prediction import EnsemblePrediction
     from .tracking import log_report, log_report_to_trainer, schedule_figure
     from .trainer_runs import evaluate_trainer_snapshots
 
@@ -45,7 +46,7 @@ _NAMES = {
     "dataset_dataloader": "..data",
     "lm_dataloader": "..data",
     "text_dataloader": "..data",
-    "EnsemblePrediction": ".ensemble",
+    "EnsemblePrediction": ".prediction",
     "SnapshotEnsemble": ".ensemble",
     "EvaluationReport": ".evaluation",
     "ReportRow": ".evaluation",

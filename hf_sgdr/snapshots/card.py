@@ -17,6 +17,7 @@ from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import PLOT_NAME, snapshot_name
 from ..snapshot_format.manifest import SnapshotManifest
 from .evaluation import EvaluationReport
+from .tasks.registry import LM_BLOCKS, KindFacts, kind_facts, kind_of_model
 
 logger = logging.getLogger(__name__)
 
@@ -161,23 +162,21 @@ def _eval_results(report: EvaluationReport, dataset: str, config: str | None, ta
     ]
 
 
-#: The Hub pipeline tag of each supported auto class (sequence classification otherwise).
-PIPELINE_TAGS = {
-    "AutoModelForCausalLM": "text-generation",
-    "AutoModelForTokenClassification": "token-classification",
-    "AutoModelForMultipleChoice": "multiple-choice",
-}
+def _kind(manifest: SnapshotManifest) -> KindFacts:
+    """The kind of the manifest's models as far as their Auto class tells (sequence classification: class scores)."""
+    return kind_facts(kind_of_model(manifest.auto_class))
 
 
 def _snippets(manifest: SnapshotManifest, repo: str) -> tuple[str, str]:
     last = manifest.snapshots[-1].name if manifest.snapshots else snapshot_name(0)
-    if manifest.auto_class == "AutoModelForCausalLM":
+    data_kind = _kind(manifest).data
+    if data_kind == LM_BLOCKS:
         data = 'dataloader = lm_dataloader(ensemble.tokenizer, ["Text to score with the ensemble."], block_size=128)'
         use, imports = "print(ensemble.predict(dataloader).perplexity)", "lm_dataloader"
     else:
         use = 'prediction = ensemble.predict(dataloader, method="average")\n'
         use += "print(prediction.predictions, prediction.scores)"
-        if manifest.auto_class in PIPELINE_TAGS:  # token classification, multiple choice
+        if data_kind is None:  # the user builds the batches (token classification, multiple choice)
             data = f"dataloader = ...  # batches of what {manifest.auto_class} takes (input_ids, attention_mask, ...)"
             imports = ""
         else:
@@ -213,7 +212,7 @@ def build_card(
 
     dataset = dataset or (report.dataset if report else None) or manifest.training.get("dataset_name")
     config = manifest.training.get("dataset_config_name") or (manifest.task if dataset == "nyu-mll/glue" else None)
-    task_type = PIPELINE_TAGS.get(manifest.auto_class or "", "text-classification")
+    task_type = _kind(manifest).pipeline_tag
     title = repo_id.split("/")[-1] if repo_id else f"SGDR snapshot ensemble of {manifest.base_model or 'a model'}"
     eval_results = _eval_results(report, dataset, config, task_type) if report and dataset else None
     data = ModelCardData(

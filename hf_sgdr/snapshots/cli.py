@@ -17,6 +17,7 @@ from ..atomic import check_output_file
 from ..snapshot_format.manifest import HELD_OUT_NAME, TrainData
 from ..validation import check_int
 from .metrics import GLUE_METRICS, METHODS, METRICS, metric_names_for
+from .tasks.registry import CLASS_SCORES
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -128,8 +129,8 @@ def _dataloader(
 
 
 def _num_labels(ensemble: Any) -> int | None:
-    """The class count of a classification ensemble's models (from the first snapshot's config.json), else None."""
-    if ensemble.kind != "classification" or not ensemble.snapshot_names:
+    """The class count of a class-score ensemble's models (from the first snapshot's config.json), else None."""
+    if ensemble.task_kind.facts.outputs != CLASS_SCORES or not ensemble.snapshot_names:
         return None
     from transformers import AutoConfig
 
@@ -205,7 +206,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = ensemble.evaluate(
         eval_loader,
         selection_loader,
-        metrics=args.metrics or metric_names_for(ensemble.kind, task),
+        metrics=args.metrics or metric_names_for(ensemble.task_kind, task),
         method=args.method,
         soups=not args.no_soups,
         selection_metric=args.selection_metric,
@@ -370,7 +371,7 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--block_size", type=_at_least(1), default=128, help="causal LM: tokens per block (default 128)")
     data.add_argument("--per_device_eval_batch_size", type=_at_least(1), default=32, help="batch size (default 32)")
     evaluate.add_argument("--metrics", nargs="+", choices=list(METRICS), help="metrics (default: the task's)")
-    methods = sorted({m for kind in METHODS.values() for m in kind} - {"weighted"})
+    methods = sorted({m for methods_of_kind in METHODS.values() for m in methods_of_kind} - {"weighted"})
     evaluate.add_argument("--method", default="average", choices=methods, help="combination for the last-k ensembles")
     evaluate.add_argument("--no_soups", action="store_true", help="skip the weight soups")
     evaluate.add_argument(

@@ -30,15 +30,12 @@ from ..missing_resources import explain_missing
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, snapshot_name
 from ..snapshot_format.loading import (
-    SnapshotLoadError,
-    auto_model_class,
     check_local_source,
     contained,
     load_model,
     load_state_dict,
     open_manifest,
     read_ahead,
-    root_entries,
     verify_folder,
 )
 from ..snapshot_format.manifest import (
@@ -53,65 +50,20 @@ from ..snapshot_format.model_description import describe_model, is_peft_model
 from ..snapshot_format.storage import write_snapshot_folder
 from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
-from .combine import Combined, check_method, combine, fit_weights, normalize_weights
+from .combine import combine, fit_weights, normalize_weights
 from .destination import carry_over, save_target
 from .evaluation import EvaluationReport, run_evaluation
 from .metric_suite import MetricSpec, MetricSuite
-from .metrics import TASK_KINDS, compute_metrics
 from .outputs import collect_member_outputs, materialize
+from .prediction import EnsemblePrediction
 from .residency import Budget, check_residency_budget
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
-from .selection import select_members
+from .sources import combinable, load_tokenizer, select_snapshots
+from .tasks import task_kind
+from .tasks.base import TaskKind
+from .tasks.registry import DEFAULT_KIND, kind_of_model, supported_auto_classes
 
 logger = logging.getLogger(__name__)
-
-#: Auto classes whose outputs the ensemble knows how to combine.
-SUPPORTED_AUTO_CLASSES = (
-    "AutoModelForSequenceClassification",
-    "AutoModelForCausalLM",
-    "AutoModelForTokenClassification",
-    "AutoModelForMultipleChoice",
-)
-#: The kind of outputs of the auto classes whose kind does not depend on the labels.
-_AUTO_CLASS_KINDS = {
-    "AutoModelForCausalLM": "causal_lm",
-    "AutoModelForTokenClassification": "token_classification",
-    "AutoModelForMultipleChoice": "multiple_choice",
-}
-_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")
-
-
-@dataclass
-class EnsemblePrediction:
-    """The ensemble's output on one dataloader (see `combine.Combined` for what `scores` holds)."""
-
-    kind: str
-    task: str | None
-    method: str
-    members: list[str]
-    weights: list[float]
-    scores: torch.Tensor
-    predictions: torch.Tensor
-    labels: torch.Tensor | None
-    member_outputs: torch.Tensor
-    probabilities: torch.Tensor | None = None
-
-    def metrics(self, names: MetricSpec | Sequence[MetricSpec] | None = None) -> dict[str, float]:
-        """Task metrics of the ensemble (default: the task's; labels needed except for a causal LM).
-
-        `names`: built-in metric names, an `evaluate` module or a `compute_metrics` function (see `metric_suite`).
-        """
-        suite = MetricSuite(self.kind, self.task, names)
-        if self.kind != "causal_lm" and self.labels is None:
-            raise ValueError("metrics need labels: the dataloader had no 'labels' or 'label' column")
-        return suite.compute(Combined(self.scores, self.predictions, self.probabilities), self.labels)
-
-    @property
-    def perplexity(self) -> float:
-        """Causal LM only: exp(mean NLL) of the probability-averaged ensemble."""
-        if self.kind != "causal_lm":
-            raise ValueError(f"perplexity applies to causal_lm predictions; these are {self.kind}")
-        return compute_metrics(["perplexity"], self.predictions.numpy(), None)["perplexity"]
 
 
 @dataclass
@@ -121,12 +73,23 @@ class _Member:
     state: StateDict | None = None  # a CPU copy of a full model's weights (add_model)
 
 
-def _kind_from(auto_class: str | None, num_labels: int | None, problem_type: str | None) -> str:
-    if auto_class in _AUTO_CLASS_KINDS:
-        return _AUTO_CLASS_KINDS[auto_class]
-    if problem_type == "regression" or num_labels == 1:
-        return "regression"
-    return "classification"
+@dataclass
+class _Folders:
+    """Verified member folders with what the manifest's header (or the checkpoints' config) says of them."""
+
+    members: list[_Member]
+    snapshot_type: str
+    auto_class: str | None
+    base_model: str | None
+    source: Path | None = None  # the snapshot folder loaded from (None: checkpoints, pushed via a saved copy)
+    library_versions: dict[str, str] | None = None
+
+
+def _kind_of(auto_class: str | None, config: Any) -> TaskKind:
+    """The kind of the outputs of models of `auto_class` with this config (`registry.kind_of_model`)."""
+    return task_kind(
+        kind_of_model(auto_class, getattr(config, "num_labels", None), getattr(config, "problem_type", None))
+    )
 
 
 class SnapshotEnsemble:
@@ -136,8 +99,8 @@ class SnapshotEnsemble:
         max_snapshots: Keep at most this many (the most recent) snapshots added with `add_model`.
         tokenizer: Saved with the ensemble and exposed as `.tokenizer`.
         task: Task name (a GLUE name such as "sst2" selects the GLUE metrics).
-        kind: One of `metrics.TASK_KINDS` ("classification", "regression", "causal_lm", "token_classification",
-            "multiple_choice"); inferred from the models when None.
+        kind: A task kind's name (`tasks.kind_names()`: "classification", "regression", "causal_lm",
+            "token_classification", "multiple_choice") or a `TaskKind`; inferred from the models when None.
         schedule: The SGDR schedule that produced the snapshots (`SGDRSchedule` or its `to_dict()`).
         training: Free-form training facts recorded in the manifest (dataset, learning rate, budget, ...).
         device: Compute device (default: CUDA if available, else CPU).
@@ -154,7 +117,7 @@ class SnapshotEnsemble:
         *,
         tokenizer: Any = None,
         task: str | None = None,
-        kind: str | None = None,
+        kind: str | TaskKind | None = None,
         schedule: SGDRSchedule | dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
         device: str | torch.device | None = None,
@@ -162,8 +125,6 @@ class SnapshotEnsemble:
         residency_budget: Budget = None,
     ) -> None:
         self.max_snapshots = check_int("max_snapshots", max_snapshots, minimum=1)
-        if kind is not None and kind not in TASK_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(TASK_KINDS)}; got {kind!r}")
         self.tokenizer = tokenizer
         self.task = task
         self.schedule = schedule.to_dict() if isinstance(schedule, SGDRSchedule) else schedule
@@ -178,7 +139,7 @@ class SnapshotEnsemble:
         self.last_report: EvaluationReport | None = None
         #: The library versions the snapshots were trained with (from the loaded manifest); None: this process's.
         self.library_versions: dict[str, str] | None = None
-        self._kind = kind
+        self._kind = None if kind is None else task_kind(kind)
         self._model_kwargs: dict[str, Any] = {}
         self._members: list[_Member] = []
         self._runner: ModelRunner | AdapterRunner | None = None
@@ -202,8 +163,13 @@ class SnapshotEnsemble:
 
     @property
     def kind(self) -> str:
-        """What the outputs are: one of `metrics.TASK_KINDS`."""
-        return self._kind or "classification"
+        """What the outputs are: the name of `task_kind`."""
+        return self.task_kind.name
+
+    @property
+    def task_kind(self) -> TaskKind:
+        """The kind of the outputs (classification until a model says otherwise), which collects and combines them."""
+        return self._kind or task_kind(DEFAULT_KIND)
 
     @property
     def resident_models_peak(self) -> int:
@@ -274,10 +240,7 @@ class SnapshotEnsemble:
         self.auto_class = self.auto_class or description.auto_class
         self.base_model = self.base_model or description.base_model
         if self._kind is None:
-            config = getattr(model, "config", None)
-            self._kind = _kind_from(
-                self.auto_class, getattr(config, "num_labels", None), getattr(config, "problem_type", None)
-            )
+            self._kind = _kind_of(self.auto_class, getattr(model, "config", None))
 
     def _add_full_model(self, model: nn.Module, record: SnapshotRecord) -> None:
         self._claim(model)
@@ -345,11 +308,19 @@ class SnapshotEnsemble:
                 local_files_only=local_files_only,
                 endpoint=endpoint,
             )
-        names = _select(_combinable(open_manifest(root, containment), root), snapshots)
+        names = select_snapshots(combinable(open_manifest(root, containment), root), snapshots)
         manifest, records = verify_folder(root, names, containment)
-        ensemble = cls(
-            max(1, len(records)),
-            tokenizer=_load_tokenizer(root, containment),
+        return cls._from_folders(
+            _Folders(
+                [_Member(record, folder=root / record.name) for record in records],
+                manifest.snapshot_type,
+                manifest.auto_class,
+                base_model or manifest.base_model,
+                source=root,
+                library_versions=dict(manifest.library_versions),
+            ),
+            model_kwargs,
+            tokenizer=load_tokenizer(root, containment),
             task=manifest.task,
             schedule=manifest.schedule,
             training=manifest.training,
@@ -357,34 +328,6 @@ class SnapshotEnsemble:
             progress=progress,
             residency_budget=residency_budget,
         )
-        ensemble.snapshot_type, ensemble.source = manifest.snapshot_type, root
-        ensemble.auto_class = manifest.auto_class
-        ensemble.library_versions = dict(manifest.library_versions)
-        ensemble.base_model = base_model or manifest.base_model
-        ensemble._model_kwargs = model_kwargs
-        ensemble._members = [_Member(record, folder=root / record.name) for record in records]
-        if not records:
-            return ensemble
-        if manifest.snapshot_type == "full_model":
-            config = check_full_members(
-                [Member(m.record.name, m.folder, m.record.files) for m in ensemble._members], manifest.auto_class
-            )
-            ensemble._runner = ensemble._model_runner()
-            ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
-        else:
-            from .adapters import load_adapter_model
-
-            model = load_adapter_model(
-                [m.folder for m in ensemble._members],
-                ensemble.snapshot_names,
-                manifest.auto_class,
-                ensemble.base_model,
-                **model_kwargs,
-            )
-            ensemble._runner = AdapterRunner(model, lambda: ensemble.snapshot_names, ensemble.device)
-            config = model.get_base_model().config
-            ensemble._kind = _kind_from(manifest.auto_class, config.num_labels, config.problem_type)
-        return ensemble
 
     @classmethod
     def from_trainer(cls, trainer: Any, **kwargs: Any) -> SnapshotEnsemble:
@@ -429,27 +372,56 @@ class SnapshotEnsemble:
         check_local_source(root)
         folders = select_checkpoints(find_checkpoints(root), checkpoints)
         records = [checkpoint_record(folder, index, root) for index, folder in enumerate(folders)]
-        if auto_class is not None and auto_class not in SUPPORTED_AUTO_CLASSES:
-            raise ValueError(f"auto_class must be one of {', '.join(SUPPORTED_AUTO_CLASSES)}; got {auto_class!r}")
-        ensemble = cls(
-            len(records),
-            tokenizer=_load_tokenizer(folders[-1], root) or _load_tokenizer(root, root),
+        if auto_class is not None and auto_class not in supported_auto_classes():
+            raise ValueError(f"auto_class must be one of {', '.join(supported_auto_classes())}; got {auto_class!r}")
+        tokenizer = load_tokenizer(folders[-1], root) or load_tokenizer(root, root)
+        auto_class = auto_class or auto_class_for(
+            read_config(folders[0], folders[0].name), supported_auto_classes(), folders[0].name
+        )
+        members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
+        return cls._from_folders(
+            _Folders(members, "full_model", auto_class, None),
+            model_kwargs,
+            tokenizer=tokenizer,
             task=task,
             device=device,
             progress=progress,
             residency_budget=residency_budget,
         )
-        ensemble.snapshot_type = "full_model"
-        ensemble.auto_class = auto_class or auto_class_for(
-            read_config(folders[0], folders[0].name), SUPPORTED_AUTO_CLASSES, folders[0].name
-        )
-        members = [Member(record.name, folder, record.files) for record, folder in zip(records, folders, strict=True)]
-        config = check_full_members(members, ensemble.auto_class)
-        ensemble._model_kwargs = model_kwargs
-        ensemble._members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
-        ensemble._runner = ensemble._model_runner()
-        ensemble._kind = _kind_from(ensemble.auto_class, config.num_labels, config.problem_type)
+
+    @classmethod
+    def _from_folders(cls, folders: _Folders, model_kwargs: dict[str, Any], **options: Any) -> SnapshotEnsemble:
+        """The one way to an ensemble of verified folders (`from_pretrained`, `from_checkpoints`): constructed with
+        `options`, then given its members."""
+        ensemble = cls(max(1, len(folders.members)), **options)
+        ensemble._attach(folders, model_kwargs)
         return ensemble
+
+    def _attach(self, folders: _Folders, model_kwargs: dict[str, Any]) -> None:
+        """Take `folders`' members and header; check full models as one model (or load the adapters on their base),
+        and take the kind of outputs from their config."""
+        self.snapshot_type = folders.snapshot_type
+        self.auto_class = folders.auto_class
+        self.base_model = folders.base_model
+        self.source = folders.source
+        self.library_versions = folders.library_versions
+        self._model_kwargs = model_kwargs
+        self._members = folders.members
+        if not self._members:
+            return
+        if self.snapshot_type == "full_model":
+            members = [Member(m.record.name, m.folder, m.record.files) for m in self._members]
+            config = check_full_members(members, self.auto_class)
+            self._runner = self._model_runner()
+        else:
+            from .adapters import load_adapter_model
+
+            model = load_adapter_model(
+                [m.folder for m in self._members], self.snapshot_names, self.auto_class, self.base_model, **model_kwargs
+            )
+            self._runner = AdapterRunner(model, lambda: self.snapshot_names, self.device)
+            config = model.get_base_model().config
+        self._kind = _kind_of(self.auto_class, config)
 
     def _model_runner(self, *, resident: bool = True) -> ModelRunner:
         """The runner of full-model members (`resident=False`: none kept on the device)."""
@@ -515,29 +487,28 @@ class SnapshotEnsemble:
         token probabilities: the ensemble's likelihood and perplexity).
         """
         runner = self._require_members()
-        check_method(self.kind, method)
+        kind = self.task_kind
+        kind.check_method(method)
         fit = method == "weighted" and weights is None
         if fit and selection_dataloader is None:
             raise ValueError("method='weighted' needs weights=[...] or a selection_dataloader to fit them on")
         batch_sets = [materialize(dataloader)]
         if fit:
             batch_sets.append(materialize(selection_dataloader))
-        outputs = collect_member_outputs(
-            runner, range(self.num_snapshots), batch_sets, self.kind, progress=self.progress
-        )
+        outputs = collect_member_outputs(runner, range(self.num_snapshots), batch_sets, kind, progress=self.progress)
         if fit:
-            weights = fit_weights(outputs[1], batch_sets[1].targets(self.kind), self.kind)
-        combined = combine(outputs[0], self.kind, method, weights)
+            weights = fit_weights(outputs[1], batch_sets[1].targets(kind), kind)
+        combined = combine(outputs[0], kind, method, weights)
         used = normalize_weights(weights if method == "weighted" else None, self.num_snapshots).tolist()
         return EnsemblePrediction(
-            self.kind,
+            kind.name,
             self.task,
             method,
             self.snapshot_names,
             used,
             combined.scores,
             combined.predictions,
-            batch_sets[0].targets(self.kind),
+            batch_sets[0].targets(kind),
             outputs[0],
             combined.probabilities,
         )
@@ -580,14 +551,15 @@ class SnapshotEnsemble:
                 f"selection_dataloader must be a different split from the reported one (eval_split={eval_split!r}, "
                 f"selection_split={selection_split!r}); choosing on the reported split overstates the results"
             )
-        suite = MetricSuite(self.kind, self.task, metrics)
-        check_method(self.kind, method)
+        kind = self.task_kind
+        suite = MetricSuite(kind, self.task, metrics)
+        kind.check_method(method)
         eval_batches = materialize(eval_dataloader)
         selection_batches = None if selection_dataloader is None else materialize(selection_dataloader)
         rows = run_evaluation(
             runner,
             self.snapshot_names,
-            self.kind,
+            kind,
             eval_batches,
             selection_batches,
             suite,
@@ -597,9 +569,9 @@ class SnapshotEnsemble:
             temperature_scaling=temperature_scaling,
             progress=self.progress,
         )
-        labels = eval_batches.targets(self.kind)
+        labels = eval_batches.targets(kind)
         report = EvaluationReport(
-            kind=self.kind,
+            kind=kind.name,
             method=method,
             metrics=suite.keys,
             eval_split=eval_split,
@@ -738,35 +710,3 @@ class SnapshotEnsemble:
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _combinable(manifest: SnapshotManifest, root: Path) -> SnapshotManifest:
-    """`manifest`, unless it lists no snapshot or models whose outputs the ensemble cannot combine."""
-    if not manifest.snapshots:
-        raise SnapshotLoadError(
-            f"{root / MANIFEST_NAME} lists no snapshots: the run has not finished a cycle yet (a snapshot is "
-            "listed once its cycle ended and its files are complete)"
-        )
-    if manifest.auto_class not in SUPPORTED_AUTO_CLASSES:
-        auto_model_class(manifest.auto_class)  # a name that is no AutoModel class at all: refused as such
-        raise ValueError(
-            f"the snapshots in {root} are {manifest.auto_class} models (manifest.json auto_class), whose outputs the "
-            f"ensemble cannot combine: it supports {', '.join(SUPPORTED_AUTO_CLASSES)}. Load a snapshot on its own "
-            f"with transformers.{manifest.auto_class}.from_pretrained(folder, subfolder=name)"
-        )
-    return manifest
-
-
-def _select(manifest: SnapshotManifest, snapshots: Sequence[str] | int | None) -> list[str]:
-    names = [record.name for record in manifest.snapshots]
-    return select_members("snapshots", snapshots, names, names, "the manifest")
-
-
-def _load_tokenizer(root: Path, containment: Path) -> Any:
-    """The tokenizer saved in `root`, or None; every entry of `root` must resolve inside `containment`."""
-    root_entries(root, containment)
-    if not any((root / name).is_file() for name in _TOKENIZER_FILES):
-        return None
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(root, local_files_only=True, trust_remote_code=False)

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,20 +20,13 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_write_json
-from .calibration import (
-    LM_GRID_ONE,
-    LM_TEMPERATURE_GRID,
-    TEMPERATURE_RANGE,
-    fit_temperature,
-    grid_temperature_index,
-    scaled_probabilities,
-)
-from .combine import Combined, combine, fit_weights
+from .combine import combine, fit_weights
 from .metric_suite import MetricSuite
-from .metrics import CLASS_KINDS, METRICS, higher_is_better
+from .metrics import METRICS, higher_is_better
 from .outputs import Batches, collect_member_outputs, soup_outputs
 from .runners import Runner
 from .soups import greedy_ensemble_selection, greedy_soup, rank_members
+from .tasks.base import ScaleFit, TaskKind
 
 ROW_KINDS = (
     "snapshot",
@@ -136,8 +129,8 @@ class EvaluationReport:
         if not full or self.num_members < 2:
             return None
         diversity = full[-1].diversity
-        # A language model's mean member perplexity is an average of exponentials: read its NLL instead.
-        metric = "nll" if self.kind == "causal_lm" and "nll" in diversity["gain"] else self.metrics[0]
+        # A mean member perplexity is an average of exponentials: read the NLL instead.
+        metric = "nll" if self.metrics[0] == "perplexity" and "nll" in diversity["gain"] else self.metrics[0]
         gain = diversity["gain"].get(metric)
         rate = diversity.get("disagreement")
         direction = "better" if gain is not None and gain * (1 if higher_is_better(metric) else -1) > 0 else "no better"
@@ -190,7 +183,7 @@ def _metrics(
     suite: MetricSuite,
     outputs: torch.Tensor,
     labels: torch.Tensor | None,
-    kind: str,
+    kind: TaskKind,
     method: str,
     weights: Sequence[float] | None = None,
     only: str | None = None,
@@ -201,25 +194,16 @@ def _metrics(
 def _diversity(
     member_outputs: torch.Tensor,
     members: Sequence[dict[str, float]],
-    kind: str,
+    kind: TaskKind,
     ensemble: dict[str, float],
 ) -> dict[str, Any]:
-    """Pairwise disagreement of the members' predicted classes (classification), the members' mean metrics
-    (`members`: each member's own, from its snapshot row) and the ensemble's gain over them (ensemble minus
-    mean member, in each metric's own units)."""
+    """The members' pairwise disagreement (`TaskKind.disagreement`), their mean metrics (`members`: each member's
+    own, from its snapshot row) and the ensemble's gain over them (ensemble minus mean member, in each metric's
+    own units)."""
     names = list(ensemble)
     mean_member = {name: float(sum(m[name] for m in members) / len(members)) for name in names}
-    disagreement = None
-    if kind in CLASS_KINDS and len(member_outputs) > 1:
-        classes = member_outputs.argmax(dim=-1)
-        pairs = [
-            float((classes[i] != classes[j]).double().mean())
-            for i in range(len(classes))
-            for j in range(i + 1, len(classes))
-        ]
-        disagreement = sum(pairs) / len(pairs)
     return {
-        "disagreement": disagreement,
+        "disagreement": kind.disagreement(member_outputs),
         "mean_member": mean_member,
         "gain": {name: ensemble[name] - mean_member[name] for name in names},
     }
@@ -228,7 +212,7 @@ def _diversity(
 def run_evaluation(
     runner: Runner,
     names: Sequence[str],
-    kind: str,
+    kind: TaskKind,
     eval_batches: Batches,
     selection_batches: Batches | None,
     suite: MetricSuite,
@@ -246,26 +230,21 @@ def run_evaluation(
     split).
     """
     count = len(names)
-    if temperature_scaling and (kind not in (*CLASS_KINDS, "causal_lm") or selection_batches is None):
+    if temperature_scaling and (not kind.scales_temperature or selection_batches is None):
         raise ValueError(
-            f"temperature_scaling needs classification or causal-LM outputs (this ensemble's kind: {kind}) and a "
+            f"temperature_scaling needs classification or causal-LM outputs (this ensemble's kind: {kind.name}) and a "
             "selection split to fit on"
         )
     batch_sets = [eval_batches] if selection_batches is None else [eval_batches, selection_batches]
-    lm_grid = temperature_scaling and kind == "causal_lm"
+    temperatures = kind.scaling_temperatures if temperature_scaling else None
     outputs = collect_member_outputs(
-        runner,
-        range(count),
-        batch_sets,
-        kind,
-        progress=progress,
-        temperatures=LM_TEMPERATURE_GRID if lm_grid else None,
+        runner, range(count), batch_sets, kind, progress=progress, temperatures=temperatures
     )
-    grids: list[torch.Tensor] = []
-    if lm_grid:  # every row but the temperature-scaled ones reads the T = 1 column
-        grids, outputs = outputs, [grid[..., LM_GRID_ONE].contiguous() for grid in outputs]
+    scaled_from = outputs
+    if temperatures is not None:  # every row but the temperature-scaled ones reads the T = 1 column
+        outputs = [grid[..., temperatures.index(1.0)].contiguous() for grid in outputs]
     eval_out, eval_labels = outputs[0], eval_batches.targets(kind)
-    if kind != "causal_lm" and eval_labels is None:
+    if kind.needs_labels and eval_labels is None:
         raise ValueError("evaluation needs labels in the eval dataloader (a 'labels' or 'label' column)")
     rows = [
         ReportRow(name, "snapshot", [name], _metrics(suite, eval_out[i : i + 1], eval_labels, kind, "average"))
@@ -292,11 +271,7 @@ def run_evaluation(
             runner, names, kind, eval_batches, selection_batches, outputs, suite, soups, selection_metric
         )
         if temperature_scaling:
-            fit = (
-                _lm_grid_scaling(grids)
-                if lm_grid
-                else _classification_scaling(outputs, selection_batches.targets(kind))
-            )
+            fit = kind.temperature_fit(scaled_from, selection_batches.targets(kind))
             rows += _temperature_rows(names, kind, eval_labels, suite, method, fit)
     return rows
 
@@ -304,7 +279,7 @@ def run_evaluation(
 def _selected_rows(
     runner: Runner,
     names: Sequence[str],
-    kind: str,
+    kind: TaskKind,
     eval_batches: Batches,
     selection_batches: Batches,
     outputs: list[torch.Tensor],
@@ -315,7 +290,7 @@ def _selected_rows(
     """The rows whose members or weights are chosen on the selection split (by the metric `primary`)."""
     eval_out, selection_out = outputs
     eval_labels, selection_labels = eval_batches.targets(kind), selection_batches.targets(kind)
-    if kind != "causal_lm" and selection_labels is None:
+    if kind.needs_labels and selection_labels is None:
         raise ValueError("choosing on the selection split needs labels in the selection dataloader")
     singles = [
         _metrics(suite, selection_out[i : i + 1], selection_labels, kind, "average", only=primary)[primary]
@@ -376,26 +351,26 @@ def _selected_rows(
     return rows
 
 
-#: Fits one temperature on the selection split for the members at these indices combined by a method, and
-#: returns it with the combined output on the eval split at that temperature.
-ScaleFit = Callable[[str, list[int], str], tuple[float, Combined]]
-
-
 def _temperature_rows(
-    names: Sequence[str], kind: str, eval_labels: torch.Tensor | None, suite: MetricSuite, method: str, fit: ScaleFit
+    names: Sequence[str],
+    kind: TaskKind,
+    eval_labels: torch.Tensor | None,
+    suite: MetricSuite,
+    method: str,
+    fit: ScaleFit,
 ) -> list[ReportRow]:
     """Every snapshot and every last-k ensemble with one temperature each, fitted on the selection split (for a
     causal LM, an ensemble mixes its members tempered alike: see `calibration`)."""
     count = len(names)
-    tempered = "members temperature-scaled" if kind == "causal_lm" else "temperature-scaled"
     candidates = [(f"{name} (temperature-scaled)", [i], "average") for i, name in enumerate(names)]
     candidates += [
-        (f"ensemble (last {k}, {method}, {tempered})", list(range(count - k, count)), method)
+        (f"ensemble (last {k}, {method}, {kind.tempered_ensembles})", list(range(count - k, count)), method)
         for k in range(2, count + 1)
     ]
     rows = []
     for label, members, how in candidates:
-        temperature, scaled = fit(label, members, how)
+        temperature, scaled = fit(members, how)
+        _warn_at_edge(label, temperature, *kind.temperature_range)
         rows.append(
             ReportRow(
                 label,
@@ -409,21 +384,6 @@ def _temperature_rows(
     return rows
 
 
-def _classification_scaling(outputs: list[torch.Tensor], selection_labels: torch.Tensor) -> ScaleFit:
-    """Temperatures of the log of the combined class distribution, by golden-section search."""
-    eval_out, selection_out = outputs
-
-    def fit(label: str, members: list[int], how: str) -> tuple[float, Combined]:
-        fit_on = combine(selection_out[members], "classification", how)
-        temperature = fit_temperature(_log_probabilities(fit_on), selection_labels)
-        _warn_at_edge(label, temperature, *TEMPERATURE_RANGE)
-        reported = combine(eval_out[members], "classification", how)
-        probabilities = scaled_probabilities(_log_probabilities(reported), temperature)
-        return temperature, Combined(probabilities, probabilities.argmax(dim=-1), probabilities)
-
-    return fit
-
-
 def _warn_at_edge(label: str, temperature: float, low: float, high: float) -> None:
     """A temperature at a bound of its range is not an optimum (members near uniform, or a tiny split): say so."""
     if math.isclose(temperature, low, rel_tol=1e-3) or math.isclose(temperature, high, rel_tol=1e-3):
@@ -434,25 +394,3 @@ def _warn_at_edge(label: str, temperature: float, low: float, high: float) -> No
             low,
             high,
         )
-
-
-def _lm_grid_scaling(grids: list[torch.Tensor]) -> ScaleFit:
-    """Causal LM: the grid temperature whose mixture of tempered members has the lowest selection NLL."""
-    eval_grid, selection_grid = grids
-
-    def fit(label: str, members: list[int], how: str) -> tuple[float, Combined]:
-        def mixture(grid: torch.Tensor) -> torch.Tensor:
-            return torch.logsumexp(grid[members].double(), dim=0) - math.log(len(members))
-
-        index = grid_temperature_index(mixture(selection_grid))
-        _warn_at_edge(label, LM_TEMPERATURE_GRID[index], LM_TEMPERATURE_GRID[0], LM_TEMPERATURE_GRID[-1])
-        log_likelihood = mixture(eval_grid)[:, index].contiguous()
-        return LM_TEMPERATURE_GRID[index], Combined(log_likelihood, log_likelihood)
-
-    return fit
-
-
-def _log_probabilities(combined: Combined) -> torch.Tensor:
-    """The log of an output's class distribution (the logits a temperature divides)."""
-    assert combined.probabilities is not None
-    return combined.probabilities.clamp_min(1e-15).log()

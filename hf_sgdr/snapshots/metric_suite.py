@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .combine import Combined
-from .metrics import CLASS_KINDS, METRICS, metric_names_for
+from .metrics import METRICS, metric_names_for
+from .tasks import task_kind
+
+if TYPE_CHECKING:
+    from .tasks.base import TaskKind
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +49,15 @@ class _External:
         self.label = getattr(spec, "name", None) or getattr(spec, "__name__", None) or type(spec).__name__
         self.keys: tuple[str, ...] | None = None  # known after the first call
 
-    def __call__(self, combined: Combined, labels: torch.Tensor, kind: str) -> dict[str, float]:
+    def __call__(self, combined: Combined, labels: torch.Tensor, kind: TaskKind) -> dict[str, float]:
         references = labels.numpy()
         if _is_module(self.spec):
             result = self.spec.compute(predictions=combined.predictions.numpy(), references=references)
         else:
             from transformers import EvalPrediction
 
-            scores = combined.predictions if kind == "regression" else combined.probabilities.clamp_min(1e-15).log()
-            result = self.spec(EvalPrediction(predictions=scores.numpy(), label_ids=references))
+            scores = kind.trainer_predictions(combined).numpy()
+            result = self.spec(EvalPrediction(predictions=scores, label_ids=references))
         return self._numbers(result)
 
     def _numbers(self, result: Any) -> dict[str, float]:
@@ -75,7 +79,10 @@ class _External:
 class MetricSuite:
     """The metrics of one evaluation (see the module docstring), computed on `Combined` outputs, in the order given."""
 
-    def __init__(self, kind: str, task: str | None = None, metrics: MetricSpec | Sequence[MetricSpec] | None = None):
+    def __init__(
+        self, kind: str | TaskKind, task: str | None = None, metrics: MetricSpec | Sequence[MetricSpec] | None = None
+    ):
+        kind = task_kind(kind)
         single = isinstance(metrics, str) or callable(metrics) or _is_module(metrics)
         specs = None if metrics is None else [metrics] if single else list(metrics)
         if specs is not None and not specs:
@@ -85,10 +92,10 @@ class MetricSuite:
         names = [s for s in specs if isinstance(s, str)]
         if names:
             metric_names_for(kind, task, names)  # each name checked against the kind
-        if len(names) < len(specs) and kind not in (*CLASS_KINDS, "regression"):
+        if len(names) < len(specs) and not kind.external_metrics:
             raise ValueError(
                 f"evaluate modules and compute_metrics functions apply to class-score and regression ensembles; "
-                f"{kind} is scored with the built-in metrics ({', '.join(metric_names_for(kind))})"
+                f"{kind.name} is scored with the built-in metrics ({', '.join(metric_names_for(kind))})"
             )
         self.kind = kind
         self.entries: list[str | _External] = [s if isinstance(s, str) else _External(s) for s in specs]

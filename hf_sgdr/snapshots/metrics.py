@@ -13,28 +13,29 @@ two models with the same argmax accuracy can differ a lot in how much probabilit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-#: What a model's outputs mean: one score per class (of each example, of each labelled token, or over each
-#: example's choices), one number per example, or next-token probabilities.
-TASK_KINDS = ("classification", "regression", "causal_lm", "token_classification", "multiple_choice")
-#: The kinds whose outputs are class scores, combined and scored alike (a token or a choice is a class).
-CLASS_KINDS = ("classification", "token_classification", "multiple_choice")
-#: How the members' outputs of each kind may be combined (`combine.combine`); the first is the default. Kept
-#: here, beside the kinds and free of torch, so that a command line can offer them without importing torch.
-METHODS: dict[str, tuple[str, ...]] = {
-    "classification": ("average", "logits", "vote", "weighted"),
-    "regression": ("average", "weighted"),
-    "causal_lm": ("average", "weighted"),
-    "token_classification": ("average", "logits", "vote", "weighted"),
-    "multiple_choice": ("average", "logits", "vote", "weighted"),
-}
+from .tasks.registry import (
+    CLASS_SCORES,
+    PROBABILITY_METRICS,
+    TOKEN_LOG_LIKELIHOODS,
+    VALUES,
+    FactTable,
+    kind_facts,
+    kind_names,
+)
 
-#: Scored on the class probabilities, reported beside every classification task's own metrics.
-PROBABILITY_METRICS = ("nll", "brier", "ece")
+if TYPE_CHECKING:
+    from .tasks.base import TaskKind
+
+#: How the members' outputs of each kind may be combined (`combine.combine`); the first is the default. Read
+#: from the torch-free kind registry, so that a command line can offer them without importing torch.
+METHODS: Mapping[str, tuple[str, ...]] = FactTable("methods")
+
 #: Equal-width confidence bins of the expected calibration error (Guo et al., ICML 2017).
 ECE_BINS = 15
 
@@ -49,13 +50,8 @@ GLUE_METRICS: dict[str, tuple[str, ...]] = {
     "rte": ("accuracy", *PROBABILITY_METRICS),
     "wnli": ("accuracy", *PROBABILITY_METRICS),
 }
-DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "f1", *PROBABILITY_METRICS),
-    "regression": ("pearson", "spearman", "mse"),
-    "causal_lm": ("perplexity", "nll"),
-    "token_classification": ("accuracy", *PROBABILITY_METRICS),
-    "multiple_choice": ("accuracy", *PROBABILITY_METRICS),
-}
+#: The metrics of a task that names none (or no GLUE task), per kind.
+DEFAULT_METRICS: Mapping[str, tuple[str, ...]] = FactTable("default_metrics")
 
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -166,26 +162,30 @@ def perplexity(token_log_likelihoods: np.ndarray, _: np.ndarray | None = None) -
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric function, the kinds it applies to, which direction is better, and whether it scores the
-    class probabilities (classification) instead of the predicted class ids."""
+    """A metric function, the outputs it scores (`tasks.registry`: class scores, values, token log-likelihoods),
+    which direction is better, and whether it scores the class probabilities instead of the predicted class ids."""
 
     function: Callable[..., float]
-    kinds: tuple[str, ...]
+    scores: tuple[str, ...]
     higher_is_better: bool = True
     uses_probabilities: bool = False
 
+    def applies_to(self, kind: str | TaskKind) -> bool:
+        """Whether the outputs of `kind` are what this metric scores."""
+        return kind_facts(kind).outputs in self.scores
+
 
 METRICS: dict[str, Metric] = {
-    "accuracy": Metric(accuracy, CLASS_KINDS),
-    "f1": Metric(f1, CLASS_KINDS),
-    "matthews_correlation": Metric(matthews_correlation, CLASS_KINDS),
-    "pearson": Metric(pearson, ("regression",)),
-    "spearman": Metric(spearman, ("regression",)),
-    "mse": Metric(mse, ("regression",), higher_is_better=False),
-    "perplexity": Metric(perplexity, ("causal_lm",), higher_is_better=False),
-    "nll": Metric(nll, (*CLASS_KINDS, "causal_lm"), higher_is_better=False, uses_probabilities=True),
-    "brier": Metric(brier, CLASS_KINDS, higher_is_better=False, uses_probabilities=True),
-    "ece": Metric(ece, CLASS_KINDS, higher_is_better=False, uses_probabilities=True),
+    "accuracy": Metric(accuracy, (CLASS_SCORES,)),
+    "f1": Metric(f1, (CLASS_SCORES,)),
+    "matthews_correlation": Metric(matthews_correlation, (CLASS_SCORES,)),
+    "pearson": Metric(pearson, (VALUES,)),
+    "spearman": Metric(spearman, (VALUES,)),
+    "mse": Metric(mse, (VALUES,), higher_is_better=False),
+    "perplexity": Metric(perplexity, (TOKEN_LOG_LIKELIHOODS,), higher_is_better=False),
+    "nll": Metric(nll, (CLASS_SCORES, TOKEN_LOG_LIKELIHOODS), higher_is_better=False, uses_probabilities=True),
+    "brier": Metric(brier, (CLASS_SCORES,), higher_is_better=False, uses_probabilities=True),
+    "ece": Metric(ece, (CLASS_SCORES,), higher_is_better=False, uses_probabilities=True),
 }
 
 
@@ -201,13 +201,15 @@ def higher_is_better(name: str) -> bool:
     return not (name in LOWER_IS_BETTER or name.endswith(("loss", "error")))
 
 
-def metric_names_for(kind: str, task: str | None = None, names: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The metrics to report: `names` if given (checked), the GLUE ones for a GLUE `task`, else the kind's default."""
-    if kind not in TASK_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(TASK_KINDS)}; got {kind!r}")
+def metric_names_for(
+    kind: str | TaskKind, task: str | None = None, names: Sequence[str] | None = None
+) -> tuple[str, ...]:
+    """The metrics to report: `names` if given (checked), the GLUE ones for a GLUE `task` (kinds with one label per
+    example), else the kind's default."""
+    facts = kind_facts(kind)
     if names is None:
         glue = GLUE_METRICS.get((task or "").lower())
-        names = glue if glue is not None and kind in ("classification", "regression") else DEFAULT_METRICS[kind]
+        names = glue if glue is not None and facts.glue_metrics else facts.default_metrics
     names = tuple(names)
     if not names:
         raise ValueError("metrics must name at least one metric")
@@ -217,8 +219,9 @@ def metric_names_for(kind: str, task: str | None = None, names: Sequence[str] | 
                 f"unknown metric {name!r}; accepted: {', '.join(METRICS)}, or an evaluate module "
                 "(evaluate.load(...)) or a compute_metrics function in its place"
             )
-        if kind not in METRICS[name].kinds:
-            raise ValueError(f"metric {name!r} does not apply to {kind} outputs (it needs {METRICS[name].kinds[0]})")
+        if not METRICS[name].applies_to(facts.name):
+            needs = next(other for other in kind_names() if METRICS[name].applies_to(other))
+            raise ValueError(f"metric {name!r} does not apply to {facts.name} outputs (it needs {needs})")
     return names
 
 

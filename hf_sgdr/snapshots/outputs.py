@@ -12,13 +12,17 @@ import inspect
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .calibration import tempered_target_log_probs
 from .runners import Runner
+from .tasks import task_kind
+
+if TYPE_CHECKING:
+    from .tasks.base import TaskKind
 
 LABEL_KEYS = ("labels", "label", "label_ids")
 IGNORE_INDEX = -100
@@ -48,13 +52,9 @@ class Batches:
             rows = [nn.functional.pad(row, (0, width - row.shape[1]), value=IGNORE_INDEX) for row in rows]
         return torch.cat(rows).squeeze(-1)
 
-    def targets(self, kind: str) -> torch.Tensor | None:
-        """The labels the outputs are scored against: `example_labels`, or for token classification the label
-        of every token that has one (not -100), flattened in the order `forward_outputs` keeps the tokens."""
-        labels = self.example_labels()
-        if kind != "token_classification" or labels is None:
-            return labels
-        return labels[labels != IGNORE_INDEX]
+    def targets(self, kind: str | TaskKind) -> torch.Tensor | None:
+        """The labels the outputs of `kind` are scored against (`TaskKind.targets` of `example_labels`)."""
+        return task_kind(kind).targets(self.example_labels())
 
 
 def is_main_process() -> bool:
@@ -101,58 +101,22 @@ def _logits(output: object) -> torch.Tensor:
     return output[0]  # type: ignore[index]
 
 
-def target_log_probs(
-    logits: torch.Tensor, labels: torch.Tensor, temperatures: tuple[float, ...] | None = None
-) -> torch.Tensor:
-    """log p(next token) at every position whose label is not -100, flattened (causal shift applied): [T], or
-    [T, len(temperatures)] with the distribution tempered by each of `temperatures`."""
-    logits = logits[:, :-1].float()
-    targets = labels[:, 1:].to(logits.device)
-    mask = targets != IGNORE_INDEX
-    picked = tempered_target_log_probs(logits, targets.clamp(min=0), temperatures or (1.0,))[mask]
-    return picked if temperatures is not None else picked[..., 0]
-
-
-def _lm_targets(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Without labels, a causal LM predicts its own input ids (padding excluded)."""
-    mask = inputs.get("attention_mask")
-    return inputs["input_ids"] if mask is None else inputs["input_ids"].masked_fill(mask == 0, IGNORE_INDEX)
-
-
-def _token_mask(inputs: dict[str, torch.Tensor], labels: torch.Tensor | None) -> torch.Tensor:
-    """Token classification: the positions scored, those with a label other than -100 (without labels: the
-    attention mask's tokens)."""
-    if labels is not None:
-        return labels != IGNORE_INDEX
-    mask = inputs.get("attention_mask")
-    return torch.ones_like(inputs["input_ids"], dtype=torch.bool) if mask is None else mask.bool()
-
-
 def forward_outputs(
     module: nn.Module,
     batches: Batches,
-    kind: str,
+    kind: TaskKind,
     device: torch.device,
     bar: tqdm,
     temperatures: tuple[float, ...] | None = None,
 ) -> torch.Tensor:
-    """One member's compact outputs over all batches: logits [N, C] (of each example, or of each scored token for
-    token classification, flattened), values [N], or target log-probs [T] ([T, G] at G `temperatures`)."""
+    """One member's compact outputs over all batches (`TaskKind.batch_outputs`, concatenated on the CPU): logits
+    [N, C] of each example or scored token, values [N], or target log-probs [T] ([T, G] at G `temperatures`)."""
     keys = accepted_inputs(module)
     outputs = []
     with torch.inference_mode():
         for inputs, labels in zip(batches.inputs, batches.labels, strict=True):
             feed = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if keys is None or k in keys}
-            logits = _logits(module(**feed))
-            if kind == "causal_lm":
-                targets = labels if labels is not None else _lm_targets(inputs)
-                outputs.append(target_log_probs(logits, targets, temperatures).cpu())
-            elif kind == "regression":
-                outputs.append(logits.reshape(logits.shape[0]).float().cpu())
-            elif kind == "token_classification":
-                outputs.append(logits[_token_mask(inputs, labels).to(logits.device)].float().cpu())
-            else:
-                outputs.append(logits.float().cpu())
+            outputs.append(kind.batch_outputs(_logits(module(**feed)), inputs, labels, temperatures).cpu())
             bar.update(1)
     return torch.cat(outputs)
 
@@ -161,7 +125,7 @@ def collect_member_outputs(
     runner: Runner,
     indices: Sequence[int],
     batch_sets: Sequence[Batches],
-    kind: str,
+    kind: TaskKind,
     *,
     progress: bool = True,
     temperatures: tuple[float, ...] | None = None,
@@ -180,7 +144,11 @@ def collect_member_outputs(
 
 
 def soup_outputs(
-    runner: Runner, indices: Sequence[int], batch_sets: Sequence[Batches], kind: str, weights: Sequence[float] | None
+    runner: Runner,
+    indices: Sequence[int],
+    batch_sets: Sequence[Batches],
+    kind: TaskKind,
+    weights: Sequence[float] | None,
 ) -> list[torch.Tensor]:
     """Outputs of the soup of `indices` (one model) on each batch set."""
     module = runner.soup(indices, weights)

@@ -12,11 +12,15 @@ Both take a scoring function, so they never see the split that is reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from .combine import Combined, combine
 from .metrics import higher_is_better, is_better
+
+if TYPE_CHECKING:
+    from .tasks.base import TaskKind
 
 
 def rank_members(scores: Sequence[float], metric: str) -> list[int]:
@@ -45,7 +49,7 @@ def greedy_soup(
 def greedy_ensemble_selection(
     outputs: torch.Tensor,
     labels: torch.Tensor | None,
-    kind: str,
+    kind: str | TaskKind,
     metric: str,
     max_rounds: int | None = None,
     *,
