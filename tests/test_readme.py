@@ -25,3 +25,13 @@ def test_the_readme_shows_the_quick_start_table_as_the_package_prints_it() -> No
     final = report.row("cycle-004").metrics
     text = "\n".join(readme)
     assert f"NLL {full['nll']:.3f} against {final['nll']:.3f} for the final model" in text
+
+
+def test_the_readme_gives_the_test_command_that_ci_runs_and_the_three_ways_in() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    command = 'python -m pytest -m "not slow" -q'
+    assert command in readme
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert any(line.startswith(command) for line in ci.splitlines()), ".ci/run no longer runs the README's command"
+    for way in ('lr_scheduler_type="sgdr"', "SGDRTrainer(", "accelerate launch", "recipes/glue.py"):
+        assert way in readme
