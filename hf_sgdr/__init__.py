@@ -24,7 +24,7 @@ from .registration import register_sgdr_scheduler_on_import
 
 if TYPE_CHECKING:
     from .adaptive import AdaptiveSGDR
-    from .hub_access import ResourceNotFoundError, loading
+    from .missing_resources import ResourceNotFoundError, loading
     from .optimizer_reset import check_resettable, reset_optimizer_state
     from .plotting import plot_schedule
     from .registration import get_sgdr_schedule, register_sgdr_scheduler
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 _NAMES = {
     "AdaptiveSGDR": ".adaptive",
-    "ResourceNotFoundError": ".hub_access",
-    "loading": ".hub_access",
+    "ResourceNotFoundError": ".missing_resources",
+    "loading": ".missing_resources",
     "check_resettable": ".optimizer_reset",
     "reset_optimizer_state": ".optimizer_reset",
     "plot_schedule": ".plotting",
