@@ -9,40 +9,15 @@ weights, which are the same for every kind.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
-from .metrics import compute_metrics
+from .combined import Combined
 from .tasks import task_kind
 
 if TYPE_CHECKING:
     from .tasks.base import TaskKind
-
-
-@dataclass
-class Combined:
-    """The ensemble's output for one method.
-
-    `scores`: class probabilities (`average`, `weighted`), mean logits (`logits`) or vote fractions
-    (`vote`) ``[N, C]``; the mean prediction ``[N]`` (regression); the ensemble's log-likelihood of each
-    target token ``[T]`` (causal LM). `predictions`: class ids or values ``[N]``; for a causal LM the
-    token log-likelihoods again, which is what the LM metrics take. `probabilities`: classification only,
-    the ensemble's class distribution ``[N, C]`` that the probability metrics score (the softmax of the mean
-    logits for `logits`, the vote fractions for `vote`).
-    """
-
-    scores: torch.Tensor
-    predictions: torch.Tensor
-    probabilities: torch.Tensor | None = None
-
-    def metrics(self, names: Sequence[str], labels: torch.Tensor | None) -> dict[str, float]:
-        """The named metrics of this output against `labels` (None for a causal LM)."""
-        probabilities = None if self.probabilities is None else self.probabilities.numpy()
-        return compute_metrics(
-            names, self.predictions.numpy(), None if labels is None else labels.numpy(), probabilities
-        )
 
 
 def normalize_weights(weights: Sequence[float] | torch.Tensor | None, num_members: int) -> torch.Tensor:

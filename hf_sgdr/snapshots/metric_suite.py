@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .combine import Combined
+from .combined import Combined
 from .metrics import METRICS, metric_names_for
 from .tasks import task_kind
 

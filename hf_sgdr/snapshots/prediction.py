@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .combine import Combined
+from .combined import Combined
 from .metric_suite import MetricSpec, MetricSuite
 from .metrics import METRICS, compute_metrics
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .combine import Combined, combine
+from .combine import combine
+from .combined import Combined
 from .metrics import higher_is_better, is_better
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from ..combine import Combined
+from ..combined import Combined
 from .registry import KindFacts
 
 #: Fits one temperature on the selection split for the members at these indices combined by a method, and

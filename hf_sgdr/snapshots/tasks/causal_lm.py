@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from ..calibration import LM_TEMPERATURE_GRID, grid_temperature_index, tempered_target_log_probs
-from ..combine import Combined
+from ..combined import Combined
 from ..outputs import IGNORE_INDEX
 from .base import ScaleFit, TaskKind, mixture_nll
 from .registry import kind_facts

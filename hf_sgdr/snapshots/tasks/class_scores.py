@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from ..calibration import TEMPERATURE_RANGE, fit_temperature, scaled_probabilities
-from ..combine import Combined, combine
+from ..combine import combine
+from ..combined import Combined
 from ..outputs import IGNORE_INDEX
 from .base import ScaleFit, TaskKind, mixture_nll
 from .registry import kind_facts

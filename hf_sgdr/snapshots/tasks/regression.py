@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..combine import Combined
+from ..combined import Combined
 from .base import TaskKind
 from .registry import kind_facts
 
