@@ -193,7 +193,7 @@ def dataset_dataloader(
     if kind in ("token_classification", "multiple_choice"):
         raise ValueError(
             f"hf-sgdr evaluate builds text-classification and language-model data; for {kind} snapshots build the "
-            "dataloader yourself and call SnapshotEnsemble.evaluate (README, More tasks)"
+            "dataloader yourself and call SnapshotEnsemble.evaluate (docs/ensembles.md, More tasks)"
         )
     columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
     if kind == "causal_lm":
