@@ -3,6 +3,7 @@
 snapshots/          # SNAPSHOT_SUBDIR of a training run's output_dir (unless snapshot_dir says otherwise)
   manifest.json     # MANIFEST_NAME
   schedule.png      # PLOT_NAME, optional
+  README.md         # CARD_NAME: the model card, written by the ensemble side
   cycle-000/        # snapshot_name(0): what AutoModel*.from_pretrained (or PEFT) loads
   cycle-001/ ...
 """
@@ -16,6 +17,8 @@ SNAPSHOT_SUBDIR = "snapshots"
 MANIFEST_NAME = "manifest.json"
 #: The lr plot saved beside the manifest (shown by the model card).
 PLOT_NAME = "schedule.png"
+#: The model card of a saved or pushed ensemble.
+CARD_NAME = "README.md"
 #: Weights file for a model that is neither a `PreTrainedModel` nor a `PeftModel`.
 PLAIN_WEIGHTS_NAME = "model.safetensors"
 #: Folder of the snapshot taken at the end of cycle `cycle` (more digits past 999).

@@ -14,7 +14,7 @@ from typing import Any
 
 from .._version import __version__
 from ..schedule import SGDRSchedule
-from ..snapshot_format.layout import PLOT_NAME, snapshot_name
+from ..snapshot_format.layout import CARD_NAME, PLOT_NAME, snapshot_name
 from ..snapshot_format.manifest import SnapshotManifest
 from .evaluation import EvaluationReport
 from .tasks.registry import LM_BLOCKS, KindFacts, kind_facts, kind_of_model
@@ -280,4 +280,4 @@ def card_files(
         if write_schedule_plot(manifest, plot):
             files[PLOT_NAME] = plot.read_bytes()
     card = build_card(manifest, report=report, repo_id=repo_id, dataset=dataset, has_plot=PLOT_NAME in files)
-    return {"README.md": str(card).encode("utf-8"), **files}
+    return {CARD_NAME: str(card).encode("utf-8"), **files}

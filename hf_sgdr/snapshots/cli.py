@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import check_output_file
+from ..snapshot_format.layout import CARD_NAME
 from ..snapshot_format.manifest import HELD_OUT_NAME, TrainData
 from ..validation import check_int
 from .metrics import GLUE_METRICS, METHODS, METRICS, metric_names_for
@@ -304,7 +305,7 @@ def _push(args: argparse.Namespace) -> int:
     manifest = SnapshotManifest.load(root)
     report = EvaluationReport.load_json(args.results) if args.results else None
     card = build_card(manifest, report=report, repo_id=args.repo_id, dataset=args.dataset_name)
-    extra = {"README.md": str(card).encode("utf-8")}
+    extra = {CARD_NAME: str(card).encode("utf-8")}
     with tempfile.TemporaryDirectory(prefix="hf_sgdr-plot-") as scratch:
         plot = Path(scratch) / PLOT_NAME
         if write_schedule_plot(manifest, plot):

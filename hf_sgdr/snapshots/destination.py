@@ -15,11 +15,11 @@ import stat
 from pathlib import Path
 
 from ..atomic import TMP_PREFIX
-from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, is_snapshot_name
+from ..snapshot_format.layout import CARD_NAME, MANIFEST_NAME, PLOT_NAME, is_snapshot_name
 from ..snapshot_format.manifest import ManifestError, SnapshotManifest
 
 #: Root entries an ensemble folder's format owns: replaced by the new ensemble's, never carried over.
-OWNED = (MANIFEST_NAME, PLOT_NAME, "README.md")
+OWNED = (MANIFEST_NAME, PLOT_NAME, CARD_NAME)
 
 
 def save_target(path: str | os.PathLike[str]) -> Path:

@@ -28,7 +28,7 @@ from ..atomic import atomic_write_text, check_output_file
 from ..folder_swap import replacing_folder
 from ..missing_resources import explain_missing
 from ..schedule import SGDRSchedule
-from ..snapshot_format.layout import MANIFEST_NAME, PLOT_NAME, snapshot_name
+from ..snapshot_format.layout import CARD_NAME, MANIFEST_NAME, PLOT_NAME, snapshot_name
 from ..snapshot_format.loading import (
     check_local_source,
     contained,
@@ -625,7 +625,7 @@ class SnapshotEnsemble:
         self._require_members()
         existing = Path(save_directory)
         if existing.is_dir():  # a FIFO or a device where the ensemble's own files go: refused before any work
-            for name in (MANIFEST_NAME, PLOT_NAME, "README.md"):
+            for name in (MANIFEST_NAME, PLOT_NAME, CARD_NAME):
                 check_output_file(existing / name)
         target = save_target(save_directory)
         with replacing_folder(target) as root:
@@ -640,7 +640,7 @@ class SnapshotEnsemble:
             card = build_card(
                 manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset, has_plot=has_plot
             )
-            atomic_write_text(root / "README.md", str(card))
+            atomic_write_text(root / CARD_NAME, str(card))
             manifest.save(root)
             carry_over(target, root)
         return target

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..atomic import json_text
 from ..redaction import redacting
+from ..snapshot_format.layout import CARD_NAME, PLOT_NAME
 from ..snapshot_format.loading import PICKLE_SUFFIXES, SnapshotLoadError, pickle_refusal, root_files, verify_folder
 from ..snapshot_format.manifest import MANIFEST_NAME, SnapshotManifest
 
@@ -27,8 +28,8 @@ _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 #: Root files fetched besides the manifest-listed snapshots: tokenizer/processor files, the card and the plot.
 ROOT_PATTERNS = [
     MANIFEST_NAME,
-    "README.md",
-    "schedule.png",
+    CARD_NAME,
+    PLOT_NAME,
     "tokenizer.json",
     "tokenizer_config.json",
     "vocab.txt",
