@@ -138,12 +138,19 @@ class SGDROptions:
         return Path(self.snapshot_dir) if self.snapshot_dir is not None else Path(output_dir) / SNAPSHOT_SUBDIR
 
     def sgdr_options(self, **changes: Any) -> SGDROptions:
-        """These options as a plain `SGDROptions` (also from an `SGDRTrainingArguments`), with `changes`."""
+        """These options as a plain `SGDROptions` (also from an `SGDRTrainingArguments`), with `changes`.
+
+        The values copied were checked when these options were made, so only a copy that sets an option
+        checks again; one that clears options (sets them to `None`) cannot make valid options invalid."""
         values = {f.name: getattr(self, f.name) for f in fields(SGDROptions)}
         unknown = sorted(set(changes) - set(values))
         if unknown:
             raise TypeError(f"unknown SGDR option(s) {unknown}; accepted: {sorted(values)}")
-        return SGDROptions(**{**values, **changes})
+        if any(value is not None for value in changes.values()):
+            return SGDROptions(**{**values, **changes})
+        copy = object.__new__(SGDROptions)
+        copy.__dict__.update({**values, **changes})
+        return copy
 
     def without_schedule(self) -> SGDROptions:
         """The snapshot options and the optimizer-reset flag only (for code that does not build the scheduler)."""
@@ -159,16 +166,19 @@ class SGDROptions:
             )
 
     def scheduler_kwargs(self, steps_per_epoch: int | None = None) -> dict[str, Any]:
-        """The `lr_scheduler_kwargs` these options set (only those given), `sgdr_T_0_epochs` converted to steps.
+        """The schedule's `lr_scheduler_kwargs` these options set (only those given), `sgdr_T_0_epochs`
+        converted to steps.
 
+        The optimizer reset is not among them: it reaches the scheduler by one route, the cycle-end handler,
+        which switches it on when `resets_optimizer_state` (asked for, or implied by star restarts).
         `steps_per_epoch` is the number of optimizer steps per epoch (gradient accumulation included);
         it is required when `sgdr_T_0_epochs` is given.
         """
         kwargs = {
-            p.name: getattr(self, name) for name, p in SCHEDULE_OPTIONS.items() if getattr(self, name) is not None
+            p.name: getattr(self, name)
+            for name, p in SCHEDULE_OPTIONS.items()
+            if name in SCHEDULE_SHAPE_OPTIONS and getattr(self, name) is not None
         }
-        if not self.sgdr_reset_optimizer_state:
-            kwargs.pop("reset_optimizer_state")
         if self.sgdr_T_0_epochs is not None:
             if steps_per_epoch is None:
                 raise ValueError(
