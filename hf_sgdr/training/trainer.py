@@ -27,6 +27,20 @@ from .callback import SGDRCallback
 logger = logging.getLogger(__name__)
 
 
+class _MovedOut:
+    """A method that left the class: reading it raises `AttributeError` saying what to call instead, rather
+    than the bare "has no attribute" (and `hasattr` stays false)."""
+
+    def __init__(self, replacement: str) -> None:
+        self.replacement = replacement
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.qualified_name = f"{owner.__name__}.{name}"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        raise AttributeError(f"{self.qualified_name} was removed (see CHANGELOG.md): use {self.replacement}")
+
+
 class SGDRTrainer(Trainer):
     """`transformers.Trainer` with the SGDR schedule, snapshots at cycle ends, optimizer resets and
     weight averaging.
@@ -38,6 +52,12 @@ class SGDRTrainer(Trainer):
         **kwargs: `SGDROptions` fields (`sgdr_T_0`, `max_snapshots`, `swa_start`, ...) override the
             options one by one; everything else goes to `Trainer`.
     """
+
+    #: The snapshots are evaluated from the ensemble side, so that training never imports the ensembles.
+    evaluate_snapshots = _MovedOut(
+        "hf_sgdr.snapshots.evaluate_trainer_snapshots(trainer, ...), which takes the same arguments, or "
+        "SnapshotEnsemble.from_trainer(trainer).evaluate(...)"
+    )
 
     def __init__(
         self,
