@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch.utils.data import DataLoader
@@ -20,6 +20,7 @@ from .missing_resources import explain_missing
 
 __all__ = [
     "DATA_FILE_FORMATS",
+    "DATA_LAYOUTS",
     "GLUE_TEXT_COLUMNS",
     "TEXT_COLUMN_CANDIDATES",
     "dataset_dataloader",
@@ -30,6 +31,11 @@ __all__ = [
     "text_columns_for",
     "text_dataloader",
 ]
+
+#: How `dataset_dataloader` makes batches of a split: texts (and pairs) with labels, or causal-LM blocks of its
+#: text column. A task kind names its layout (`snapshots.tasks.registry.KindFacts.data`).
+DataLayout = Literal["text", "lm blocks"]
+DATA_LAYOUTS: tuple[str, ...] = get_args(DataLayout)
 
 #: Text columns of the GLUE tasks (second one for sentence pairs).
 GLUE_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -176,7 +182,7 @@ def load_split(
 def dataset_dataloader(
     dataset: Any,
     tokenizer: Any,
-    kind: str,
+    layout: DataLayout,
     *,
     text_columns: Sequence[str] | None = None,
     label_column: str = "label",
@@ -187,16 +193,14 @@ def dataset_dataloader(
     num_labels: int | None = None,
     label_flag: str = "label column",
 ) -> DataLoader:
-    """The dataloader for a `datasets` split: texts (and pairs, columns by `text_columns_for`) with labels,
-    or the `lm_blocks` of its text column. With `num_labels` (classification), every label must be an
-    integer class in [0, num_labels): else a `ValueError` naming `label_flag` and the values, before any work."""
-    if kind in ("token_classification", "multiple_choice"):
-        raise ValueError(
-            f"hf-sgdr evaluate builds text-classification and language-model data; for {kind} snapshots build the "
-            "dataloader yourself and call SnapshotEnsemble.evaluate (docs/ensembles.md, More tasks)"
-        )
+    """The dataloader for a `datasets` split by `layout` (`DATA_LAYOUTS`): ``"text"``, texts (and pairs, columns by
+    `text_columns_for`) with labels; ``"lm blocks"``, the `lm_blocks` of its text column. With `num_labels`
+    (classification), every label must be an integer class in [0, num_labels): else a `ValueError` naming
+    `label_flag` and the values, before any work."""
+    if layout not in DATA_LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, DATA_LAYOUTS))}; got {layout!r}")
     columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
-    if kind == "causal_lm":
+    if layout == "lm blocks":
         return lm_dataloader(tokenizer, dataset[columns[0]], block_size=block_size, batch_size=batch_size)
     if label_column not in dataset.column_names:
         raise ValueError(f"label column {label_column!r} not in the dataset's columns {dataset.column_names}")

@@ -7,7 +7,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from hf_sgdr.data import dataset_dataloader, lm_blocks, lm_dataloader, text_columns_for
+from hf_sgdr.data import DATA_LAYOUTS, dataset_dataloader, lm_blocks, lm_dataloader, text_columns_for
+from hf_sgdr.snapshots.tasks.registry import LM_BLOCKS, TEXT_DATA, kind_facts, kind_names
 
 
 class _CharTokenizer:
@@ -51,5 +52,12 @@ def test_the_dataloaders_follow_the_same_rules() -> None:
     (batch,) = lm_dataloader(tokenizer, texts, block_size=4, batch_size=8)
     assert torch.equal(batch["input_ids"], torch.tensor(lm_blocks(tokenizer, texts, 4)))
     assert torch.equal(batch["labels"], batch["input_ids"]) and bool(batch["attention_mask"].all())
-    (from_dataset,) = dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "causal_lm", block_size=4)
+    (from_dataset,) = dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "lm blocks", block_size=4)
     assert torch.equal(from_dataset["input_ids"], batch["input_ids"])
+    with pytest.raises(ValueError, match="layout must be one of 'text', 'lm blocks'; got 'causal_lm'"):
+        dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "causal_lm")
+
+
+def test_the_task_kinds_name_the_data_layouts() -> None:
+    """The torch-free registry writes the layouts out; they are `dataset_dataloader`'s."""
+    assert {kind_facts(name).data for name in kind_names()} - {None} == set(DATA_LAYOUTS) == {TEXT_DATA, LM_BLOCKS}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.ensembles import tiny_bert_folder, tiny_lm_folder
+from helpers.ensembles import tiny_bert_folder, tiny_lm_folder, tiny_token_folder
 
 from hf_sgdr.cli import main
 from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
@@ -130,6 +130,15 @@ def test_evaluate_names_what_a_flag_is_missing(
         main(["evaluate", str(tiny_bert_folder()), "--max_eval_samples", "8", *flags])
     assert exit_info.value.code == 2
     assert message.format(wrong=wrong, right=right) in capsys.readouterr().err
+
+
+def test_evaluate_says_which_kinds_it_builds_data_for(capsys: pytest.CaptureFixture[str]) -> None:
+    """A kind with no data layout (token classification) is refused before any data is read."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(tiny_token_folder()), "--dataset_name", "no-such/dataset", "--max_eval_samples", "8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "for token_classification snapshots build the dataloader yourself" in err and "no-such" not in err
 
 
 def test_commands_plug_into_another_parser() -> None:

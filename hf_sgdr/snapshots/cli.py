@@ -105,6 +105,12 @@ def _dataloader(
 ) -> DataLoader:
     from ..data import dataset_dataloader, load_split
 
+    layout = ensemble.task_kind.facts.data
+    if layout is None:
+        raise ValueError(
+            f"hf-sgdr evaluate builds text-classification and language-model data; for {ensemble.kind} snapshots "
+            "build the dataloader yourself and call SnapshotEnsemble.evaluate (docs/ensembles.md, More tasks)"
+        )
     dataset_name, config, task = _data_source(args, ensemble)
     try:
         dataset = load_split(split, dataset_name=dataset_name, config_name=config, data_file=data_file)
@@ -117,7 +123,7 @@ def _dataloader(
     return dataset_dataloader(
         dataset,
         ensemble.tokenizer,
-        ensemble.kind,
+        layout,
         text_columns=args.text_columns,
         label_column=args.label_column,
         task=task,

@@ -20,7 +20,8 @@ CLASS_SCORES = "class scores"
 VALUES = "values"
 TOKEN_LOG_LIKELIHOODS = "token log-likelihoods"
 
-#: How `hf-sgdr evaluate` and the model card build a kind's data: texts with labels, or blocks of tokens.
+#: How `hf-sgdr evaluate` and the model card build a kind's data: texts with labels, or blocks of tokens (the
+#: layouts of `hf_sgdr.data.dataset_dataloader`, written out here so that the registry imports no torch).
 TEXT_DATA = "text"
 LM_BLOCKS = "lm blocks"
 
