@@ -1,11 +1,12 @@
 """Storage faults while snapshots are written: the write fails for real (the file-size limit of the process, as a
 full quota would; a file where the snapshot folder should be), not by a mocked save.
 
-The behaviour under test (README, "Failures"): a failed snapshot write stops training with `SnapshotWriteError`
-at the next sync point (the next cycle end, checkpoint or the end of training), with a message naming the path;
-no checkpoint is written after the failure, so the last checkpoint still implies all its snapshots; the earlier
-snapshots, the manifest and that checkpoint stay intact, no temporary is left, and resuming from the checkpoint
-redoes the failed snapshot. Tests may run as root, where `chmod` blocks nothing: hence `RLIMIT_FSIZE`.
+The behaviour under test (docs/safety.md, "A snapshot write fails"): a failed snapshot write stops training with
+`SnapshotWriteError` at the next sync point (the next cycle end, checkpoint or the end of training), with a message
+naming the path; no checkpoint is written after the failure, so the last checkpoint still implies all its
+snapshots; the earlier snapshots, the manifest and that checkpoint stay intact, no temporary is left, and resuming
+from the checkpoint redoes the failed snapshot. Tests may run as root, where `chmod` blocks nothing: hence
+`RLIMIT_FSIZE`.
 """
 
 from __future__ import annotations

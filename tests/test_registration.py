@@ -174,7 +174,7 @@ def test_get_scheduler_without_num_warmup_steps_defaults_to_no_warmup() -> None:
 
 
 def test_get_scheduler_imported_before_hf_sgdr_still_builds_sgdr_but_asks_for_the_warmup() -> None:
-    """README: a `get_scheduler` bound before `import hf_sgdr` is transformers' own function (the import cannot
+    """docs/trainer.md: a `get_scheduler` bound before `import hf_sgdr` is transformers' own function (the import cannot
     rebind a caller's name); it builds "sgdr" from the registered factory, with transformers' usual checks."""
     code = (
         "from transformers import get_scheduler\n"

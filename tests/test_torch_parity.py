@@ -1,4 +1,4 @@
-"""What exactly holds between our lrs and torch's `CosineAnnealingWarmRestarts` (README, "bit for bit"):
+"""What exactly holds between our lrs and torch's `CosineAnnealingWarmRestarts` (docs/schedule.md, "bit for bit"):
 
 - float lrs: equal bit for bit, for integer `T_mult`, `lr_decay=1`, no warmup (both compute in float64);
 - tensor lrs (`torch.tensor(lr)`, float32 in the param group): torch computes the cosine in float32, we round
