@@ -10,8 +10,8 @@ The public names: the schedule (`SGDRSchedule`, `build_schedule`, ...), the torc
 `SGDRTrainingArguments`, `SGDRAccelerateHelper`; more in `hf_sgdr.training`), `SnapshotEnsemble` (more
 in `hf_sgdr.snapshots`) and `loading` / `ResourceNotFoundError` (a model or dataset that cannot be found
 ends as one line saying what is missing); the dataset helpers are in `hf_sgdr.data`.
-`CosineAnnealingWarmRestartsScheduler` and `SGDRWithWarmup` are aliases kept for the seed code's names
-and signatures: `SGDRScheduler` is the class to use.
+`CosineAnnealingWarmRestartsScheduler` (a torch-like name) and `SGDRWithWarmup` (warmup first among the
+positional arguments) are other spellings of `SGDRScheduler`, the class to use.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ class AdaptiveSGDR(SGDRScheduler):
         return CyclePosition(pos.cycle, pos.start + shift, pos.length, pos.t_cur)
 
     def step(self, metrics: Mapping[str, Any] | None = None) -> None:  # type: ignore[override]
-        """Advance one optimizer step; with `metrics`, first `observe` them (the seed's `step(metrics=...)`)."""
+        """Advance one optimizer step; with `metrics`, first `observe` them (as `ReduceLROnPlateau.step` does)."""
         if metrics is not None:
             self.observe(metrics)
         super().step()
