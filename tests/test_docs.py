@@ -1,8 +1,8 @@
 """The docs stay navigable and their generated parts stay true to the code and to the results files.
 
 - `README.md` stays a front page (at most 250 lines); the guides live in `docs/`.
-- Every relative link in README.md, BENCHMARKS.md, ARCHITECTURE.md, SECURITY.md and `docs/*.md` names a file or
-  folder that exists.
+- Every relative link in README.md, BENCHMARKS.md, ARCHITECTURE.md, SECURITY.md, CHANGELOG.md and `docs/*.md`
+  names a file or folder that exists.
 - The parameter tables (`docs/parameters.md`, README.md) are what `scripts/gen_docs.py` writes from
   `SCHEDULE_PARAMETERS`, and BENCHMARKS.md's tables are what `benchmarks/summarize.py` writes from
   `benchmarks/results/`: a change on either side fails here until the command named in the message is run.
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_README_LINES = 250
 DOCS = sorted(
     [
-        *(REPO / name for name in ("README.md", "BENCHMARKS.md", "ARCHITECTURE.md", "SECURITY.md")),
+        *(REPO / name for name in ("README.md", "BENCHMARKS.md", "ARCHITECTURE.md", "SECURITY.md", "CHANGELOG.md")),
         *REPO.glob("docs/*.md"),
     ]
 )
