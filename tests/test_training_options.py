@@ -56,7 +56,7 @@ def test_training_arguments_put_the_options_on_the_command_line(tmp_path: Path) 
     assert args.lr_scheduler_type is SchedulerType.SGDR  # the default of SGDRTrainingArguments
     assert (args.sgdr_T_0, args.sgdr_T_mult, args.swa_start, args.max_snapshots) == (8, 1.5, 0.5, 3)
     assert args.sgdr_reset_optimizer_state is True and args.save_snapshots is False
-    assert args.scheduler_kwargs() == {"T_0": 8, "T_mult": 1.5}  # the reset goes by the cycle-end handler
+    assert args.scheduler_kwargs() == {"T_0": 8, "T_mult": 1.5, "reset_optimizer_state": True}
     assert pickle.loads(pickle.dumps(args)).sgdr_T_0 == 8
     # the options alone, beside the stock TrainingArguments (how the recipes' parsers use them)
     options, plain = HfArgumentParser((SGDROptions, TrainingArguments)).parse_args_into_dataclasses(
@@ -100,30 +100,16 @@ def test_star_restarts_imply_the_optimizer_reset() -> None:
     assert not SGDROptions().resets_optimizer_state
 
 
-def test_the_optimizer_reset_reaches_the_scheduler_by_the_handler_alone(tmp_path: Path) -> None:
-    options = SGDROptions(sgdr_T_0=2, sgdr_reset_optimizer_state=True)
-    assert "reset_optimizer_state" not in options.scheduler_kwargs()
-    trainer = SGDRTrainer(
-        model=tiny_gpt2(),
-        args=training_args(tmp_path, max_steps=4),
-        train_dataset=byte_lm_data(8),
-        sgdr_options=options,
-        save_snapshots=False,
-    )
-    trainer.train()
-    assert trainer.lr_scheduler.reset_optimizer_state is True
-    assert [event.optimizer_reset for event in trainer.sgdr_callback.handler.events] == [True, True]
-
-
-def test_copies_of_checked_options_are_checked_only_where_they_set_something(monkeypatch: pytest.MonkeyPatch) -> None:
-    options = SGDROptions(sgdr_T_0=4, max_snapshots=2, restart_from="first")
-    checked: list[SGDROptions] = []
-    monkeypatch.setattr(SGDROptions, "validate_sgdr_options", lambda self: checked.append(self))
-    copy, cleared = options.sgdr_options(), options.without_schedule()
-    assert checked == [] and copy == options and copy is not options
-    assert (cleared.sgdr_T_0, cleared.max_snapshots, cleared.restart_from) == (None, 2, "first")
-    changed = options.sgdr_options(max_snapshots=3)
-    assert checked == [changed] and changed.max_snapshots == 3
+def test_options_changed_after_they_were_made_are_refused_where_they_are_taken(tmp_path: Path) -> None:
+    """A dataclass's fields can be set later; the front ends check the copy they take."""
+    options = SGDROptions(sgdr_T_0=2)
+    options.restart_from = "frist"
+    with pytest.raises(ValueError, match="restart_from must be one of last, first; got 'frist'"):
+        SGDRCallback(options)
+    args = SGDRTrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    args.max_snapshots = 0
+    with pytest.raises(ValueError, match="max_snapshots must be an integer >= 1; got 0"):
+        SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(8))
 
 
 def test_callback_refuses_schedule_options_it_cannot_apply() -> None:

@@ -140,17 +140,13 @@ class SGDROptions:
     def sgdr_options(self, **changes: Any) -> SGDROptions:
         """These options as a plain `SGDROptions` (also from an `SGDRTrainingArguments`), with `changes`.
 
-        The values copied were checked when these options were made, so only a copy that sets an option
-        checks again; one that clears options (sets them to `None`) cannot make valid options invalid."""
+        The copy is checked again: the fields of a dataclass can be set after it was made
+        (`args.max_snapshots = 0`), and the front ends copy the options once, where they take them."""
         values = {f.name: getattr(self, f.name) for f in fields(SGDROptions)}
         unknown = sorted(set(changes) - set(values))
         if unknown:
             raise TypeError(f"unknown SGDR option(s) {unknown}; accepted: {sorted(values)}")
-        if any(value is not None for value in changes.values()):
-            return SGDROptions(**{**values, **changes})
-        copy = object.__new__(SGDROptions)
-        copy.__dict__.update({**values, **changes})
-        return copy
+        return SGDROptions(**{**values, **changes})
 
     def without_schedule(self) -> SGDROptions:
         """The snapshot options and the optimizer-reset flag only (for code that does not build the scheduler)."""
@@ -166,19 +162,17 @@ class SGDROptions:
             )
 
     def scheduler_kwargs(self, steps_per_epoch: int | None = None) -> dict[str, Any]:
-        """The schedule's `lr_scheduler_kwargs` these options set (only those given), `sgdr_T_0_epochs`
-        converted to steps.
+        """The `lr_scheduler_kwargs` these options set (only those given), `sgdr_T_0_epochs` converted to steps.
 
-        The optimizer reset is not among them: it reaches the scheduler by one route, the cycle-end handler,
-        which switches it on when `resets_optimizer_state` (asked for, or implied by star restarts).
         `steps_per_epoch` is the number of optimizer steps per epoch (gradient accumulation included);
-        it is required when `sgdr_T_0_epochs` is given.
+        it is required when `sgdr_T_0_epochs` is given. A scheduler built elsewhere (a stock Trainer's) gets
+        the optimizer reset from the cycle-end handler (`resets_optimizer_state`), which also covers star restarts.
         """
         kwargs = {
-            p.name: getattr(self, name)
-            for name, p in SCHEDULE_OPTIONS.items()
-            if name in SCHEDULE_SHAPE_OPTIONS and getattr(self, name) is not None
+            p.name: getattr(self, name) for name, p in SCHEDULE_OPTIONS.items() if getattr(self, name) is not None
         }
+        if not self.sgdr_reset_optimizer_state:
+            kwargs.pop("reset_optimizer_state")
         if self.sgdr_T_0_epochs is not None:
             if steps_per_epoch is None:
                 raise ValueError(
