@@ -86,3 +86,16 @@ def test_each_checkpoint_gets_the_running_average_once(
     trainer.train()
     assert written == [tmp_path / f"checkpoint-{step}" / STATE_NAME for step in (4, 8)]
     assert all(path.is_file() for path in written)
+
+
+def test_a_custom_trainer_saves_the_state_into_the_checkpoint_folder_it_names(tmp_path: Path) -> None:
+    """`save_checkpoint_state(folder, step)`: the checkpoint folder itself (as a Trainer subclass calls it)."""
+    args = training_args(tmp_path, max_steps=4)
+    trainer = SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(8), sgdr_T_0=2, swa_start=0.5)
+    trainer.train()
+    callback = trainer.sgdr_callback
+    folder = callback.checkpoint_folder(tmp_path / "elsewhere", 4)
+    assert folder == str(tmp_path / "elsewhere" / "checkpoint-4")
+    callback._checkpointed_step = None  # as at a new step: the state is written once per step
+    callback.save_checkpoint_state(folder, 4)
+    assert (Path(folder) / STATE_NAME).is_file() and not (Path(folder) / "checkpoint-4").exists()

@@ -174,7 +174,7 @@ class SGDRCallback(TrainerCallback):
     def _trainer_may_save(self, args: TrainingArguments, state: TrainerState) -> None:
         """A stock Trainer may write a checkpoint next (it announces none): prepare it now."""
         if not self._saves_announced:
-            self.save_checkpoint_state(args.output_dir, state.global_step)
+            self.save_checkpoint_state(self.checkpoint_folder(args.output_dir, state.global_step), state.global_step)
 
     def on_log(
         self,
@@ -225,18 +225,22 @@ class SGDRCallback(TrainerCallback):
             self.handler.finish()
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint_state(self, output_dir: str | os.PathLike[str], global_step: int) -> None:
-        """Make the checkpoint `output_dir/checkpoint-<global_step>` that the Trainer writes next imply its
-        snapshots: wait for pending snapshot writes and record updates (raising on every rank if one failed) and
-        store the handler's state (running average, star weights) in that folder, once per step (it changes only
-        with the next optimizer step).
+    def save_checkpoint_state(self, folder: str | os.PathLike[str] | None, global_step: int) -> None:
+        """Make the checkpoint `folder` that the Trainer writes next (`checkpoint_folder`) imply its snapshots: wait
+        for pending snapshot writes and record updates (raising on every rank if one failed) and store the
+        handler's state (running average, star weights) in `folder` (`None`: wait only), once per step (it changes
+        only with the next optimizer step).
         """
         if self.handler is None:
             return
         first = self._checkpointed_step != global_step
-        folder = os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{global_step}")
         self.handler.checkpoint(folder if first else None)
         self._checkpointed_step = global_step
+
+    @staticmethod
+    def checkpoint_folder(output_dir: str | os.PathLike[str], global_step: int) -> str:
+        """The folder of the checkpoint the Trainer writes at `global_step` (`checkpoint-<global_step>`)."""
+        return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{global_step}")
 
     @staticmethod
     def last_complete_checkpoint(output_dir: str | os.PathLike[str]) -> str | None:

@@ -146,7 +146,9 @@ class SGDRTrainer(Trainer):
         """Before the Trainer writes a checkpoint, finish the pending snapshot writes and store the running
         average in it, so that a checkpoint (complete once its `trainer_state.json` is written) implies them.
         """
-        self.sgdr_callback.save_checkpoint_state(self._get_output_dir(trial=trial), self.state.global_step)
+        step = self.state.global_step
+        folder = SGDRCallback.checkpoint_folder(self._get_output_dir(trial=trial), step)
+        self.sgdr_callback.save_checkpoint_state(folder, step)
         super()._save_checkpoint(model, trial)
 
 
