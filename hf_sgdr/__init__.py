@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import _ensemble_side
 from ._lazy import lazy_attributes
 from ._version import __version__
 from .registration import register_sgdr_scheduler_on_import
@@ -87,5 +88,16 @@ __all__ = [
     "reset_optimizer_state",
 ]
 __getattr__, __dir__ = lazy_attributes(__name__, _NAMES, eager=["__version__", "register_sgdr_scheduler_on_import"])
+
+
+def _evaluate_trainer_snapshots(trainer: SGDRTrainer, *args: object, **kwargs: object) -> object:
+    """`hf_sgdr.snapshots.evaluate_trainer_snapshots`, imported when called: the package front wires it in for
+    the training glue, which cannot import the ensembles."""
+    from .snapshots.trainer_runs import evaluate_trainer_snapshots
+
+    return evaluate_trainer_snapshots(trainer, *args, **kwargs)
+
+
+_ensemble_side.evaluate_trainer_snapshots = _evaluate_trainer_snapshots
 
 register_sgdr_scheduler_on_import()

@@ -14,31 +14,19 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import SchedulerType, has_length
 
+from .. import _ensemble_side
 from ..registration import SCHEDULER_NAME, check_scheduler_kwargs, get_sgdr_schedule
 from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
 from .callback import SGDRCallback
 
 logger = logging.getLogger(__name__)
-
-
-class _MovedOut:
-    """A method that left the class: reading it raises `AttributeError` saying what to call instead, rather
-    than the bare "has no attribute" (and `hasattr` stays false)."""
-
-    def __init__(self, replacement: str) -> None:
-        self.replacement = replacement
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.qualified_name = f"{owner.__name__}.{name}"
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        raise AttributeError(f"{self.qualified_name} was removed (see CHANGELOG.md): use {self.replacement}")
 
 
 class SGDRTrainer(Trainer):
@@ -52,12 +40,6 @@ class SGDRTrainer(Trainer):
         **kwargs: `SGDROptions` fields (`sgdr_T_0`, `max_snapshots`, `swa_start`, ...) override the
             options one by one; everything else goes to `Trainer`.
     """
-
-    #: The snapshots are evaluated from the ensemble side, so that training never imports the ensembles.
-    evaluate_snapshots = _MovedOut(
-        "hf_sgdr.snapshots.evaluate_trainer_snapshots(trainer, ...), which takes the same arguments, or "
-        "SnapshotEnsemble.from_trainer(trainer).evaluate(...)"
-    )
 
     def __init__(
         self,
@@ -141,6 +123,17 @@ class SGDRTrainer(Trainer):
             ignore_keys_for_eval=ignore_keys_for_eval,
             **kwargs,
         )
+
+    def evaluate_snapshots(self, *args: Any, **kwargs: Any) -> Any:
+        """Deprecated: use `hf_sgdr.snapshots.evaluate_trainer_snapshots(trainer, ...)`, which takes the same
+        arguments (the snapshots are evaluated from the ensemble side; training does not import it)."""
+        warnings.warn(
+            "SGDRTrainer.evaluate_snapshots is deprecated and will be removed in hf_sgdr 0.3: use "
+            "hf_sgdr.snapshots.evaluate_trainer_snapshots(trainer, ...), which takes the same arguments",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return _ensemble_side.evaluate_trainer_snapshots(self, *args, **kwargs)
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         """Before the Trainer writes a checkpoint, finish the pending snapshot writes and store the running
