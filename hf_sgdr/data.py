@@ -10,6 +10,7 @@ works with `SnapshotEnsemble` too.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
@@ -36,6 +37,8 @@ __all__ = [
 #: text column. A task kind names its layout (`snapshots.tasks.registry.KindFacts.data`).
 DataLayout = Literal["text", "lm blocks"]
 DATA_LAYOUTS: tuple[str, ...] = get_args(DataLayout)
+#: The task kinds' names that `dataset_dataloader` took before it took a layout (deprecated, removed in 0.3).
+_DEPRECATED_KIND_LAYOUTS = {"classification": "text", "regression": "text", "causal_lm": "lm blocks"}
 
 #: Text columns of the GLUE tasks (second one for sentence pairs).
 GLUE_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -197,6 +200,14 @@ def dataset_dataloader(
     `text_columns_for`) with labels; ``"lm blocks"``, the `lm_blocks` of its text column. With `num_labels`
     (classification), every label must be an integer class in [0, num_labels): else a `ValueError` naming
     `label_flag` and the values, before any work."""
+    if layout in _DEPRECATED_KIND_LAYOUTS:
+        warnings.warn(
+            f"dataset_dataloader's third argument is a data layout: the task kind {layout!r} is deprecated and "
+            f"will be refused from hf_sgdr 0.3; pass {_DEPRECATED_KIND_LAYOUTS[layout]!r}",
+            FutureWarning,
+            stacklevel=2,
+        )
+        layout = _DEPRECATED_KIND_LAYOUTS[layout]
     if layout not in DATA_LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(map(repr, DATA_LAYOUTS))}; got {layout!r}")
     columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)

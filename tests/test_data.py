@@ -54,8 +54,11 @@ def test_the_dataloaders_follow_the_same_rules() -> None:
     assert torch.equal(batch["labels"], batch["input_ids"]) and bool(batch["attention_mask"].all())
     (from_dataset,) = dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "lm blocks", block_size=4)
     assert torch.equal(from_dataset["input_ids"], batch["input_ids"])
-    with pytest.raises(ValueError, match="layout must be one of 'text', 'lm blocks'; got 'causal_lm'"):
-        dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "causal_lm")
+    with pytest.warns(FutureWarning, match="the task kind 'causal_lm' is deprecated .* pass 'lm blocks'"):
+        (by_kind,) = dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "causal_lm", block_size=4)
+    assert torch.equal(by_kind["input_ids"], batch["input_ids"])
+    with pytest.raises(ValueError, match="layout must be one of 'text', 'lm blocks'; got 'token_classification'"):
+        dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "token_classification")
 
 
 def test_the_task_kinds_name_the_data_layouts() -> None:
