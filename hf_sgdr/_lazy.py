@@ -14,6 +14,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -106,3 +107,21 @@ def when_imported(name: str, hook: Callable[[ModuleType], None]) -> None:
         hook(module)
     else:
         _FINDER.add(name, hook)
+
+
+def moved_names(old_module: str, names: Mapping[str, str], removal: str = "0.3") -> Callable[[str], Any]:
+    """A module `__getattr__` for a renamed module: each of `old_module`'s public names comes from its new module
+    (`names`: name -> absolute module), with a `FutureWarning` saying where to import it from."""
+
+    def __getattr__(name: str) -> Any:
+        module = names.get(name)
+        if module is None:
+            raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{old_module} is deprecated and will be removed in hf_sgdr {removal}: import {name} from {module}",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)
+
+    return __getattr__

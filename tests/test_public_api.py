@@ -70,7 +70,7 @@ def test_public_names_resolve_lazily_and_are_listed() -> None:
         for name in package.__all__:
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
         assert set(package.__all__) <= set(dir(package))
-    assert hf_sgdr.CosineAnnealingWarmRestartsScheduler is hf_sgdr.SGDRScheduler  # the seeds' alias
+    assert hf_sgdr.CosineAnnealingWarmRestartsScheduler is hf_sgdr.SGDRScheduler  # a torch-like name
     assert issubclass(hf_sgdr.SGDRWithWarmup, hf_sgdr.SGDRScheduler)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = hf_sgdr.nope
@@ -83,6 +83,23 @@ def test_internals_stay_in_their_modules() -> None:
             getattr(hf_sgdr.training, internal)
     from hf_sgdr.training.cycle_end import STATE_NAME, check_event_api  # noqa: F401 (still importable there)
     from hf_sgdr.training.distributed import ProcessSync  # noqa: F401
+
+
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("hf_sgdr.hub_access", "loading", "hf_sgdr.missing_resources"),
+        ("hf_sgdr.training.core", "CycleEndHandler", "hf_sgdr.training.cycle_end"),
+        ("hf_sgdr.training.core", "CycleLoss", "hf_sgdr.training.callback"),
+        ("hf_sgdr.training.checkpoints", "find_checkpoint", "hf_sgdr.training.loop_checkpoints"),
+    ],
+)
+def test_renamed_modules_still_give_their_names_and_say_where_they_went(old: str, name: str, new: str) -> None:
+    with pytest.warns(FutureWarning, match=f"{old} is deprecated .*: import {name} from {new}"):
+        value = getattr(importlib.import_module(old), name)
+    assert value is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        _ = importlib.import_module(old).nope
 
 
 def test_recipes_import_only_public_names() -> None:
