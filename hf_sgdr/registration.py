@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._lazy import when_imported
-from .schedule import build_schedule
+from .schedule import build_schedule, parse_cycles, resolve_cycles
 from .schedule_parameters import ALIASES, PARAMETERS, SCHEDULE_PARAMETERS, unknown_text
 from .validation import check_bool, check_int
 
@@ -89,6 +89,11 @@ def _json_value(text: str) -> Any:
         return text
 
 
+#: Steps per cycle of the stand-in budget that checks a list of cycle fractions before the real budget is known
+#: (any budget that fits every cycle checks the same rules).
+_STAND_IN_STEPS_PER_CYCLE = 1_000
+
+
 def check_scheduler_kwargs(
     kwargs: Mapping[str, Any] | str | None,
     *,
@@ -101,11 +106,17 @@ def check_scheduler_kwargs(
 
     The schedule itself is built (layer 1, no torch, no optimizer) and its floors held against `lrs`, the
     param groups' initial lrs. Without `T_0` and without a known budget, the fitted first cycle is unknown
-    until `train()`: everything else is checked.
+    until `train()`: everything else is checked; cycles listed as fractions of that budget are checked against
+    a stand-in budget (their own rules: all fractions, summing to 1).
     """
     kwargs = scheduler_arguments(kwargs, num_warmup_steps)
     check_bool("reset_optimizer_state", kwargs.pop("reset_optimizer_state", False))
-    if kwargs.get("T_0") is None and num_training_steps is None:
+    if num_training_steps is None and kwargs.get("cycles") is not None:
+        cycles = parse_cycles(kwargs["cycles"])
+        if any(isinstance(length, float) for length, _ in cycles):  # fractions of the budget train() will know:
+            stand_in = len(cycles) * _STAND_IN_STEPS_PER_CYCLE + (kwargs.get("warmup_steps") or 0)
+            kwargs["cycles"] = resolve_cycles(cycles, stand_in, kwargs.get("warmup_steps") or 0)
+    elif kwargs.get("T_0") is None and num_training_steps is None:
         PARAMETERS["num_cycles"].check(kwargs.pop("num_cycles", None))
         kwargs["T_0"] = PARAMETERS["restart_warmup_steps"].check(kwargs.get("restart_warmup_steps", 0)) + 1
     build_schedule(num_training_steps=num_training_steps, **kwargs).check_floors(lrs)

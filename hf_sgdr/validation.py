@@ -107,3 +107,11 @@ def check_bool(name: str, value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise _fail(name, value, "a boolean (true/false)")
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a float when it is a finite int or float (not a bool), else `None`: for numbers read from logs
+    and metrics, where anything else is skipped, not refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None

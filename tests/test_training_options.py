@@ -112,6 +112,17 @@ def test_options_changed_after_they_were_made_are_refused_where_they_are_taken(t
         SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(8))
 
 
+@pytest.mark.parametrize("cycles", ["0.5:1,0.5:0.5", "2:1,2:0.5"])
+def test_cycle_lists_without_max_steps_are_checked_at_init_and_train(tmp_path: Path, cycles: str) -> None:
+    """Fractions of a budget known only at `train()` (and steps) pass the init check; a bad list does not."""
+    args = training_args(tmp_path, num_train_epochs=2, max_steps=-1, per_device_train_batch_size=2)  # 2 steps an epoch
+    trainer = SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(4), sgdr_cycles=cycles)
+    trainer.train()
+    assert trainer.lr_scheduler.schedule.cycle_ends(4) == [2, 4]
+    with pytest.raises(ValueError, match=r"fractions of the budget must sum to 1; they sum to 0\.9"):
+        SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(4), sgdr_cycles="0.5:1,0.4:0.5")
+
+
 def test_callback_refuses_schedule_options_it_cannot_apply() -> None:
     with pytest.raises(ValueError, match="SGDRCallback does not build the scheduler, so it cannot apply sgdr_T_mult"):
         SGDRCallback(sgdr_T_mult=2.0)

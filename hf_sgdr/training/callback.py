@@ -24,6 +24,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
 from ..registration import SCHEDULER_NAME, check_scheduler_kwargs
+from ..validation import finite_number
 from .arguments import SGDROptions
 from .cycle_end import CycleEndHandler, training_record
 
@@ -90,14 +91,7 @@ class SGDRCallback(TrainerCallback):
     ) -> None:
         """A `Trainer(callbacks=[SGDRCallback()])` refuses bad ``"sgdr"`` schedule arguments when it is built."""
         if lr_scheduler is None and SchedulerType(args.lr_scheduler_type).value == SCHEDULER_NAME:
-            budget = args.max_steps if args.max_steps > 0 else None
-            groups = optimizer.param_groups if optimizer is not None else [{"lr": args.learning_rate}]
-            check_scheduler_kwargs(
-                args.lr_scheduler_kwargs,
-                lrs=[float(group["lr"]) for group in groups],
-                num_warmup_steps=None if budget is None else args.get_warmup_steps(budget),
-                num_training_steps=budget,
-            )
+            check_trainer_schedule(args, optimizer, args.lr_scheduler_kwargs)
 
     def on_train_begin(
         self,
@@ -295,6 +289,21 @@ def _configure_monitor(scheduler: Any, args: TrainingArguments) -> None:
     logger.info("adaptive SGDR monitors %s (greater_is_better=%s)", metric, scheduler.greater_is_better)
 
 
+def check_trainer_schedule(
+    args: TrainingArguments, optimizer: Any, scheduler_kwargs: Mapping[str, Any], *, budget_known: bool = True
+) -> None:
+    """Refuse bad ``"sgdr"`` schedule arguments when a Trainer is built, not at `train()`: against the optimizer's
+    lrs (or `args.learning_rate` before it exists) and, with `max_steps` (and `budget_known`), the whole budget."""
+    budget = args.max_steps if args.max_steps > 0 and budget_known else None
+    groups = optimizer.param_groups if optimizer is not None else [{"lr": args.learning_rate}]
+    check_scheduler_kwargs(
+        scheduler_kwargs,
+        lrs=[float(group["lr"]) for group in groups],
+        num_warmup_steps=None if budget is None else args.get_warmup_steps(budget),
+        num_training_steps=budget,
+    )
+
+
 class CycleLoss:
     """The mean training loss over a cycle from the Trainer's logs, the same quantity the Accelerate helper
     records: each log's loss is a mean over the optimizer steps since the previous log, and a cycle end always
@@ -317,7 +326,7 @@ class CycleLoss:
         cycle_loss = cls()
         for entry in log_history:
             at, loss = entry.get("step"), entry.get("loss")
-            if isinstance(at, int) and at <= step and _is_number(loss) and math.isfinite(loss):
+            if isinstance(at, int) and at <= step and finite_number(loss) is not None:
                 if "sgdr/completed_cycle" in entry:
                     cycle_loss.cycle_ended_at(at)
                 cycle_loss.add_window(at, loss)
@@ -335,7 +344,3 @@ class CycleLoss:
         mean = self._sum / self._steps if self._steps else None
         self._sum, self._steps, self._cycle_end = 0.0, 0, None
         return mean
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..optimizer_reset import check_resettable
 from ..snapshot_format.layout import snapshot_name
 from ..snapshot_format.manifest import SnapshotManifest, SnapshotRecord
 from ..snapshot_format.model_description import describe_model, unwrap_model
+from ..validation import finite_number
 from .averaging import CycleAverager
 from .distributed import ProcessSync
 from .snapshot_recorder import SnapshotRecorder
@@ -303,7 +303,7 @@ class CycleEndHandler:
                     scheduler_step=t,
                     epoch=None if epoch is None else float(epoch),
                     lr=list(lrs),
-                    train_loss=_finite(train_loss),
+                    train_loss=finite_number(train_loss),
                     averaged=averaged,
                     num_averaged=num_averaged,
                 ),
@@ -344,7 +344,8 @@ class CycleEndHandler:
         snapshot taken at `global_step`, unless that snapshot holds averaged weights (the evaluation
         measured the raw ones).
         """
-        numbers = {key: float(value) for key, value in metrics.items() if key != "epoch" and _finite(value) is not None}
+        finite = {key: finite_number(value) for key, value in metrics.items() if key != "epoch"}
+        numbers = {key: value for key, value in finite.items() if value is not None}
         observe = getattr(self.scheduler, "observe", None)
         extended = bool(observe(dict(numbers))) if callable(observe) else False
         self.annotate(global_step, eval_metrics=numbers)
@@ -355,7 +356,7 @@ class CycleEndHandler:
     ) -> None:
         """Attach a training loss or eval metrics to the snapshot taken at `global_step` (if any)."""
         if self.recorder is not None:
-            self.recorder.annotate(global_step, train_loss=_finite(train_loss), eval_metrics=eval_metrics)
+            self.recorder.annotate(global_step, train_loss=finite_number(train_loss), eval_metrics=eval_metrics)
 
     # ------------------------------------------------------------------ checkpoints and the end
     def state_dict(self) -> dict[str, Any]:
@@ -450,9 +451,3 @@ def _switch_on_scheduler_reset(scheduler: Any, optimizer: Any) -> None:
     if not scheduler.reset_optimizer_state:
         check_resettable(optimizer)
         scheduler.reset_optimizer_state = True
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None

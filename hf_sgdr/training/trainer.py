@@ -22,9 +22,9 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import SchedulerType, has_length
 
 from .. import _ensemble_side
-from ..registration import SCHEDULER_NAME, check_scheduler_kwargs, get_sgdr_schedule
+from ..registration import SCHEDULER_NAME, get_sgdr_schedule
 from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
-from .callback import SGDRCallback
+from .callback import SGDRCallback, check_trainer_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +69,8 @@ class SGDRTrainer(Trainer):
         otherwise the budget fit (and `sgdr_T_0_epochs`) waits for the real number of steps."""
         options = self.sgdr_options
         by_epochs = options.sgdr_T_0_epochs is not None
-        budget = self.args.max_steps if self.args.max_steps > 0 and not by_epochs else None
-        groups = self.optimizer.param_groups if self.optimizer is not None else [{"lr": self.args.learning_rate}]
-        check_scheduler_kwargs(
-            self._sgdr_scheduler_kwargs(options.sgdr_options(sgdr_T_0_epochs=None) if by_epochs else options),
-            lrs=[float(group["lr"]) for group in groups],
-            num_warmup_steps=None if budget is None else self.args.get_warmup_steps(budget),
-            num_training_steps=budget,
-        )
+        kwargs = self._sgdr_scheduler_kwargs(options.sgdr_options(sgdr_T_0_epochs=None) if by_epochs else options)
+        check_trainer_schedule(self.args, self.optimizer, kwargs, budget_known=not by_epochs)
 
     def _sgdr_scheduler_kwargs(self, options: SGDROptions, steps_per_epoch: int | None = None) -> dict[str, Any]:
         """`lr_scheduler_kwargs` and the schedule keys of `options`, merged (a key in both is an error)."""
