@@ -3,7 +3,7 @@
 snapshots/          # SNAPSHOT_SUBDIR of a training run's output_dir (unless snapshot_dir says otherwise)
   manifest.json     # MANIFEST_NAME
   schedule.png      # PLOT_NAME, optional
-  README.md         # CARD_NAME: the model card, written by the ensemble side
+  README.md         # CARD_NAME: the model card (a saved or pushed ensemble only, written by the ensemble side)
   cycle-000/        # snapshot_name(0): what AutoModel*.from_pretrained (or PEFT) loads
   cycle-001/ ...
 """

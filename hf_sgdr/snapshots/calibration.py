@@ -21,9 +21,8 @@ import torch
 TEMPERATURE_RANGE = (0.05, 20.0)
 
 
-#: Temperatures tried for a causal LM: 65 points log-spaced over 0.25-4 (4 ** (i / 32 - 1)), 1.0 at `LM_GRID_ONE`.
+#: Temperatures tried for a causal LM: 65 points log-spaced over 0.25-4 (4 ** (i / 32 - 1)), 1.0 among them.
 LM_TEMPERATURE_GRID: tuple[float, ...] = tuple(4.0 ** (i / 32 - 1) for i in range(65))
-LM_GRID_ONE = 32
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -8,13 +8,13 @@ and one member at a time costs nothing extra, so the default there keeps none re
 ensemble's model-sized weight sets may occupy together:
 
 - `None` (default): on CUDA, `DEFAULT_DEVICE_SHARE` of the device's free memory when the first member is
-  loaded (`torch.cuda.mem_get_info`); elsewhere 0 (one member at a time, as before);
+  loaded (`torch.cuda.mem_get_info`); elsewhere 0 (one member at a time);
 - an int >= 0: that many bytes;
 - a float in (0, 1]: that share of the CUDA device's free memory.
 
 A member's size is measured on its first load. With room for `C` weight sets and `K` members: all `K` stay
 resident when `C >= K + 1` (the extra one holds soups); otherwise `C - 2` do (one slot for the member being
-loaded, one for a soup's second operand), and the rest are loaded one at a time as before.
+loaded, one for a soup's second operand), and the rest are loaded one at a time.
 """
 
 from __future__ import annotations

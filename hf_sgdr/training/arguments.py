@@ -4,9 +4,10 @@
 `SGDRTrainingArguments` (a `TrainingArguments` whose fields show on an `HfArgumentParser` command
 line; the schedule fields also answer to their short names, `--T_0`, `--num_cycles`, ...),
 `SGDRTrainer(..., sgdr_T_0=...)`, the plain-Accelerate helper and the recipes' parsers
-(`HfArgumentParser((SGDROptions, ...))`). Its `__post_init__` is the one check of every option; what
-leaves it (the options, their `scheduler_kwargs()`) is trusted downstream. Schedule fields default to
-`None`, meaning "the scheduler's default", so that they merge with `lr_scheduler_kwargs` without ambiguity.
+(`HfArgumentParser((SGDROptions, ...))`). Its `__post_init__` is the one check of every option, run again on
+the copy each front end takes (`sgdr_options()`: fields set after construction are caught there); what leaves
+it (that copy, its `scheduler_kwargs()`) is trusted downstream. Schedule fields default to `None`, meaning
+"the scheduler's default", so that they merge with `lr_scheduler_kwargs` without ambiguity.
 """
 
 from __future__ import annotations
