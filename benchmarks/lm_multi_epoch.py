@@ -447,13 +447,13 @@ def render(payload: dict[str, Any]) -> str:
                 ]
             )
     model, machine, load, blocks_ = payload["model"], payload["machine"], payload["load_average"], payload["num_blocks"]
-    missing = payload["missing_runs"]
+    missing, preset = payload["missing_runs"], config.get("preset", "multi_epoch")
     chars = "the whole train part"
     if config["train_chars"] is not None:
         chars = f"the first {config['train_chars']:,} characters of the train part"
     return "\n".join(
         [
-            f"# Tiny Shakespeare (characters), small GPT-2 from scratch {PRESETS[config['preset']]['title']}",
+            f"# Tiny Shakespeare (characters), small GPT-2 from scratch {PRESETS[preset]['title']}",
             "",
             *([f"**Partial**: not trained in time, left out: {', '.join(missing)}.", ""] if missing else []),
             f"GPT-2 with {model['n_layer']} layers, width {model['n_embd']}, {model['n_head']} heads, no dropout "
