@@ -1,8 +1,8 @@
 """What the schedule benchmarks share: the schedules compared, one `Trainer` run with its traces and
-snapshots, the snapshot-ensemble summary, mean ± std tables, machine facts, plots and result files.
+snapshots, mean ± std tables, machine facts, plots and result files.
 
-Imported by `glue_schedules.py`, `glue_multi_epoch.py`, `lm_schedules.py`, `lm_multi_epoch.py` and
-`overhead.py` (run as scripts from the repository root, so `benchmarks/` is on `sys.path`).
+Imported by `glue_multi_epoch.py`, `lm_multi_epoch.py` and `overhead.py` (run as scripts from the repository
+root, so `benchmarks/` is on `sys.path`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from transformers import (
 )
 
 import hf_sgdr  # registers lr_scheduler_type="sgdr"
-from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble
+from hf_sgdr.snapshots import SnapshotEnsemble
 from hf_sgdr.training import SGDRTrainer
 
 logger = logging.getLogger("benchmarks")
@@ -240,51 +240,6 @@ def train_run(
     return RunOutcome(wall, snapshot_dir, steps, trace.lr, trace.loss)
 
 
-# ---------------------------------------------------------------------------------------------- ensembles
-def evaluate_snapshots(
-    snapshot_dir: Path,
-    eval_loader: Any,
-    selection_loader: Any = None,
-    *,
-    metrics: Sequence[str],
-    eval_split: str,
-    selection_split: str = "selection",
-) -> dict[str, Any]:
-    """Every snapshot, the last-3 and all-snapshot ensembles, the uniform soup (and, with a selection split,
-    the greedy soup and greedy ensemble selection chosen on it), as {row: {metric: value}}."""
-    ensemble = SnapshotEnsemble.from_pretrained(snapshot_dir, progress=False, device="cpu")
-    report = ensemble.evaluate(
-        eval_loader,
-        selection_loader,
-        metrics=list(metrics),
-        eval_split=eval_split,
-        selection_split=selection_split,
-    )
-    return summarize_report(report, [r.global_step for r in ensemble.records])
-
-
-def summarize_report(report: EvaluationReport, steps: Sequence[int]) -> dict[str, Any]:
-    """The report's rows under stable keys: snapshots (list), final, ensemble_last3, ensemble_all, soups."""
-    snapshots = report.rows_of("snapshot")
-    count = len(snapshots)
-    out: dict[str, Any] = {
-        "snapshots": [row.metrics for row in snapshots],
-        "snapshot_steps": list(steps),
-        "final": snapshots[-1].metrics,
-        f"ensemble_last{min(3, count)}": report.row(f"ensemble (last {min(3, count)}, {report.method})").metrics,
-        "ensemble_all": report.row(f"ensemble (last {count}, {report.method})").metrics,
-    }
-    for kind, key in (("uniform_soup", "uniform_soup"), ("greedy_soup", "greedy_soup")):
-        for row in report.rows_of(kind):
-            out[key] = row.metrics
-            if kind == "greedy_soup":
-                out["greedy_soup_members"] = row.members
-    for row in report.rows_of("greedy_ensemble"):
-        out["greedy_ensemble"] = row.metrics
-        out["greedy_ensemble_members"] = row.members
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- statistics
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
@@ -292,55 +247,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-#: The rows of the schedule benchmarks' summaries: (key in a run's split results, label).
-SUMMARY_ROWS = (
-    ("final", "final model"),
-    ("ensemble_last3", "ensemble, last 3"),
-    ("ensemble_all", "ensemble, all"),
-    ("uniform_soup", "uniform soup, all"),
-    ("greedy_soup", "greedy soup (chosen on validation)"),
-    ("greedy_ensemble", "greedy ensemble selection (chosen on validation)"),
-)
-
-
-def summarize_over_seeds(
-    runs: Sequence[dict[str, Any]],
-    schedules: Sequence[str],
-    splits: Sequence[str],
-    metric: str,
-    required_split: str | None = None,
-) -> list[dict[str, Any]]:
-    """One entry per (schedule, `SUMMARY_ROWS` row): `metric` mean/std over the seeds' runs on each split that has it.
-
-    With `required_split`, rows that have no value on that split are left out.
-    """
-    out = []
-    for schedule in schedules:
-        group = [run for run in runs if run["schedule"] == schedule]
-        for key, label in SUMMARY_ROWS:
-            entry: dict[str, Any] = {"schedule": schedule, "row": key, "label": label, "seeds": len(group)}
-            for split in splits:
-                values = [run[split][key][metric] for run in group if key in run.get(split, {})]
-                if values:
-                    entry[split] = dict(zip(("mean", "std"), mean_std(values), strict=True), values=values)
-            if required_split is None or required_split in entry:
-                out.append(entry)
-    return out
-
-
 def fmt_mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
     mean, std = mean_std([v * scale for v in values])
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def wall_time_rows(runs: Sequence[dict[str, Any]], schedules: Sequence[str], keys: Sequence[str]) -> list[list[str]]:
-    """Per schedule: its snapshot steps and, for each wall-time key of a run, mean ± std over the seeds."""
-    rows = []
-    for schedule in schedules:
-        group = [run for run in runs if run["schedule"] == schedule]
-        steps = ", ".join(map(str, group[0]["snapshot_steps"]))
-        rows.append([schedule, steps, *(fmt_mean_std([run[key] for run in group], digits=1) for key in keys)])
-    return rows
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -20,10 +20,15 @@ Stages, each resumable (a finished run writes its results at once; a re-run skip
     python benchmarks/glue_multi_epoch.py --output_dir /tmp/bench/multi_epoch            # both stages
     python benchmarks/glue_multi_epoch.py --output_dir DIR --stage train --seeds 1      # one worker's share
     python benchmarks/glue_multi_epoch.py --task rte --output_dir /tmp/bench/rte        # RTE (see TASKS)
+    python benchmarks/glue_multi_epoch.py --preset short_budget --output_dir /tmp/bench/glue_runs  # see PRESETS
 
 RTE (`--task rte`, sentence pairs) has no labelled test split here: a fixed part of RTE train (seed 0) is the
 validation split that chooses everything, the train subset comes from the rest, and the official RTE validation
 split is the holdout, read once in the report stage (results/glue_multi_epoch_rte.{md,json}, plots).
+
+`--preset short_budget` is the counter-example: 120 steps, under one epoch of 4,000 sentences, where every
+snapshot is still clearly better than the one before (results/glue_schedules.{md,json}; the committed ones were
+written by the earlier one-process script, in its own format: accuracy only, no temperature rows, no anchor).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,7 @@ from _common import (
     DATA,
     RESULTS,
     LoadMonitor,
+    RunConfig,
     fmt_mean_std,
     machine_info,
     make_schedules,
@@ -54,16 +61,9 @@ from _common import (
     train_run,
     write_results,
 )
+from _glue_data import Holdout, frame_loader, train_and_validation
 from _staged import deep_ensemble as staged_deep_ensemble
 from _staged import evaluation, finished_runs, per_snapshot, report_runs, summarize
-from glue_schedules import (
-    Holdout,
-    add_sst2_run_arguments,
-    load_train_and_validation,
-    sorted_loader,
-    sst2_model_and_config,
-    warm_up,
-)
 from hf_sgdr.atomic import atomic_write_json
 from hf_sgdr.snapshots import SnapshotEnsemble
 
@@ -110,6 +110,27 @@ TASKS: dict[str, dict[str, Any]] = {
         "quick": {"max_length": 48, "num_cycles": 3, "validation_samples": 16, "holdout_samples": 16},
     },
 }
+#: Per preset: its title, results name and the defaults that differ from the task's (a flag given wins).
+PRESETS: dict[str, dict[str, Any]] = {
+    "multi_epoch": {
+        "title": "several epochs of a small subset: snapshot ensembles where they can pay",
+        "results": "glue_multi_epoch",
+        "defaults": {},
+        "quick": {},
+    },
+    # The counter-example: under one epoch, every snapshot is still clearly better than the one before.
+    "short_budget": {
+        "title": "under one epoch: the counter-example",
+        "results": "glue_schedules",
+        "defaults": {
+            "steps": 120,
+            "train_samples": 4000,
+            "num_cycles": 4,
+            "schedules": ["linear", "cosine", "cosine_with_restarts", "sgdr_tmult1", "sgdr_tmult2"],
+        },
+        "quick": {"steps": 8, "train_samples": 96, "num_cycles": 3, "schedules": ["cosine", "sgdr_tmult2"]},
+    },
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,10 +142,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sst2, or rte (sentence pairs; validation = a fixed part of RTE train, holdout = RTE validation; "
         "its own defaults: see TASKS)",
     )
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), default="multi_epoch", help="the budget and schedules (see PRESETS)"
+    )
     parser.add_argument("--epochs", type=int, default=5, help="passes over the subset (sets the optimizer steps)")
-    add_sst2_run_arguments(parser, train_samples=1000, num_cycles=5, schedules=SCHEDULES)
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: from --epochs)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--train_samples", type=int, default=1000, help="train subset (shuffled, seed 0)")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=1e-4, help="peak lr of every schedule")
+    parser.add_argument("--warmup_steps", type=int, default=6, help="linear warmup of every schedule")
+    parser.add_argument("--num_cycles", type=int, default=5, help="cycles / snapshots per run")
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES)
+    parser.add_argument(
+        "--validation_samples", type=int, default=None, help="default: all 872 (for RTE: the part of train)"
+    )
+    parser.add_argument("--holdout_samples", type=int, default=None, help="default: all")
+    parser.add_argument("--eval_batch_size", type=int, default=128)
+    parser.add_argument("--holdout_file", type=Path, default=DATA / "holdout" / "sst2_test_labeled.parquet")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    parser.add_argument(
+        "--train_sampling_strategy",
+        choices=("random", "group_by_length"),
+        default="random",
+        help="the Trainer's train sampler (group_by_length: less padding for texts of very different lengths)",
+    )
     known, _ = parser.parse_known_args(argv)
-    parser.set_defaults(**TASKS[known.task]["defaults"])
+    parser.set_defaults(**{**TASKS[known.task]["defaults"], **PRESETS[known.preset]["defaults"]})
     parser.add_argument("--output_dir", type=Path, required=True, help="run folders (kept: the stages resume)")
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
     parser.add_argument("--stage", choices=("train", "report", "all"), default="all")
@@ -132,8 +177,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run (2 schedules, 2 seeds, 8 steps)")
     args = parser.parse_args(argv)
     if args.quick:
-        vars(args).update(QUICK, **TASKS[args.task]["quick"])
-    args.steps = math.ceil(args.train_samples / args.batch_size) * args.epochs
+        vars(args).update({**QUICK, **TASKS[args.task]["quick"], **PRESETS[args.preset]["quick"]})
+    args.steps = args.steps or math.ceil(args.train_samples / args.batch_size) * args.epochs
     return args
 
 
@@ -142,50 +187,40 @@ def run_folder(args: argparse.Namespace, schedule: str, seed: int) -> Path:
 
 
 def results_name(args: argparse.Namespace) -> str:
-    name = "glue_multi_epoch" + ("" if args.task == "sst2" else f"_{args.task}")
+    name = PRESETS[args.preset]["results"] + ("" if args.task == "sst2" else f"_{args.task}")
     return f"{name}_quick" if args.quick else name
 
 
-# ---------------------------------------------------------------------------------------------- data
-def pair_loader(args: argparse.Namespace, tokenizer: Any, frame: Any) -> Any:
-    """A length-sorted evaluation loader of a frame with the task's text column(s) and `label`."""
-    columns = TASKS[args.task]["columns"]
-    pairs = frame[columns[1]].tolist() if len(columns) > 1 else None
-    return sorted_loader(
-        tokenizer, frame[columns[0]].tolist(), frame["label"].tolist(), args.max_length, args.eval_batch_size, pairs
+# ---------------------------------------------------------------------------------------------- model
+def model_and_config(args: argparse.Namespace) -> tuple[Callable[[], torch.nn.Module], RunConfig]:
+    """A maker of fresh MiniLM 2-label classifiers and the `RunConfig` that every run shares."""
+    from transformers import AutoModelForSequenceClassification
+
+    def make_model() -> torch.nn.Module:
+        return AutoModelForSequenceClassification.from_pretrained(MODEL_ID, num_labels=2)
+
+    config = RunConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        num_cycles=args.num_cycles,
+        logging_steps=max(1, args.steps // 60),
+        task=args.task,
+        train_sampling_strategy=args.train_sampling_strategy,
     )
+    return make_model, config
 
 
-def split_train(frame: Any, validation_samples: int, train_samples: int) -> tuple[Any, Any]:
-    """A train split shuffled once (seed 0, whatever the run's seed): its first `validation_samples` rows as the
-    validation split, the next `train_samples` rows as the train subset (disjoint)."""
-    frame = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
-    if validation_samples + train_samples > len(frame):
-        raise SystemExit(
-            f"{validation_samples} validation + {train_samples} train rows asked; the train split has {len(frame)}"
-        )
-    return frame.iloc[:validation_samples], frame.iloc[validation_samples : validation_samples + train_samples]
-
-
-def train_and_validation(args: argparse.Namespace, tokenizer: Any) -> tuple[Any, Any]:
-    """The tokenised train subset and the validation loader: SST-2's (its validation split), or RTE's: RTE
-    train shuffled once (seed 0), its first `validation_samples` pairs as validation, the train subset next."""
-    if args.task == "sst2":
-        return load_train_and_validation(args, tokenizer)
-    import datasets
-    import pandas as pd
-
-    validation, subset = split_train(
-        pd.read_parquet(DATA / "glue" / args.task / "train.parquet"), args.validation_samples, args.train_samples
-    )
-    first, second = TASKS[args.task]["columns"]
-    train = datasets.Dataset.from_pandas(subset[[first, second, "label"]], preserve_index=False)
-    train = train.map(
-        lambda b: tokenizer(b[first], b[second], truncation=True, max_length=args.max_length),
-        batched=True,
-        remove_columns=[first, second],
-    )
-    return train, pair_loader(args, tokenizer, validation)
+def warm_up(make_model: Callable[[], torch.nn.Module], train: Any, collator: Any, batch_size: int) -> None:
+    """A few untimed steps so that the first timed run does not pay the process's first allocations."""
+    model = make_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    rows = [{k: train[i][k] for k in ("input_ids", "attention_mask", "label")} for i in range(batch_size)]
+    for _ in range(3):
+        model(**collator(rows)).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
 
 
 # ---------------------------------------------------------------------------------------------- stage 1
@@ -194,7 +229,7 @@ def train_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor) -> 
     from transformers import DataCollatorWithPadding
 
     train, validation_loader = train_and_validation(args, tokenizer)
-    make_model, config = sst2_model_and_config(args, logs_per_run=60)
+    make_model, config = model_and_config(args)
     schedules = make_schedules(args.schedules, args.num_cycles)
     jobs = [(s, schedule) for s in args.seeds for schedule in schedules]
     todo = [(s, schedule) for s, schedule in jobs if not (run_folder(args, schedule.name, s) / "run.json").is_file()]
@@ -248,7 +283,7 @@ def report_stage(args: argparse.Namespace, tokenizer: Any, load: LoadMonitor, st
     frame = holdout.read("final_report", training_finished_at)
     if args.holdout_samples:
         frame = frame.iloc[: args.holdout_samples]
-    holdout_loader = pair_loader(args, tokenizer, frame)
+    holdout_loader = frame_loader(args.task, tokenizer, frame, args.max_length, args.eval_batch_size)
     report_runs(
         runs,
         lambda run: run_folder(args, run["schedule"], run["seed"]),
@@ -420,9 +455,9 @@ def render(payload: dict[str, Any]) -> str:
     task = config.get("task", "sst2")
     return "\n".join(
         [
-            f"# {TASKS[task]['name']}, several epochs of a small subset: snapshot ensembles where they can pay",
+            f"# {TASKS[task]['name']}, {PRESETS[config.get('preset', 'multi_epoch')]['title']}",
             "",
-            f"`{payload['model']}`, {config['epochs']} epochs of {_data_text(payload)}. Peak lr "
+            f"`{payload['model']}`, {_data_text(payload)}. Peak lr "
             f"{config['learning_rate']}, warmup {config['warmup_steps']} steps, max_length {config['max_length']}, "
             f"{config['num_cycles']} cycles / snapshots, seeds {config['seeds']}, train sampler "
             f"{config.get('train_sampling_strategy', 'random')}. Mean ± std over seeds; "
@@ -457,6 +492,7 @@ def render(payload: dict[str, Any]) -> str:
 def _data_text(payload: dict[str, Any]) -> str:
     """What was trained on, what chose, what was reported on (the render's first paragraph)."""
     config = payload["config"]
+    epochs = config["steps"] / math.ceil(config["train_samples"] / config["batch_size"])
     steps = f"({config['steps']} optimizer steps of batch {config['batch_size']})"
     chosen = (
         "everything chosen (best snapshot, greedy soup and selection, temperatures) is chosen on the validation "
@@ -464,14 +500,15 @@ def _data_text(payload: dict[str, Any]) -> str:
     )
     if config.get("task", "sst2") == "sst2":
         return (
-            f"{config['train_samples']} SST-2 train sentences {steps}. Holdout: {payload['num_holdout']} labelled "
-            f"SST-2 test sentences, read once, after every run was trained; {chosen} (the 872 validation sentences)"
+            f"{epochs:.3g} epochs of {config['train_samples']} SST-2 train sentences {steps}. Holdout: "
+            f"{payload['num_holdout']} labelled SST-2 test sentences, read once, after every run was trained; "
+            f"{chosen} (the 872 validation sentences)"
         )
     return (
-        f"{config['train_samples']} RTE train sentence pairs {steps}. Validation: {config['validation_samples']} "
-        "other pairs of RTE train (RTE train shuffled once with seed 0: the first pairs validate, the next ones "
-        f"train); {chosen}. Holdout: {payload['num_holdout']} pairs of the official RTE validation split (RTE has "
-        "no labelled test split here), read once, after every run was trained"
+        f"{epochs:.3g} epochs of {config['train_samples']} RTE train sentence pairs {steps}. Validation: "
+        f"{config['validation_samples']} other pairs of RTE train (RTE train shuffled once with seed 0: the first "
+        f"pairs validate, the next ones train); {chosen}. Holdout: {payload['num_holdout']} pairs of the official "
+        "RTE validation split (RTE has no labelled test split here), read once, after every run was trained"
     )
 
 

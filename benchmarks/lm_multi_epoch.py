@@ -1,9 +1,9 @@
-"""The small character-level GPT-2 of `lm_schedules.py`, trained from scratch for many epochs over a small
-subset of Tiny Shakespeare: the regime where a cycle converges and the final model overfits (validation NLL
-bottoms out and rises within the budget), so that snapshots are of similar quality, the regime snapshot
-ensembles are for. Scored in NLL per character and perplexity.
+"""A small character-level GPT-2, trained from scratch for many epochs over a small subset of Tiny Shakespeare:
+the regime where a cycle converges and the final model overfits (validation NLL bottoms out and rises within the
+budget), so that snapshots are of similar quality, the regime snapshot ensembles are for. Scored in NLL per
+character and perplexity.
 
-Data: the splits of `lm_schedules.py` (contiguous parts of `tinyshakespeare.txt`: train 0-90 %, validation
+Data: the splits of `_lm_data.py` (contiguous parts of `tinyshakespeare.txt`: train 0-90 %, validation
 90-95 %, test 95-100 %); training uses only the first `--train_chars` characters of the train part, cut into
 non-overlapping blocks, for `--epochs` passes. Rows, all at the same training compute (same optimizer steps,
 batch, peak lr, warmup, seeds): transformers `cosine` and `cosine_with_restarts` (snapshotted at equal
@@ -21,6 +21,11 @@ Stages, each resumable (a finished run writes its results at once; a re-run skip
 
     python benchmarks/lm_multi_epoch.py --output_dir /tmp/bench/lm_multi_epoch       # both stages
     python benchmarks/lm_multi_epoch.py --output_dir DIR --stage report --partial    # report what is done
+    python benchmarks/lm_multi_epoch.py --preset short_budget --output_dir /tmp/bench/lm_runs  # see PRESETS
+
+`--preset short_budget` is the counter-example: 300 steps over the whole train part (0.6 epoch), where the model
+is still improving fast (results/lm_schedules.{md,json}; the committed ones were written by the earlier
+one-process script, in its own format: perplexity only, no temperature rows, no anchor).
 """
 
 from __future__ import annotations
@@ -54,11 +59,11 @@ from _common import (
     train_run,
     write_results,
 )
+from _lm_data import CharTokenizer, block_loader, blocks, read_part
 from _staged import deep_ensemble as staged_deep_ensemble
 from _staged import evaluation, finished_runs, per_snapshot, report_runs, summarize
 from hf_sgdr.atomic import atomic_write_json
 from hf_sgdr.snapshots import SnapshotEnsemble
-from lm_schedules import SPLITS, CharTokenizer, blocks, gpt2_config
 
 logger = logging.getLogger("benchmarks.lm_multi_epoch")
 
@@ -67,6 +72,27 @@ SCHEDULES = ("cosine", "cosine_with_restarts", "sgdr_tmult1", "sgdr_tmult2", "st
 CORE = ("cosine", "cosine_with_restarts", "sgdr_tmult1")
 STOCK = ("linear", "cosine", "cosine_with_restarts")
 METRICS = ("nll", "perplexity")
+#: Per preset: its title, results name and the defaults that differ (a flag given wins).
+PRESETS: dict[str, dict[str, Any]] = {
+    "multi_epoch": {
+        "title": "over many epochs of a small subset",
+        "results": "lm_multi_epoch",
+        "defaults": {},
+        "quick": {},
+    },
+    # The counter-example: under one epoch of the whole train part, the model is still improving fast.
+    "short_budget": {
+        "title": "under one epoch: the counter-example",
+        "results": "lm_schedules",
+        "defaults": {
+            "train_chars": None,
+            "steps": 300,
+            "num_cycles": 4,
+            "schedules": ["cosine", "sgdr_tmult1", "sgdr_tmult2"],
+        },
+        "quick": {"train_chars": 8192, "steps": 12, "num_cycles": 3, "schedules": ["cosine", "sgdr_tmult2"]},
+    },
+}
 QUICK = {
     "train_chars": 4096,
     "epochs": 2,
@@ -84,9 +110,13 @@ QUICK = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), default="multi_epoch", help="the budget and schedules (see PRESETS)"
+    )
     parser.add_argument("--text_file", type=Path, default=DATA / "lm" / "tinyshakespeare.txt")
     parser.add_argument("--train_chars", type=int, default=100_000, help="first characters of the train part used")
     parser.add_argument("--epochs", type=int, default=24, help="passes over the subset (sets the optimizer steps)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: from --epochs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--block_size", type=int, default=128)
@@ -110,12 +140,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage", choices=("train", "report", "all"), default="all")
     parser.add_argument("--partial", action="store_true", help="report without the runs not trained (named)")
     parser.add_argument("--quick", action="store_true", help="smoke run (2 schedules, 2 seeds, 16 steps)")
+    known, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**PRESETS[known.preset]["defaults"])
     args = parser.parse_args(argv)
     if args.quick:
-        vars(args).update(QUICK)
-    args.train_blocks = args.train_chars // args.block_size
-    args.steps = math.ceil(args.train_blocks / args.batch_size) * args.epochs
+        vars(args).update({**QUICK, **PRESETS[args.preset]["quick"]})
     return args
+
+
+def set_budget(args: argparse.Namespace, train_text: str) -> None:
+    """`args.train_blocks` (of the train part's first `--train_chars` characters, all by default) and, unless
+    given, `args.steps` from `--epochs`."""
+    args.train_blocks = len(train_text[: args.train_chars]) // args.block_size
+    args.steps = args.steps or math.ceil(args.train_blocks / args.batch_size) * args.epochs
 
 
 #: The settings a finished run must share with the current ones to be reused (a re-run with others stops).
@@ -144,16 +181,23 @@ def load_run(args: argparse.Namespace, schedule: str, seed: int) -> dict[str, An
     return run
 
 
-# ---------------------------------------------------------------------------------------------- data
-def read_part(path: Path, split: str) -> str:
-    """One contiguous part of the file (`lm_schedules.SPLITS`); the test part is asked for in the report only."""
-    text = path.read_text(encoding="utf-8")
-    _, lo, hi = next(s for s in SPLITS if s[0] == split)
-    return text[int(len(text) * lo) : int(len(text) * hi)]
+# ---------------------------------------------------------------------------------------------- model
+def gpt2_config(args: argparse.Namespace, vocab_size: int) -> Any:
+    """The small character-level GPT-2 (no dropout; `--n_layer/--n_embd/--n_head`)."""
+    from transformers import GPT2Config
 
-
-def eval_loader(tokenizer: CharTokenizer, text: str, args: argparse.Namespace, limit: int | None = None) -> DataLoader:
-    return DataLoader(blocks(tokenizer.encode(text), args.block_size, limit), batch_size=args.eval_batch_size)
+    return GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=args.block_size,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
 
 
 class ValidationCurve(TrainerCallback):
@@ -193,8 +237,8 @@ def train_stage(args: argparse.Namespace, tokenizer: CharTokenizer, train_text: 
     from transformers import GPT2LMHeadModel
 
     train = blocks(tokenizer.encode(train_text[: args.train_chars]), args.block_size)
-    validation_loader = eval_loader(tokenizer, validation, args, args.eval_blocks)
-    curve_loader = eval_loader(tokenizer, validation, args, args.curve_blocks)
+    validation_loader = block_loader(tokenizer, validation, args.block_size, args.eval_batch_size, args.eval_blocks)
+    curve_loader = block_loader(tokenizer, validation, args.block_size, args.eval_batch_size, args.curve_blocks)
     model_config = gpt2_config(args, tokenizer.vocab_size)
     config = RunConfig(
         steps=args.steps,
@@ -261,8 +305,9 @@ def report_stage(
     )
     training_finished_at = max(run["finished_at"] for run in runs)
     test_read_at = time.time()
-    test_loader = eval_loader(tokenizer, read_part(args.text_file, "test"), args, args.eval_blocks)
-    validation_loader = eval_loader(tokenizer, validation, args, args.eval_blocks)
+    test_text = read_part(args.text_file, "test")
+    test_loader = block_loader(tokenizer, test_text, args.block_size, args.eval_batch_size, args.eval_blocks)
+    validation_loader = block_loader(tokenizer, validation, args.block_size, args.eval_batch_size, args.eval_blocks)
     report_runs(
         runs,
         lambda run: run_folder(args, run["schedule"], run["seed"]),
@@ -402,17 +447,20 @@ def render(payload: dict[str, Any]) -> str:
                 ]
             )
     model, machine, load, blocks_ = payload["model"], payload["machine"], payload["load_average"], payload["num_blocks"]
-    missing = payload["missing_runs"]
+    missing, preset = payload["missing_runs"], config.get("preset", "multi_epoch")
+    chars = "the whole train part"
+    if config["train_chars"] is not None:
+        chars = f"the first {config['train_chars']:,} characters of the train part"
     return "\n".join(
         [
-            "# Tiny Shakespeare (characters), small GPT-2 from scratch over many epochs of a small subset",
+            f"# Tiny Shakespeare (characters), small GPT-2 from scratch {PRESETS[preset]['title']}",
             "",
             *([f"**Partial**: not trained in time, left out: {', '.join(missing)}.", ""] if missing else []),
             f"GPT-2 with {model['n_layer']} layers, width {model['n_embd']}, {model['n_head']} heads, no dropout "
-            f"({payload['num_parameters']:,} parameters, vocabulary {payload['vocab_size']}); trained on the first "
-            f"{config['train_chars']:,} characters of the train part ({blocks_['train']} blocks of "
-            f"{config['block_size']}) for {config['epochs']} epochs = {config['steps']} optimizer steps of batch "
-            f"{config['batch_size']}, AdamW (weight decay 0.01), peak lr {config['learning_rate']}, warmup "
+            f"({payload['num_parameters']:,} parameters, vocabulary {payload['vocab_size']}); trained on "
+            f"{chars} ({blocks_['train']} blocks of {config['block_size']}) for {_epochs(config, blocks_['train'])} "
+            f"epochs = {config['steps']} optimizer steps of batch {config['batch_size']}, AdamW (weight decay 0.01), "
+            f"peak lr {config['learning_rate']}, warmup "
             f"{config['warmup_steps']}, {config['num_cycles']} cycles / snapshots, seeds {config['seeds']}. "
             f"Validation = characters 90-95 % of the file ({blocks_['validation']} blocks; chooses the best snapshot, "
             f"greedy soup and greedy selection, by NLL); test = 95-100 % ({blocks_['test']} blocks), encoded once, "
@@ -468,6 +516,11 @@ def render(payload: dict[str, Any]) -> str:
     )
 
 
+def _epochs(config: dict[str, Any], train_blocks: int) -> str:
+    """The passes over the train blocks that `config["steps"]` make."""
+    return f"{config['steps'] / math.ceil(train_blocks / config['batch_size']):.3g}"
+
+
 def plot_curves(runs: list[dict[str, Any]], path: Path, title: str) -> Path:
     """Validation NLL over training (mean over seeds) per schedule, with the snapshot points."""
     import matplotlib
@@ -502,14 +555,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     torch.set_num_threads(args.threads)
     started, load = time.time(), LoadMonitor()
     train_text, validation = read_part(args.text_file, "train"), read_part(args.text_file, "validation")
-    tokenizer = CharTokenizer(train_text)  # the whole train part's characters, as in lm_schedules.py
+    tokenizer = CharTokenizer(train_text)  # the whole train part's characters, whatever --train_chars
+    set_budget(args, train_text)
     if args.stage in ("train", "all"):
         train_stage(args, tokenizer, train_text, validation)
     if args.stage == "train":
         return None
     payload = report_stage(args, tokenizer, validation, load, started)
-    name = "lm_multi_epoch_quick" if args.quick else "lm_multi_epoch"
-    title = f"Tiny Shakespeare, {args.train_chars:,} characters x {args.epochs} epochs ({args.steps} steps)"
+    name = PRESETS[args.preset]["results"] + ("_quick" if args.quick else "")
+    title = f"Tiny Shakespeare, {_epochs(payload['config'], args.train_blocks)} epochs ({args.steps} steps)"
     payload["plots"] = [
         str(plot_curves(payload["runs"], args.results_dir / f"{name}_validation_curve.png", title)),
         str(plot_traces(payload["runs"], args.results_dir / f"{name}_lr_loss.png", title)),

@@ -1,15 +1,18 @@
-"""The schedule and overhead benchmarks in `--quick` mode: each runs end to end in a subprocess (as a user
-would start it) and the results files it writes are checked: every row present, metrics finite and in
-range, snapshot steps where the schedules put them, the SST-2 holdout read only in the final-report stage.
+"""The schedule and overhead benchmarks in `--quick` mode (the short-budget counter-examples too: the staged
+scripts' `--preset short_budget`): each runs end to end in a subprocess (as a user would start it) and the results
+files it writes are checked: every row present, metrics finite and in range, snapshot steps where the schedules
+put them, the holdout (or test part) read only in the final-report stage.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -46,71 +49,71 @@ def check_plots(payload: dict[str, Any]) -> None:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_glue_schedules_quick(tmp_path: Path, shared_data: Path) -> None:
+def benchmark_module(name: str) -> ModuleType:
+    """`benchmarks/<name>.py` imported as its scripts import each other (`benchmarks/` on `sys.path`)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def check_short_rows(payload: dict[str, Any], split: str, metric: str, low: float, high: float) -> None:
+    """The rows of BENCHMARKS.md's short-budget table, read from a `--preset short_budget` run as
+    `summarize.py` reads them: every seed's value, in range."""
+    summarize = benchmark_module("summarize")
+    for schedule in payload["config"]["schedules"]:
+        for row in summarize.SHORT_ROWS:
+            values = summarize._short_values(payload, schedule, row, split, metric)
+            assert len(values) == len(payload["config"]["seeds"]) and all(low < v < high for v in values)
+
+
+def test_glue_short_budget_quick(tmp_path: Path, shared_data: Path) -> None:
     import pandas as pd
 
+    defaults = benchmark_module("glue_multi_epoch").parse_args(["--preset", "short_budget", "--output_dir", "x"])
+    assert (defaults.steps, defaults.train_samples, defaults.num_cycles) == (120, 4000, 4)  # half an epoch
     # Tests never read the real holdout: a stand-in of the same format (SST-2 train rows; the test checks the
     # mechanism, not the accuracy) shows that the final-report stage is the only one that reads it.
     stand_in = tmp_path / "holdout_stand_in.parquet"
     pd.read_parquet(shared_data / "glue" / "sst2" / "train.parquet").iloc[-200:].to_parquet(stand_in)
-    payload, markdown = run_quick("glue_schedules", tmp_path, "--holdout_file", str(stand_in))
+    flags = ("--preset", "short_budget", "--holdout_file", str(stand_in), "--output_dir", str(tmp_path / "runs"))
+    payload, markdown = run_quick("glue_schedules", tmp_path, *flags, script="glue_multi_epoch")
     config = payload["config"]
-    assert config["schedules"] == ["cosine", "sgdr_tmult2"] and config["seeds"] == [0]
-    steps, cycles = config["steps"], config["num_cycles"]
-    runs = {run["schedule"]: run for run in payload["runs"]}
-    assert set(runs) == {"cosine", "sgdr_tmult2"}
+    assert config["schedules"] == ["cosine", "sgdr_tmult2"] and config["seeds"] == [0, 1]
+    assert config["steps"] == 8 and config["train_samples"] == 96  # 12 steps of 8 make an epoch
+    runs = {(run["schedule"], run["seed"]): run for run in payload["runs"]}
     # Stock schedules: snapshots at equal intervals; SGDR: at its cycle ends, the last one on the final step.
-    assert runs["cosine"]["snapshot_steps"] == [2, 4, 6]
-    sgdr_steps = runs["sgdr_tmult2"]["snapshot_steps"]
-    assert len(sgdr_steps) == cycles and sgdr_steps[-1] == steps and sgdr_steps == sorted(set(sgdr_steps))
+    assert runs[("cosine", 0)]["snapshot_steps"] == [3, 5, 8]
+    sgdr_steps = runs[("sgdr_tmult2", 0)]["snapshot_steps"]
+    assert len(sgdr_steps) == 3 and sgdr_steps[-1] == 8 and sgdr_steps == sorted(set(sgdr_steps))
     for run in runs.values():
-        assert len(run["lr"]) == steps and all(0 <= lr <= config["learning_rate"] * (1 + 1e-9) for lr in run["lr"])
-        assert run["train_wall_s"] > 0 and run["validation_eval_wall_s"] > 0 and run["holdout_eval_wall_s"] > 0
-        assert len(run["validation"]["snapshots"]) == len(run["holdout"]["snapshots"]) == cycles
-        assert "greedy_soup" not in run["validation"]  # nothing is chosen on the split it is reported on
-        for split in ("validation", "holdout"):
-            rows = run[split]
-            for key in ("final", "ensemble_last3", "ensemble_all", "uniform_soup"):
-                assert 0.0 <= rows[key]["accuracy"] <= 1.0
-            assert rows["final"] == rows["snapshots"][-1]
-        assert 0.0 <= run["holdout"]["greedy_soup"]["accuracy"] <= 1.0
-        assert set(run["holdout"]["greedy_ensemble_members"]) <= {f"cycle-{i:03d}" for i in range(cycles)}
-    # The holdout was read once, in the final-report stage, after every training run had finished.
-    holdout = payload["holdout"]
-    assert holdout["stage"] == "final_report" and holdout["num_examples"] == 48 and holdout["path"] == str(stand_in)
-    assert holdout["read_at"] >= payload["training_finished_at"] >= max(r["finished_at"] for r in payload["runs"])
-    summary = {(e["schedule"], e["row"]): e for e in payload["summary"]}
-    for schedule in config["schedules"]:
-        for row in ("final", "ensemble_last3", "ensemble_all", "uniform_soup", "greedy_soup", "greedy_ensemble"):
-            entry = summary[(schedule, row)]
-            assert finite(entry["holdout"]["mean"]) and entry["holdout"]["std"] == 0.0 and entry["seeds"] == 1
-        assert "validation" not in summary[(schedule, "greedy_soup")]
-    assert "| sgdr_tmult2 | uniform soup, all |" in markdown and "holdout test acc." in markdown
-    assert "load average" in markdown
+        assert len(run["lr"]) == 8 and all(0 <= lr <= config["learning_rate"] * (1 + 1e-9) for lr in run["lr"])
+    assert payload["holdout"]["stage"] == "final_report" and payload["num_holdout"] == 32
+    assert payload["holdout"]["read_at"] >= payload["training_finished_at"]
+    check_short_rows(payload, "holdout", "accuracy", -1e-9, 1 + 1e-9)
+    assert "# SST-2, under one epoch: the counter-example" in markdown
+    assert "0.667 epochs of 96 SST-2 train sentences" in markdown and "| sgdr_tmult2 | uniform soup |" in markdown
     check_plots(payload)
 
 
-def test_lm_schedules_quick(tmp_path: Path) -> None:
-    payload, markdown = run_quick("lm_schedules", tmp_path)
-    config = payload["config"]
-    vocab = payload["vocab_size"]
-    splits = payload["splits"]
-    assert [splits[s]["fraction"] for s in ("train", "validation", "test")] == [[0.0, 0.9], [0.9, 0.95], [0.95, 1.0]]
-    assert payload["num_blocks"]["validation"] == payload["num_blocks"]["test"] == config["eval_blocks"]
-    assert len(payload["runs"]) == len(config["schedules"]) * len(config["seeds"])
+def test_lm_short_budget_quick(tmp_path: Path) -> None:
+    lm = benchmark_module("lm_multi_epoch")
+    defaults = lm.parse_args(["--preset", "short_budget", "--output_dir", "x"])
+    lm.set_budget(defaults, "x" * 128_000)
+    assert (defaults.train_chars, defaults.train_blocks, defaults.steps) == (None, 1000, 300)  # the whole part
+    flags = ("--preset", "short_budget", "--output_dir", str(tmp_path / "runs"))
+    payload, markdown = run_quick("lm_schedules", tmp_path, *flags, script="lm_multi_epoch")
+    config, vocab = payload["config"], payload["vocab_size"]
+    assert config["schedules"] == ["cosine", "sgdr_tmult2"] and config["steps"] == 12
+    assert payload["num_blocks"]["train"] == 128  # 16 steps of 8 blocks make an epoch
     for run in payload["runs"]:
-        assert len(run["lr"]) == config["steps"] and run["snapshot_steps"][-1] == config["steps"]
+        assert len(run["lr"]) == 12 and len(run["snapshot_steps"]) == 3 and run["snapshot_steps"][-1] == 12
         assert run["loss"] and all(finite(loss) for _, loss in run["loss"])
-        for split in ("validation", "test"):
-            rows = run[split]
-            for key in ("final", "ensemble_last3", "ensemble_all", "uniform_soup"):
-                ppl, nll = rows[key]["perplexity"], rows[key]["nll"]
-                assert 1.0 < ppl < 2 * vocab and math.isclose(math.log(ppl), nll, rel_tol=1e-6)
-        assert 1.0 < run["test"]["greedy_soup"]["perplexity"] < 2 * vocab
-        assert "greedy_soup" not in run["validation"]  # chosen on validation, reported on test only
-    rows = {(e["schedule"], e["row"]) for e in payload["summary"]}
-    assert {(s, "ensemble_all") for s in config["schedules"]} <= rows
-    assert "test ppl" in markdown and "| cosine | ensemble, all |" in markdown
+    assert payload["test"]["read_at"] >= payload["training_finished_at"]
+    check_short_rows(payload, "test", "perplexity", 1.0, 2 * vocab)
+    assert "from scratch under one epoch: the counter-example" in markdown
+    assert "8,192 characters of the train part (128 blocks of 64) for 0.75 epochs = 12 optimizer steps" in markdown
     check_plots(payload)
 
 
@@ -267,11 +270,7 @@ def test_lm_multi_epoch_quick_resumes_and_reads_the_test_part_last(tmp_path: Pat
 def test_glue_multi_epoch_rte_quick_pairs_and_a_validation_part_of_train(tmp_path: Path, shared_data: Path) -> None:
     import pandas as pd
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from glue_multi_epoch import split_train
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    split_train = benchmark_module("_glue_data").split_train
     train = pd.read_parquet(shared_data / "glue" / "rte" / "train.parquet")
     validation, subset = split_train(train, 300, 400)
     assert len(validation) == 300 and len(subset) == 400 and not set(validation["idx"]) & set(subset["idx"])
