@@ -13,10 +13,8 @@ import contextlib
 import copy
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,14 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_text, check_output_file
-from ..folder_swap import replacing_folder
+from ..atomic import check_output_file
 from ..missing_resources import explain_missing
 from ..schedule import SGDRSchedule
-from ..snapshot_format.layout import CARD_NAME, MANIFEST_NAME, PLOT_NAME, snapshot_name
+from ..snapshot_format.layout import snapshot_name
 from ..snapshot_format.loading import (
     check_local_source,
-    contained,
     load_model,
     load_state_dict,
     open_manifest,
@@ -47,11 +43,9 @@ from ..snapshot_format.manifest import (
 )
 from ..snapshot_format.members import Member, auto_class_for, check_full_members, read_config
 from ..snapshot_format.model_description import describe_model, is_peft_model
-from ..snapshot_format.storage import write_snapshot_folder
 from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
 from .combine import combine, fit_weights, normalize_weights
-from .destination import carry_over, save_target
 from .evaluation import EvaluationReport, run_evaluation
 from .metric_suite import MetricSpec, MetricSuite
 from .outputs import collect_member_outputs, materialize
@@ -618,51 +612,31 @@ class SnapshotEnsemble:
         one step, so that a kill or an error at any moment leaves the old folder or the new one, never a mix
         (`destination`: a non-empty folder that is no ensemble is refused; an old ensemble folder may be the one
         this ensemble was loaded from, and what it holds besides the ensemble is kept).
-        `report` (default: the last `evaluate`) fills the card's results table.
+        `report` (default: the last `evaluate`) fills the card's results table. The work: `publishing`.
         """
-        from .card import build_card, write_schedule_plot
+        from .publishing import save_ensemble
 
         self._require_members()
-        existing = Path(save_directory)
-        if existing.is_dir():  # a FIFO or a device where the ensemble's own files go: refused before any work
-            for name in (MANIFEST_NAME, PLOT_NAME, CARD_NAME):
-                check_output_file(existing / name)
-        target = save_target(save_directory)
-        with replacing_folder(target) as root:
-            records = []
-            for member in self._members:
-                files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
-                records.append(replace(member.record, files=files))
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(root)
-            manifest = self.manifest(records)
-            has_plot = write_schedule_plot(manifest, root / PLOT_NAME)
-            card = build_card(
-                manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset, has_plot=has_plot
-            )
-            atomic_write_text(root / CARD_NAME, str(card))
-            manifest.save(root)
-            carry_over(target, root)
-        return target
+        return save_ensemble(
+            save_directory,
+            [(member.record, self._member_writer(member)) for member in self._members],
+            self.manifest,
+            tokenizer=self.tokenizer,
+            report=report or self.last_report,
+            dataset=dataset,
+            repo_id=repo_id,
+        )
 
-    def _save_member(self, member: _Member, folder: Path) -> None:
+    def _member_writer(self, member: _Member) -> Callable[[Path], None]:
+        """How `member` is written into a snapshot folder: its verified folder's files copied, its adapter saved,
+        or its CPU copy saved through the template."""
+        from . import publishing
+
         if member.folder is not None:
-            for name in member.record.files:
-                target = contained(folder / name, folder, f"{member.record.name}/{name}")  # never write outside
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(member.folder / name, target)
-        elif isinstance(self._runner, AdapterRunner):
-            from .adapters import save_adapter
-
-            save_adapter(self._runner.model, member.record.name, folder)
-        else:
-            if not hasattr(self._template, "save_pretrained"):
-                raise TypeError(
-                    "save_pretrained needs transformers models (PreTrainedModel or a PEFT model); "
-                    f"got {type(self._template).__name__}"
-                )
-            copy_state(self._template, member.state)
-            self._template.save_pretrained(folder)
+            return partial(publishing.copy_member_files, member.folder, member.record)
+        if isinstance(self._runner, AdapterRunner):
+            return partial(publishing.save_adapter_member, self._runner.model, member.record.name)
+        return partial(publishing.save_full_model, self._template, member.state)
 
     def push_to_hub(
         self,
@@ -684,13 +658,20 @@ class SnapshotEnsemble:
         (`hub.push_folder`, the path `hf-sgdr push` takes); one holding models added in memory is saved to a
         temporary folder first. `report` (default: the last `evaluate`) fills the card's results table.
         The token comes from `token`, else `HF_TOKEN` or the stored login; it is never logged or written.
-        Returns huggingface_hub's `CommitInfo`.
+        Returns huggingface_hub's `CommitInfo`. The work: `publishing`.
         """
-        from .card import card_files
-        from .hub import push_folder
+        from .publishing import push_ensemble
 
         self._require_members()
-        options = dict(
+        loaded = self.source is not None and all(m.folder == self.source / m.record.name for m in self._members)
+        report = report or self.last_report
+        return push_ensemble(
+            repo_id,
+            source=self.source if loaded else None,
+            manifest=self.manifest,
+            save=partial(self.save_pretrained, report=report, dataset=dataset, repo_id=repo_id),
+            report=report,
+            dataset=dataset,
             private=private,
             commit_message=commit_message,
             commit_description=commit_description,
@@ -699,13 +680,6 @@ class SnapshotEnsemble:
             token=token,
             endpoint=endpoint,
         )
-        if self.source is not None and all(m.folder == self.source / m.record.name for m in self._members):
-            manifest = self.manifest()
-            card = card_files(manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset)
-            return push_folder(self.source, repo_id, manifest=manifest, extra_files=card, **options)
-        with tempfile.TemporaryDirectory(prefix="hf_sgdr-push-") as folder:
-            self.save_pretrained(folder, report=report, dataset=dataset, repo_id=repo_id)
-            return push_folder(folder, repo_id, **options)
 
 
 def _default_device() -> torch.device:
