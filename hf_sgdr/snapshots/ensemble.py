@@ -4,17 +4,16 @@ Two ways in: the seed API (`SnapshotEnsemble(max_snapshots=5)`, `add_model(model
 `predict(dataloader)`) and the Hugging Face one (`from_pretrained` a snapshot folder or Hub repo,
 `save_pretrained`, `push_to_hub`). Members loaded from folders stay on the compute device as far as the
 residency budget allows (by default on CUDA half its free memory, on CPU none); the others, and the CPU
-copies of `add_model`, are computed one at a time in a single module. See `runners` and `residency`.
+copies of `add_model`, are computed one at a time in a single module. See `runners` and `residency`; where
+loaded members come from: `sources`; where a saved or pushed ensemble goes: `publishing`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,12 @@ import torch
 from torch import nn
 
 from ..atomic import check_output_file
-from ..missing_resources import explain_missing
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import snapshot_name
 from ..snapshot_format.loading import (
-    check_local_source,
     load_model,
     load_state_dict,
-    open_manifest,
     read_ahead,
-    verify_folder,
 )
 from ..snapshot_format.manifest import (
     ModelDescription,
@@ -41,7 +36,7 @@ from ..snapshot_format.manifest import (
     check_relative_name,
     new_manifest,
 )
-from ..snapshot_format.members import Member, auto_class_for, check_full_members, read_config
+from ..snapshot_format.members import Member, check_full_members
 from ..snapshot_format.model_description import describe_model, is_peft_model
 from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
@@ -52,31 +47,12 @@ from .outputs import collect_member_outputs, materialize
 from .prediction import EnsemblePrediction
 from .residency import Budget, check_residency_budget
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
-from .sources import combinable, load_tokenizer, select_snapshots
+from .sources import EnsembleMember, MemberFolders, checkpoint_folders, snapshot_folders
 from .tasks import task_kind
 from .tasks.base import TaskKind
-from .tasks.registry import DEFAULT_KIND, kind_of_model, supported_auto_classes
+from .tasks.registry import DEFAULT_KIND, kind_of_model
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Member:
-    record: SnapshotRecord
-    folder: Path | None = None  # a verified snapshot folder on disk
-    state: StateDict | None = None  # a CPU copy of a full model's weights (add_model)
-
-
-@dataclass
-class _Folders:
-    """Verified member folders with what the manifest's header (or the checkpoints' config) says of them."""
-
-    members: list[_Member]
-    snapshot_type: str
-    auto_class: str | None
-    base_model: str | None
-    source: Path | None = None  # the snapshot folder loaded from (None: checkpoints, pushed via a saved copy)
-    library_versions: dict[str, str] | None = None
 
 
 def _kind_of(auto_class: str | None, config: Any) -> TaskKind:
@@ -135,7 +111,7 @@ class SnapshotEnsemble:
         self.library_versions: dict[str, str] | None = None
         self._kind = None if kind is None else task_kind(kind)
         self._model_kwargs: dict[str, Any] = {}
-        self._members: list[_Member] = []
+        self._members: list[EnsembleMember] = []
         self._runner: ModelRunner | AdapterRunner | None = None
         self._template: nn.Module | None = None  # the module that add_model's CPU copies are loaded into
 
@@ -242,7 +218,7 @@ class SnapshotEnsemble:
             self._template = copy.deepcopy(model).to("cpu")
         if self._runner is None:  # the CPU copies share one module: none stays resident
             self._runner = self._model_runner(resident=False)
-        self._members.append(_Member(record, state=cpu_copy(model.state_dict())))
+        self._members.append(EnsembleMember(record, state=cpu_copy(model.state_dict())))
 
     def _add_adapter(self, model: nn.Module, record: SnapshotRecord) -> None:
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -254,7 +230,7 @@ class SnapshotEnsemble:
         holder = self._runner.model
         holder.add_adapter(record.name, model.peft_config[adapter])
         set_peft_model_state_dict(holder, cpu_copy(get_peft_model_state_dict(model, adapter_name=adapter)), record.name)
-        self._members.append(_Member(record))
+        self._members.append(EnsembleMember(record))
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -288,33 +264,19 @@ class SnapshotEnsemble:
         Every selected snapshot is verified first (paths, safetensors only, sizes, checksums, headers), the
         snapshots in parallel threads.
         """
-        from .hub import _REPO_ID, resolve_source
-
-        check_local_source(path_or_repo_id)
-        name = os.fspath(path_or_repo_id)
-        on_hub = not Path(name).exists() and _REPO_ID.match(name)
-        with explain_missing(f"the snapshot ensemble {name!r} from the Hub") if on_hub else contextlib.nullcontext():
-            root, containment = resolve_source(
-                path_or_repo_id,
-                revision,
-                token=token,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                endpoint=endpoint,
-            )
-        names = select_snapshots(combinable(open_manifest(root, containment), root), snapshots)
-        manifest, records = verify_folder(root, names, containment)
+        folders, manifest = snapshot_folders(
+            path_or_repo_id,
+            revision,
+            snapshots,
+            base_model,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            endpoint=endpoint,
+        )
         return cls._from_folders(
-            _Folders(
-                [_Member(record, folder=root / record.name) for record in records],
-                manifest.snapshot_type,
-                manifest.auto_class,
-                base_model or manifest.base_model,
-                source=root,
-                library_versions=dict(manifest.library_versions),
-            ),
+            folders,
             model_kwargs,
-            tokenizer=load_tokenizer(root, containment),
             task=manifest.task,
             schedule=manifest.schedule,
             training=manifest.training,
@@ -360,23 +322,9 @@ class SnapshotEnsemble:
         checkpoint's, else output_dir's. The same `predict` / `evaluate` then compares the checkpoints with
         SGDR snapshots; `save_pretrained` writes them as a snapshot folder.
         """
-        from .checkpoints import checkpoint_record, find_checkpoints, select_checkpoints
-
-        root = Path(output_dir)
-        check_local_source(root)
-        folders = select_checkpoints(find_checkpoints(root), checkpoints)
-        records = [checkpoint_record(folder, index, root) for index, folder in enumerate(folders)]
-        if auto_class is not None and auto_class not in supported_auto_classes():
-            raise ValueError(f"auto_class must be one of {', '.join(supported_auto_classes())}; got {auto_class!r}")
-        tokenizer = load_tokenizer(folders[-1], root) or load_tokenizer(root, root)
-        auto_class = auto_class or auto_class_for(
-            read_config(folders[0], folders[0].name), supported_auto_classes(), folders[0].name
-        )
-        members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
         return cls._from_folders(
-            _Folders(members, "full_model", auto_class, None),
+            checkpoint_folders(output_dir, checkpoints, auto_class),
             model_kwargs,
-            tokenizer=tokenizer,
             task=task,
             device=device,
             progress=progress,
@@ -384,14 +332,14 @@ class SnapshotEnsemble:
         )
 
     @classmethod
-    def _from_folders(cls, folders: _Folders, model_kwargs: dict[str, Any], **options: Any) -> SnapshotEnsemble:
+    def _from_folders(cls, folders: MemberFolders, model_kwargs: dict[str, Any], **options: Any) -> SnapshotEnsemble:
         """The one way to an ensemble of verified folders (`from_pretrained`, `from_checkpoints`): constructed with
-        `options`, then given its members."""
-        ensemble = cls(max(1, len(folders.members)), **options)
+        `options` and the folders' tokenizer, then given its members."""
+        ensemble = cls(max(1, len(folders.members)), tokenizer=folders.tokenizer, **options)
         ensemble._attach(folders, model_kwargs)
         return ensemble
 
-    def _attach(self, folders: _Folders, model_kwargs: dict[str, Any]) -> None:
+    def _attach(self, folders: MemberFolders, model_kwargs: dict[str, Any]) -> None:
         """Take `folders`' members and header; check full models as one model (or load the adapters on their base),
         and take the kind of outputs from their config."""
         self.snapshot_type = folders.snapshot_type
@@ -627,7 +575,7 @@ class SnapshotEnsemble:
             repo_id=repo_id,
         )
 
-    def _member_writer(self, member: _Member) -> Callable[[Path], None]:
+    def _member_writer(self, member: EnsembleMember) -> Callable[[Path], None]:
         """How `member` is written into a snapshot folder: its verified folder's files copied, its adapter saved,
         or its CPU copy saved through the template."""
         from . import publishing
