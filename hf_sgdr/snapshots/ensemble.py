@@ -578,13 +578,15 @@ class SnapshotEnsemble:
     def _member_writer(self, member: EnsembleMember) -> Callable[[Path], None]:
         """How `member` is written into a snapshot folder: its verified folder's files copied, its adapter saved,
         or its CPU copy saved through the template."""
-        from . import publishing
+        from .publishing import copy_member_files, save_full_model
 
         if member.folder is not None:
-            return partial(publishing.copy_member_files, member.folder, member.record)
+            return partial(copy_member_files, member.folder, member.record)
         if isinstance(self._runner, AdapterRunner):
-            return partial(publishing.save_adapter_member, self._runner.model, member.record.name)
-        return partial(publishing.save_full_model, self._template, member.state)
+            from .adapters import save_adapter
+
+            return partial(save_adapter, self._runner.model, member.record.name)
+        return partial(save_full_model, self._template, member.state)
 
     def push_to_hub(
         self,

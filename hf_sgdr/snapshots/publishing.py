@@ -44,13 +44,6 @@ def copy_member_files(source: Path, record: SnapshotRecord, folder: Path) -> Non
         shutil.copyfile(source / name, target)
 
 
-def save_adapter_member(model: Any, adapter: str, folder: Path) -> None:
-    """Adapter `adapter` of the PEFT `model` holding the members, written into `folder`."""
-    from .adapters import save_adapter
-
-    save_adapter(model, adapter, folder)
-
-
 def save_full_model(template: nn.Module, state: StateDict, folder: Path) -> None:
     """A full model's CPU copy `state`, loaded into `template` and written with its `save_pretrained`."""
     if not hasattr(template, "save_pretrained"):
