@@ -40,18 +40,18 @@ def _die() -> None:
 def _install_kill(kill: str) -> None:
     """Make this process kill itself at stage `kill` of the save."""
     import hf_sgdr.folder_swap as folder_swap
-    import hf_sgdr.snapshots.ensemble as ensemble
+    import hf_sgdr.snapshots.publishing as publishing
     from hf_sgdr.snapshot_format.manifest import SnapshotManifest
 
     if kill == "first-member":
-        real_write = ensemble.write_snapshot_folder
+        real_write = publishing.write_snapshot_folder
 
         def write_snapshot_folder(folder: Any, save: Any) -> Any:
             files = real_write(folder, save)
             _die()  # one member written, the others not yet
             return files
 
-        ensemble.write_snapshot_folder = write_snapshot_folder
+        publishing.write_snapshot_folder = write_snapshot_folder
     elif kill == "manifest":
         real_save = SnapshotManifest.save
 

@@ -4,19 +4,16 @@ Two ways in: the seed API (`SnapshotEnsemble(max_snapshots=5)`, `add_model(model
 `predict(dataloader)`) and the Hugging Face one (`from_pretrained` a snapshot folder or Hub repo,
 `save_pretrained`, `push_to_hub`). Members loaded from folders stay on the compute device as far as the
 residency budget allows (by default on CUDA half its free memory, on CPU none); the others, and the CPU
-copies of `add_model`, are computed one at a time in a single module. See `runners` and `residency`.
+copies of `add_model`, are computed one at a time in a single module. See `runners` and `residency`; where
+loaded members come from: `sources`; where a saved or pushed ensemble goes: `publishing`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,19 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_text, check_output_file
-from ..folder_swap import replacing_folder
-from ..missing_resources import explain_missing
+from ..atomic import check_output_file
 from ..schedule import SGDRSchedule
-from ..snapshot_format.layout import CARD_NAME, MANIFEST_NAME, PLOT_NAME, snapshot_name
+from ..snapshot_format.layout import snapshot_name
 from ..snapshot_format.loading import (
-    check_local_source,
-    contained,
     load_model,
     load_state_dict,
-    open_manifest,
     read_ahead,
-    verify_folder,
 )
 from ..snapshot_format.manifest import (
     ModelDescription,
@@ -45,44 +36,23 @@ from ..snapshot_format.manifest import (
     check_relative_name,
     new_manifest,
 )
-from ..snapshot_format.members import Member, auto_class_for, check_full_members, read_config
+from ..snapshot_format.members import Member, check_full_members
 from ..snapshot_format.model_description import describe_model, is_peft_model
-from ..snapshot_format.storage import write_snapshot_folder
 from ..snapshot_format.tensors import cpu_copy
 from ..validation import check_int
 from .combine import combine, fit_weights, normalize_weights
-from .destination import carry_over, save_target
 from .evaluation import EvaluationReport, run_evaluation
 from .metric_suite import MetricSpec, MetricSuite
 from .outputs import collect_member_outputs, materialize
 from .prediction import EnsemblePrediction
 from .residency import Budget, check_residency_budget
 from .runners import AdapterRunner, ModelRunner, StateDict, copy_state
-from .sources import combinable, load_tokenizer, select_snapshots
+from .sources import EnsembleMember, MemberFolders, checkpoint_folders, snapshot_folders
 from .tasks import task_kind
 from .tasks.base import TaskKind
-from .tasks.registry import DEFAULT_KIND, kind_of_model, supported_auto_classes
+from .tasks.registry import DEFAULT_KIND, kind_of_model
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Member:
-    record: SnapshotRecord
-    folder: Path | None = None  # a verified snapshot folder on disk
-    state: StateDict | None = None  # a CPU copy of a full model's weights (add_model)
-
-
-@dataclass
-class _Folders:
-    """Verified member folders with what the manifest's header (or the checkpoints' config) says of them."""
-
-    members: list[_Member]
-    snapshot_type: str
-    auto_class: str | None
-    base_model: str | None
-    source: Path | None = None  # the snapshot folder loaded from (None: checkpoints, pushed via a saved copy)
-    library_versions: dict[str, str] | None = None
 
 
 def _kind_of(auto_class: str | None, config: Any) -> TaskKind:
@@ -141,7 +111,7 @@ class SnapshotEnsemble:
         self.library_versions: dict[str, str] | None = None
         self._kind = None if kind is None else task_kind(kind)
         self._model_kwargs: dict[str, Any] = {}
-        self._members: list[_Member] = []
+        self._members: list[EnsembleMember] = []
         self._runner: ModelRunner | AdapterRunner | None = None
         self._template: nn.Module | None = None  # the module that add_model's CPU copies are loaded into
 
@@ -248,7 +218,7 @@ class SnapshotEnsemble:
             self._template = copy.deepcopy(model).to("cpu")
         if self._runner is None:  # the CPU copies share one module: none stays resident
             self._runner = self._model_runner(resident=False)
-        self._members.append(_Member(record, state=cpu_copy(model.state_dict())))
+        self._members.append(EnsembleMember(record, state=cpu_copy(model.state_dict())))
 
     def _add_adapter(self, model: nn.Module, record: SnapshotRecord) -> None:
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -260,7 +230,7 @@ class SnapshotEnsemble:
         holder = self._runner.model
         holder.add_adapter(record.name, model.peft_config[adapter])
         set_peft_model_state_dict(holder, cpu_copy(get_peft_model_state_dict(model, adapter_name=adapter)), record.name)
-        self._members.append(_Member(record))
+        self._members.append(EnsembleMember(record))
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -294,33 +264,19 @@ class SnapshotEnsemble:
         Every selected snapshot is verified first (paths, safetensors only, sizes, checksums, headers), the
         snapshots in parallel threads.
         """
-        from .hub import _REPO_ID, resolve_source
-
-        check_local_source(path_or_repo_id)
-        name = os.fspath(path_or_repo_id)
-        on_hub = not Path(name).exists() and _REPO_ID.match(name)
-        with explain_missing(f"the snapshot ensemble {name!r} from the Hub") if on_hub else contextlib.nullcontext():
-            root, containment = resolve_source(
-                path_or_repo_id,
-                revision,
-                token=token,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                endpoint=endpoint,
-            )
-        names = select_snapshots(combinable(open_manifest(root, containment), root), snapshots)
-        manifest, records = verify_folder(root, names, containment)
+        folders, manifest = snapshot_folders(
+            path_or_repo_id,
+            revision,
+            snapshots,
+            base_model,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            endpoint=endpoint,
+        )
         return cls._from_folders(
-            _Folders(
-                [_Member(record, folder=root / record.name) for record in records],
-                manifest.snapshot_type,
-                manifest.auto_class,
-                base_model or manifest.base_model,
-                source=root,
-                library_versions=dict(manifest.library_versions),
-            ),
+            folders,
             model_kwargs,
-            tokenizer=load_tokenizer(root, containment),
             task=manifest.task,
             schedule=manifest.schedule,
             training=manifest.training,
@@ -366,23 +322,9 @@ class SnapshotEnsemble:
         checkpoint's, else output_dir's. The same `predict` / `evaluate` then compares the checkpoints with
         SGDR snapshots; `save_pretrained` writes them as a snapshot folder.
         """
-        from .checkpoints import checkpoint_record, find_checkpoints, select_checkpoints
-
-        root = Path(output_dir)
-        check_local_source(root)
-        folders = select_checkpoints(find_checkpoints(root), checkpoints)
-        records = [checkpoint_record(folder, index, root) for index, folder in enumerate(folders)]
-        if auto_class is not None and auto_class not in supported_auto_classes():
-            raise ValueError(f"auto_class must be one of {', '.join(supported_auto_classes())}; got {auto_class!r}")
-        tokenizer = load_tokenizer(folders[-1], root) or load_tokenizer(root, root)
-        auto_class = auto_class or auto_class_for(
-            read_config(folders[0], folders[0].name), supported_auto_classes(), folders[0].name
-        )
-        members = [_Member(record, folder=folder) for record, folder in zip(records, folders, strict=True)]
         return cls._from_folders(
-            _Folders(members, "full_model", auto_class, None),
+            checkpoint_folders(output_dir, checkpoints, auto_class),
             model_kwargs,
-            tokenizer=tokenizer,
             task=task,
             device=device,
             progress=progress,
@@ -390,14 +332,14 @@ class SnapshotEnsemble:
         )
 
     @classmethod
-    def _from_folders(cls, folders: _Folders, model_kwargs: dict[str, Any], **options: Any) -> SnapshotEnsemble:
+    def _from_folders(cls, folders: MemberFolders, model_kwargs: dict[str, Any], **options: Any) -> SnapshotEnsemble:
         """The one way to an ensemble of verified folders (`from_pretrained`, `from_checkpoints`): constructed with
-        `options`, then given its members."""
-        ensemble = cls(max(1, len(folders.members)), **options)
+        `options` and the folders' tokenizer, then given its members."""
+        ensemble = cls(max(1, len(folders.members)), tokenizer=folders.tokenizer, **options)
         ensemble._attach(folders, model_kwargs)
         return ensemble
 
-    def _attach(self, folders: _Folders, model_kwargs: dict[str, Any]) -> None:
+    def _attach(self, folders: MemberFolders, model_kwargs: dict[str, Any]) -> None:
         """Take `folders`' members and header; check full models as one model (or load the adapters on their base),
         and take the kind of outputs from their config."""
         self.snapshot_type = folders.snapshot_type
@@ -618,51 +560,33 @@ class SnapshotEnsemble:
         one step, so that a kill or an error at any moment leaves the old folder or the new one, never a mix
         (`destination`: a non-empty folder that is no ensemble is refused; an old ensemble folder may be the one
         this ensemble was loaded from, and what it holds besides the ensemble is kept).
-        `report` (default: the last `evaluate`) fills the card's results table.
+        `report` (default: the last `evaluate`) fills the card's results table. The work: `publishing`.
         """
-        from .card import build_card, write_schedule_plot
+        from .publishing import save_ensemble
 
         self._require_members()
-        existing = Path(save_directory)
-        if existing.is_dir():  # a FIFO or a device where the ensemble's own files go: refused before any work
-            for name in (MANIFEST_NAME, PLOT_NAME, CARD_NAME):
-                check_output_file(existing / name)
-        target = save_target(save_directory)
-        with replacing_folder(target) as root:
-            records = []
-            for member in self._members:
-                files = write_snapshot_folder(root / member.record.name, partial(self._save_member, member))
-                records.append(replace(member.record, files=files))
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(root)
-            manifest = self.manifest(records)
-            has_plot = write_schedule_plot(manifest, root / PLOT_NAME)
-            card = build_card(
-                manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset, has_plot=has_plot
-            )
-            atomic_write_text(root / CARD_NAME, str(card))
-            manifest.save(root)
-            carry_over(target, root)
-        return target
+        return save_ensemble(
+            save_directory,
+            [(member.record, self._member_writer(member)) for member in self._members],
+            self.manifest,
+            tokenizer=self.tokenizer,
+            report=report or self.last_report,
+            dataset=dataset,
+            repo_id=repo_id,
+        )
 
-    def _save_member(self, member: _Member, folder: Path) -> None:
+    def _member_writer(self, member: EnsembleMember) -> Callable[[Path], None]:
+        """How `member` is written into a snapshot folder: its verified folder's files copied, its adapter saved,
+        or its CPU copy saved through the template."""
+        from .publishing import copy_member_files, save_full_model
+
         if member.folder is not None:
-            for name in member.record.files:
-                target = contained(folder / name, folder, f"{member.record.name}/{name}")  # never write outside
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(member.folder / name, target)
-        elif isinstance(self._runner, AdapterRunner):
+            return partial(copy_member_files, member.folder, member.record)
+        if isinstance(self._runner, AdapterRunner):
             from .adapters import save_adapter
 
-            save_adapter(self._runner.model, member.record.name, folder)
-        else:
-            if not hasattr(self._template, "save_pretrained"):
-                raise TypeError(
-                    "save_pretrained needs transformers models (PreTrainedModel or a PEFT model); "
-                    f"got {type(self._template).__name__}"
-                )
-            copy_state(self._template, member.state)
-            self._template.save_pretrained(folder)
+            return partial(save_adapter, self._runner.model, member.record.name)
+        return partial(save_full_model, self._template, member.state)
 
     def push_to_hub(
         self,
@@ -684,13 +608,20 @@ class SnapshotEnsemble:
         (`hub.push_folder`, the path `hf-sgdr push` takes); one holding models added in memory is saved to a
         temporary folder first. `report` (default: the last `evaluate`) fills the card's results table.
         The token comes from `token`, else `HF_TOKEN` or the stored login; it is never logged or written.
-        Returns huggingface_hub's `CommitInfo`.
+        Returns huggingface_hub's `CommitInfo`. The work: `publishing`.
         """
-        from .card import card_files
-        from .hub import push_folder
+        from .publishing import push_ensemble
 
         self._require_members()
-        options = dict(
+        loaded = self.source is not None and all(m.folder == self.source / m.record.name for m in self._members)
+        report = report or self.last_report
+        return push_ensemble(
+            repo_id,
+            source=self.source if loaded else None,
+            manifest=self.manifest,
+            save=partial(self.save_pretrained, report=report, dataset=dataset, repo_id=repo_id),
+            report=report,
+            dataset=dataset,
             private=private,
             commit_message=commit_message,
             commit_description=commit_description,
@@ -699,13 +630,6 @@ class SnapshotEnsemble:
             token=token,
             endpoint=endpoint,
         )
-        if self.source is not None and all(m.folder == self.source / m.record.name for m in self._members):
-            manifest = self.manifest()
-            card = card_files(manifest, report=report or self.last_report, repo_id=repo_id, dataset=dataset)
-            return push_folder(self.source, repo_id, manifest=manifest, extra_files=card, **options)
-        with tempfile.TemporaryDirectory(prefix="hf_sgdr-push-") as folder:
-            self.save_pretrained(folder, report=report, dataset=dataset, repo_id=repo_id)
-            return push_folder(folder, repo_id, **options)
 
 
 def _default_device() -> torch.device:

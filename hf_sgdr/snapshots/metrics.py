@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,12 +24,10 @@ from .tasks.registry import (
     TOKEN_LOG_LIKELIHOODS,
     VALUES,
     FactTable,
+    KindObject,
     kind_facts,
     kind_names,
 )
-
-if TYPE_CHECKING:
-    from .tasks.base import TaskKind
 
 #: How the members' outputs of each kind may be combined (`combine.combine`); the first is the default. Read
 #: from the torch-free kind registry, so that a command line can offer them without importing torch.
@@ -170,7 +167,7 @@ class Metric:
     higher_is_better: bool = True
     uses_probabilities: bool = False
 
-    def applies_to(self, kind: str | TaskKind) -> bool:
+    def applies_to(self, kind: str | KindObject) -> bool:
         """Whether the outputs of `kind` are what this metric scores."""
         return kind_facts(kind).outputs in self.scores
 
@@ -202,7 +199,7 @@ def higher_is_better(name: str) -> bool:
 
 
 def metric_names_for(
-    kind: str | TaskKind, task: str | None = None, names: Sequence[str] | None = None
+    kind: str | KindObject, task: str | None = None, names: Sequence[str] | None = None
 ) -> tuple[str, ...]:
     """The metrics to report: `names` if given (checked), the GLUE ones for a GLUE `task` (kinds with one label per
     example), else the kind's default."""

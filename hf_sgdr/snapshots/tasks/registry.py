@@ -10,10 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .base import TaskKind
+from typing import Any, Protocol
 
 #: What a kind's outputs are, which decides the metrics that apply to it (`metrics.Metric.scores`).
 CLASS_SCORES = "class scores"
@@ -47,6 +44,14 @@ class KindFacts:
     data: str | None = None
 
 
+class KindObject(Protocol):
+    """A kind's object as the registry and the metric tables know it: what it shares with the command line,
+    `facts`. Every implementation is a `base.TaskKind`, which carries the rest of the interface (collecting,
+    combining and scoring outputs); naming only this protocol here keeps the registry below it, and torch-free."""
+
+    facts: KindFacts
+
+
 #: Scored on the class probabilities, reported beside every class-score task's own metrics.
 PROBABILITY_METRICS = ("nll", "brier", "ece")
 _CLASS_METHODS = ("average", "logits", "vote", "weighted")
@@ -56,7 +61,7 @@ _KINDS: dict[str, KindFacts] = {}
 
 
 def register_kind(facts: KindFacts) -> KindFacts:
-    """Add a kind (a new name, or the same facts again); its `TaskKind` is imported from `facts.implementation`."""
+    """Add a kind (a new name, or the same facts again); its `base.TaskKind` is imported from `facts.implementation`."""
     if _KINDS.get(facts.name, facts) != facts:
         raise ValueError(f"kind {facts.name!r} is already registered with other facts")
     _KINDS[facts.name] = facts
@@ -126,7 +131,7 @@ def kind_names() -> tuple[str, ...]:
     return tuple(_KINDS)
 
 
-def kind_facts(kind: str | TaskKind, parameter: str = "kind") -> KindFacts:
+def kind_facts(kind: str | KindObject, parameter: str = "kind") -> KindFacts:
     """The facts of `kind` (a name or a `TaskKind`); a `ValueError` naming `parameter` and the accepted names."""
     if not isinstance(kind, str):
         return kind.facts
@@ -135,8 +140,8 @@ def kind_facts(kind: str | TaskKind, parameter: str = "kind") -> KindFacts:
     return _KINDS[kind]
 
 
-def task_kind(kind: str | TaskKind, parameter: str = "kind") -> TaskKind:
-    """The `TaskKind` object of `kind` (a name, checked as `kind_facts` does, or already the object)."""
+def task_kind(kind: str | KindObject, parameter: str = "kind") -> KindObject:
+    """The `base.TaskKind` object of `kind` (a name, checked as `kind_facts` does, or already the object)."""
     facts = kind_facts(kind, parameter)
     if not isinstance(kind, str):
         return kind
