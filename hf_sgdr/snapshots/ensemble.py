@@ -1,6 +1,6 @@
 """`SnapshotEnsemble`: M snapshots of one SGDR run used as one model.
 
-Two ways in: the seed API (`SnapshotEnsemble(max_snapshots=5)`, `add_model(model)` after each cycle,
+Two ways in: the incremental API (`SnapshotEnsemble(max_snapshots=5)`, `add_model(model)` after each cycle,
 `predict(dataloader)`) and the Hugging Face one (`from_pretrained` a snapshot folder or Hub repo,
 `save_pretrained`, `push_to_hub`). Members loaded from folders stay on the compute device as far as the
 residency budget allows (by default on CUDA half its free memory, on CPU none); the others, and the CPU
@@ -152,7 +152,7 @@ class SnapshotEnsemble:
             f"max_snapshots={self.max_snapshots}, device={self.device})"
         )
 
-    # ------------------------------------------------------------------ seed API
+    # ------------------------------------------------------------------ incremental API (add_model)
     def add_model(
         self,
         model: nn.Module,
