@@ -102,21 +102,37 @@ def _check_state_entries(inner: torch.optim.Optimizer) -> None:
         )
 
 
-def _reset_entry(key: str, value: Any, group: dict[str, Any]) -> Any:
-    """Reset one known state entry in place where possible; return the value the entry must hold after."""
+def _reset_entry(key: str, value: Any, group: dict[str, Any], zeros: list[torch.Tensor]) -> Any:
+    """Reset one known state entry where possible in place; return the value the entry must hold after.
+
+    Tensors that a fresh optimizer holds as zeros are appended to `zeros` rather than zeroed one by one: the
+    caller zeroes them together (one kernel per device and dtype, not one per tensor: a GPU restart would
+    otherwise launch three kernels per parameter on the training thread).
+    """
     if key == "momentum_buffer":
         if value is None:
             return None
         if group.get("dampening", 0) != 0:
             return None  # SGD re-creates the buffer from the gradient; zeros would scale it by (1 - dampening)
-        return value.zero_()
+        zeros.append(value)
+        return value
     if key == "mu_product":  # NAdam's running product of momentum factors starts at 1
         return value.fill_(1.0) if isinstance(value, torch.Tensor) else 1.0
     if key == "sum":  # Adagrad's accumulator starts at initial_accumulator_value
         return value.fill_(group.get("initial_accumulator_value", 0.0))
     if isinstance(value, torch.Tensor):
-        return value.zero_()
+        zeros.append(value)
+        return value
     return type(value)(0)
+
+
+def _zero_together(tensors: list[torch.Tensor]) -> None:
+    """Zero `tensors` in place, one foreach call per (device, dtype) group (what `zero_grad` does for grads)."""
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for tensor in tensors:
+        groups.setdefault((tensor.device, tensor.dtype), []).append(tensor)
+    for group in groups.values():
+        torch._foreach_zero_(group)
 
 
 @torch.no_grad()
@@ -130,16 +146,18 @@ def reset_optimizer_state(optimizer: Any) -> int:
     check_resettable(optimizer)
     inner = unwrap_optimizer(optimizer)
     count = 0
+    zeros: list[torch.Tensor] = []
     for group in inner.param_groups:
         for param in group["params"]:
             state = inner.state.get(param)
             if not state:
                 continue
             for key in list(state):
-                new_value = _reset_entry(key, state[key], group)
+                new_value = _reset_entry(key, state[key], group, zeros)
                 if new_value is None:
                     del state[key]
                 else:
                     state[key] = new_value
             count += 1
+    _zero_together(zeros)
     return count

@@ -212,3 +212,30 @@ def test_the_first_step_check_lives_beside_other_step_hooks() -> None:
         parameter.grad = torch.ones(3)
         optimizer.step()
     assert len(calls) == 3 and int(optimizer.state[parameter]["step"]) == 3
+
+
+def test_reset_zeroes_the_state_in_one_foreach_call_per_device_and_dtype() -> None:
+    """On a GPU every per-tensor `zero_` is a kernel launch on the training thread (3 per parameter for AdamW at
+    every restart); the reset groups them. The ops are recorded at the dispatcher, so this holds on CPU too."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RecordOps(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func.overloadpacket.__name__))
+            return func(*args, **(kwargs or {}))
+
+    params = [torch.nn.Parameter(torch.randn(8)) for _ in range(20)]
+    params += [torch.nn.Parameter(torch.randn(8, dtype=torch.float64)) for _ in range(5)]
+    optimizer = torch.optim.AdamW(params, lr=0.01)
+    _update(optimizer, params, [torch.randn_like(p) for p in params])
+    with RecordOps() as recorded:
+        assert reset_optimizer_state(optimizer) == 25
+    # float32 moments and the float32 step counters; float64 moments: two groups, no per-tensor zero_.
+    assert recorded.ops.count("_foreach_zero_") == 2
+    assert "zero_" not in recorded.ops and "fill_" not in recorded.ops
+    for state in optimizer.state.values():
+        assert all(not value.any() for value in state.values())
