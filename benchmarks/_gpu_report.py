@@ -54,7 +54,8 @@ def render(header: dict[str, Any], parts: dict[str, dict[str, Any]]) -> str:
         "# GPU benchmark: snapshots while training, snapshot ensembles at the speed of their forward passes",
         "",
         f"Machine: {machine['device']}; torch {machine['torch']} (CUDA {machine['cuda']}), transformers "
-        f"{machine['transformers']}, accelerate {machine['accelerate']}, Python {machine['python']}; hf_sgdr "
+        f"{machine['transformers']}, accelerate {machine['accelerate']}, safetensors "
+        f"{machine.get('safetensors', '(not recorded)')}, Python {machine['python']}; hf_sgdr "
         f"{machine['hf_sgdr']} imported from `{machine['hf_sgdr_path']}`.",
         "",
         f"Command: `{header['command']}` ({header['mode']}; {header['seconds']:.0f} s in all).",

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import accelerate
+import safetensors
 import torch
 import transformers
 
@@ -70,10 +71,17 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "accelerate": accelerate.__version__,
+        "safetensors": safetensors.__version__,
         "python": platform.python_version(),
         "hf_sgdr": hf_sgdr.__version__,
         "hf_sgdr_path": str(Path(hf_sgdr.__file__).parent),
     }
+
+
+def _holds_the_gil_while_writing(version: str) -> bool:
+    """True for safetensors before 0.8, whose `save_file` copies every tensor to `bytes` under the GIL."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) < (0, 8)
 
 
 def command(argv: list[str]) -> str:
@@ -127,6 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     sizes = Sizes.quick() if args.quick else Sizes.full()
     if not args.quick and device().type != "cuda":
         sys.exit("gpu.py needs a CUDA device (or --quick for the CPU check)")
+    if _holds_the_gil_while_writing(safetensors.__version__):
+        print(
+            f"WARNING: safetensors {safetensors.__version__} holds the GIL for a whole file write (before 0.8), so "
+            "every snapshot write stalls training; hf_sgdr requires safetensors>=0.8. A GPU bundle installs with "
+            "--no-deps: add the wheel to it (docs/benchmarks.md, section 5).",
+            flush=True,
+        )
     args.results_dir.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     (args.work_dir / ("quick" if args.quick else "full")).mkdir(parents=True, exist_ok=True)
