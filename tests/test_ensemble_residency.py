@@ -148,3 +148,26 @@ def test_the_default_budget_on_cuda_keeps_every_member_resident(
         # CUDA and CPU kernels sum in different orders: equal to float32 rounding, not bit for bit.
         assert row["members"] == cpu_row["members"]
         assert row["metrics"] == pytest.approx(cpu_row["metrics"], rel=1e-4, abs=1e-5)
+
+
+def test_member_load_options_put_the_weights_straight_on_an_accelerator_and_add_nothing_on_cpu() -> None:
+    """On a GPU the member's weights go to the device as they are read (transformers' device map), not through a
+    CPU copy moved afterwards; on the CPU nothing changes."""
+    assert loading.device_load_options(torch.device("cpu")) == {}
+    assert loading.device_load_options(torch.device("cuda", 1)) == {"device_map": {"": torch.device("cuda", 1)}}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_a_loaded_member_is_on_the_device_before_it_is_activated(monkeypatch: pytest.MonkeyPatch) -> None:
+    devices: list[torch.device] = []
+    real = ensemble_module.load_model
+
+    def recorded(folder: Path, *args: object, **kwargs: object) -> torch.nn.Module:
+        module = real(folder, *args, **kwargs)
+        devices.append(next(module.parameters()).device)
+        return module
+
+    monkeypatch.setattr(ensemble_module, "load_model", recorded)
+    ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), device="cuda", progress=False)
+    list(ensemble._runner.each(range(ensemble.num_snapshots)))
+    assert len(devices) == ensemble.num_snapshots and {d.type for d in devices} == {"cuda"}

@@ -25,6 +25,7 @@ from ..atomic import check_output_file
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import snapshot_name
 from ..snapshot_format.loading import (
+    device_load_options,
     load_model,
     load_state_dict,
     read_ahead,
@@ -386,7 +387,9 @@ class SnapshotEnsemble:
         if member.state is not None:
             copy_state(self._template, member.state)
             return self._template
-        options = {**self._model_kwargs, "disable_mmap": True} if writable else self._model_kwargs
+        options = {**device_load_options(self.device), **self._model_kwargs}
+        if writable:
+            options["disable_mmap"] = True
         module = load_model(member.folder, self.auto_class, **options)
         self._runner.tracker.count_load()
         return module
