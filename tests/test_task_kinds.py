@@ -15,7 +15,7 @@ from hf_sgdr.snapshots import METHODS, SnapshotEnsemble, metric_names_for
 from hf_sgdr.snapshots.combine import Combined, combine, fit_weights
 from hf_sgdr.snapshots.metric_suite import MetricSuite
 from hf_sgdr.snapshots.tasks import KindFacts, kind_facts, kind_names, register_kind, registry, task_kind
-from hf_sgdr.snapshots.tasks.base import TaskKind
+from hf_sgdr.snapshots.tasks.base import TaskKind, masked_rows
 from hf_sgdr.snapshots.tasks.class_scores import ClassScores, TokenScores
 from hf_sgdr.snapshots.tasks.registry import VALUES, kind_of_model, supported_auto_classes
 
@@ -153,3 +153,12 @@ def test_a_new_kind_is_one_module_and_the_rest_asks_it(median_kind: TaskKind) ->
     torch.testing.assert_close(prediction.predictions, direct.double().median(dim=0).values)
     report = ensemble.evaluate(batches, soups=False)
     assert report.kind == "median_values" and report.metrics == ["mse", "pearson"]
+
+
+@pytest.mark.parametrize("trailing", [(), (3,), (4, 2)])
+def test_masked_rows_equals_boolean_indexing_in_row_major_order(trailing: tuple[int, ...]) -> None:
+    """The scored tokens' rows, selected from positions counted on the CPU (no device sync per batch on a GPU)."""
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(5, 7, *trailing, generator=generator)
+    for mask in (torch.rand(5, 7, generator=generator) > 0.4, torch.zeros(5, 7, dtype=torch.bool)):
+        assert torch.equal(masked_rows(values, mask), values[mask])

@@ -110,15 +110,19 @@ def forward_outputs(
     temperatures: tuple[float, ...] | None = None,
 ) -> torch.Tensor:
     """One member's compact outputs over all batches (`TaskKind.batch_outputs`, concatenated on the CPU): logits
-    [N, C] of each example or scored token, values [N], or target log-probs [T] ([T, G] at G `temperatures`)."""
+    [N, C] of each example or scored token, values [N], or target log-probs [T] ([T, G] at G `temperatures`).
+
+    The outputs stay on the device until the last batch: nothing waits for the device in between, so the host
+    queues the next batch's forward while the device runs this one (as K forward passes of one model do).
+    """
     keys = accepted_inputs(module)
     outputs = []
     with torch.inference_mode():
         for inputs, labels in zip(batches.inputs, batches.labels, strict=True):
             feed = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if keys is None or k in keys}
-            outputs.append(kind.batch_outputs(_logits(module(**feed)), inputs, labels, temperatures).cpu())
+            outputs.append(kind.batch_outputs(_logits(module(**feed)), inputs, labels, temperatures))
             bar.update(1)
-    return torch.cat(outputs)
+    return torch.cat(outputs).cpu()
 
 
 def collect_member_outputs(

@@ -100,3 +100,13 @@ def mixture_nll(log_likelihoods: torch.Tensor) -> Callable[[torch.Tensor], torch
         return -torch.logsumexp(log_likelihoods + log_weights.view(-1, 1), dim=0).mean()
 
     return loss
+
+
+def masked_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`values[mask]` for a `mask` [B, L] on the CPU and `values` [B, L, ...] on any device, without a device sync.
+
+    Boolean indexing on an accelerator makes the host wait for the device to count the rows, once per batch: the
+    next batch's forward could not be queued meanwhile. The rows' positions are counted on the CPU instead.
+    """
+    positions = mask.reshape(-1).nonzero().squeeze(1).to(values.device, non_blocking=True)
+    return values.flatten(0, 1).index_select(0, positions)

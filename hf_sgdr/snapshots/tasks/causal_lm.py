@@ -16,7 +16,7 @@ import torch
 from ..calibration import LM_TEMPERATURE_GRID, grid_temperature_index, tempered_target_log_probs
 from ..combined import Combined
 from ..outputs import IGNORE_INDEX
-from .base import ScaleFit, TaskKind, mixture_nll
+from .base import ScaleFit, TaskKind, masked_rows, mixture_nll
 from .registry import kind_facts
 
 
@@ -68,9 +68,9 @@ def target_log_probs(
     """log p(next token) at every position whose label is not -100, flattened (causal shift applied): [T], or
     [T, len(temperatures)] with the distribution tempered by each of `temperatures`."""
     logits = logits[:, :-1].float()
-    targets = labels[:, 1:].to(logits.device)
-    mask = targets != IGNORE_INDEX
-    picked = tempered_target_log_probs(logits, targets.clamp(min=0), temperatures or (1.0,))[mask]
+    targets = labels[:, 1:].cpu()
+    tempered = tempered_target_log_probs(logits, targets.clamp(min=0).to(logits.device), temperatures or (1.0,))
+    picked = masked_rows(tempered, targets != IGNORE_INDEX)
     return picked if temperatures is not None else picked[..., 0]
 
 

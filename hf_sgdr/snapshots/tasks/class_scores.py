@@ -11,7 +11,7 @@ from ..calibration import TEMPERATURE_RANGE, fit_temperature, scaled_probabiliti
 from ..combine import combine
 from ..combined import Combined
 from ..outputs import IGNORE_INDEX
-from .base import ScaleFit, TaskKind, mixture_nll
+from .base import ScaleFit, TaskKind, masked_rows, mixture_nll
 from .registry import kind_facts
 
 
@@ -89,7 +89,7 @@ class TokenScores(ClassScores):
         labels: torch.Tensor | None,
         temperatures: tuple[float, ...] | None,
     ) -> torch.Tensor:
-        return logits[_token_mask(inputs, labels).to(logits.device)].float()
+        return masked_rows(logits, _token_mask(inputs, labels).cpu()).float()
 
     def targets(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         """The label of every token that has one, flattened in the order `batch_outputs` keeps the tokens."""
