@@ -124,7 +124,9 @@ class CudaStager:
             tensors = cpu_copy(sources, reuse, pin_memory=True, non_blocking=True)
             for tensor in sources.values():
                 tensor.record_stream(self.stream)
-            event = torch.cuda.Event()
+            # blocking: the writer thread waiting on it sleeps instead of spinning on a CPU core (the data
+            # loader workers' and the training thread's) for the whole copy.
+            event = torch.cuda.Event(blocking=True)
             event.record(self.stream)
         self._in_flight = event
         return StagedCopy(tensors, event, self.device)
