@@ -323,6 +323,7 @@ def test_gpu_quick_runs_every_part_records_each_and_resumes(tmp_path: Path) -> N
     assert recipe["snapshots"] == 3 and 0.0 <= recipe["ensemble"]["accuracy"] <= 1.0
     assert "recipes/glue.py --config recipes/configs/glue_cpu_5ep_T0-63_Tmult-1.json" in recipe["command"]
     assert payload["machine"]["device"] == "CPU (no GPU)" and payload["machine"]["accelerate"]
+    assert payload["machine"]["safetensors"] in markdown
     for target, count in (("≤ 5 ms", 1), ("≤ 1.01×", 1), ("≤ 1.2×", 2), ("≤ 0.5 s", 1)):  # evaluate: one per size
         rows = [line for line in markdown.splitlines() if f"| {target} |" in line]
         assert len(rows) == count and all(row.endswith(("| met |", "| not met |")) for row in rows)
@@ -332,3 +333,19 @@ def test_gpu_quick_runs_every_part_records_each_and_resumes(tmp_path: Path) -> N
     stamps = [path.stat().st_mtime_ns for path in part_files]
     again, _ = run_quick("gpu", tmp_path, *flags)  # a restart keeps the parts already done
     assert [path.stat().st_mtime_ns for path in part_files] == stamps and again["parts"] == parts
+
+
+def test_snapshot_write_quick_records_a_row_per_safetensors_version(tmp_path: Path) -> None:
+    import safetensors
+
+    older = {"safetensors": "0.7.0", "model": "GPT-2 124M", "writes": [{"write_s": 2.3}],
+             "worst": {"loop_rate_ratio": 0.01, "loop_lost_s": 2.2, "longest_pause_ms": 108.6}}  # fmt: skip
+    (tmp_path / "snapshot_write_quick.json").write_text(json.dumps({"rows": {"0.7.0": older}}), encoding="utf-8")
+    payload, markdown = run_quick("snapshot_write", tmp_path)
+    assert set(payload["rows"]) == {"0.7.0", safetensors.__version__}  # a run adds its version's row, keeps others
+    row = payload["rows"][safetensors.__version__]
+    (write,) = row["writes"]
+    assert write["write_s"] > 0 and 0 < write["loop_rate_ratio"] and write["longest_pause_ms"] > 0
+    assert row["worst"]["loop_rate_ratio"] == write["loop_rate_ratio"] and row["weights_mb"] > 0
+    assert row["transformers"] and row["torch"] and f"| {safetensors.__version__} | " in markdown
+    assert "| 0.7.0 | ?, ? | GPT-2 124M | 2.30 | 0.01x of alone | 2.20 | 108.6 |" in markdown
