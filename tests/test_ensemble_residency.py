@@ -150,11 +150,18 @@ def test_the_default_budget_on_cuda_keeps_every_member_resident(
         assert row["metrics"] == pytest.approx(cpu_row["metrics"], rel=1e-4, abs=1e-5)
 
 
-def test_member_load_options_put_the_weights_straight_on_an_accelerator_and_add_nothing_on_cpu() -> None:
-    """On a GPU the member's weights go to the device as they are read (transformers' device map), not through a
-    CPU copy moved afterwards; on the CPU nothing changes."""
-    assert loading.device_load_options(torch.device("cpu")) == {}
-    assert loading.device_load_options(torch.device("cuda", 1)) == {"device_map": {"": torch.device("cuda", 1)}}
+def test_member_load_options_put_the_weights_straight_on_an_accelerator_unless_placed_otherwise() -> None:
+    """On a GPU the member's weights go to the device as they are read (transformers' device map, which needs
+    accelerate), not through a CPU copy moved afterwards; on the CPU, or where the caller places the model itself,
+    nothing is added."""
+    from transformers.utils import is_accelerate_available
+
+    cuda = torch.device("cuda", 1)
+    expected = {"device_map": {"": cuda}} if is_accelerate_available() else {}
+    assert loading.device_load_options(cuda, {"dtype": torch.float16}) == expected
+    assert loading.device_load_options(torch.device("cpu"), {}) == {}
+    for placed in ({"device_map": "auto"}, {"tp_plan": "auto"}):
+        assert loading.device_load_options(cuda, placed) == {}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -171,3 +178,41 @@ def test_on_cuda_a_loaded_member_is_on_the_device_before_it_is_activated(monkeyp
     ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), device="cuda", progress=False)
     list(ensemble._runner.each(range(ensemble.num_snapshots)))
     assert len(devices) == ensemble.num_snapshots and {d.type for d in devices} == {"cuda"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_member_s_batches_are_queued_without_waiting_for_the_device() -> None:
+    """hf_sgdr's own code waits for the device once per member and batch set (the copy of the outputs to the CPU),
+    not after every batch. The model is plain torch here: transformers' own checks may wait, which is not ours."""
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from hf_sgdr.snapshots.outputs import Batches, forward_outputs
+    from hf_sgdr.snapshots.tasks import task_kind
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.head = torch.nn.Embedding(50, 16), torch.nn.Linear(16, 50)
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.embed(input_ids))
+
+    generator = torch.Generator().manual_seed(0)
+    ids = [torch.randint(0, 50, (4, 12), generator=generator) for _ in range(3)]
+    labels = [row.masked_fill(torch.rand(4, 12, generator=generator) < 0.2, -100) for row in ids]
+    batches = Batches([{"input_ids": row} for row in ids], labels)
+    model, device = TinyLM().cuda(), torch.device("cuda")
+    expected = forward_outputs(model, batches, task_kind("causal_lm"), device, tqdm(disable=True))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            outputs = forward_outputs(model, batches, task_kind("causal_lm"), device, tqdm(disable=True))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    waits = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(waits) == 1, waits
+    assert torch.equal(outputs, expected) and len(outputs) == sum(int((row[:, 1:] != -100).sum()) for row in labels)

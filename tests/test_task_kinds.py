@@ -162,3 +162,5 @@ def test_masked_rows_equals_boolean_indexing_in_row_major_order(trailing: tuple[
     values = torch.randn(5, 7, *trailing, generator=generator)
     for mask in (torch.rand(5, 7, generator=generator) > 0.4, torch.zeros(5, 7, dtype=torch.bool)):
         assert torch.equal(masked_rows(values, mask), values[mask])
+    with pytest.raises(ValueError, match=r"a mask of shape \(5, 6\) cannot select rows of values shaped \(5, 7"):
+        masked_rows(values, torch.ones(5, 6, dtype=torch.bool))

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -365,16 +365,19 @@ def load_model(folder: Path, auto_class: str, **kwargs: Any) -> nn.Module:
         )
 
 
-def device_load_options(device: torch.device) -> dict[str, Any]:
+def device_load_options(device: torch.device, model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """`from_pretrained` options that load a member's weights straight onto `device`.
 
     Without them a member is built on the CPU and then moved: one more copy of every weight, from pageable memory
     (on an H200 the move took 1.08 s for five GPT-2 members). transformers does the direct load with a device map,
-    which needs accelerate; on the CPU, or without accelerate, there is nothing to add.
+    which needs accelerate. Nothing is added on the CPU, without accelerate, where the caller places the model
+    itself (`device_map`, `tp_plan` in `model_kwargs`), or under DeepSpeed ZeRO-3 (which refuses a device map).
     """
+    from transformers.integrations import is_deepspeed_zero3_enabled
     from transformers.utils import is_accelerate_available
 
-    if device.type == "cpu" or not is_accelerate_available():
+    placed_by_caller = "device_map" in model_kwargs or "tp_plan" in model_kwargs
+    if device.type == "cpu" or placed_by_caller or not is_accelerate_available() or is_deepspeed_zero3_enabled():
         return {}
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())

@@ -387,8 +387,9 @@ class SnapshotEnsemble:
         if member.state is not None:
             copy_state(self._template, member.state)
             return self._template
-        options = {**device_load_options(self.device), **self._model_kwargs}
-        if writable:
+        direct = device_load_options(self.device, self._model_kwargs)
+        options = {**direct, **self._model_kwargs}
+        if writable and not direct:  # loaded onto the device, the module holds no file mapping to write into
             options["disable_mmap"] = True
         module = load_model(member.folder, self.auto_class, **options)
         self._runner.tracker.count_load()

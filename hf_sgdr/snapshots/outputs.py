@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .runners import Runner
 from .tasks import task_kind
+from .transfer import to_device
 
 if TYPE_CHECKING:
     from .tasks.base import TaskKind
@@ -119,7 +120,7 @@ def forward_outputs(
     outputs = []
     with torch.inference_mode():
         for inputs, labels in zip(batches.inputs, batches.labels, strict=True):
-            feed = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if keys is None or k in keys}
+            feed = {k: to_device(v, device) for k, v in inputs.items() if keys is None or k in keys}
             outputs.append(kind.batch_outputs(_logits(module(**feed)), inputs, labels, temperatures))
             bar.update(1)
     return torch.cat(outputs).cpu()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from ..combined import Combined
+from ..transfer import to_device
 from .registry import KindFacts
 
 #: Fits one temperature on the selection split for the members at these indices combined by a method, and
@@ -108,5 +109,9 @@ def masked_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Boolean indexing on an accelerator makes the host wait for the device to count the rows, once per batch: the
     next batch's forward could not be queued meanwhile. The rows' positions are counted on the CPU instead.
     """
-    positions = mask.reshape(-1).nonzero().squeeze(1).to(values.device, non_blocking=True)
+    if mask.shape != values.shape[:2]:
+        raise ValueError(
+            f"a mask of shape {tuple(mask.shape)} cannot select rows of values shaped {tuple(values.shape)}"
+        )
+    positions = to_device(mask.reshape(-1).nonzero().squeeze(1), values.device)
     return values.flatten(0, 1).index_select(0, positions)

@@ -16,6 +16,7 @@ import torch
 from ..calibration import LM_TEMPERATURE_GRID, grid_temperature_index, tempered_target_log_probs
 from ..combined import Combined
 from ..outputs import IGNORE_INDEX
+from ..transfer import to_device
 from .base import ScaleFit, TaskKind, masked_rows, mixture_nll
 from .registry import kind_facts
 
@@ -69,7 +70,7 @@ def target_log_probs(
     [T, len(temperatures)] with the distribution tempered by each of `temperatures`."""
     logits = logits[:, :-1].float()
     targets = labels[:, 1:].cpu()
-    tempered = tempered_target_log_probs(logits, targets.clamp(min=0).to(logits.device), temperatures or (1.0,))
+    tempered = tempered_target_log_probs(logits, to_device(targets.clamp(min=0), logits.device), temperatures or (1.0,))
     picked = masked_rows(tempered, targets != IGNORE_INDEX)
     return picked if temperatures is not None else picked[..., 0]
 
