@@ -108,7 +108,8 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json_text(obj))
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
+    """Flush every file under `root`, and the folders' entries, to the disk."""
     for folder, _, files in os.walk(root):
         for name in files:
             with open(Path(folder) / name, "rb") as handle:
@@ -117,10 +118,11 @@ def _fsync_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike[str], *, flush: bool = True) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces `path` in one rename, on error it is removed.
 
-    An existing `path` is moved aside first and deleted only after the new folder is in place.
+    An existing `path` is moved aside first and deleted only after the new folder is in place. `flush=False`: the
+    caller has flushed the folder's files to the disk itself (`fsync_tree`) before the block ends.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -128,17 +130,19 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        replace_directory(tmp, target)
+        replace_directory(tmp, target, flush=flush)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def replace_directory(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+def replace_directory(source: str | os.PathLike[str], target: str | os.PathLike[str], *, flush: bool = True) -> Path:
     """Put the finished folder `source` (a sibling of `target`) at `target` in one rename, after syncing
-    its files. An existing `target` is moved aside first and deleted only after the new folder is in place."""
+    its files (unless `flush=False`: the caller did). An existing `target` is moved aside first and deleted only
+    after the new folder is in place."""
     source, target = Path(source), Path(target)
-    _fsync_tree(source)
+    if flush:
+        fsync_tree(source)
     old = None
     if target.exists():
         old = _temporary_sibling(target)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..atomic import atomic_directory, sha256_file
+from ..atomic import atomic_directory, fsync_tree, sha256_file
 from .manifest import FileRecord
 
 
@@ -27,13 +28,19 @@ def record_files(folder: str | os.PathLike[str]) -> dict[str, FileRecord]:
 
 
 def write_snapshot_folder(folder: str | os.PathLike[str], save: Callable[[Path], None]) -> dict[str, FileRecord]:
-    """Run `save(tmp_folder)`, record its files, and move it to `folder` in one rename.
+    """Run `save(tmp_folder)`, record its files (while they are flushed to the disk), and move it to `folder` in
+    one rename.
 
     If `save` raises, nothing appears at `folder` and the temporary folder is removed.
     """
-    with atomic_directory(folder) as tmp:
+    with atomic_directory(folder, flush=False) as tmp:
         save(tmp)
-        records = record_files(tmp)
+        # Flushing to the disk (I/O) overlaps the checksums (CPU, reading the page cache): the training run waits
+        # for the last snapshot's write, so its time is not only the writer thread's.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_sgdr-fsync") as pool:
+            flushed = pool.submit(fsync_tree, tmp)
+            records = record_files(tmp)
+            flushed.result()
         if not records:
             raise ValueError(f"saving the snapshot {folder} wrote no files")
     return records
