@@ -122,8 +122,8 @@ def render(rows: dict[str, dict[str, Any]], machine: dict[str, Any]) -> str:
         "writes after an un-timed one. A rate near 1.00x means the write left the training thread alone.\n\n"
         f"{table}\n\n"
         f"Machine: {machine['cpus']} CPU cores, {machine['platform']}, Python {machine['python']}, hf_sgdr "
-        f"{machine['hf_sgdr']}. transformers 5.25 and later require safetensors 0.8; an older safetensors row comes "
-        "from the environment of the lowest supported versions (`constraints/floors.txt`).\n"
+        f"{machine['hf_sgdr']}. transformers 5.13 and later require safetensors 0.8, so the rows compare versions in "
+        "the environment of the lowest supported ones (`constraints/floors.txt`).\n"
     )
 
 
