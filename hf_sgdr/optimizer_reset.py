@@ -106,8 +106,8 @@ def _reset_entry(key: str, value: Any, group: dict[str, Any], zeros: list[torch.
     """Reset one known state entry where possible in place; return the value the entry must hold after.
 
     Tensors that a fresh optimizer holds as zeros are appended to `zeros` rather than zeroed one by one: the
-    caller zeroes them together (one kernel per device and dtype, not one per tensor: a GPU restart would
-    otherwise launch three kernels per parameter on the training thread).
+    caller zeroes them together (one kernel per device and dtype, not one per state tensor: for AdamW on a
+    GPU a restart would otherwise launch two per parameter on the training thread).
     """
     if key == "momentum_buffer":
         if value is None:

@@ -215,8 +215,8 @@ def test_the_first_step_check_lives_beside_other_step_hooks() -> None:
 
 
 def test_reset_zeroes_the_state_in_one_foreach_call_per_device_and_dtype() -> None:
-    """On a GPU every per-tensor `zero_` is a kernel launch on the training thread (3 per parameter for AdamW at
-    every restart); the reset groups them. The ops are recorded at the dispatcher, so this holds on CPU too."""
+    """On a GPU every per-tensor `zero_` is a kernel launch on the training thread (for AdamW, two per parameter
+    at every restart); the reset groups them. The ops are recorded at the dispatcher, so this holds on CPU too."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class RecordOps(TorchDispatchMode):
