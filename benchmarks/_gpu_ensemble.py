@@ -20,8 +20,8 @@ from transformers import AutoModelForCausalLM
 
 from _gpu_setup import Sizes, device, gpt2, random_tokens, timed
 from _stacked import compare
-from hf_sgdr.atomic import sha256_file
 from hf_sgdr.quiet import transformers_bars_silenced
+from hf_sgdr.snapshot_format.digests import sha256_range
 from hf_sgdr.snapshot_format.manifest import MANIFEST_NAME
 from hf_sgdr.snapshots import SnapshotEnsemble
 
@@ -48,7 +48,7 @@ def load_verify(folder: Path) -> dict[str, Any]:
     """Seconds to verify and load every member onto the device (files in the page cache, as after training)."""
     files = sorted(folder.glob("cycle-*/*.safetensors"))
     size = sum(path.stat().st_size for path in files)
-    one_thread_s, _ = timed(lambda: [sha256_file(path) for path in files])
+    one_thread_s, _ = timed(lambda: [sha256_range(path, 0, path.stat().st_size) for path in files])
     verify_s, ensemble = timed(lambda: SnapshotEnsemble.from_pretrained(folder, device=device(), progress=False))
     load_s, _ = timed(lambda: _members_on_device(ensemble))
     return {

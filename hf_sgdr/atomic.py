@@ -8,7 +8,6 @@ that loaders skip them and `remove_stale_temporaries` can sweep what a killed pr
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 TMP_PREFIX = ".tmp-"
-_CHUNK = 1 << 20
 
 
 def _temporary_sibling(path: Path) -> Path:
@@ -174,12 +172,3 @@ def remove_entry(entry: Path) -> None:
     else:
         with contextlib.suppress(OSError):
             entry.unlink()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

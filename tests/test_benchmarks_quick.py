@@ -349,3 +349,12 @@ def test_snapshot_write_quick_records_a_row_per_safetensors_version(tmp_path: Pa
     assert row["worst"]["loop_rate_ratio"] == write["loop_rate_ratio"] and row["weights_mb"] > 0
     assert row["transformers"] and row["torch"] and f"| {safetensors.__version__} | " in markdown
     assert "| 0.7.0 | ?, ? | GPT-2 124M | 2.30 | 0.01x of alone | 2.20 | 108.6 |" in markdown
+
+
+def test_digests_quick_times_both_formats_on_the_same_file(tmp_path: Path) -> None:
+    payload, markdown = run_quick("digests", tmp_path)
+    (row,) = payload["rows"]
+    assert row["files"] == 1 and row["mb_each"] == 80 and row["pieces"] == 3  # 80 MB in 32 MiB pieces
+    assert 1 <= row["record_threads"] <= row["threads"] <= 3 and row["one_thread_gb_s"] > 0
+    assert all(row[key] > 0 for key in ("format1_verify_s", "format2_record_s", "format2_verify_s"))
+    assert "| 1 | 80 | " in markdown and f"| 3 | {row['record_threads']}, {row['threads']} |" in markdown

@@ -13,6 +13,7 @@ from helpers.ensembles import copy_folder, sst2_loader, tiny_bert_folder, tiny_l
 from transformers import AutoModelForSequenceClassification
 from transformers.utils import logging as hf_logging
 
+import hf_sgdr.snapshot_format.digests as digests
 import hf_sgdr.snapshot_format.loading as loading
 import hf_sgdr.snapshots.ensemble as ensemble_module
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError
@@ -113,13 +114,13 @@ def test_parallel_verification_refuses_the_first_corrupted_snapshot_by_name(
         data[len(data) // 2] ^= 0xFF  # same size: only the digest can tell
         path.write_bytes(bytes(data))
     threads: list[str] = []
-    real = loading.sha256_file
+    real = digests.sha256_range
     monkeypatch.setattr(
-        loading, "sha256_file", lambda path: threads.append(threading.current_thread().name) or real(path)
+        digests, "sha256_range", lambda *piece: threads.append(threading.current_thread().name) or real(*piece)
     )
     with pytest.raises(SnapshotLoadError, match=r"cycle-001/model\.safetensors is corrupt"):
         SnapshotEnsemble.from_pretrained(folder, progress=False)
-    assert threads and all(name.startswith("hf_sgdr-verify") for name in threads)
+    assert threads and all(name.startswith("hf_sgdr-sha256") for name in threads)
     with pytest.raises(SnapshotLoadError, match=r"cycle-003/model\.safetensors is corrupt"):
         SnapshotEnsemble.from_pretrained(folder, snapshots=["cycle-000", "cycle-003"], progress=False)
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_sgdr.snapshot_format.loading import SnapshotLoadError, check_safetensors_header, verify_snapshot
+from hf_sgdr.snapshot_format.loading import SnapshotLoadError, check_safetensors_header, check_snapshot
 from hf_sgdr.snapshot_format.manifest import ManifestError, SnapshotManifest, SnapshotRecord, check_relative_name
 
 PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -233,4 +233,4 @@ def test_a_hostile_shard_index_is_a_load_error(tmp_path: Path, index: bytes) -> 
     (folder / "model.safetensors.index.json").write_bytes(index)
     record = SnapshotRecord(name="cycle-000", cycle=0, global_step=1, scheduler_step=1, files=record_files(folder))
     with pytest.raises(SnapshotLoadError, match=r"cycle-000/model.safetensors.index.json"):
-        verify_snapshot(tmp_path, record, "full_model")
+        check_snapshot(tmp_path, record, "full_model")

@@ -24,7 +24,8 @@ from helpers.hub import TOKEN, Recorder, online
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
-import hf_sgdr.snapshot_format.loading
+import hf_sgdr.snapshot_format.digests
+from hf_sgdr.snapshot_format.storage import record_files
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError, SnapshotManifest
 from hf_sgdr.snapshots.outputs import materialize
 
@@ -122,7 +123,7 @@ def test_push_to_hub_keeps_the_training_provenance_and_uploads_in_place(
 
     hashed: list[object] = []
     monkeypatch.setattr(SnapshotEnsemble, "save_pretrained", no_copy)
-    monkeypatch.setattr(hf_sgdr.snapshot_format.loading, "sha256_file", lambda path: hashed.append(path))
+    monkeypatch.setattr(hf_sgdr.snapshot_format.digests, "sha256_range", lambda *piece: hashed.append(piece))
     with online():
         ensemble.push_to_hub("me/provenance", token=TOKEN, endpoint=endpoint)
 
@@ -262,3 +263,35 @@ def test_cli_push_takes_the_token_from_the_environment(hub: tuple[str, Recorder]
         timeout=300,
     )
     assert bad.returncode == 2 and "no manifest.json in" in bad.stderr
+
+
+def test_push_checks_files_recorded_in_pieces_before_sending(
+    hub: tuple[str, Recorder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest of format 2 (files larger than a piece) is pushed as it is, and a file that no longer matches
+    its piece digests is refused before anything is sent."""
+    endpoint, recorder = hub
+    folder = tmp_path / "pieced"
+    shutil.copytree(tiny_bert_folder(), folder)
+    monkeypatch.setattr(hf_sgdr.snapshot_format.digests, "PIECE_SIZE", 1 << 16)
+    manifest = SnapshotManifest.load(folder)
+    for record in manifest.snapshots:
+        record.files = record_files(folder / record.name)
+    manifest.save(folder)
+    assert json.loads((folder / "manifest.json").read_text())["format_version"] == 2
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    with online():
+        ensemble.push_to_hub("me/pieced", token=TOKEN, endpoint=endpoint)
+    files = recorder.commits[0]["files"]
+    pushed = json.loads(files["manifest.json"])
+    assert pushed["format_version"] == 2
+    assert SnapshotManifest.from_dict(pushed).snapshots == manifest.snapshots
+    assert files["cycle-001/model.safetensors"] == (folder / "cycle-001" / "model.safetensors").read_bytes()
+
+    weights = folder / "cycle-001" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, same header: only the digest of the last piece tells
+    weights.write_bytes(bytes(data))
+    with online(), pytest.raises(SnapshotLoadError, match=r"cycle-001/model.safetensors is corrupt"):
+        ensemble.push_to_hub("me/pieced-altered", token=TOKEN, endpoint=endpoint)
+    assert len(recorder.commits) == 1 and len(recorder.created) == 1  # nothing sent for the altered folder

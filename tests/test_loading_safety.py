@@ -328,7 +328,7 @@ def test_a_symlinked_file_is_followed_only_inside_the_folder(folder: Path, tmp_p
     ("edit", "message"),
     [
         ({"format": "someone-elses-format"}, r"not an hf_sgdr snapshot manifest \(format='someone-elses-format'\)"),
-        ({"format_version": 2}, r"unsupported manifest format_version 2 \(this hf_sgdr reads 1..1\)"),
+        ({"format_version": 3}, r"unsupported manifest format_version 3 \(this hf_sgdr reads 1..2\)"),
         ({"format_version": True}, r"unsupported manifest format_version True"),
         ({"snapshot_type": "pickle"}, r"unknown snapshot_type 'pickle'"),
         ({"snapshots": {"cycle-000": {}}}, r"manifest.snapshots has the wrong type dict"),

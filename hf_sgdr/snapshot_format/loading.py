@@ -16,17 +16,17 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..atomic import TMP_PREFIX, sha256_file
+from ..atomic import TMP_PREFIX
 from ..quiet import transformers_bars_silenced
+from .digests import mismatched_files
 from .layout import SNAPSHOT_SUBDIR
-from .manifest import MANIFEST_NAME, SnapshotManifest, SnapshotRecord
+from .manifest import MANIFEST_NAME, FileRecord, SnapshotManifest, SnapshotRecord
 
 logger = logging.getLogger(__name__)
 
@@ -154,10 +154,11 @@ def _listed_on_disk(folder: Path) -> list[str]:
     return found
 
 
-def verify_snapshot(
-    root: Path, record: SnapshotRecord, snapshot_type: str, containment: Path | None = None, *, checksums: bool = True
-) -> Path:
-    """Check one snapshot folder against its manifest record (see the module docstring); return the folder.
+def check_snapshot(
+    root: Path, record: SnapshotRecord, snapshot_type: str, containment: Path | None = None
+) -> dict[str, Path]:
+    """Check one snapshot folder against its manifest record (see the module docstring), all but the checksums
+    (`verify_folder` hashes every snapshot's files together); return the listed files' paths.
 
     `containment` is the folder no path may resolve out of (default `root`; the repo folder of a Hugging
     Face cache, whose files are links to its `blobs/`).
@@ -180,6 +181,7 @@ def verify_snapshot(
     for name in others:
         if name not in record.files:
             raise SnapshotLoadError(f"snapshot {record.name!r} lists no {name} in manifest.json")
+    paths = {}
     for name, expected in record.files.items():
         path = contained(folder / name, containment, f"{record.name}/{name}")
         if not path.is_file():
@@ -189,16 +191,11 @@ def verify_snapshot(
             raise SnapshotLoadError(
                 f"{record.name}/{name} has {size} bytes, manifest.json says {expected.size} (truncated or altered)"
             )
-        if checksums and sha256_file(path) != expected.sha256:
-            raise SnapshotLoadError(
-                f"{record.name}/{name} is corrupt: its SHA-256 differs from manifest.json (altered or damaged since it "
-                f"was written). Fetch the snapshot again (from the Hub: delete it from the cache, or pass "
-                f"force_download), or leave it out with snapshots=[...] listing the others"
-            )
         if name.endswith(".safetensors"):
             check_safetensors_header(path)
+        paths[name] = path
     _check_shard_index(folder, record)
-    return folder
+    return paths
 
 
 def _check_shard_index(folder: Path, record: SnapshotRecord) -> None:
@@ -222,26 +219,27 @@ def verify_folder(
 ) -> tuple[SnapshotManifest, list[SnapshotRecord]]:
     """Load the manifest of `root` and verify the snapshots called `names` (all by default).
 
-    The snapshots are verified in parallel threads (hashing releases the GIL), each in `verify_snapshot`'s
-    order; the first failing snapshot in manifest order is the one reported.
+    Every snapshot is checked (`check_snapshot`) before any file is hashed; then the files of all of them are
+    hashed together, in parallel (`digests.mismatched_files`), and the first corrupt one in manifest order is
+    reported.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"snapshot folder {root} does not exist")
     manifest = open_manifest(root, containment)
     records = manifest.snapshots if names is None else [manifest.snapshot(name) for name in names]
-
-    def verify(record: SnapshotRecord) -> Path:
-        return verify_snapshot(root, record, manifest.snapshot_type, containment, checksums=checksums)
-
-    with ThreadPoolExecutor(max_workers=verify_workers(len(records)), thread_name_prefix="hf_sgdr-verify") as pool:
-        list(pool.map(verify, records))
+    listed: dict[str, tuple[Path, FileRecord]] = {}
+    for record in records:
+        paths = check_snapshot(root, record, manifest.snapshot_type, containment)
+        listed.update({f"{record.name}/{name}": (path, record.files[name]) for name, path in paths.items()})
+    corrupt = mismatched_files(listed) if checksums else []
+    if corrupt:
+        raise SnapshotLoadError(
+            f"{corrupt[0]} is corrupt: its SHA-256 differs from manifest.json (altered or damaged since it was "
+            "written). Fetch the snapshot again (from the Hub: delete it from the cache, or pass force_download), "
+            "or leave it out with snapshots=[...] listing the others"
+        )
     return manifest, records
-
-
-def verify_workers(count: int) -> int:
-    """Threads to verify `count` snapshots with: one each, at most one per CPU core."""
-    return max(1, min(count, os.cpu_count() or 1))
 
 
 def open_manifest(root: Path, containment: Path | None = None) -> SnapshotManifest:

@@ -27,7 +27,11 @@ from ..schedule import SGDRSchedule
 from .layout import MANIFEST_NAME
 
 FORMAT_NAME = "hf_sgdr.snapshot_ensemble"
-FORMAT_VERSION = 1
+#: The newest format this version reads. 2 adds piece digests (`FileRecord.piece_sha256`); a manifest is written
+#: as format 1 while none of its files needs them, so that older hf_sgdr versions still read it.
+FORMAT_VERSION = 2
+#: The accepted range of `FileRecord.piece_size` (bytes).
+MIN_PIECE_SIZE, MAX_PIECE_SIZE = 1 << 16, 1 << 30
 #: What each snapshot folder holds.
 SNAPSHOT_TYPES = ("full_model", "peft_adapter")
 #: A manifest larger than this is refused before parsing.
@@ -81,10 +85,49 @@ def _metrics(value: Any, where: str) -> dict[str, float] | None:
 
 @dataclass
 class FileRecord:
-    """Checksum and size of one file of a snapshot."""
+    """Checksum and size of one file of a snapshot: the SHA-256 of the whole file, or (format 2, files larger
+    than one piece) the SHA-256 of each consecutive `piece_size`-byte piece, which can be checked in parallel."""
 
-    sha256: str
+    sha256: str | None
     size: int
+    piece_size: int | None = None
+    piece_sha256: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, without the fields it does not use."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> FileRecord:
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where} must be an object")
+        size = _require(data, "size", int, where)
+        if size < 0:
+            raise ManifestError(f"{where}.size is negative")
+        if "piece_sha256" not in data and "piece_size" not in data:
+            return cls(_hex_digest(_require(data, "sha256", str, where), f"{where}.sha256"), size)
+        if data.get("sha256") is not None:
+            raise ManifestError(f"{where} has both sha256 and piece_sha256: give one")
+        piece_size = _require(data, "piece_size", int, where)
+        if not MIN_PIECE_SIZE <= piece_size <= MAX_PIECE_SIZE:
+            raise ManifestError(
+                f"{where}.piece_size is {piece_size}; accepted: {MIN_PIECE_SIZE} to {MAX_PIECE_SIZE} bytes"
+            )
+        pieces = _require(data, "piece_sha256", list, where)
+        expected = max(1, -(-size // piece_size))
+        if len(pieces) != expected:
+            raise ManifestError(
+                f"{where}.piece_sha256 has {len(pieces)} digests; a {size}-byte file in {piece_size}-byte pieces has "
+                f"{expected}"
+            )
+        digests = [_hex_digest(digest, f"{where}.piece_sha256[{i}]") for i, digest in enumerate(pieces)]
+        return cls(None, size, piece_size, digests)
+
+
+def _hex_digest(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ManifestError(f"{what} is not a hex SHA-256")
+    return value
 
 
 @dataclass
@@ -112,15 +155,7 @@ class SnapshotRecord:
         files = {}
         for name, record in files_raw.items():
             check_relative_name(name, f"{where}.files name")
-            if not isinstance(record, dict):
-                raise ManifestError(f"{where}.files[{name!r}] must be an object")
-            digest = _require(record, "sha256", str, f"{where}.files[{name!r}]")
-            if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise ManifestError(f"{where}.files[{name!r}].sha256 is not a hex SHA-256")
-            size = _require(record, "size", int, f"{where}.files[{name!r}]")
-            if size < 0:
-                raise ManifestError(f"{where}.files[{name!r}].size is negative")
-            files[name] = FileRecord(digest, size)
+            files[name] = FileRecord.from_dict(record, f"{where}.files[{name!r}]")
         lr = data.get("lr", [])
         if not isinstance(lr, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in lr):
             raise ManifestError(f"{where}.lr must be a list of numbers")
@@ -155,8 +190,12 @@ class SnapshotManifest:
     snapshots: list[SnapshotRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, with the format name and version."""
-        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **asdict(self)}
+        """JSON-ready form, with the format name and the oldest version that reads it (1 without piece digests)."""
+        data = asdict(self)
+        for raw, record in zip(data["snapshots"], self.snapshots, strict=True):
+            raw["files"] = {name: file.to_dict() for name, file in record.files.items()}
+        pieces = any(file.piece_sha256 is not None for record in self.snapshots for file in record.files.values())
+        return {"format": FORMAT_NAME, "format_version": 2 if pieces else 1, **data}
 
     def save(self, folder: str | Path) -> Path:
         """Write `folder/manifest.json` atomically."""

@@ -1,6 +1,6 @@
 """Every member is the model the ensemble will build, checked at load before any weight is read.
 
-`verify_snapshot` checks that the files are the ones the manifest lists; this checks what they describe:
+`loading.verify_folder` checks that the files are the ones the manifest lists; this checks what they describe:
 
 - `config.json` is a transformers config (valid JSON, types transformers accepts, a built-in `model_type`:
   remote code is off), and the `auto_class` builds the architecture it names;

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic import sha256_file
+from ..snapshot_format.digests import digest_files
 from ..snapshot_format.loading import (
     PICKLE_SUFFIXES,
     SnapshotLoadError,
@@ -27,7 +27,7 @@ from ..snapshot_format.loading import (
     contained,
     pickle_refusal,
 )
-from ..snapshot_format.manifest import FileRecord, SnapshotRecord
+from ..snapshot_format.manifest import SnapshotRecord
 from .selection import select_members
 
 #: The folder names `transformers.Trainer` gives its checkpoints (`PREFIX_CHECKPOINT_DIR`-step).
@@ -100,14 +100,15 @@ def checkpoint_record(folder: Path, index: int, containment: Path) -> SnapshotRe
     names = [*(name for name in MODEL_FILES if (folder / name).is_file()), *_weight_files(folder)]
     if "config.json" not in names:
         raise SnapshotLoadError(f"{folder.name} has no config.json: not a transformers model checkpoint")
-    files = {}
+    paths = {}
     for name in names:
         path = contained(folder / name, containment, f"{folder.name}/{name}")
         if not path.is_file():
             raise SnapshotLoadError(f"{folder.name}/{name} named by its shard index is missing")
         if name.endswith(".safetensors"):
             check_safetensors_header(path)
-        files[name] = FileRecord(sha256_file(path), path.stat().st_size)
+        paths[name] = path
+    files = digest_files(paths)
     step = int(CHECKPOINT_NAME.match(folder.name).group(1))
     state = _trainer_state(folder)
     last_log = _last_training_log(state, step)

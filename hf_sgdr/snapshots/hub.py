@@ -18,6 +18,7 @@ from typing import Any
 
 from ..atomic import json_text
 from ..redaction import redacting
+from ..snapshot_format.digests import mismatched_files
 from ..snapshot_format.layout import CARD_NAME, PLOT_NAME
 from ..snapshot_format.loading import PICKLE_SUFFIXES, SnapshotLoadError, pickle_refusal, root_files, verify_folder
 from ..snapshot_format.manifest import MANIFEST_NAME, SnapshotManifest
@@ -131,8 +132,9 @@ def push_folder(
     read where they are. `manifest` (default: the folder's own manifest.json, uploaded as it is) is the one
     to publish instead, e.g. a subset of the snapshots: each of its records must equal the folder's, so the
     provenance it carries (library versions, metrics) is the training run's. Each file is hashed once, by
-    `huggingface_hub`, and that digest is checked against the manifest before anything is sent. Returns
-    huggingface_hub's `CommitInfo`.
+    `huggingface_hub` for the upload, and checked against the manifest before anything is sent; a file the manifest
+    records in pieces (larger than `digests.PIECE_SIZE`) is first checked against them, hashed in parallel.
+    Returns huggingface_hub's `CommitInfo`.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -151,10 +153,18 @@ def push_folder(
     for path in root_files(root, containment):
         if path.name not in extra:
             operations.append(CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)))
+    pieced = {
+        f"{record.name}/{name}": (root / record.name / name, expected)
+        for record in records
+        for name, expected in record.files.items()
+        if expected.sha256 is None
+    }
+    corrupt = mismatched_files(pieced)
     for record in records:
         for name, expected in record.files.items():
             operation = CommitOperationAdd(f"{record.name}/{name}", str(root / record.name / name))
-            if operation.upload_info.sha256.hex() != expected.sha256:
+            whole_differs = expected.sha256 is not None and operation.upload_info.sha256.hex() != expected.sha256
+            if whole_differs or f"{record.name}/{name}" in corrupt:
                 raise SnapshotLoadError(f"{record.name}/{name} is corrupt: its SHA-256 differs from manifest.json")
             operations.append(operation)
     message = commit_message or f"Upload {on_disk.snapshot_type} snapshot ensemble ({len(records)} snapshots)"

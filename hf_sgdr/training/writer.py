@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 WRITER_NICENESS = 10
 
 
-def _lower_thread_priority() -> None:
-    """Lower the calling thread's CPU priority (Linux schedules threads separately; elsewhere a no-op)."""
+def lower_thread_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux schedules threads separately; elsewhere a no-op). Threads it
+    starts afterwards (the checksums' pool) inherit the lower priority."""
     native_id = threading.get_native_id()
     if sys.platform.startswith("linux") and hasattr(os, "setpriority") and native_id != os.getpid():
         with contextlib.suppress(OSError):
@@ -98,7 +99,7 @@ class SnapshotWriter:
         self.max_snapshots = max_snapshots
         self._manifest = manifest
         self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="hf_sgdr-snapshot-writer", initializer=_lower_thread_priority
+            max_workers=1, thread_name_prefix="hf_sgdr-snapshot-writer", initializer=lower_thread_priority
         )
         self._futures: list[Future[None]] = []
         self._closed = False

@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from hf_sgdr import SGDRAccelerateHelper, SGDRScheduler
-from hf_sgdr.atomic import sha256_file
+from hf_sgdr.snapshot_format.digests import digest_files
 from hf_sgdr.snapshot_format.manifest import SnapshotManifest, SnapshotRecord
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -171,9 +171,7 @@ def assert_checksums(snapshot_dir: Path, record: SnapshotRecord) -> None:
     folder = snapshot_dir / record.name
     on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert on_disk == sorted(record.files)
-    for name, expected in record.files.items():
-        assert sha256_file(folder / name) == expected.sha256
-        assert (folder / name).stat().st_size == expected.size
+    assert digest_files({name: folder / name for name in record.files}) == record.files
 
 
 def temporaries(folder: Path) -> list[str]:
