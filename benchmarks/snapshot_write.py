@@ -18,10 +18,15 @@ Each run replaces its safetensors version's row in `snapshot_write.json` and rew
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import shutil
+import statistics
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +36,10 @@ import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from _common import machine_info, markdown_table, write_results
-from hf_sgdr.snapshot_format.storage import write_snapshot_folder
+from hf_sgdr.atomic import fsync_tree
+from hf_sgdr.snapshot_format.storage import record_files, write_snapshot_folder
 from hf_sgdr.training.weights import capture_weights, save_weights
+from hf_sgdr.training.writer import lower_thread_priority
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -56,6 +63,7 @@ def measure_write(model: torch.nn.Module, weights: dict[str, torch.Tensor], work
     done, result = threading.Event(), {}
 
     def write() -> None:
+        lower_thread_priority()  # as the writer's thread runs
         start = time.perf_counter()
         write_snapshot_folder(work / f"cycle-{index:03d}", lambda tmp: save_weights(model, tmp, weights))
         result["write_s"] = time.perf_counter() - start
@@ -75,6 +83,43 @@ def measure_write(model: torch.nn.Module, weights: dict[str, torch.Tensor], work
     }
 
 
+def _blocked_ms(job: Callable[[], object]) -> float:
+    """Ms a pure-Python probe on the main thread could not run while `job` ran on a thread: gaps over 0.2 ms
+    between two clock reads, with a 0.5 ms switch interval (the GIL taken away from the probe at most that long
+    after the job asks for it). The job runs at the writer thread's lower priority, so the probe keeps its core: the
+    gaps are the job's time holding the GIL, and the OS's time slices where more threads run than there are cores."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (lower_thread_priority(), job(), done.set()))
+    blocked, last = 0.0, time.perf_counter()
+    worker.start()
+    try:
+        while not done.is_set():
+            now = time.perf_counter()
+            if now - last > 0.0002:
+                blocked += now - last
+            last = now
+    finally:
+        worker.join()
+        sys.setswitchinterval(interval)
+    return 1000 * blocked
+
+
+def measure_phases(model: torch.nn.Module, weights: dict[str, torch.Tensor], work: Path) -> dict[str, float]:
+    """The probe's blocked ms for each phase of the writer's job, median of 3 (each phase on the folder the
+    previous one wrote)."""
+    phases: dict[str, list[float]] = {"save_pretrained": [], "checksums": [], "flush": []}
+    for index in range(3):
+        folder = work / f"phases-{index}"
+        folder.mkdir()
+        phases["save_pretrained"].append(_blocked_ms(functools.partial(save_weights, model, folder, weights)))
+        phases["checksums"].append(_blocked_ms(functools.partial(record_files, folder, spare_cores=1)))
+        phases["flush"].append(_blocked_ms(functools.partial(fsync_tree, folder)))
+        shutil.rmtree(folder)
+    return {name: statistics.median(values) for name, values in phases.items()}
+
+
 def run(quick: bool) -> dict[str, Any]:
     torch.set_num_threads(1)
     small = {"n_layer": 2, "n_embd": 64, "n_head": 2, "vocab_size": 1000, "bos_token_id": 0, "eos_token_id": 0}
@@ -88,6 +133,7 @@ def run(quick: bool) -> dict[str, Any]:
         # Un-timed first: the first save imports what save_pretrained imports lazily (under the GIL, once per run).
         write_snapshot_folder(Path(tmp) / "warm-up", lambda folder: save_weights(model, folder, weights))
         writes = [measure_write(model, weights, Path(tmp), index) for index in range(1 if quick else 3)]
+        blocked = measure_phases(model, weights, Path(tmp))
     return {
         "safetensors": safetensors.__version__,
         "transformers": transformers.__version__,
@@ -95,6 +141,7 @@ def run(quick: bool) -> dict[str, Any]:
         "model": "GPT-2 (2 layers, 64 wide)" if quick else "GPT-2 124M",
         "weights_mb": size / 1e6,
         "writes": writes,
+        "blocked_ms": blocked,
         "worst": {
             "loop_rate_ratio": min(w["loop_rate_ratio"] for w in writes),
             "loop_lost_s": max(w["loop_lost_s"] for w in writes),
@@ -115,12 +162,23 @@ def render(rows: dict[str, dict[str, Any]], machine: dict[str, Any]) -> str:
             f"{worst['loop_lost_s']:.2f}", f"{worst['longest_pause_ms']:.1f}",
         ])  # fmt: skip
     table = markdown_table(header, lines)
+    phases = ["save_pretrained", "checksums", "flush"]
+    blocked = markdown_table(
+        ["safetensors", *(f"{phase} (ms)" for phase in phases)],
+        [[version, *(f"{row['blocked_ms'][p]:.1f}" for p in phases)] for version, row in sorted(rows.items())
+         if "blocked_ms" in row],
+    )  # fmt: skip
     return (
         "# Does a snapshot's background write hold up the training thread?\n\n"
         "`python benchmarks/snapshot_write.py` (see its docstring): one snapshot write (`save_pretrained`, "
         "checksums, rename) on the writer thread while the main thread runs tiny torch ops; the worst of 3 "
         "writes after an un-timed one. A rate near 1.00x means the write left the training thread alone.\n\n"
         f"{table}\n\n"
+        "What each phase of the writer's job holds the main thread for: the ms a pure-Python probe on the main "
+        "thread could not run (gaps over 0.2 ms, switch interval 0.5 ms), median of 3; the phase runs at the writer "
+        "thread's lower priority, as in training. That is the phase's time holding the GIL, plus the OS's time "
+        "slices where more threads run than there are cores.\n\n"
+        f"{blocked}\n\n"
         f"Machine: {machine['cpus']} CPU cores, {machine['platform']}, Python {machine['python']}, hf_sgdr "
         f"{machine['hf_sgdr']}. transformers 5.13 and later require safetensors 0.8, so the rows compare versions in "
         "the environment of the lowest supported ones (`constraints/floors.txt`).\n"
