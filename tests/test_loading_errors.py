@@ -57,8 +57,12 @@ def test_a_checksum_mismatch_says_what_to_do(folder: Path) -> None:
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF  # same size, other bytes
     weights.write_bytes(bytes(data))
-    with pytest.raises(SnapshotLoadError, match=r"cycle-001/model.safetensors is corrupt.*Fetch the snapshot again"):
+    with pytest.raises(
+        SnapshotLoadError, match=r"cycle-001/model.safetensors is corrupt.*Fetch the snapshot again"
+    ) as err:
         SnapshotEnsemble.from_pretrained(folder)
+    # the way around it is spelled for both audiences: the Python API and `hf-sgdr evaluate`
+    assert "snapshots=[...]" in str(err.value) and "--snapshots NAME" in str(err.value)
 
 
 def test_a_manifest_without_snapshots_is_refused_at_load(folder: Path) -> None:

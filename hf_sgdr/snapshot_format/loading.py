@@ -237,7 +237,8 @@ def verify_folder(
         raise SnapshotLoadError(
             f"{corrupt[0]} is corrupt: its SHA-256 differs from manifest.json (altered or damaged since it was "
             "written). Fetch the snapshot again (from the Hub: delete it from the cache, or pass force_download), "
-            "or leave it out with snapshots=[...] listing the others"
+            "or leave it out by listing the others (snapshots=[...] in Python, --snapshots NAME ... on the command "
+            "line)"
         )
     return manifest, records
 
