@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -82,6 +83,29 @@ def test_pieces_are_hashed_on_several_threads(
     monkeypatch.setattr(digests, "sha256_range", hash_piece)
     assert digest_files({"big.bin": path})["big.bin"].piece_sha256 is not None
     assert len(seen) >= 2 and all(name.startswith("hf_sgdr-sha256") for name in seen)
+
+
+def test_each_hashing_thread_reads_through_one_buffer_that_is_unmapped_afterwards(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A buffer per piece would fault in fresh pages every piece; one from the malloc arena would stay resident
+    # after the load (glibc keeps a thread's arena).
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(8 * PIECE))
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    mappings: list[mmap.mmap] = []
+    real_mmap = mmap.mmap
+
+    def recording_mmap(*args: object, **kwargs: object) -> mmap.mmap:
+        mappings.append(real_mmap(*args, **kwargs))
+        return mappings[-1]
+
+    monkeypatch.setattr(mmap, "mmap", recording_mmap)
+    record = digest_files({"big.bin": path})["big.bin"]
+    assert len(record.piece_sha256 or []) == 8
+    assert len(mappings) == 3 and all(mapping.closed for mapping in mappings)
+    assert mismatched_files({"big.bin": (path, record)}) == []
+    assert len(mappings) == 6 and all(mapping.closed for mapping in mappings)
 
 
 def _pieced_copy(folder: Path, monkeypatch: pytest.MonkeyPatch) -> SnapshotManifest:
