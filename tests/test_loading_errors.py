@@ -61,8 +61,9 @@ def test_a_checksum_mismatch_says_what_to_do(folder: Path) -> None:
         SnapshotLoadError, match=r"cycle-001/model.safetensors is corrupt.*Fetch the snapshot again"
     ) as err:
         SnapshotEnsemble.from_pretrained(folder)
-    # the way around it is spelled for both audiences: the Python API and `hf-sgdr evaluate`
+    # the ways out are spelled for both audiences: the Python API and `hf-sgdr evaluate`
     assert "snapshots=[...]" in str(err.value) and "--snapshots NAME" in str(err.value)
+    assert "force_download=True" in str(err.value) and "--force_download" in str(err.value)
 
 
 def test_a_manifest_without_snapshots_is_refused_at_load(folder: Path) -> None:

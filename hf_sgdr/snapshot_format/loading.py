@@ -236,9 +236,8 @@ def verify_folder(
     if corrupt:
         raise SnapshotLoadError(
             f"{corrupt[0]} is corrupt: its SHA-256 differs from manifest.json (altered or damaged since it was "
-            "written). Fetch the snapshot again (from the Hub: delete it from the cache, or pass force_download), "
-            "or leave it out by listing the others (snapshots=[...] in Python, --snapshots NAME ... on the command "
-            "line)"
+            "written). Fetch the snapshot again (from the Hub: force_download=True in Python, --force_download on the "
+            "command line), or leave that snapshot out by listing the others (snapshots=[...], --snapshots NAME ...)"
         )
     return manifest, records
 

@@ -158,12 +158,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     for flag in ("validation_file", "selection_file"):
         _check_file(f"--{flag}", getattr(args, flag))
     if args.checkpoints is not None:
-        if args.revision is not None:
-            raise ValueError("--revision applies to Hub repos; --checkpoints reads a local Trainer output_dir")
+        for flag, given in (("--revision", args.revision is not None), ("--force_download", args.force_download)):
+            if given:
+                raise ValueError(f"{flag} applies to Hub repos; --checkpoints reads a local Trainer output_dir")
         ensemble = SnapshotEnsemble.from_checkpoints(args.checkpoints, checkpoints=args.snapshots, device=args.device)
     else:
         ensemble = SnapshotEnsemble.from_pretrained(
-            args.output_dir, args.revision, snapshots=args.snapshots, device=args.device
+            args.output_dir,
+            args.revision,
+            snapshots=args.snapshots,
+            device=args.device,
+            force_download=args.force_download,
         )
     if ensemble.tokenizer is None:
         source = args.output_dir or args.checkpoints
@@ -355,6 +360,11 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         "(safetensors only), e.g. to compare a cosine run's checkpoints with SGDR snapshots",
     )
     evaluate.add_argument("--revision", help="Hub revision (repo ids only)")
+    evaluate.add_argument(
+        "--force_download",
+        action="store_true",
+        help="fetch the Hub files again although the cache holds them, e.g. after a corrupt-file error",
+    )
     evaluate.add_argument(
         "--snapshots", nargs="+", metavar="NAME", help="use only these snapshots (checkpoint names with --checkpoints)"
     )

@@ -247,6 +247,7 @@ class SnapshotEnsemble:
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         endpoint: str | None = None,
+        force_download: bool = False,
         progress: bool = True,
         residency_budget: Budget = None,
         **model_kwargs: Any,
@@ -257,6 +258,8 @@ class SnapshotEnsemble:
             path_or_repo_id: Local folder, or Hub repo id (downloaded with `huggingface_hub`, which honours
                 `HF_HUB_OFFLINE` and the cache).
             revision: Hub branch, tag or commit (Hub repos only).
+            force_download: Fetch the Hub files again even when the cache holds them, e.g. after a corrupt-file
+                error (Hub repos only).
             snapshots: A snapshot's name, a list of names, or an int n for the last n (default: all).
             base_model: Base model of PEFT snapshots (default: the manifest's).
             residency_budget: Device memory the members may occupy together (see the class docstring).
@@ -274,6 +277,7 @@ class SnapshotEnsemble:
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             endpoint=endpoint,
+            force_download=force_download,
         )
         return cls._from_folders(
             folders,

@@ -61,12 +61,14 @@ def resolve_source(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     endpoint: str | None = None,
+    force_download: bool = False,
 ) -> tuple[Path, Path]:
     """(snapshot folder, folder no path may escape) for a local folder, a training output folder, or a repo id."""
     path = Path(path_or_repo_id)
     if path.exists():
-        if revision is not None:
-            raise ValueError(f"revision applies to Hub repos; {path} is a local folder")
+        for name, value in (("revision", revision is not None), ("force_download", force_download)):
+            if value:
+                raise ValueError(f"{name} applies to Hub repos; {path} is a local folder")
         if not (path / MANIFEST_NAME).is_file() and (path / "snapshots" / MANIFEST_NAME).is_file():
             path = path / "snapshots"
         return path, path
@@ -79,6 +81,7 @@ def resolve_source(
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         endpoint=endpoint,
+        force_download=force_download,
     )
     return folder, _cache_repo_folder(folder)
 
@@ -91,12 +94,19 @@ def download(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     endpoint: str | None = None,
+    force_download: bool = False,
 ) -> Path:
-    """Fetch the manifest, refuse listed pickles, then fetch the listed files (cache and HF_HUB_OFFLINE honoured)."""
+    """Fetch the manifest, refuse listed pickles, then fetch the listed files (cache and HF_HUB_OFFLINE honoured;
+    `force_download` fetches them again although the cache holds them, e.g. after a corrupt-file error)."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
     common = dict(
-        revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only, endpoint=endpoint
+        revision=revision,
+        token=token,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        endpoint=endpoint,
+        force_download=force_download,
     )
     with redacting(token):
         manifest_path = Path(hf_hub_download(repo_id, MANIFEST_NAME, **common))

@@ -98,6 +98,7 @@ def snapshot_folders(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     endpoint: str | None = None,
+    force_download: bool = False,
 ) -> tuple[MemberFolders, SnapshotManifest]:
     """The selected snapshots of a snapshot folder (or a training output folder holding `snapshots/`) or Hub repo,
     verified (in parallel threads), with the folder's manifest (`SnapshotEnsemble.from_pretrained`)."""
@@ -112,6 +113,7 @@ def snapshot_folders(
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             endpoint=endpoint,
+            force_download=force_download,
         )
     names = select_snapshots(combinable(open_manifest(root, containment), root), snapshots)
     manifest, records = verify_folder(root, names, containment)

@@ -1,7 +1,8 @@
 """A local stand-in for the Hugging Face Hub's HTTP API (the only stand-in in the tests: there is no Hub
-here). It answers just what a push uses (repo creation, YAML validation, pre-upload, commit) and records
+here). It answers just what a push uses (repo creation, YAML validation, pre-upload, commit) and, for
+`serving_endpoint`, what a download uses (repo info, file tree, file metadata and contents), and records
 every request, so tests can check what `huggingface_hub`'s real client sent. Also the push tests' token
-and `online()`, which lifts the tests' offline mode while a push talks to it."""
+and `online()`, which lifts the tests' offline mode while a push or download talks to it."""
 
 from __future__ import annotations
 
@@ -151,6 +152,59 @@ def echoing_endpoint(fragment: str = "", status: int = 401) -> Iterator[tuple[st
         def do_HEAD(self) -> None:
             if not self._echo():
                 super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def serving_endpoint(repo_id: str, files: dict[str, bytes]) -> Iterator[tuple[str, Recorder]]:
+    """An endpoint on 127.0.0.1 that serves `files` as the main branch of `repo_id` to `huggingface_hub`'s
+    downloads (`hf_hub_download`, `snapshot_download`): (its URL, what it received)."""
+    recorder = Recorder()
+    commit = hashlib.sha1(repr(sorted(files)).encode()).hexdigest()
+    tree = [
+        {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": name}
+        for name, data in files.items()
+    ]
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(code)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _json(self, payload: object) -> None:
+            self._send(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+        def do_GET(self) -> None:
+            recorder.requests.append((self.command, self.path, dict(self.headers), b""))
+            path = unquote(urlsplit(self.path).path)
+            if path in (f"/api/models/{repo_id}/revision/main", f"/api/models/{repo_id}/revision/{commit}"):
+                return self._json({"id": repo_id, "sha": commit, "siblings": [{"rfilename": n} for n in files]})
+            if path in (f"/api/models/{repo_id}/tree/main", f"/api/models/{repo_id}/tree/{commit}"):
+                return self._json(tree)
+            match = re.fullmatch(rf"/{re.escape(repo_id)}/resolve/(?:main|{commit})/(.+)", path)
+            if match and match[1] in files:
+                data = files[match[1]]
+                etag = hashlib.sha1(data).hexdigest()
+                return self._send(200, data, {"X-Repo-Commit": commit, "ETag": f'"{etag}"'})
+            recorder.unexpected.append(f"{self.command} {self.path}")
+            return self._send(404, b"{}", {"Content-Type": "application/json", "X-Error-Code": "EntryNotFound"})
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
