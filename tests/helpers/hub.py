@@ -103,17 +103,24 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def recording_endpoint() -> Iterator[tuple[str, Recorder]]:
-    """A recording endpoint on 127.0.0.1: (its URL, what it received)."""
-    recorder = Recorder()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 from a thread while the context is open; yields the server's URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", recorder
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def recording_endpoint() -> Iterator[tuple[str, Recorder]]:
+    """A recording endpoint on 127.0.0.1: (its URL, what it received)."""
+    recorder = Recorder()
+    with _serving(_handler(recorder)) as url:
+        yield url, recorder
 
 
 @contextmanager
@@ -153,14 +160,8 @@ def echoing_endpoint(fragment: str = "", status: int = 401) -> Iterator[tuple[st
             if not self._echo():
                 super().do_GET()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", recorder
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as url:
+        yield url, recorder
 
 
 @contextmanager
@@ -206,11 +207,5 @@ def serving_endpoint(repo_id: str, files: dict[str, bytes]) -> Iterator[tuple[st
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", recorder
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as url:
+        yield url, recorder
