@@ -44,12 +44,19 @@ def join_weight_gather(model: torch.nn.Module, accelerator: Any) -> None:
 _COMPILE_PREFIX = "_orig_mod."
 
 
-def _state_dict(model: torch.nn.Module, accelerator: Any) -> dict[str, torch.Tensor]:
-    """The full state dict under the uncompiled model's names (also for regionally compiled submodules)."""
-    if accelerator is not None:
+def _state_dict(
+    model: torch.nn.Module, accelerator: Any, unwrapped: torch.nn.Module | None = None
+) -> dict[str, torch.Tensor]:
+    """The full state dict under the uncompiled model's names (also for regionally compiled submodules).
+
+    Sharded weights are gathered by the `Accelerator` (a collective); otherwise its `get_state_dict` is the
+    unwrapped model's `state_dict()`, taken here from `unwrapped` (`unwrap_model(model)`) when the caller has it:
+    each unwrap walks every submodule, on the training thread.
+    """
+    if uses_sharded_weights(accelerator):
         state = accelerator.get_state_dict(without_compile(model), unwrap=True)
     else:
-        state = unwrap_model(model).state_dict()
+        state = (unwrap_model(model) if unwrapped is None else unwrapped).state_dict()
     return {name.replace(_COMPILE_PREFIX, ""): tensor for name, tensor in state.items()}
 
 
@@ -66,10 +73,15 @@ def _peft_subset(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict
 
 
 def _snapshot_state(
-    model: torch.nn.Module, accelerator: Any, replace: Mapping[str, torch.Tensor] | None
+    model: torch.nn.Module,
+    accelerator: Any,
+    replace: Mapping[str, torch.Tensor] | None,
+    unwrapped: torch.nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The tensors (on their devices) a snapshot of `model` holds, with `replace` substituted by name."""
-    state = dict(_state_dict(model, accelerator))
+    """The tensors (on their devices) a snapshot of `model` holds, with `replace` substituted by name
+    (`unwrapped`: `unwrap_model(model)`, if the caller has it)."""
+    unwrapped = unwrap_model(model) if unwrapped is None else unwrapped
+    state = _state_dict(model, accelerator, unwrapped)
     if replace:
         unknown = sorted(set(replace) - set(state))
         if unknown:
@@ -81,8 +93,8 @@ def _snapshot_state(
             new = tensor.to(state[name].dtype)
             for alias in aliases[storage_key(state[name])]:  # tied weights stay tied
                 state[alias] = new
-    if state and is_peft_model(unwrap_model(model)):
-        state = _peft_subset(unwrap_model(model), state)
+    if state and is_peft_model(unwrapped):
+        state = _peft_subset(unwrapped, state)
     return state
 
 
@@ -124,10 +136,11 @@ def stage_weights(
 ) -> StagedCopy:
     """`capture_weights`, launched on `stager`'s side stream into pinned buffers when the tensors are on its
     device (read the copy only after `StagedCopy.wait()`); otherwise the blocking copy, already complete."""
-    state = _snapshot_state(model, accelerator, replace)
+    unwrapped = unwrap_model(model)
+    state = _snapshot_state(model, accelerator, replace, unwrapped)
     if stager is None or not stager.handles(state):
         return StagedCopy(cpu_copy(state, reuse))
-    volatile = {buffer.untyped_storage().data_ptr() for buffer in unwrap_model(model).buffers()}
+    volatile = {buffer.untyped_storage().data_ptr() for buffer in unwrapped.buffers()}
     return stager.stage(state, reuse, volatile)
 
 
