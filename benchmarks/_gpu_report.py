@@ -73,6 +73,24 @@ def render(header: dict[str, Any], parts: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _stall_parts(parts: dict[str, Any] | None) -> list[str]:
+    """The stall split by the `resets` arm (absent from results recorded before it existed)."""
+    if not parts:
+        return []
+
+    def ms(values: list[float]) -> str:
+        return ", ".join(f"{v:.1f}" for v in values)
+
+    return [
+        "Split by a third arm, `SGDRTrainer` with the same restarts and optimizer resets but no snapshots "
+        f"(`resets`, wall time {parts['resets_ratio']:.3f}× cosine), per snapshot in ms: the restart (resets less "
+        f"cosine, the same two steps) {ms(parts['restart_ms'])}; the snapshot hand-off (sgdr less resets, the same "
+        f"two steps) {ms(parts['snapshot_ms'])}; the background write (sgdr less resets, the "
+        f"{parts['writer_window']} steps after those) {ms(parts['writer_ms'])}.",
+        "",
+    ]
+
+
 def _details(parts: dict[str, dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     training = _result(parts, "training")
@@ -88,6 +106,7 @@ def _details(parts: dict[str, dict[str, Any]]) -> list[str]:
             f"over the snapshot's step and the next, less the cosine run's at the same steps): {stalls}.",
             "",
         ]
+        lines += _stall_parts(training.get("stall_parts"))
     load = _result(parts, "load_verify")
     if load:
         lines += [

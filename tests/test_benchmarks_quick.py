@@ -308,7 +308,13 @@ def test_gpu_quick_runs_every_part_records_each_and_resumes(tmp_path: Path) -> N
     training = parts["training"]["result"]
     assert training["snapshot_steps"] == [4, 8, 12, 16, 20]  # 5 cycles fitted to 20 steps
     assert len(training["stall_ms"]) == 5 and all(finite(ms) for ms in training["stall_ms"])
-    assert [len(training["seconds"][arm]) for arm in ("cosine", "sgdr")] == [1, 1] and training["ratio"] > 0
+    assert [len(training["seconds"][arm]) for arm in ("cosine", "sgdr", "resets")] == [1, 1, 1]
+    assert training["ratio"] > 0 and [r["arm"] for r in training["runs"]] == ["cosine", "sgdr", "resets"]
+    split = training["stall_parts"]  # the resets arm (same restarts, no snapshots) splits the stall
+    for key in ("restart_ms", "snapshot_ms", "writer_ms"):
+        assert len(split[key]) == 5 and all(finite(ms) for ms in split[key])
+    assert [r["snapshots"] for r in training["runs"]] == [[], [4, 8, 12, 16, 20], []]  # resets wrote none
+    assert "Split by a third arm" in markdown
     load = parts["load_verify"]["result"]
     files = sorted((tmp_path / "work" / "quick" / "snapshots").glob("cycle-*/*.safetensors"))
     assert load["members"] == len(files) == 5 and load["bytes"] == sum(f.stat().st_size for f in files)
