@@ -1,4 +1,5 @@
-"""The `hf-sgdr` console command: inspect a schedule (`describe`, `plot`) before spending compute on it."""
+"""The `hf-sgdr` console command: inspect a schedule (`describe`, `plot`) before spending compute on it, then
+evaluate a run's snapshot ensemble (`evaluate`) and publish it (`push`)."""
 
 from __future__ import annotations
 

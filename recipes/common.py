@@ -10,6 +10,7 @@ Only `hf_sgdr`'s public API is used here; the loop itself is written out in each
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import logging
 import math
@@ -132,7 +133,25 @@ def parse_arguments(task_arguments: type, argv: Sequence[str] | None = None) -> 
         task_args, run_args, options, *_ = parser.parse_args_into_dataclasses(argv)  # *_: the --config namespace
     except ValueError as error:
         parser.error(str(error))
+    if options.save_snapshots:
+        _require_late_imports(parser)
     return task_args, run_args, options
+
+
+#: What a recipe imports only at its end, after training (module: what needs it); checked before training starts.
+LATE_IMPORTS = {"matplotlib": "the lr plot written with the ensemble's results"}
+
+
+def _require_late_imports(parser: HfArgumentParser) -> None:
+    """Exit now, naming the extra to install, when a module the end of the run needs is missing: the run
+    would otherwise fail after all its training."""
+    missing = [name for name in LATE_IMPORTS if importlib.util.find_spec(name) is None]
+    if missing:
+        needs = "; ".join(f"{name} for {LATE_IMPORTS[name]}" for name in missing)
+        parser.error(
+            f"missing {needs}, needed after training: pip install 'hf-sgdr[recipes]' "
+            "(or --save_snapshots false: no snapshots, no ensemble evaluation)"
+        )
 
 
 def _pop_flag(argv: list[str], flag: str) -> str | None:

@@ -158,11 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     if glue_args.task_name is not None:
         needed = [s for s in needed if s != "test"]  # GLUE's test labels are hidden
     raw = DatasetDict({split: raw[split] for split in needed})
+    if glue_args.max_train_samples is not None:  # before tokenising: a small run need not tokenise all of SST-2
+        raw["train"] = raw["train"].select(range(min(glue_args.max_train_samples, len(raw["train"]))))
     with accelerator.main_process_first():
         tokenized = raw.map(preprocess, batched=True, remove_columns=raw["train"].column_names, desc="tokenising")
     train_set = tokenized["train"]
-    if glue_args.max_train_samples is not None:
-        train_set = train_set.select(range(min(glue_args.max_train_samples, len(train_set))))
     rows_used, held_out, selection_set = len(train_set), [], None
     if glue_args.selection_size and rows_used > 2 * glue_args.selection_size:  # the rows of a train_test_split
         rows = Dataset.from_dict({"row": list(range(rows_used))})

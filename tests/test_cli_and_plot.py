@@ -176,3 +176,11 @@ def test_plot_with_several_metrics_keeps_every_mark_visible(tmp_path: Path) -> N
     legend = figure.legends[0].get_window_extent(renderer)
     assert not any(legend.overlaps(axis.get_window_extent(renderer)) for axis in figure.axes)
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["learning rate", "snapshot", "ensemble"]
+
+
+def test_the_top_level_help_describes_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    description = capsys.readouterr().out.split("positional arguments")[0]
+    assert exited.value.code == 0
+    assert all(f"`{command}`" in description for command in ("describe", "plot", "evaluate", "push")), description

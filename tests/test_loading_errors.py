@@ -41,6 +41,12 @@ def test_a_mistyped_local_path_is_not_looked_up_on_the_hub(folder: Path, tmp_pat
     # Nothing like it in out/: a Hub repo id, looked up there (offline here), and the error names it.
     with pytest.raises(FileNotFoundError, match=r"^cannot load the snapshot ensemble 'out/sst2-sgdr-ensemble' from"):
         SnapshotEnsemble.from_pretrained("out/sst2-sgdr-ensemble")
+    # A bare name close to a folder here is that folder mistyped (`hf-sgdr evaluate out_sgrd`), not a legacy repo.
+    (tmp_path / "out_sgdr").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"^out_sgrd does not exist \(did you mean out_sgdr\?\)"):
+        SnapshotEnsemble.from_pretrained("out_sgrd")
+    with pytest.raises(FileNotFoundError, match=r"^cannot load the snapshot ensemble 'gpt2' from the Hub"):
+        SnapshotEnsemble.from_pretrained("gpt2")  # nothing like it here: left to the Hub
 
 
 def test_a_hub_repo_that_cannot_be_fetched_is_named(monkeypatch) -> None:
@@ -97,6 +103,16 @@ def test_a_plain_trainer_output_folder_says_how_to_get_snapshots(tmp_path: Path)
         match=r"Trainer output folder without snapshots .*SGDRTrainer, or add SGDRCallback\(\)\.attach",
     ):
         SnapshotEnsemble.from_pretrained(tmp_path)
+    # One of its checkpoints: how to ensemble the run's checkpoints, in Python and on the command line.
+    with pytest.raises(
+        FileNotFoundError, match=r"checkpoint-4 is one training checkpoint, not a snapshot folder, and"
+    ) as err:
+        SnapshotEnsemble.from_pretrained(tmp_path / "checkpoint-4")
+    assert f"from_checkpoints({str(tmp_path)!r})" in str(err.value) and f"--checkpoints {tmp_path}" in str(err.value)
+    # A checkpoint of a run that has snapshots (SGDRTrainer's): points at them.
+    shutil.copytree(tiny_bert_folder(), tmp_path / "snapshots")
+    with pytest.raises(FileNotFoundError, match=r"this run's snapshots are in .*snapshots \(give that folder"):
+        SnapshotEnsemble.from_pretrained(tmp_path / "checkpoint-4")
 
 
 def test_a_missing_run_folder_is_named_at_once_without_a_network_call(tmp_path: Path, monkeypatch) -> None:

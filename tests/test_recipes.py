@@ -324,6 +324,27 @@ def test_every_config_parses_and_ends_on_a_cycle_end(config: Path, monkeypatch: 
     assert options.sgdr_T_mult == float(named[3])
 
 
+def test_a_missing_late_import_stops_the_recipe_before_training(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """matplotlib is imported only for the plot at the end of a run: without it the recipe exits at once,
+    naming the extra to install, not after all its training."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(REPO / "recipes"))
+    import common
+    from glue import GlueArguments
+
+    config = ["--config", str(REPO / "recipes" / "configs" / "glue_cpu_5ep_T0-63_Tmult-1.json")]
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without the recipes extra looks like
+    with pytest.raises(SystemExit) as exited:
+        common.parse_arguments(GlueArguments, config)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "missing matplotlib for the lr plot" in err
+    assert "pip install 'hf-sgdr[recipes]'" in err and "--save_snapshots false" in err
+    _, _, options = common.parse_arguments(GlueArguments, [*config, "--save_snapshots", "false"])
+    assert options.save_snapshots is False  # no snapshots, no plot: nothing missing
+
+
 def test_push_to_hub_and_tracking_with_a_token_that_is_never_written(
     tmp_path: Path, shared_data: Path, hub: tuple[str, Recorder]
 ) -> None:

@@ -253,17 +253,35 @@ def open_manifest(root: Path, containment: Path | None = None) -> SnapshotManife
 
 
 def _no_manifest_message(root: Path) -> str:
+    if re.fullmatch(r"checkpoint-\d+", root.name) and (root / "trainer_state.json").is_file():
+        return _checkpoint_message(root)
     if any(root.glob("checkpoint-*")) or (root / "trainer_state.json").is_file():
         return (
             f"{root} is a Trainer output folder without snapshots (no {MANIFEST_NAME}, no snapshots/): "
             "lr_scheduler_type='sgdr' alone schedules the lr but writes no snapshots. Train with "
             "hf_sgdr.training.SGDRTrainer, or add SGDRCallback().attach(trainer) to the Trainer; both write "
             f"output_dir/snapshots/{MANIFEST_NAME}. To ensemble its checkpoint-* folders instead: "
-            "SnapshotEnsemble.from_checkpoints(output_dir)"
+            "SnapshotEnsemble.from_checkpoints(output_dir) (hf-sgdr evaluate --checkpoints DIR)"
         )
     return (
         f"no {MANIFEST_NAME} in {root}: not an hf_sgdr snapshot folder; give the snapshot folder, the training "
         "output_dir that holds snapshots/, or a Hub repo id"
+    )
+
+
+def _checkpoint_message(checkpoint: Path) -> str:
+    """For one `checkpoint-N` folder of a Trainer run: where the run's snapshots are, or how to ensemble its
+    checkpoints."""
+    run = checkpoint.parent
+    if (run / SNAPSHOT_SUBDIR / MANIFEST_NAME).is_file():
+        return (
+            f"{checkpoint} is one training checkpoint, not a snapshot folder: this run's snapshots are in "
+            f"{run / SNAPSHOT_SUBDIR} (give that folder, or the run's output_dir {run})"
+        )
+    return (
+        f"{checkpoint} is one training checkpoint, not a snapshot folder, and {run} holds no snapshots: to "
+        f"ensemble the run's checkpoints give its output_dir, SnapshotEnsemble.from_checkpoints({str(run)!r}) "
+        f"(hf-sgdr evaluate --checkpoints {run})"
     )
 
 
@@ -285,9 +303,10 @@ def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
 
     Local-looking: a `Path`, a name starting with `/`, `.` or `~`, with more than one `/` or a backslash, a
     `namespace/name` whose `name` is a folder name of a training run's output (``out/snapshots``,
-    ``out/checkpoint-500``), or whose `namespace` is a folder here holding an entry close to `name` (a typo
-    such as ``out/snapshotz`` beside ``out/snapshots``); anything else is left to the Hub. Decided before
-    any network call.
+    ``out/checkpoint-500``), or a name close to an entry of the folder it would be in (a typo such as
+    ``out/snapshotz`` beside ``out/snapshots``, or ``out_sgrd`` beside ``out_sgdr``: a bare name is a Hub repo id
+    only for a few legacy models, never for an ensemble); anything else is left to the Hub. Decided before any
+    network call.
     """
     path = Path(path_or_repo_id)
     if path.exists():
@@ -301,7 +320,7 @@ def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
         or "\\" in text
         or bool(_OUTPUT_FOLDER_NAME.match(path.name))
     )
-    if not explicit and not (path.expanduser().parent != Path(".") and close):
+    if not explicit and not close:
         return
     hint = f" (did you mean {close}?)" if close else ""
     if not hint and not path.expanduser().parent.exists():
