@@ -164,3 +164,28 @@ def test_sgdr_trainer_routes_options_and_switches_the_default_schedule(tmp_path:
     with pytest.raises(ValueError, match="set both in lr_scheduler_kwargs and as SGDR options"):
         clash = training_args(tmp_path, max_steps=4, lr_scheduler_kwargs={"T_0": 2})
         SGDRTrainer(model=tiny_gpt2(), args=clash, train_dataset=data, sgdr_T_0=3).train()
+
+
+@pytest.mark.parametrize(
+    ("keyword", "suggested"),
+    [("sgdr_save_snapshots", "save_snapshots"), ("sgdr_T0", "sgdr_T_0"), ("train_datset", "train_dataset")],
+)
+def test_a_mistyped_keyword_is_refused_with_the_closest_name_of_either_side(
+    tmp_path: Path, keyword: str, suggested: str
+) -> None:
+    args = training_args(tmp_path, max_steps=4)
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '{keyword}'; did you mean '{suggested}'\?"):
+        SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(4), **{keyword: 1})
+
+
+def test_a_trainer_subclass_that_takes_any_keyword_keeps_its_own(tmp_path: Path) -> None:
+    class Base(Trainer):
+        def __init__(self, *args: object, extra: int = 0, **kwargs: object) -> None:
+            self.extra = extra
+            super().__init__(*args, **kwargs)
+
+    class Combined(SGDRTrainer, Base):
+        pass
+
+    trainer = Combined(model=tiny_gpt2(), args=training_args(tmp_path, max_steps=4), extra=3)
+    assert trainer.extra == 3

@@ -13,6 +13,8 @@ evaluated from the ensemble side (`hf_sgdr.snapshots.evaluate_trainer_snapshots(
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import logging
 import warnings
 from typing import Any
@@ -27,6 +29,24 @@ from .arguments import SGDR_OPTION_NAMES, SGDROptions, merge_scheduler_kwargs
 from .callback import SGDRCallback, check_trainer_schedule
 
 logger = logging.getLogger(__name__)
+
+
+def _refuse_unknown_keywords(kwargs: dict[str, Any], trainer_init: Any) -> None:
+    """A keyword neither the `Trainer` (`trainer_init`: the next `__init__` in the class's MRO) nor `SGDROptions`
+    takes, refused with the closest name of either (Trainer's own error names only its side, so
+    `sgdr_save_snapshots=` for `save_snapshots=` went unexplained)."""
+    parameters = inspect.signature(trainer_init).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # a Trainer subclass that takes any keyword checks its own
+    accepted = set(parameters)
+    for name in kwargs:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, sorted(SGDR_OPTION_NAMES | accepted), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"SGDRTrainer got an unexpected keyword argument {name!r}{hint} (it takes Trainer's arguments and "
+                "the SGDROptions fields: sgdr_T_0, sgdr_num_cycles, save_snapshots, max_snapshots, ...)"
+            )
 
 
 class SGDRTrainer(Trainer):
@@ -51,6 +71,7 @@ class SGDRTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         option_kwargs = {name: kwargs.pop(name) for name in list(kwargs) if name in SGDR_OPTION_NAMES}
+        _refuse_unknown_keywords(kwargs, super().__init__)
         base = sgdr_options if sgdr_options is not None else args if isinstance(args, SGDROptions) else SGDROptions()
         self.sgdr_options = base.sgdr_options(**option_kwargs)
         self._sgdr_steps_per_epoch: int | None = None
