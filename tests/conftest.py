@@ -6,6 +6,7 @@ read them at import), so this runs at conftest import. `HF_SGDR_SHARED` override
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -46,6 +47,18 @@ def _build_offline_cache() -> None:
 
 
 _build_offline_cache()
+
+
+def _bind_library_log_handlers() -> None:
+    """`datasets` and `transformers` give their loggers a `StreamHandler` on the `sys.stderr` of the moment they
+    set up logging. Set up inside a test that captures stderr (`capsys`), the handler keeps that test's stream
+    and a later test's warning fails on it when closed ("--- Logging error ---" in that test's stderr; a run of
+    tests/test_ensemble_cli.py alone failed so). Set up here, at collection, they write to the session's stderr."""
+    importlib.import_module("datasets.utils.logging")
+    importlib.import_module("transformers.utils.logging").get_logger()
+
+
+_bind_library_log_handlers()
 
 
 @pytest.fixture(autouse=True)

@@ -199,3 +199,24 @@ def test_evaluate_warns_when_the_selection_split_holds_training_rows(
     assert "Omit --selection_split to choose on the held-out slice (train_heldout, 32 examples)" in err
     _evaluate(folder, tmp_path / "clean.json", "--selection_split", "train[300:332]", "--no_soups")
     assert "warning: --selection_split" not in capsys.readouterr().err
+
+
+def test_a_missing_data_source_is_refused_before_any_checksum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import hf_sgdr.snapshot_format.digests as digests
+
+    folder = tmp_path / "snapshots"
+    shutil.copytree(tiny_bert_folder(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(task="my_task", training={})  # not a GLUE task, no dataset recorded
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    hashed: list[object] = []
+    monkeypatch.setattr(digests, "sha256_range", lambda *piece: hashed.append(piece))
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", str(folder)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and hashed == []  # refused from the manifest alone
+    assert f"pass a dataset name (--dataset_name) or a local file (--validation_file): the manifest of {folder}" in err

@@ -82,7 +82,8 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
 
 def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, str | None, str | None]:
-    """(dataset id, config, task): flags first, then the manifest; a GLUE config is also the task."""
+    """(dataset id, config, task): flags first, then the manifest (`ensemble`: the ensemble or its manifest, both
+    have `training` and `task`); a GLUE config is also the task."""
     dataset_name = args.dataset_name or ensemble.training.get("dataset_name")
     if dataset_name is None and (ensemble.task or "") in GLUE_METRICS and not args.validation_file:
         dataset_name = "nyu-mll/glue"
@@ -91,6 +92,23 @@ def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, s
         config = ensemble.task
     task = config if dataset_name == "nyu-mll/glue" else ensemble.task
     return dataset_name, config, task
+
+
+def _check_data_source_before_loading(args: argparse.Namespace) -> None:
+    """For a local snapshot folder, refuse a missing data source from its manifest alone, before the members'
+    checksums are computed (seconds per GB); a Hub repo's manifest is only read once downloaded."""
+    from ..snapshot_format.loading import open_manifest
+    from .hub import resolve_source
+
+    if not Path(args.output_dir).exists():
+        return
+    root, containment = resolve_source(args.output_dir)
+    dataset_name, _, _ = _data_source(args, open_manifest(root, containment))
+    if dataset_name is None and args.validation_file is None:
+        raise ValueError(
+            f"pass a dataset name (--dataset_name) or a local file (--validation_file): the manifest of {root} "
+            "names no dataset"
+        )
 
 
 def _dataloader(
@@ -163,6 +181,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 raise ValueError(f"{flag} applies to Hub repos; --checkpoints reads a local Trainer output_dir")
         ensemble = SnapshotEnsemble.from_checkpoints(args.checkpoints, checkpoints=args.snapshots, device=args.device)
     else:
+        _check_data_source_before_loading(args)
         ensemble = SnapshotEnsemble.from_pretrained(
             args.output_dir,
             args.revision,
