@@ -60,3 +60,7 @@ def test_the_cli_refuses_force_download_with_checkpoints(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert exited.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "--force_download applies to Hub repos; --checkpoints reads a local Trainer output_dir" in err
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", str(tiny_bert_folder()), "--force_download"])  # refused before anything is read
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "force_download applies to Hub repos; " in err and "is a local folder" in err

@@ -102,7 +102,7 @@ def _check_data_source_before_loading(args: argparse.Namespace) -> None:
 
     if not Path(args.output_dir).exists():
         return
-    root, containment = resolve_source(args.output_dir)
+    root, containment = resolve_source(args.output_dir, args.revision, force_download=args.force_download)
     dataset_name, _, _ = _data_source(args, open_manifest(root, containment))
     if dataset_name is None and args.validation_file is None:
         raise ValueError(
