@@ -144,7 +144,7 @@ def _difference_ms(
     """Per step of `steps`, the median over repeats of `arm`'s excess there less `baseline`'s (the runs of the same
     repeat paired in order)."""
     differences = []
-    for ran, base in zip([r for r in runs if r["arm"] == arm], [r for r in runs if r["arm"] == baseline], strict=False):
+    for ran, base in zip([r for r in runs if r["arm"] == arm], [r for r in runs if r["arm"] == baseline], strict=True):
         first = excess_ms(ran["step_times"], steps, window, skip)
         second = excess_ms(base["step_times"], steps, window, skip)
         differences.append([a - b for a, b in zip(first, second, strict=True)])

@@ -74,10 +74,11 @@ def _hash_all(pieces: list[_Piece], spare_cores: int = 0) -> list[str | None]:
     if not pieces:
         return []
     workers = hash_workers(len(pieces), spare_cores)
+    longest = max(p.length for p in pieces)
     with contextlib.ExitStack() as buffers:
         free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(workers):
-            free.put(buffers.enter_context(_read_buffer(max(p.length for p in pieces))))
+            free.put(buffers.enter_context(_read_buffer(longest)))
 
         def hash_piece(piece: _Piece) -> str | None:
             buffer = free.get()
