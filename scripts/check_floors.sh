@@ -21,7 +21,7 @@ python -m pip install --quiet -c "$constraints" -e "$root[dev]"
 
 cd "$root"
 set +e
-python -m pytest -m "not slow" -q -p no:cacheprovider 2>&1 | tee "$log"
+python -m pytest -m "not slow" -n 2 -q -p no:cacheprovider 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 

@@ -29,7 +29,7 @@ def test_the_readme_shows_the_quick_start_table_as_the_package_prints_it() -> No
 
 def test_the_readme_gives_the_test_command_that_ci_runs_and_the_three_ways_in() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    command = 'python -m pytest -m "not slow" -q'
+    command = 'python -m pytest -m "not slow" -n 2 -q'
     assert command in readme
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert any(line.startswith(command) for line in ci.splitlines()), ".ci/run no longer runs the README's command"
