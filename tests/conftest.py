@@ -2,7 +2,7 @@
 
 The environment variables must be in place before `huggingface_hub` / `datasets` are imported (they
 read them at import), so this runs at conftest import. `HF_SGDR_SHARED` overrides where ../shared is.
-Under `-n 2` the controlling process imports this first: it builds the cache once and its workers inherit
+Under `-n N` the controlling process imports this first: it builds the cache once and its workers inherit
 `HF_SGDR_HF_HOME`, so they reuse it.
 """
 
