@@ -27,6 +27,7 @@ from ..registration import SCHEDULER_NAME, check_scheduler_kwargs
 from ..validation import finite_number
 from .arguments import SGDROptions
 from .cycle_end import CycleEndHandler, training_record
+from .loss_scaling import unscaled_loss_warning
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ class SGDRCallback(TrainerCallback):
                 "SGDRTrainer, or install the callback with SGDRCallback(...).attach(trainer)"
             )
         _configure_monitor(lr_scheduler, args)
+        warning = unscaled_loss_warning(model, args, trainer)
+        if warning is not None and state.is_world_process_zero:
+            logger.warning(warning)
         options = self.options
         snapshot_dir = options.snapshot_folder(args.output_dir)
         self.handler = CycleEndHandler(
