@@ -4,13 +4,22 @@ training, names the fix, and the fix it names makes accumulation exact."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from helpers.training import byte_lm_data, minilm, sst2, tiny_gpt2, training_args
+from helpers.training import (
+    assert_clean_exit,
+    byte_lm_data,
+    launch_two_cpu_processes,
+    minilm,
+    sst2,
+    tiny_gpt2,
+    training_args,
+)
 from peft import LoraConfig, get_peft_model
 from transformers import Trainer
 
@@ -18,6 +27,15 @@ from hf_sgdr.training import SGDRCallback, SGDRTrainer
 from hf_sgdr.training.loss_scaling import drops_loss_kwargs, unscaled_loss_warning
 
 LOGGER = "hf_sgdr.training.callback"
+TESTS = Path(__file__).resolve().parent
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch
+torch.set_num_threads(1)
+from test_accumulated_loss import run_two_processes
+run_two_processes(sys.argv[1])
+"""
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -62,17 +80,16 @@ def test_the_warning_is_true_and_the_fix_it_names_makes_accumulation_exact(
     assert not _warnings(caplog)
 
     unscaled = _without_dropout(minilm())
-    warned = drops_loss_kwargs(unscaled)
+    assert drops_loss_kwargs(unscaled)  # BERT's heads take **kwargs and compute a plain mean (transformers 5.6-5.25)
     unscaled_losses, unscaled_weights = _train(tmp_path, unscaled, batch=2, accumulation=2)
-    inflated = not torch.allclose(unscaled_weights, one_batch_weights, atol=1e-6)
-    assert warned == inflated == bool(_warnings(caplog))  # warned exactly when transformers leaves the loss unscaled
-    if warned:
-        (message,) = _warnings(caplog)
-        assert "BertForSequenceClassification" in message
-        assert "gradient_accumulation_steps=2" in message and "2x too large" in message
-        assert "model.accepts_loss_kwargs = False" in message
-        # Same weights at step 1, so the first logged loss is the sum of the two micro-batch means: twice the mean.
-        assert unscaled_losses[0] == pytest.approx(2 * one_batch_losses[0], rel=1e-3)
+    (message,) = _warnings(caplog)
+    assert "BertForSequenceClassification" in message
+    assert "gradient_accumulation_steps=2, 1 process(es)" in message and "2x too large" in message
+    assert "`model.accepts_loss_kwargs = False`" in message
+    # The warning is true: same weights at step 1, so the first logged loss is the sum of the two micro-batch
+    # means, twice the mean; the doubled gradients make plain SGD end elsewhere.
+    assert unscaled_losses[0] == pytest.approx(2 * one_batch_losses[0], rel=1e-3)
+    assert not torch.allclose(unscaled_weights, one_batch_weights, atol=1e-3)
 
     caplog.clear()
     fixed = _without_dropout(minilm())
@@ -80,7 +97,7 @@ def test_the_warning_is_true_and_the_fix_it_names_makes_accumulation_exact(
     fixed_losses, fixed_weights = _train(tmp_path, fixed, batch=2, accumulation=2)
     assert not _warnings(caplog)
     assert fixed_losses == pytest.approx(one_batch_losses, rel=1e-4)
-    torch.testing.assert_close(fixed_weights, one_batch_weights, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fixed_weights, one_batch_weights, atol=1e-5, rtol=0)
 
 
 def test_sgdr_trainer_warns_unless_something_else_scales_the_loss(
@@ -120,11 +137,29 @@ def test_only_accumulation_with_the_model_s_own_loss_is_warned(tmp_path: Path, o
 
 
 def test_wrapped_models_are_judged_by_the_model_inside(tmp_path: Path) -> None:
-    """PEFT and `torch.compile` wrappers are looked through, the way the Trainer looks through them."""
+    """PEFT and `torch.compile` wrappers are looked through, the way the Trainer looks through them, and the
+    fix is named where the Trainer reads it: on a PEFT model's base model."""
     args = training_args(tmp_path, gradient_accumulation_steps=2)
     lora = get_peft_model(minilm(), LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS"))
-    assert "BertForSequenceClassification" in unscaled_loss_warning(lora, args)
-    assert "BertForSequenceClassification" in unscaled_loss_warning(torch.compile(minilm()), args)
+    assert "`model.get_base_model().accepts_loss_kwargs = False`" in unscaled_loss_warning(lora, args)
+    lora.get_base_model().accepts_loss_kwargs = False
+    assert unscaled_loss_warning(lora, args) is None
+    assert "`model.accepts_loss_kwargs = False`" in unscaled_loss_warning(torch.compile(minilm()), args)
+
+
+def test_a_trainer_in_hand_settles_who_scales_the_loss(tmp_path: Path) -> None:
+    """The Trainer's own switch, its label smoother or a subclass's `loss_is_scaled_for_ga` silence the warning."""
+    args = training_args(tmp_path, gradient_accumulation_steps=2)
+    model = minilm()
+    assert unscaled_loss_warning(model, args, Trainer(model=model, args=args)) is not None
+
+    switched = Trainer(model=model, args=args)
+    switched.model_accepts_loss_kwargs = False
+    smoothing = training_args(tmp_path, gradient_accumulation_steps=2, label_smoothing_factor=0.1)
+    scaled = Trainer(model=model, args=args)
+    scaled.loss_is_scaled_for_ga = False
+    for trainer in (switched, Trainer(model=model, args=smoothing), scaled):
+        assert unscaled_loss_warning(model, trainer.args, trainer) is None
 
 
 def test_a_model_that_normalizes_its_own_loss_is_not_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -135,3 +170,51 @@ def test_a_model_that_normalizes_its_own_loss_is_not_warned(tmp_path: Path, capl
     SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(16), **options).train()
     assert not drops_loss_kwargs(tiny_gpt2())
     assert not _warnings(caplog)
+
+
+def run_two_processes(out: str) -> None:
+    """In each of two processes: one step of the stock Trainer without, then with, the fix; rank files."""
+    import torch.distributed as dist
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger(LOGGER).addHandler(handler)
+    losses = {}
+    for fixed in (False, True):
+        model = _without_dropout(minilm())
+        if fixed:
+            model.accepts_loss_kwargs = False
+        args = training_args(
+            Path(out, f"fixed-{fixed}"),
+            per_device_train_batch_size=2,
+            max_steps=1,
+            logging_steps=1,
+            lr_scheduler_type="sgdr",
+            lr_scheduler_kwargs={"T_0": 1},
+        )
+        trainer = Trainer(
+            model=model, args=args, train_dataset=sst2("train", 16), callbacks=[SGDRCallback(save_snapshots=False)]
+        )
+        trainer.train()
+        losses[str(fixed)] = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+    report = {"world_size": args.world_size, "warnings": messages, "losses": losses}
+    Path(out, f"rank{args.process_index}.json").write_text(json.dumps(report))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.multiprocess
+def test_two_processes_make_the_loss_twice_too_large_without_accumulation(tmp_path: Path) -> None:
+    """Averaging tokens across devices, the Trainer multiplies by the process count: N processes, N times."""
+    script = tmp_path / "two.py"
+    script.write_text(SCRIPT.format(tests=str(TESTS)))
+    result = launch_two_cpu_processes(str(script), str(tmp_path))
+    assert_clean_exit(result)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [rank["world_size"] for rank in ranks] == [2, 2]
+    (message,) = ranks[0]["warnings"]  # the main process warns, once; the other stays quiet
+    assert ranks[1]["warnings"] == []
+    assert "gradient_accumulation_steps=1, 2 process(es)" in message and "2x too large" in message
+    losses = ranks[0]["losses"]
+    assert losses["False"] == pytest.approx(2 * losses["True"], rel=1e-3)

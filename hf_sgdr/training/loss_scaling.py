@@ -1,24 +1,28 @@
-"""Warn before training when the `Trainer` will leave a model's loss unscaled under gradient accumulation.
+"""Warn before training when the `Trainer` will leave a model's loss unscaled.
 
 The Trainer takes a `forward` with `**kwargs` to mean that the model normalizes its own loss by
-`num_items_in_batch`, so it skips the division by `gradient_accumulation_steps`. Many heads take
-`**kwargs` but compute a plain mean (the BERT family's classifiers, every question-answering head, T5,
-the decoder sequence classifiers): with accumulation their loss, their gradients and the logged
-`loss` / `train_loss` come out `gradient_accumulation_steps` times too large (transformers#47688).
-AdamW barely notices; plain SGD, gradient clipping and every logged loss do. The Trainer's own switch,
-`model.accepts_loss_kwargs = False`, restores the mean over the accumulated batch.
+`num_items_in_batch` (the label count of the whole accumulated, all-process batch), so it skips the
+division by `gradient_accumulation_steps` and, averaging tokens across devices, multiplies by the number
+of processes. Many heads take `**kwargs` but compute a plain mean (the BERT family's classifiers,
+masked-LM and token-classification heads, T5, the decoder sequence classifiers): their loss, their
+gradients and the logged `loss` / `train_loss` come out that many times too large (transformers#47688).
+AdamW barely notices, gradient clipping (`max_grad_norm`, 1.0 by default), plain SGD and every logged
+loss do. The Trainer's own switch, `accepts_loss_kwargs = False` on the model, restores the mean.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import TrainingArguments
 
 from ..snapshot_format.model_description import is_peft_model, unwrap_model
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 UPSTREAM_ISSUE = "https://github.com/huggingface/transformers/issues/47688"
 
@@ -29,14 +33,15 @@ _LOSS_FUNCTION_GETS_KWARGS = re.compile(r"loss_function\((?:[^()]|\([^()]*\))*\*
 def drops_loss_kwargs(model: torch.nn.Module) -> bool:
     """Whether `model.forward` takes `labels` and `**kwargs` (so the Trainer hands it `num_items_in_batch`)
     while its source never passes them to the loss. A model that declares `accepts_loss_kwargs` has decided; a
-    `forward` without readable source is given the benefit of the doubt."""
+    `forward` without readable source is given the benefit of the doubt. Not caught: a `loss_function` that
+    gets the kwargs and ignores them (regression and multi-label classification losses)."""
     if hasattr(model, "accepts_loss_kwargs"):
         return False
     forward = inspect.unwrap(type(model).forward)
     parameters = inspect.signature(forward).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     if not takes_kwargs or "labels" not in parameters:
-        return False  # no `**kwargs`: the Trainer divides; no `labels`: the model computes no loss
+        return False  # no `**kwargs`: the Trainer divides; no `labels`: no `num_items_in_batch`, it divides too
     try:
         source = inspect.getsource(forward)
     except (OSError, TypeError):
@@ -44,31 +49,52 @@ def drops_loss_kwargs(model: torch.nn.Module) -> bool:
     return "num_items_in_batch" not in source and _LOSS_FUNCTION_GETS_KWARGS.search(source) is None
 
 
-def unscaled_loss_warning(model: Any, args: TrainingArguments, trainer: Any = None) -> str | None:
-    """The warning for a Trainer run whose loss will not be divided by `gradient_accumulation_steps`
-    although the model's loss is a plain mean; `None` when the run scales it right.
+def loss_multiplier(args: TrainingArguments, trainer: Trainer | None = None) -> int:
+    """How many times too large the Trainer makes a plain-mean loss that it takes for normalized: it skips the
+    division by `gradient_accumulation_steps` and, with `average_tokens_across_devices`, multiplies by the number
+    of processes (GPUs under `DataParallel`) that share the batch (tensor-parallel ranks share one)."""
+    factor = args.gradient_accumulation_steps
+    if getattr(args, "average_tokens_across_devices", False):
+        processes = args.n_gpu if args.n_gpu > 1 else args.world_size
+        if trainer is not None and args.n_gpu <= 1 and hasattr(trainer, "get_tp_size"):
+            processes //= max(trainer.get_tp_size(), 1)
+        factor *= max(processes, 1)
+    return factor
 
-    `trainer` (when known) settles what the model cannot tell: a `compute_loss_func` or a subclass's
-    `loss_is_scaled_for_ga` takes the loss out of the model's hands.
+
+def _loss_left_to_the_model(args: TrainingArguments, trainer: Trainer | None) -> bool:
+    """Whether the model's own loss is what gets scaled (no label smoother, no `compute_loss_func`, no subclass
+    deciding, and the Trainer treating the model as normalizing itself)."""
+    if trainer is None:
+        return args.label_smoothing_factor == 0  # the label smoother divides by `num_items_in_batch` itself
+    return (
+        getattr(trainer, "model_accepts_loss_kwargs", True)
+        and getattr(trainer, "label_smoother", None) is None
+        and getattr(trainer, "compute_loss_func", None) is None
+        and getattr(trainer, "loss_is_scaled_for_ga", None) is None
+    )
+
+
+def unscaled_loss_warning(
+    model: torch.nn.Module | None, args: TrainingArguments, trainer: Trainer | None = None
+) -> str | None:
+    """The warning for a Trainer run that will leave a plain-mean loss unscaled; `None` when it scales it right.
+
+    `trainer` (when known) settles what the model and the arguments cannot tell.
     """
-    steps = args.gradient_accumulation_steps
-    if steps <= 1 or args.label_smoothing_factor != 0 or model is None:
-        return None  # the label smoother divides by `num_items_in_batch` itself
-    if trainer is not None and (
-        not getattr(trainer, "model_accepts_loss_kwargs", True)
-        or getattr(trainer, "compute_loss_func", None) is not None
-        or getattr(trainer, "loss_is_scaled_for_ga", None) is not None
-    ):
+    factor = loss_multiplier(args, trainer)
+    if model is None or factor <= 1 or not _loss_left_to_the_model(args, trainer):
         return None
     inner = unwrap_model(model)
+    target = "model"
     if is_peft_model(inner):
-        inner = inner.get_base_model()
+        inner, target = inner.get_base_model(), "model.get_base_model()"
     if not drops_loss_kwargs(inner):
         return None
-    name = type(inner).__name__
     return (
-        f"{name}.forward takes **kwargs but its loss ignores num_items_in_batch, so the Trainer will not divide "
-        f"it by gradient_accumulation_steps={steps}: the loss, its gradients and the logged loss / train_loss come "
-        f"out {steps}x too large ({UPSTREAM_ISSUE}). Set `model.accepts_loss_kwargs = False` before building "
-        "the Trainer to train on the mean over the accumulated batch."
+        f"{type(inner).__name__}.forward takes **kwargs but its loss ignores num_items_in_batch, so the Trainer "
+        f"does not scale it (gradient_accumulation_steps={args.gradient_accumulation_steps}, "
+        f"{factor // args.gradient_accumulation_steps} process(es)): the loss, its gradients and the logged "
+        f"loss / train_loss come out {factor}x too large ({UPSTREAM_ISSUE}). Set `{target}.accepts_loss_kwargs = "
+        "False` before building the Trainer to train on the mean over the batch."
     )
