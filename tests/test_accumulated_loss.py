@@ -4,6 +4,7 @@ training, names the fix, and the fix it names makes accumulation exact."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from pathlib import Path
@@ -21,7 +22,7 @@ from helpers.training import (
     training_args,
 )
 from peft import LoraConfig, get_peft_model
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 
 from hf_sgdr.training import SGDRCallback, SGDRTrainer
 from hf_sgdr.training.loss_scaling import drops_loss_kwargs, unscaled_loss_warning
@@ -172,8 +173,32 @@ def test_a_model_that_normalizes_its_own_loss_is_not_warned(tmp_path: Path, capl
     assert not _warnings(caplog)
 
 
+def _first_logged_loss(out: str, fixed: bool) -> tuple[float, TrainingArguments]:
+    """One step of the stock Trainer, with or without the fix: the loss it logs, and its arguments."""
+    model = _without_dropout(minilm())
+    if fixed:
+        model.accepts_loss_kwargs = False
+    args = training_args(
+        Path(out, f"fixed-{fixed}"),
+        per_device_train_batch_size=2,
+        max_steps=1,
+        logging_steps=1,
+        lr_scheduler_type="sgdr",
+        lr_scheduler_kwargs={"T_0": 1},
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=sst2("train", 16), callbacks=[SGDRCallback(save_snapshots=False)]
+    )
+    trainer.train()
+    return next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry), args
+
+
 def run_two_processes(out: str) -> None:
-    """In each of two processes: one step of the stock Trainer without, then with, the fix; rank files."""
+    """In each of two processes: one step without, then with, the fix; a report file per rank.
+
+    The DDP-wrapped models are freed while the process group is alive: freed after `destroy_process_group`,
+    the last one destroyed the group holding the GIL while a gloo thread waited for it (a hang seen in CI).
+    """
     import torch.distributed as dist
 
     messages: list[str] = []
@@ -182,23 +207,10 @@ def run_two_processes(out: str) -> None:
     logging.getLogger(LOGGER).addHandler(handler)
     losses = {}
     for fixed in (False, True):
-        model = _without_dropout(minilm())
-        if fixed:
-            model.accepts_loss_kwargs = False
-        args = training_args(
-            Path(out, f"fixed-{fixed}"),
-            per_device_train_batch_size=2,
-            max_steps=1,
-            logging_steps=1,
-            lr_scheduler_type="sgdr",
-            lr_scheduler_kwargs={"T_0": 1},
-        )
-        trainer = Trainer(
-            model=model, args=args, train_dataset=sst2("train", 16), callbacks=[SGDRCallback(save_snapshots=False)]
-        )
-        trainer.train()
-        losses[str(fixed)] = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
-    report = {"world_size": args.world_size, "warnings": messages, "losses": losses}
+        losses[str(fixed)], args = _first_logged_loss(out, fixed)
+    gc.collect()  # the trainers' reference cycles hold the DDP reducers, and they the process group
+    ddp_left = sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects())
+    report = {"world_size": args.world_size, "warnings": messages, "losses": losses, "ddp_left": ddp_left}
     Path(out, f"rank{args.process_index}.json").write_text(json.dumps(report))
     dist.barrier()
     dist.destroy_process_group()
@@ -209,10 +221,11 @@ def test_two_processes_make_the_loss_twice_too_large_without_accumulation(tmp_pa
     """Averaging tokens across devices, the Trainer multiplies by the process count: N processes, N times."""
     script = tmp_path / "two.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)))
-    result = launch_two_cpu_processes(str(script), str(tmp_path))
+    result = launch_two_cpu_processes(str(script), str(tmp_path), timeout=150)  # about 20 s; a hang ends sooner
     assert_clean_exit(result)
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [rank["world_size"] for rank in ranks] == [2, 2]
+    assert [rank["ddp_left"] for rank in ranks] == [0, 0]
     (message,) = ranks[0]["warnings"]  # the main process warns, once; the other stays quiet
     assert ranks[1]["warnings"] == []
     assert "gradient_accumulation_steps=1, 2 process(es)" in message and "2x too large" in message

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -133,7 +134,8 @@ def tiny_accelerate_run(
 def launch_two_cpu_processes(*command: str, env: dict[str, str] | None = None, timeout: float = 300):
     """Run `accelerate launch` with 2 CPU processes (gloo) on a free port; returns the completed process.
 
-    ``accelerate launch --cpu`` starts one process, hence ``--multi_gpu`` with ``ACCELERATE_USE_CPU=1``.
+    ``accelerate launch --cpu`` starts one process, hence ``--multi_gpu`` with ``ACCELERATE_USE_CPU=1``. Past
+    `timeout` every process of the launch is killed and the test fails with the ranks' last output.
     """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -141,13 +143,21 @@ def launch_two_cpu_processes(*command: str, env: dict[str, str] | None = None, t
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               "--main_process_port", str(port)]  # fmt: skip
-    return subprocess.run(
+    process = subprocess.Popen(
         [*launch, *command],
         env={**os.environ, **(env or {}), "ACCELERATE_USE_CPU": "1"},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,  # a hang is ended with every rank, not only the launcher
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        raise AssertionError(f"the two processes did not finish in {timeout} s:\n{stderr[-4000:]}") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def assert_clean_exit(result: subprocess.CompletedProcess) -> None:
