@@ -52,37 +52,48 @@ def _without_dropout(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _train(tmp_path: Path, model: torch.nn.Module, batch: int, accumulation: int) -> tuple[list[float], torch.Tensor]:
-    """Plain SGD (which, unlike AdamW, feels the gradient's scale) over 16 SST-2 sentences with the stock Trainer."""
+def _train(output_dir: Path, model: torch.nn.Module, batch: int, accumulation: int, **overrides: Any) -> Trainer:
+    """The stock Trainer with `SGDRCallback` over 16 SST-2 sentences, trained with plain SGD (which, unlike AdamW,
+    feels the gradient's scale) unless `overrides` say otherwise."""
+    values = {"optim": "sgd", "learning_rate": 0.05, "max_grad_norm": 0.0, "lr_scheduler_kwargs": {"T_0": 2}}
     args = training_args(
-        tmp_path / f"run-{batch}x{accumulation}",
+        output_dir,
         per_device_train_batch_size=batch,
         gradient_accumulation_steps=accumulation,
-        optim="sgd",
-        learning_rate=0.05,
-        max_grad_norm=0.0,
         lr_scheduler_type="sgdr",
-        lr_scheduler_kwargs={"T_0": 2},
         logging_steps=1,
+        **{**values, **overrides},
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=sst2("train", 16), callbacks=[SGDRCallback(save_snapshots=False)]
     )
     trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return losses, torch.cat([p.detach().flatten() for p in model.parameters()])
+    return trainer
+
+
+def _losses_and_weights(
+    tmp_path: Path, model: torch.nn.Module, batch: int, accumulation: int
+) -> tuple[list[float], torch.Tensor]:
+    """The losses a run logs, and its weights at the end."""
+    trainer = _train(tmp_path / f"run-{batch}x{accumulation}", model, batch, accumulation)
+    return _logged_losses(trainer), torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _logged_losses(trainer: Trainer) -> list[float]:
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
 def test_the_warning_is_true_and_the_fix_it_names_makes_accumulation_exact(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    one_batch_losses, one_batch_weights = _train(tmp_path, _without_dropout(minilm()), batch=4, accumulation=1)
+    one_batch = _without_dropout(minilm())
+    one_batch_losses, one_batch_weights = _losses_and_weights(tmp_path, one_batch, batch=4, accumulation=1)
     assert not _warnings(caplog)
 
     unscaled = _without_dropout(minilm())
     assert drops_loss_kwargs(unscaled)  # BERT's heads take **kwargs and compute a plain mean (transformers 5.6-5.25)
-    unscaled_losses, unscaled_weights = _train(tmp_path, unscaled, batch=2, accumulation=2)
+    unscaled_losses, unscaled_weights = _losses_and_weights(tmp_path, unscaled, batch=2, accumulation=2)
     (message,) = _warnings(caplog)
     assert "BertForSequenceClassification" in message
     assert "gradient_accumulation_steps=2, 1 process(es)" in message and "2x too large" in message
@@ -95,7 +106,7 @@ def test_the_warning_is_true_and_the_fix_it_names_makes_accumulation_exact(
     caplog.clear()
     fixed = _without_dropout(minilm())
     fixed.accepts_loss_kwargs = False
-    fixed_losses, fixed_weights = _train(tmp_path, fixed, batch=2, accumulation=2)
+    fixed_losses, fixed_weights = _losses_and_weights(tmp_path, fixed, batch=2, accumulation=2)
     assert not _warnings(caplog)
     assert fixed_losses == pytest.approx(one_batch_losses, rel=1e-4)
     torch.testing.assert_close(fixed_weights, one_batch_weights, atol=1e-5, rtol=0)
@@ -174,23 +185,12 @@ def test_a_model_that_normalizes_its_own_loss_is_not_warned(tmp_path: Path, capl
 
 
 def _first_logged_loss(out: str, fixed: bool) -> tuple[float, TrainingArguments]:
-    """One step of the stock Trainer, with or without the fix: the loss it logs, and its arguments."""
+    """One step, with or without the fix: the loss the Trainer logs, and its arguments."""
     model = _without_dropout(minilm())
     if fixed:
         model.accepts_loss_kwargs = False
-    args = training_args(
-        Path(out, f"fixed-{fixed}"),
-        per_device_train_batch_size=2,
-        max_steps=1,
-        logging_steps=1,
-        lr_scheduler_type="sgdr",
-        lr_scheduler_kwargs={"T_0": 1},
-    )
-    trainer = Trainer(
-        model=model, args=args, train_dataset=sst2("train", 16), callbacks=[SGDRCallback(save_snapshots=False)]
-    )
-    trainer.train()
-    return next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry), args
+    trainer = _train(Path(out, f"fixed-{fixed}"), model, 2, 1, max_steps=1, lr_scheduler_kwargs={"T_0": 1})
+    return _logged_losses(trainer)[0], trainer.args
 
 
 def run_two_processes(out: str) -> None:

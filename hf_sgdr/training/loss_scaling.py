@@ -49,17 +49,15 @@ def drops_loss_kwargs(model: torch.nn.Module) -> bool:
     return "num_items_in_batch" not in source and _LOSS_FUNCTION_GETS_KWARGS.search(source) is None
 
 
-def loss_multiplier(args: TrainingArguments, trainer: Trainer | None = None) -> int:
-    """How many times too large the Trainer makes a plain-mean loss that it takes for normalized: it skips the
-    division by `gradient_accumulation_steps` and, with `average_tokens_across_devices`, multiplies by the number
-    of processes (GPUs under `DataParallel`) that share the batch (tensor-parallel ranks share one)."""
-    factor = args.gradient_accumulation_steps
-    if getattr(args, "average_tokens_across_devices", False):
-        processes = args.n_gpu if args.n_gpu > 1 else args.world_size
-        if trainer is not None and args.n_gpu <= 1 and hasattr(trainer, "get_tp_size"):
-            processes //= max(trainer.get_tp_size(), 1)
-        factor *= max(processes, 1)
-    return factor
+def _processes_multiplying(args: TrainingArguments, trainer: Trainer | None) -> int:
+    """By how much the Trainer multiplies a loss it takes for normalized: with `average_tokens_across_devices`, the
+    number of processes (GPUs under `DataParallel`) that share the batch (tensor-parallel ranks share one)."""
+    if not args.average_tokens_across_devices:
+        return 1
+    if args.n_gpu > 1:
+        return args.n_gpu
+    tensor_parallel = trainer.get_tp_size() if trainer is not None else 1
+    return max(args.world_size // max(tensor_parallel, 1), 1)
 
 
 def _loss_left_to_the_model(args: TrainingArguments, trainer: Trainer | None) -> bool:
@@ -68,10 +66,10 @@ def _loss_left_to_the_model(args: TrainingArguments, trainer: Trainer | None) ->
     if trainer is None:
         return args.label_smoothing_factor == 0  # the label smoother divides by `num_items_in_batch` itself
     return (
-        getattr(trainer, "model_accepts_loss_kwargs", True)
-        and getattr(trainer, "label_smoother", None) is None
-        and getattr(trainer, "compute_loss_func", None) is None
-        and getattr(trainer, "loss_is_scaled_for_ga", None) is None
+        trainer.model_accepts_loss_kwargs
+        and trainer.label_smoother is None
+        and trainer.compute_loss_func is None
+        and getattr(trainer, "loss_is_scaled_for_ga", None) is None  # not in transformers 5.6
     )
 
 
@@ -82,8 +80,8 @@ def unscaled_loss_warning(
 
     `trainer` (when known) settles what the model and the arguments cannot tell.
     """
-    factor = loss_multiplier(args, trainer)
-    if model is None or factor <= 1 or not _loss_left_to_the_model(args, trainer):
+    steps, processes = args.gradient_accumulation_steps, _processes_multiplying(args, trainer)
+    if model is None or steps * processes <= 1 or not _loss_left_to_the_model(args, trainer):
         return None
     inner = unwrap_model(model)
     target = "model"
@@ -93,8 +91,7 @@ def unscaled_loss_warning(
         return None
     return (
         f"{type(inner).__name__}.forward takes **kwargs but its loss ignores num_items_in_batch, so the Trainer "
-        f"does not scale it (gradient_accumulation_steps={args.gradient_accumulation_steps}, "
-        f"{factor // args.gradient_accumulation_steps} process(es)): the loss, its gradients and the logged "
-        f"loss / train_loss come out {factor}x too large ({UPSTREAM_ISSUE}). Set `{target}.accepts_loss_kwargs = "
-        "False` before building the Trainer to train on the mean over the batch."
+        f"does not scale it (gradient_accumulation_steps={steps}, {processes} process(es)): the loss, its gradients "
+        f"and the logged loss / train_loss come out {steps * processes}x too large ({UPSTREAM_ISSUE}). Set "
+        f"`{target}.accepts_loss_kwargs = False` before building the Trainer to train on the mean over the batch."
     )
