@@ -22,7 +22,7 @@ from helpers.training import (
     training_args,
 )
 from peft import LoraConfig, get_peft_model
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
 
 from hf_sgdr.training import SGDRCallback, SGDRTrainer
 from hf_sgdr.training.loss_scaling import drops_loss_kwargs, unscaled_loss_warning
@@ -52,9 +52,16 @@ def _without_dropout(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _train(output_dir: Path, model: torch.nn.Module, batch: int, accumulation: int, **overrides: Any) -> Trainer:
-    """The stock Trainer with `SGDRCallback` over 16 SST-2 sentences, trained with plain SGD (which, unlike AdamW,
-    feels the gradient's scale) unless `overrides` say otherwise."""
+def _train(
+    output_dir: Path,
+    model: torch.nn.Module,
+    batch: int,
+    accumulation: int,
+    data: Any = None,
+    **overrides: Any,
+) -> Trainer:
+    """The stock Trainer with `SGDRCallback` over `data` (16 SST-2 sentences by default), trained with plain SGD
+    (which, unlike AdamW, feels the gradient's scale) unless `overrides` say otherwise."""
     values = {"optim": "sgd", "learning_rate": 0.05, "max_grad_norm": 0.0, "lr_scheduler_kwargs": {"T_0": 2}}
     args = training_args(
         output_dir,
@@ -64,18 +71,17 @@ def _train(output_dir: Path, model: torch.nn.Module, batch: int, accumulation: i
         logging_steps=1,
         **{**values, **overrides},
     )
-    trainer = Trainer(
-        model=model, args=args, train_dataset=sst2("train", 16), callbacks=[SGDRCallback(save_snapshots=False)]
-    )
+    data = sst2("train", 16) if data is None else data
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[SGDRCallback(save_snapshots=False)])
     trainer.train()
     return trainer
 
 
 def _losses_and_weights(
-    tmp_path: Path, model: torch.nn.Module, batch: int, accumulation: int
+    tmp_path: Path, model: torch.nn.Module, batch: int, accumulation: int, data: Any = None
 ) -> tuple[list[float], torch.Tensor]:
     """The losses a run logs, and its weights at the end."""
-    trainer = _train(tmp_path / f"run-{batch}x{accumulation}", model, batch, accumulation)
+    trainer = _train(tmp_path / f"run-{batch}x{accumulation}-{id(model)}", model, batch, accumulation, data)
     return _logged_losses(trainer), torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
@@ -182,6 +188,77 @@ def test_a_model_that_normalizes_its_own_loss_is_not_warned(tmp_path: Path, capl
     SGDRTrainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(16), **options).train()
     assert not drops_loss_kwargs(tiny_gpt2())
     assert not _warnings(caplog)
+
+
+def _tiny_vit(problem_type: str, num_labels: int) -> ViTForImageClassification:
+    """A dropout-free one-layer ViT for 8x8 images, the same weights every call."""
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=8,
+        patch_size=4,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=num_labels,
+        problem_type=problem_type,
+    )
+    return ViTForImageClassification(config)
+
+
+def _images(problem_type: str, num_labels: int) -> list[dict[str, torch.Tensor]]:
+    """16 random 8x8 images with labels of the kind `problem_type` reads. Random pixels are enough here: the test
+    is about how the Trainer scales the loss, not about what the model learns."""
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(16, 3, 8, 8, generator=generator)
+    labels = {
+        "single_label_classification": torch.randint(num_labels, (16,), generator=generator),
+        "multi_label_classification": torch.randint(2, (16, num_labels), generator=generator).float(),
+        "regression": torch.randn(16, generator=generator),
+    }[problem_type]
+    return [{"pixel_values": image, "labels": label} for image, label in zip(pixels, labels, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "num_labels", "unscaled"),
+    [
+        ("multi_label_classification", 3, True),  # BCE, a plain mean
+        ("regression", 1, True),  # MSE, a plain mean
+        ("single_label_classification", 3, False),  # cross-entropy, divided by num_items_in_batch
+    ],
+)
+def test_a_classification_loss_is_judged_by_its_problem_type(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, problem_type: str, num_labels: int, unscaled: bool
+) -> None:
+    """Image (and audio, video) classifiers pass `**kwargs` on to transformers' classification loss, which uses
+    `num_items_in_batch` for single-label classification only: multi-label and regression come out unscaled,
+    and only they are warned."""
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    data = _images(problem_type, num_labels)
+    one_batch_losses, one_batch_weights = _losses_and_weights(
+        tmp_path, _tiny_vit(problem_type, num_labels), batch=4, accumulation=1, data=data
+    )
+    accumulated = _tiny_vit(problem_type, num_labels)
+    assert drops_loss_kwargs(accumulated) is unscaled
+    accumulated_losses, accumulated_weights = _losses_and_weights(tmp_path, accumulated, 2, 2, data)
+    if not unscaled:
+        assert not _warnings(caplog)
+        assert accumulated_losses == pytest.approx(one_batch_losses, rel=1e-4)
+        torch.testing.assert_close(accumulated_weights, one_batch_weights, atol=1e-5, rtol=0)
+        return
+    (message,) = _warnings(caplog)
+    assert message.startswith("ViTForImageClassification.forward") and "2x too large" in message
+    assert accumulated_losses[0] == pytest.approx(2 * one_batch_losses[0], rel=1e-3)
+
+    caplog.clear()
+    fixed = _tiny_vit(problem_type, num_labels)
+    fixed.accepts_loss_kwargs = False
+    fixed_losses, fixed_weights = _losses_and_weights(tmp_path, fixed, 2, 2, data)
+    assert not _warnings(caplog)
+    assert fixed_losses == pytest.approx(one_batch_losses, rel=1e-4)
+    torch.testing.assert_close(fixed_weights, one_batch_weights, atol=1e-5, rtol=0)
 
 
 def _first_logged_loss(out: str, fixed: bool) -> tuple[float, TrainingArguments]:

@@ -4,7 +4,8 @@ The Trainer takes a `forward` with `**kwargs` to mean that the model normalizes 
 `num_items_in_batch` (the label count of the whole accumulated, all-process batch), so it skips the
 division by `gradient_accumulation_steps` and, averaging tokens across devices, multiplies by the number
 of processes. Many heads take `**kwargs` but compute a plain mean (the BERT family's classifiers,
-masked-LM and token-classification heads, T5, the decoder sequence classifiers): their loss, their
+masked-LM and token-classification heads, T5, the decoder sequence classifiers, and the image, audio and
+video classifiers set up for regression or multi-label classification): their loss, their
 gradients and the logged `loss` / `train_loss` come out that many times too large (transformers#47688).
 AdamW barely notices, gradient clipping (`max_grad_norm`, 1.0 by default), plain SGD and every logged
 loss do. The Trainer's own switch, `accepts_loss_kwargs = False` on the model, restores the mean.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from transformers import TrainingArguments
+from transformers.loss.loss_utils import LOSS_MAPPING, ForSequenceClassificationLoss
 
 from ..snapshot_format.model_description import is_peft_model, unwrap_model
 
@@ -32,9 +34,9 @@ _LOSS_FUNCTION_GETS_KWARGS = re.compile(r"loss_function\((?:[^()]|\([^()]*\))*\*
 
 def drops_loss_kwargs(model: torch.nn.Module) -> bool:
     """Whether `model.forward` takes `labels` and `**kwargs` (so the Trainer hands it `num_items_in_batch`)
-    while its source never passes them to the loss. A model that declares `accepts_loss_kwargs` has decided; a
-    `forward` without readable source is given the benefit of the doubt. Not caught: a `loss_function` that
-    gets the kwargs and ignores them (regression and multi-label classification losses)."""
+    while the loss it computes ignores them: its source never passes them to the loss, or passes them to a
+    classification loss that takes a plain mean for the model's problem type. A model that declares
+    `accepts_loss_kwargs` has decided; a `forward` without readable source is given the benefit of the doubt."""
     if hasattr(model, "accepts_loss_kwargs"):
         return False
     forward = inspect.unwrap(type(model).forward)
@@ -46,7 +48,22 @@ def drops_loss_kwargs(model: torch.nn.Module) -> bool:
         source = inspect.getsource(forward)
     except (OSError, TypeError):
         return False
-    return "num_items_in_batch" not in source and _LOSS_FUNCTION_GETS_KWARGS.search(source) is None
+    if "num_items_in_batch" in source:
+        return False
+    return _LOSS_FUNCTION_GETS_KWARGS.search(source) is None or _classification_loss_takes_a_plain_mean(model)
+
+
+def _classification_loss_takes_a_plain_mean(model: torch.nn.Module) -> bool:
+    """Whether the model's `loss_function` is transformers' classification loss (sequence, image, audio and video
+    heads) set up for regression (MSE) or multi-label classification (BCE): those branches drop the kwargs that
+    single-label classification passes on. Not caught: `problem_type` left unset with float labels and several
+    classes, which the loss only reads as multi-label on the first batch."""
+    loss_function = getattr(model, "_loss_function", None) or LOSS_MAPPING.get(getattr(model, "loss_type", None))
+    config = getattr(model, "config", None)
+    if loss_function is not ForSequenceClassificationLoss or config is None:
+        return False
+    problem_type = config.problem_type or ("regression" if config.num_labels == 1 else None)
+    return problem_type in ("regression", "multi_label_classification")
 
 
 def _processes_multiplying(args: TrainingArguments, trainer: Trainer | None) -> int:
