@@ -24,6 +24,7 @@ from hf_sgdr.quiet import transformers_bars_silenced
 from hf_sgdr.snapshot_format.digests import sha256_range
 from hf_sgdr.snapshot_format.manifest import MANIFEST_NAME
 from hf_sgdr.snapshots import SnapshotEnsemble
+from hf_sgdr.snapshots.transfer import to_device
 
 
 def snapshot_folder(work: Path, sizes: Sizes) -> Path:
@@ -64,10 +65,12 @@ def load_verify(folder: Path) -> dict[str, Any]:
 
 
 def _k_forwards(model: torch.nn.Module, batches: list[torch.Tensor], k: int) -> None:
+    """The baseline: K passes of one resident model, its inputs moved the way `evaluate` moves them (pinned, then
+    queued), so that the ratio measures the ensemble and not a slower copy in the baseline."""
     with torch.inference_mode():
         for _ in range(k):
             for batch in batches:
-                model(input_ids=batch.to(model.device, non_blocking=True))
+                model(input_ids=to_device(batch, model.device))
 
 
 def evaluate_vs_forwards(folder: Path, sizes: Sizes, deadline: float) -> dict[str, Any]:

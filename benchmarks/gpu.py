@@ -10,7 +10,8 @@
 and a stacked forward (`torch.func`) against K sequential ones.
 
 Random tokens feed (a)-(c) (speed does not depend on the text). Each part writes `part-<name>.json` to
-`--results_dir` as soon as it ends, failed or not; a restarted run skips the parts already done. Every part
+`--results_dir` as soon as it ends, failed or not; a restarted run skips the parts already done by the same
+code on the same machine at the same sizes (a part recorded under another fingerprint runs again). Every part
 has a time budget within the whole run's `--time_limit`. At the end `gpu.json` and `gpu.md` (machine,
 versions, command, the targets marked met / not met) are written there. Large files (snapshots) go to
 `--work_dir`, never to the results. `--quick`: tiny sizes on the CPU (the default test run uses it), results
@@ -22,6 +23,7 @@ On the GPU machine, from the checkout: bash .gpu-bundle/on_device.sh python3 ben
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -31,6 +33,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--time_limit", type=float, default=None, help="seconds for the whole run (default 270; 900 with --quick)"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.results_dir, args.work_dir = args.results_dir.resolve(), args.work_dir.resolve()  # the recipe runs elsewhere
+    return args
 
 
 def machine() -> dict[str, Any]:
@@ -77,6 +82,19 @@ def machine() -> dict[str, Any]:
         "hf_sgdr": hf_sgdr.__version__,
         "hf_sgdr_path": str(Path(hf_sgdr.__file__).parent),
     }
+
+
+def fingerprint(sizes: Sizes) -> str:
+    """What a part's numbers depend on: the hf_sgdr code imported, this benchmark's code, the sizes and the
+    machine. A restarted run keeps a part only under the same fingerprint, so that results left from an earlier
+    version (the committed ones among them) are measured again, never passed off as new."""
+    digest = hashlib.sha256()
+    for root in (Path(hf_sgdr.__file__).parent, Path(__file__).parent):
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    setting = {"sizes": asdict(sizes), "machine": {k: v for k, v in machine().items() if k != "hf_sgdr_path"}}
+    digest.update(json.dumps(setting, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
 
 
 def _holds_the_gil_while_writing(version: str) -> bool:
@@ -108,13 +126,18 @@ def parts(args: argparse.Namespace, sizes: Sizes) -> dict[str, Callable[[float],
     }
 
 
-def run_part(name: str, function: Callable[[float], dict[str, Any]], path: Path, deadline: float) -> dict[str, Any]:
-    """Run one part (unless `path` holds its success), record success or failure in `path`, return the record."""
+def run_part(
+    name: str, function: Callable[[float], dict[str, Any]], path: Path, deadline: float, stamp: str
+) -> dict[str, Any]:
+    """Run one part (unless `path` holds its success under the same fingerprint `stamp`), record success or failure
+    in `path`, return the record."""
     if path.is_file():
         record = json.loads(path.read_text(encoding="utf-8"))
-        if record["status"] == "ok":
+        if record["status"] == "ok" and record.get("fingerprint") == stamp:
             print(f"[{name}] done in an earlier run: kept", flush=True)
             return record
+        if record["status"] == "ok":
+            print(f"[{name}] recorded by other code, sizes or machine: measured again", flush=True)
     if deadline - time.monotonic() < MIN_START_S:
         record = {"status": "skipped", "error": "no time left in the run's --time_limit"}
     else:
@@ -126,6 +149,7 @@ def run_part(name: str, function: Callable[[float], dict[str, Any]], path: Path,
             record = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
         record["seconds"] = time.monotonic() - start
         release_memory()
+    record["fingerprint"] = stamp
     path.write_text(json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8")
     return record
 
@@ -149,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     limit = args.time_limit or (900.0 if args.quick else 270.0)
     end = started + limit
     records: dict[str, dict[str, Any]] = {}
+    stamp = fingerprint(sizes)
     elapsed_budget = 0.0
     for name, function in parts(args, sizes).items():
         elapsed_budget += BUDGETS[name]
@@ -156,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         deadline = min(end, started + elapsed_budget * limit / sum(BUDGETS.values()))
         print(f"[{name}] starting at {time.monotonic() - started:.0f} s (until {deadline - started:.0f} s)", flush=True)
         path = args.results_dir / f"part-{name}{suffix}.json"
-        records[name] = run_part(name, function, path, deadline)
+        records[name] = run_part(name, function, path, deadline, stamp)
         print(f"[{name}] {records[name]['status']} at {time.monotonic() - started:.0f} s", flush=True)
     header = {
         "machine": machine(),

@@ -340,6 +340,18 @@ def test_gpu_quick_runs_every_part_records_each_and_resumes(tmp_path: Path) -> N
     again, _ = run_quick("gpu", tmp_path, *flags)  # a restart keeps the parts already done
     assert [path.stat().st_mtime_ns for path in part_files] == stamps and again["parts"] == parts
 
+    # A part recorded by other code (an older commit, another machine) is measured again, not passed off as new.
+    stacked_file = tmp_path / "part-stacked_quick.json"
+    older = {**json.loads(stacked_file.read_text(encoding="utf-8")), "fingerprint": "from-an-older-commit"}
+    older["result"]["max_abs_logit_difference"] = -1.0
+    stacked_file.write_text(json.dumps(older), encoding="utf-8")
+    stamps = {path.name: path.stat().st_mtime_ns for path in part_files}
+    third, _ = run_quick("gpu", tmp_path, *flags)
+    rerun = [path.name for path in part_files if path.stat().st_mtime_ns != stamps[path.name]]
+    assert rerun == ["part-stacked_quick.json"]
+    assert third["parts"]["stacked"]["fingerprint"] == parts["stacked"]["fingerprint"]
+    assert 0 <= third["parts"]["stacked"]["result"]["max_abs_logit_difference"] < 1e-4
+
 
 def test_snapshot_write_quick_records_a_row_per_safetensors_version(tmp_path: Path) -> None:
     import safetensors
