@@ -90,7 +90,8 @@ def _data(n: int) -> list[dict[str, torch.Tensor]]:
 def _train(
     output_dir: Path, *, max_steps: int = 3 * T_0, accumulation: int = 1, **overrides: Any
 ) -> tuple[SGDRTrainer, DeviceRecorder]:
-    sgdr = {key: overrides.pop(key) for key in ("restart_from", "swa_start") if key in overrides}
+    trainer_keys = ("restart_from", "swa_start", "optimizer_cls_and_kwargs")
+    options = {key: overrides.pop(key) for key in trainer_keys if key in overrides}
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=BATCH,
@@ -108,7 +109,7 @@ def _train(
     )
     recorder = DeviceRecorder()
     trainer = SGDRTrainer(
-        model=_model(), args=args, train_dataset=_data(BATCH * accumulation * max_steps), sgdr_T_0=T_0, **sgdr
+        model=_model(), args=args, train_dataset=_data(BATCH * accumulation * max_steps), sgdr_T_0=T_0, **options
     )
     trainer.add_callback(recorder)
     trainer.train()
@@ -122,12 +123,12 @@ def _saved(snapshot_dir: Path, record: SnapshotRecord) -> dict[str, torch.Tensor
 
 
 def _assert_snapshots_are_the_recorded_weights(
-    output_dir: Path, trainer: SGDRTrainer, recorder: DeviceRecorder
+    output_dir: Path, trainer: SGDRTrainer, recorder: DeviceRecorder, staged: bool = True
 ) -> list[SnapshotRecord]:
     """Each snapshot holds, bit for bit, the trainable weights after the optimizer step at which it was taken;
-    the copy went through the side stream, and the training thread reported its share."""
+    the copy went through the side stream (unless not `staged`), and the training thread reported its share."""
     handler = trainer.sgdr_callback.handler
-    assert handler is not None and handler.stager is not None  # the CUDA path was taken
+    assert handler is not None and (handler.stager is not None) is staged  # the CUDA path was taken, or not
     snapshot_dir = output_dir / "snapshots"
     records = SnapshotManifest.load(snapshot_dir).snapshots
     assert records
@@ -169,8 +170,10 @@ def test_fp16_torch_compile_and_gradient_accumulation_snapshots_are_exact(tmp_pa
     assert len(records) >= 2
 
 
-def test_star_restarts_restore_the_first_cycle_s_weights_after_its_copy(tmp_path: Path) -> None:
-    trainer, recorder = _train(tmp_path, bf16=True, restart_from="first")
+@pytest.mark.parametrize("torch_compile", [False, True])
+def test_star_restarts_restore_the_first_cycle_s_weights_after_its_copy(tmp_path: Path, torch_compile: bool) -> None:
+    """Also compiled: the restore runs in a forward pre-hook, which dynamo must leave to eager code."""
+    trainer, recorder = _train(tmp_path, bf16=True, restart_from="first", torch_compile=torch_compile)
     records = _assert_snapshots_are_the_recorded_weights(tmp_path, trainer, recorder)
     assert [record.global_step for record in records] == [T_0, 2 * T_0, 3 * T_0]
     first = {name: tensor.cpu() for name, tensor in recorder.after[T_0].items()}
@@ -180,6 +183,19 @@ def test_star_restarts_restore_the_first_cycle_s_weights_after_its_copy(tmp_path
         # The first optimizer step of the next cycle started from the first cycle's end (restored at its forward).
         before_step = recorder.before[record.global_step + 1]
         assert all(torch.equal(before_step[name].cpu(), tensor) for name, tensor in first.items()), record.name
+
+
+class _OwnStepAdamW(torch.optim.AdamW):
+    """An optimizer whose `step` is not torch's: it might write the weights outside it, so no background copy."""
+
+    def step(self, closure: Any = None) -> Any:
+        return super().step(closure)
+
+
+def test_an_optimizer_of_unknown_writes_gets_the_blocking_copy_and_exact_snapshots(tmp_path: Path) -> None:
+    trainer, recorder = _train(tmp_path, bf16=True, optimizer_cls_and_kwargs=(_OwnStepAdamW, {"lr": 1e-3}))
+    records = _assert_snapshots_are_the_recorded_weights(tmp_path, trainer, recorder, staged=False)
+    assert [record.global_step for record in records] == [T_0, 2 * T_0, 3 * T_0]
 
 
 def test_swa_snapshots_are_the_average_of_the_recorded_weights(tmp_path: Path) -> None:

@@ -86,3 +86,40 @@ def test_on_the_cpu_no_stager_is_made() -> None:
 
     model = tiny_gpt2()
     assert CudaStager.for_model(model, torch.optim.AdamW(model.parameters())) is None
+
+
+class _OwnInit(torch.optim.AdamW):
+    """A subclass that keeps torch's `step`: only that step writes the weights."""
+
+    def __init__(self, params: object) -> None:
+        super().__init__(params, lr=1e-3)
+
+
+class _OwnStep(torch.optim.SGD):
+    """A subclass with its own `step`: it may write the weights anywhere."""
+
+    def step(self, closure: object = None) -> None:
+        return super().step(closure)
+
+
+class _ScheduleFreeLike(torch.optim.SGD):
+    """Schedule-free optimizers swap the weights in `eval()` / `train()`, around every evaluation."""
+
+    def eval(self) -> None: ...
+
+
+def test_only_optimizers_that_write_the_weights_in_step_get_the_background_copy() -> None:
+    """The side-stream copy is fenced before `optimizer.step()`; an optimizer that writes the weights elsewhere
+    (during backward like GaLore's layer-wise dummy and LOMO, or around evaluation like schedule-free) would race
+    a copy in flight, so its snapshots are copied blocking."""
+    from accelerate.optimizer import AcceleratedOptimizer
+    from transformers.trainer_pt_utils import LayerWiseDummyOptimizer
+
+    from hf_sgdr.training.staging import writes_weights_only_in_step
+
+    params = list(tiny_gpt2().parameters())
+    step_only = [torch.optim.AdamW(params), torch.optim.SGD(params, lr=0.1), _OwnInit(params)]
+    step_only.append(AcceleratedOptimizer(torch.optim.AdamW(params), device_placement=False))
+    assert all(writes_weights_only_in_step(optimizer) for optimizer in step_only)
+    elsewhere = [LayerWiseDummyOptimizer(lr=1e-3), _OwnStep(params, lr=0.1), _ScheduleFreeLike(params, lr=0.1)]
+    assert not any(writes_weights_only_in_step(optimizer) for optimizer in elsewhere)

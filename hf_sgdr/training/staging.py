@@ -12,20 +12,31 @@ the weights. Buffers (BatchNorm statistics are updated in place by a forward) ar
 first, on the current stream; every source tensor is marked as used by the side stream (`record_stream`),
 so that memory freed meanwhile (a finished running average) is not handed out again before the copy read it.
 
-Used only when every tensor is on one CUDA device; elsewhere (CPU, other devices, weights spread over
-several) the caller keeps the plain blocking copy. `torch.distributed.checkpoint`'s stagers are not used:
+Used only when every tensor is on one CUDA device and the optimizer writes the weights only inside `step()`
+(the pre-hook's fence then covers every write); elsewhere (CPU, other devices, weights spread over several,
+optimizers that update during backward or swap weights around evaluation) the caller keeps the plain blocking
+copy. `torch.distributed.checkpoint`'s stagers are not used:
 see ARCHITECTURE.md ("Snapshots on a GPU").
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..optimizer_reset import unwrap_optimizer
 from ..snapshot_format.tensors import cpu_copy, storage_key
+
+logger = logging.getLogger(__name__)
+
+#: Packages whose optimizers write the weights only inside `step()`, where the step pre-hook fences the copy.
+#: Others may write them elsewhere: during backward (LOMO, GaLore's layer-wise dummy, optimizers applied in
+#: backward) or around evaluation (schedule-free `eval()` / `train()`), racing a copy still in flight.
+STEP_ONLY_OPTIMIZER_PACKAGES = ("torch.optim", "bitsandbytes.optim", "torchao.optim")
 
 
 @dataclass
@@ -47,11 +58,14 @@ class StagedCopy:
             torch.cuda.current_stream(self.device).wait_event(self.event)
 
 
-def innermost_optimizer(optimizer: Any) -> Any:
-    """The torch optimizer under wrappers (Accelerate's `AcceleratedOptimizer`): the one whose `step` writes."""
-    while isinstance(getattr(optimizer, "optimizer", None), torch.optim.Optimizer):
-        optimizer = optimizer.optimizer
-    return optimizer
+def writes_weights_only_in_step(optimizer: Any) -> bool:
+    """Whether `optimizer` (wrappers allowed) writes the weights only inside `step()`: its `step` comes from one of
+    `STEP_ONLY_OPTIMIZER_PACKAGES` (a subclass that keeps it counts) and it has no `eval()` that swaps weights."""
+    inner = type(unwrap_optimizer(optimizer))
+    step_owner = next((cls for cls in inner.__mro__ if "step" in vars(cls)), None)
+    module = step_owner.__module__ if step_owner is not None else ""
+    from_known_package = any(module == name or module.startswith(name + ".") for name in STEP_ONLY_OPTIMIZER_PACKAGES)
+    return from_known_package and not callable(getattr(inner, "eval", None))
 
 
 class CudaStager:
@@ -67,23 +81,40 @@ class CudaStager:
         #: The side stream the copies run on.
         self.stream = torch.cuda.Stream(device)
         self._in_flight: torch.cuda.Event | None = None
-        self._hook = innermost_optimizer(optimizer).register_step_pre_hook(self._before_optimizer_step)
+        self._hook = unwrap_optimizer(optimizer).register_step_pre_hook(self._before_optimizer_step)
+        self._told_off_device = False
 
     @staticmethod
     def for_model(model: torch.nn.Module, optimizer: Any) -> CudaStager | None:
-        """A stager when all of `model`'s parameters sit on one CUDA device and the optimizer's steps can be made
-        to wait for the copies (a torch optimizer: step pre-hooks); else `None`: `weights.stage_weights` then copies
-        on the training thread, blocking."""
+        """A stager when all of `model`'s parameters sit on one CUDA device and only the optimizer's `step` writes
+        them (its pre-hook then waits for the copies); else `None`: `weights.stage_weights` copies on the training
+        thread, blocking (on a CUDA device, logged with the reason)."""
         devices = {p.device for p in model.parameters()}
-        hookable = callable(getattr(innermost_optimizer(optimizer), "register_step_pre_hook", None))
-        if len(devices) != 1 or not hookable:
+        if len(devices) != 1 or next(iter(devices)).type != "cuda":
             return None
-        (device,) = devices
-        return CudaStager(device, optimizer) if device.type == "cuda" else None
+        if not writes_weights_only_in_step(optimizer):
+            logger.info(
+                "snapshots are copied on the training thread (blocking): %s may write the weights outside step(), "
+                "where a copy in flight would race it; optimizers from %s are copied in the background",
+                type(unwrap_optimizer(optimizer)).__name__,
+                ", ".join(STEP_ONLY_OPTIMIZER_PACKAGES),
+            )
+            return None
+        return CudaStager(next(iter(devices)), optimizer)
 
     def handles(self, state: Mapping[str, torch.Tensor]) -> bool:
-        """True when every tensor of `state` is on this stager's device."""
-        return all(tensor.device == self.device for tensor in state.values())
+        """True when every tensor of `state` is on this stager's device; the first time one is not, says which
+        (the copy is then blocking)."""
+        elsewhere = next((name for name, tensor in state.items() if tensor.device != self.device), None)
+        if elsewhere is not None and not self._told_off_device:
+            self._told_off_device = True
+            logger.info(
+                "snapshots are copied on the training thread (blocking): %r is on %s, not %s",
+                elsewhere,
+                state[elsewhere].device,
+                self.device,
+            )
+        return elsewhere is None
 
     def allocate(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Pinned host buffers shaped like `state` (tied entries share one), to pass as `reuse` to the first

@@ -35,6 +35,9 @@ class StarRestart:
         #: A restore waiting for the next training forward.
         self.restore_pending = False
         self._hook: Any = unwrap_model(model).register_forward_pre_hook(self._restore_before_training_forward)
+        trainable = {n: p.detach() for n, p in self._trainable().items()}
+        #: Pinned host buffers for the copy, allocated before training (pinning takes about 0.2 s/GB).
+        self._buffers = stager.allocate(trainable) if stager is not None and stager.handles(trainable) else None
 
     def at_restart(self, cycle: int) -> bool:
         """Cycle `cycle` ended with a restart: keep its weights if it is the first, else schedule the return to
@@ -42,7 +45,7 @@ class StarRestart:
         if cycle == 0:
             trainable = {n: p.detach() for n, p in self._trainable().items()}
             staged = self.stager is not None and self.stager.handles(trainable)
-            self.anchor = self.stager.stage(trainable) if staged else StagedCopy(cpu_copy(trainable))
+            self.anchor = self.stager.stage(trainable, self._buffers) if staged else StagedCopy(cpu_copy(trainable))
             return False
         if self.anchor is None or self.anchor.tensors.keys() != self._trainable().keys():
             raise RuntimeError(
