@@ -17,7 +17,7 @@ import hf_sgdr.snapshot_format.digests as digests
 import hf_sgdr.snapshot_format.loading as loading
 import hf_sgdr.snapshots.ensemble as ensemble_module
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError
-from hf_sgdr.snapshots.residency import budget_bytes, module_bytes, resident_count
+from hf_sgdr.snapshots.residency import budget_bytes, free_device_bytes, module_bytes, resident_count
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,20 @@ def test_the_default_budget_on_cuda_keeps_every_member_resident(
         # CUDA and CPU kernels sum in different orders: equal to float32 rounding, not bit for bit.
         assert row["members"] == cpu_row["members"]
         assert row["metrics"] == pytest.approx(cpu_row["metrics"], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_default_budget_counts_the_memory_torch_holds_cached_as_free() -> None:
+    """After training in the same process, torch's allocator keeps the freed blocks: free to torch, not to the
+    driver. The budget counts them."""
+    device = torch.device("cuda")
+    held = torch.empty(64 * 2**20, dtype=torch.uint8, device=device)
+    del held  # back to torch's cache, not to the driver
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    assert cached >= 64 * 2**20
+    free, _ = torch.cuda.mem_get_info(device)
+    assert free + cached - 2**20 <= free_device_bytes(device) <= free + cached + 2**20
+    assert budget_bytes(1.0, device) >= free + 63 * 2**20
 
 
 def test_member_load_options_put_the_weights_straight_on_an_accelerator_unless_placed_otherwise() -> None:

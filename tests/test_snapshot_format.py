@@ -18,7 +18,7 @@ from hf_sgdr.snapshot_format import (
     snapshot_name,
 )
 from hf_sgdr.snapshot_format.layout import is_snapshot_name
-from hf_sgdr.snapshot_format.tensors import cpu_copy
+from hf_sgdr.snapshot_format.tensors import cpu_copy, cpu_module_copy
 
 
 def test_snapshot_names_are_made_and_recognised_by_one_rule() -> None:
@@ -42,6 +42,24 @@ def test_the_cpu_copy_keeps_tied_weights_tied_and_empty_tensors_apart() -> None:
     assert copy["e1"] is not copy["e2"] and copy["e2"].dtype == torch.int64
     shared.add_(1.0)
     assert float(copy["a"][0, 0]) == 0.0  # a copy, not a view of the training weights
+
+
+def test_the_cpu_module_copy_is_a_separate_model_with_its_ties_and_frozen_weights() -> None:
+    """What an ensemble keeps of a model it is given: made tensor by tensor on the CPU (never a second copy on the
+    model's device), the module structure deep-copied around them."""
+    model = tiny_gpt2().eval()
+    model.transformer.wpe.weight.requires_grad_(False)
+    copy = cpu_module_copy(model)
+    assert copy.lm_head.weight is copy.transformer.wte.weight  # tied
+    assert not copy.transformer.wpe.weight.requires_grad and copy.transformer.wte.weight.requires_grad
+    assert all(isinstance(p, torch.nn.Parameter) for p in copy.parameters())
+    model_ptrs = {t.data_ptr() for t in (*model.parameters(), *model.buffers())}
+    assert not model_ptrs & {t.data_ptr() for t in (*copy.parameters(), *copy.buffers())}
+    ids = torch.arange(8).reshape(1, 8)
+    torch.testing.assert_close(copy(ids).logits, model(ids).logits, rtol=0, atol=0)
+    with torch.no_grad():
+        model.transformer.wte.weight.add_(1.0)
+    assert not torch.equal(copy(ids).logits, model(ids).logits)
 
 
 def test_the_ensembles_copy_of_a_tied_model_keeps_one_tensor() -> None:

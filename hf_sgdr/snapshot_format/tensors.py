@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import torch
+from torch import nn
 
 
 def storage_key(tensor: torch.Tensor) -> tuple[object, ...]:
@@ -49,3 +51,16 @@ def cpu_copy(
             taken.add(id(copies[key]))
         out[name] = copies[key]
     return out
+
+
+def cpu_module_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of `module` with its parameters and buffers on the CPU, made without a second copy on the
+    module's device (`copy.deepcopy(module).to("cpu")` would first duplicate a GPU model on the GPU). Tied
+    weights stay tied; `requires_grad` is kept."""
+    memo: dict[int, object] = {}
+    for tensor in (*module.parameters(), *module.buffers()):
+        if id(tensor) not in memo:
+            cpu = tensor.detach().to("cpu", copy=True)
+            is_parameter = isinstance(tensor, nn.Parameter)
+            memo[id(tensor)] = nn.Parameter(cpu, requires_grad=tensor.requires_grad) if is_parameter else cpu
+    return copy.deepcopy(module, memo)

@@ -10,7 +10,6 @@ loaded members come from: `sources`; where a saved or pushed ensemble goes: `pub
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,7 +38,7 @@ from ..snapshot_format.manifest import (
 )
 from ..snapshot_format.members import Member, check_full_members
 from ..snapshot_format.model_description import describe_model, is_peft_model
-from ..snapshot_format.tensors import cpu_copy
+from ..snapshot_format.tensors import cpu_copy, cpu_module_copy
 from ..validation import check_int
 from .combine import combine, fit_weights, normalize_weights
 from .evaluation import EvaluationReport, run_evaluation
@@ -216,7 +215,7 @@ class SnapshotEnsemble:
     def _add_full_model(self, model: nn.Module, record: SnapshotRecord) -> None:
         self._claim(model)
         if self._template is None:
-            self._template = copy.deepcopy(model).to("cpu")
+            self._template = cpu_module_copy(model)
         if self._runner is None:  # the CPU copies share one module: none stays resident
             self._runner = self._model_runner(resident=False)
         self._members.append(EnsembleMember(record, state=cpu_copy(model.state_dict())))
@@ -227,7 +226,7 @@ class SnapshotEnsemble:
         self._claim(model)
         adapter = model.active_adapter
         if self._runner is None:
-            self._runner = AdapterRunner(copy.deepcopy(model).to("cpu"), lambda: self.snapshot_names, self.device)
+            self._runner = AdapterRunner(cpu_module_copy(model), lambda: self.snapshot_names, self.device)
         holder = self._runner.model
         holder.add_adapter(record.name, model.peft_config[adapter])
         set_peft_model_state_dict(holder, cpu_copy(get_peft_model_state_dict(model, adapter_name=adapter)), record.name)

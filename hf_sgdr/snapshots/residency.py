@@ -8,7 +8,8 @@ and one member at a time costs nothing extra, so the default there keeps none re
 ensemble's model-sized weight sets may occupy together:
 
 - `None` (default): on CUDA, `DEFAULT_DEVICE_SHARE` of the device's free memory when the first member is
-  loaded (`torch.cuda.mem_get_info`); elsewhere 0 (one member at a time);
+  loaded (`torch.cuda.mem_get_info`, plus what torch's allocator has cached unused); elsewhere 0 (one member
+  at a time);
 - an int >= 0: that many bytes;
 - a float in (0, 1]: that share of the CUDA device's free memory.
 
@@ -50,8 +51,14 @@ def budget_bytes(budget: Budget, device: torch.device) -> int:
         if budget is None:
             return 0
         raise ValueError(f"residency_budget={budget} is a share of free CUDA memory; on {device} give bytes")
+    return int(free_device_bytes(device) * (DEFAULT_DEVICE_SHARE if budget is None else budget))
+
+
+def free_device_bytes(device: torch.device) -> int:
+    """What torch can still hand out on a CUDA device: the driver's free memory plus the blocks torch's caching
+    allocator holds unused (after training in the same process, most of what the run used)."""
     free, _ = torch.cuda.mem_get_info(device)
-    return int(free * (DEFAULT_DEVICE_SHARE if budget is None else budget))
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
 def module_bytes(module: nn.Module) -> int:
