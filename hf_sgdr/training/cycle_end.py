@@ -38,7 +38,7 @@ from .distributed import ProcessSync
 from .snapshot_recorder import SnapshotRecorder
 from .staging import CudaStager
 from .star_restart import StarRestart
-from .weights import uses_sharded_weights
+from .weights import split_parameter_name, uses_sharded_weights
 
 if TYPE_CHECKING:
     from .arguments import SGDROptions
@@ -166,6 +166,7 @@ class CycleEndHandler:
         check_event_api(scheduler)
         sharded = uses_sharded_weights(accelerator)
         _refuse_sharded(options, sharded)
+        _refuse_ungathered_split(model, sharded, options, snapshots=snapshot_dir is not None)
         if options.resets_optimizer_state:
             _switch_on_scheduler_reset(scheduler, optimizer)
         self.scheduler = scheduler
@@ -438,6 +439,29 @@ def _refuse_sharded(options: SGDROptions, sharded: bool) -> None:
         raise ValueError(
             f"swa_start={options.swa_start!r} is not supported with sharded weights (FSDP / DeepSpeed): the running "
             "average needs the full parameters on one process; set swa_start=None"
+        )
+
+
+def _refuse_ungathered_split(model: torch.nn.Module, sharded: bool, options: SGDROptions, snapshots: bool) -> None:
+    """Refuse what needs the full weights when they are split across processes and no gather here joins them
+    (tensor parallelism: `DTensor` parameters outside FSDP / DeepSpeed): a snapshot, the star restart's copy or
+    the SWA average would hold one process's part. Checked before training, not at the first cycle end."""
+    uses = [
+        use
+        for use, wanted in (
+            ("snapshots", snapshots),
+            ("restart_from='first'", options.restart_from == "first"),
+            (f"swa_start={options.swa_start!r}", options.swa_start is not None),
+        )
+        if wanted
+    ]
+    name = None if sharded or not uses else split_parameter_name(model)
+    if name is not None:
+        raise ValueError(
+            f"{' and '.join(uses)} {'need' if len(uses) > 1 else 'needs'} the full weights, but they are split "
+            f"across processes ({name!r} is a DTensor: tensor parallelism, or FSDP2 without the Accelerator) and "
+            "only the Accelerator's DDP, FSDP and DeepSpeed weights are gathered; train without splitting them, "
+            "or with save_snapshots=False, restart_from='last' and swa_start=None"
         )
 
 

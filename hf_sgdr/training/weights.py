@@ -34,6 +34,15 @@ def uses_sharded_weights(accelerator: Any) -> bool:
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
+def split_parameter_name(model: torch.nn.Module) -> str | None:
+    """The name of a parameter split across processes as a `DTensor` (tensor parallelism, FSDP2), or `None`."""
+    if not torch.distributed.is_available():
+        return None
+    from torch.distributed.tensor import DTensor
+
+    return next((name for name, p in unwrap_model(model).named_parameters() if isinstance(p, DTensor)), None)
+
+
 def join_weight_gather(model: torch.nn.Module, accelerator: Any) -> None:
     """A non-writing process's part of the collective that gathers sharded weights: it must take part,
     but keeps nothing (no CPU copy)."""
