@@ -180,6 +180,21 @@ def test_a_trainer_in_hand_settles_who_scales_the_loss(tmp_path: Path) -> None:
         assert unscaled_loss_warning(model, trainer.args, trainer) is None
 
 
+def test_the_fix_set_after_the_trainer_was_built_is_still_warned(tmp_path: Path) -> None:
+    """The Trainer reads `accepts_loss_kwargs` when it is built: set later, it changes nothing, and the warning
+    says so instead of going quiet."""
+    args = training_args(tmp_path, gradient_accumulation_steps=2)
+    model = minilm()
+    trainer = Trainer(model=model, args=args)
+    model.accepts_loss_kwargs = False
+    assert trainer.model_accepts_loss_kwargs  # what the Trainer acts on
+    message = unscaled_loss_warning(model, args, trainer)
+    assert message.startswith("`model.accepts_loss_kwargs = False` was set after the Trainer was built")
+    assert "2x too large" in message and "before building the Trainer" in message
+    assert unscaled_loss_warning(model, args) is None  # without the Trainer: taken as read when it was built
+    assert unscaled_loss_warning(model, args, Trainer(model=model, args=args)) is None  # set in time
+
+
 def test_a_model_that_normalizes_its_own_loss_is_not_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """GPT-2's causal-LM loss divides by `num_items_in_batch`: the Trainer is right to skip its division."""
     caplog.set_level(logging.WARNING, logger=LOGGER)

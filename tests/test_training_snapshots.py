@@ -228,3 +228,22 @@ def test_evaluate_snapshots_of_a_language_model_with_temperatures(tmp_path: Path
     with pytest.warns(FutureWarning, match="evaluate_snapshots is deprecated .*evaluate_trainer_snapshots"):
         old_way = trainer.evaluate_snapshots(selection_dataset=selection, soups=False)
     assert old_way.rows == plain.rows
+
+
+def test_a_stock_trainer_run_is_evaluated_like_an_sgdr_trainer_run(tmp_path: Path) -> None:
+    """The README's second way in: a stock `Trainer` given `SGDRCallback` hands its snapshots to the ensemble side
+    the same way `SGDRTrainer` does; a Trainer without the callback is told where snapshots come from."""
+    args = training_args(tmp_path, max_steps=8, learning_rate=3e-3, lr_scheduler_type="sgdr")
+    args.lr_scheduler_kwargs = {"T_0": 4}
+    data = byte_lm_data(64)
+    trainer = Trainer(model=tiny_gpt2(), args=args, train_dataset=data[:48], eval_dataset=data[48:56])
+    SGDRCallback(snapshot_dir=str(tmp_path / "elsewhere")).attach(trainer)
+    trainer.train()
+    report = evaluate_trainer_snapshots(trainer, selection_dataset=data[56:64], soups=False)
+    assert [row.name for row in report.rows_of("snapshot")] == ["cycle-000", "cycle-001"]
+    assert SnapshotEnsemble.from_trainer(trainer).source == tmp_path / "elsewhere"
+
+    plain = Trainer(model=tiny_gpt2(), args=training_args(tmp_path / "plain", max_steps=1), train_dataset=data)
+    for call in (SnapshotEnsemble.from_trainer, evaluate_trainer_snapshots):
+        with pytest.raises(ValueError, match=r"no SGDRCallback, so it wrote no snapshots.*from_pretrained"):
+            call(plain)

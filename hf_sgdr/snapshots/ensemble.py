@@ -291,8 +291,12 @@ class SnapshotEnsemble:
 
     @classmethod
     def from_trainer(cls, trainer: Any, **kwargs: Any) -> SnapshotEnsemble:
-        """The snapshots of an `SGDRTrainer` run, on the Trainer's device; `kwargs` as for `from_pretrained`."""
-        folder = trainer.sgdr_options.snapshot_folder(trainer.args.output_dir)
+        """The snapshots of an `SGDRTrainer` run (or of a stock `Trainer` with an `SGDRCallback`), on the Trainer's
+        device; `kwargs` as for `from_pretrained`."""
+        from ..training.callback import SGDRCallback
+
+        options = SGDRCallback.installed_in(trainer).options
+        folder = options.snapshot_folder(trainer.args.output_dir)
         if folder is None:
             raise ValueError("SnapshotEnsemble.from_trainer needs snapshots; this run has save_snapshots=False")
         defaults = {"device": trainer.args.device, "progress": not trainer.args.disable_tqdm}

@@ -1,5 +1,5 @@
-"""The snapshots of an `SGDRTrainer` run evaluated on data as the Trainer sees it (`SnapshotEnsemble.from_trainer`
-loads them).
+"""The snapshots of an `SGDRTrainer` run (or a `Trainer` with an `SGDRCallback`) evaluated on data as the
+Trainer sees it (`SnapshotEnsemble.from_trainer` loads them).
 
 This lives on the ensemble side so that the training glue (layer 5) never imports the ensembles (layer 6): a
 trainer only hands over its options, arguments, collator and callbacks.
@@ -18,13 +18,14 @@ from .ensemble import SnapshotEnsemble
 from .tracking import log_report_to_trainer
 
 if TYPE_CHECKING:
-    from ..training.trainer import SGDRTrainer
+    from transformers import Trainer
+
     from .evaluation import EvaluationReport
     from .metric_suite import MetricSpec
 
 
 def evaluate_trainer_snapshots(
-    trainer: SGDRTrainer,
+    trainer: Trainer,
     eval_dataset: Any = None,
     selection_dataset: Any = None,
     *,
@@ -36,10 +37,10 @@ def evaluate_trainer_snapshots(
     json_path: str | os.PathLike[str] | None = None,
     print_table: bool = False,
 ) -> EvaluationReport | None:
-    """Evaluate the snapshots of `trainer`'s run: each alone, the ensembles of the last k, the soups, and (with
-    `selection_dataset`, a split other than the reported one) the best snapshot, the greedy soup and selection,
-    chosen by `selection_metric`, and with `temperature_scaling` the temperature-scaled rows (see
-    `SnapshotEnsemble.evaluate`).
+    """Evaluate the snapshots of `trainer`'s run (an `SGDRTrainer`, or a `Trainer` with an `SGDRCallback`): each
+    alone, the ensembles of the last k, the soups, and (with `selection_dataset`, a split other than the reported
+    one) the best snapshot, the greedy soup and selection, chosen by `selection_metric`, and with
+    `temperature_scaling` the temperature-scaled rows (see `SnapshotEnsemble.evaluate`).
 
     `metrics`: built-in names (default: the task's, offline), an `evaluate` module, or a `compute_metrics`
     function as the Trainer's (or a list mixing them). Reports on `eval_dataset` (default: the Trainer's),
@@ -47,7 +48,9 @@ def evaluate_trainer_snapshots(
     the run's TensorBoard (`tracking`). Runs on the main process (one model resident at a time); the other
     processes wait and get `None`.
     """
-    if not trainer.sgdr_options.save_snapshots:  # refused on every process, before anything is loaded
+    from ..training.callback import SGDRCallback
+
+    if not SGDRCallback.installed_in(trainer).options.save_snapshots:  # refused on every process, before loading
         raise ValueError("evaluate_trainer_snapshots needs snapshots; this run has save_snapshots=False")
     dataset = eval_dataset if eval_dataset is not None else trainer.eval_dataset
     if dataset is None:
@@ -71,7 +74,7 @@ def evaluate_trainer_snapshots(
     return report
 
 
-def _dataloader(trainer: SGDRTrainer, dataset: Any, description: str) -> DataLoader:
+def _dataloader(trainer: Trainer, dataset: Any, description: str) -> DataLoader:
     """`dataset` as `Trainer.evaluate` sees it (model columns only, the Trainer's collator), unsharded."""
     if is_datasets_available():
         import datasets

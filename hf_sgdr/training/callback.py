@@ -61,6 +61,20 @@ class SGDRCallback(TrainerCallback):
         self._training = False
         self._cycle_loss = CycleLoss()
 
+    @staticmethod
+    def installed_in(trainer: Trainer) -> SGDRCallback:
+        """The `SGDRCallback` of `trainer` (an `SGDRTrainer`, or a stock `Trainer` given one); `ValueError` naming
+        the way to its snapshots when it has none."""
+        found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SGDRCallback)]
+        if not found:
+            raise ValueError(
+                f"this {type(trainer).__name__} has no SGDRCallback, so it wrote no snapshots: train with "
+                "SGDRTrainer, or a Trainer given callbacks=[SGDRCallback()]; for snapshots written elsewhere use "
+                "SnapshotEnsemble.from_pretrained(folder), for checkpoints "
+                "SnapshotEnsemble.from_checkpoints(output_dir)"
+            )
+        return found[0]
+
     def attach(self, trainer: Trainer, *, saves_announced: bool = False) -> SGDRCallback:
         """Install into `trainer` after its flow control and ahead of its reporting callbacks, and use its
         accelerator and wrapped model (needed to gather sharded weights under FSDP / DeepSpeed). Returns `self`.

@@ -37,8 +37,9 @@ def drops_loss_kwargs(model: torch.nn.Module) -> bool:
     while the loss it computes ignores them: its source never passes them to the loss, or passes them to a
     classification loss that takes a plain mean for the model's problem type. A model that declares
     `accepts_loss_kwargs` has decided; a `forward` without readable source is given the benefit of the doubt."""
-    if hasattr(model, "accepts_loss_kwargs"):
-        return False
+    declared = getattr(model, "accepts_loss_kwargs", None)
+    if declared is not None:
+        return not declared
     forward = inspect.unwrap(type(model).forward)
     parameters = inspect.signature(forward).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
@@ -104,11 +105,17 @@ def unscaled_loss_warning(
     target = "model"
     if is_peft_model(inner):
         inner, target = inner.get_base_model(), "model.get_base_model()"
-    if not drops_loss_kwargs(inner):
-        return None
+    set_too_late = getattr(inner, "accepts_loss_kwargs", None) is False and trainer is not None
+    if not drops_loss_kwargs(inner) or (hasattr(inner, "accepts_loss_kwargs") and not set_too_late):
+        return None  # without the Trainer in hand, a declared value is taken as the one it read when built
+    cause = (
+        f"`{target}.accepts_loss_kwargs = False` was set after the Trainer was built, which read it then"
+        if set_too_late
+        else f"{type(inner).__name__}.forward takes **kwargs but its loss ignores num_items_in_batch"
+    )
     return (
-        f"{type(inner).__name__}.forward takes **kwargs but its loss ignores num_items_in_batch, so the Trainer "
-        f"does not scale it (gradient_accumulation_steps={steps}, {processes} process(es)): the loss, its gradients "
-        f"and the logged loss / train_loss come out {steps * processes}x too large ({UPSTREAM_ISSUE}). Set "
-        f"`{target}.accepts_loss_kwargs = False` before building the Trainer to train on the mean over the batch."
+        f"{cause}, so the Trainer does not scale the loss (gradient_accumulation_steps={steps}, {processes} "
+        f"process(es)): the loss, its gradients and the logged loss / train_loss come out {steps * processes}x too "
+        f"large ({UPSTREAM_ISSUE}). Set `{target}.accepts_loss_kwargs = False` before building the Trainer to "
+        "train on the mean over the batch."
     )
