@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._version import __version__
 from .atomic import check_output_file
 from .redaction import redact
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
@@ -27,13 +28,30 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """As argparse's, but a flag no parser took is reported by the subcommand given (its name, its flags)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._subcommand_parser(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _subcommand_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The parser of the subcommand `parsed` names (this parser when it names none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and action.dest in vars(parsed):
+                return action.choices.get(getattr(parsed, action.dest), self)
+        return self
+
     def error(self, message: str) -> None:  # type: ignore[override]
         """One line on stderr, `prog: error: message`, exit status 2 (no usage block: `--help` shows it)."""
         if message.startswith("unrecognized arguments:"):
             known = sorted(set(_option_strings(self)))
             for flag in message.split(":", 1)[1].split():
-                close = difflib.get_close_matches(flag.split("=")[0], known, n=1) if flag.startswith("--") else []
-                if close:
+                name = flag.split("=")[0]
+                close = difflib.get_close_matches(name, known, n=1) if flag.startswith("--") else []
+                if name == "--token":
+                    message += " (the Hub token comes from HF_TOKEN or `hf auth login`, never the command line)"
+                elif close and close[0] != name:
                     message += f" (did you mean {close[0]}?)"
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
@@ -151,6 +169,7 @@ def _plot(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full `hf-sgdr` parser with every subcommand."""
     parser = _Parser(prog="hf-sgdr", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hf-sgdr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     describe = commands.add_parser("describe", help="table of cycles: start, length, max lr, last lr and floor")
     _add_schedule_arguments(describe)
@@ -164,14 +183,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The extra that brings each optional package a command may need.
+_EXTRA_OF_PACKAGE = {"datasets": "recipes", "evaluate": "recipes", "matplotlib": "plot", "peft": "peft"}
+
+
+def missing_package_message(error: ImportError) -> str | None:
+    """One line for an optional package that is not installed (`None` for any other import failure)."""
+    package = (error.name or "").split(".")[0]
+    if package in _EXTRA_OF_PACKAGE:
+        return f"this needs {package}, which is not installed: pip install 'hf-sgdr[{_EXTRA_OF_PACKAGE[package]}]'"
+    return str(error) if "pip install" in str(error) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; a bad value exits with status 2 and a one-line message naming it."""
+    """Entry point; a bad value exits with status 2 and a one-line message naming it, a missing optional package
+    with status 1 and the extra that brings it."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except ValueError as error:
         parser.exit(2, f"hf-sgdr {args.command}: error: {one_line(error)}\n")
+    except ImportError as error:
+        message = missing_package_message(error)
+        if message is None:
+            raise
+        parser.exit(1, f"hf-sgdr {args.command}: error: {one_line(message)}\n")
 
 
 if __name__ == "__main__":

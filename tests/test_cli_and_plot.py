@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+import hf_sgdr
 from hf_sgdr import SGDRSchedule, plot_schedule
 from hf_sgdr.cli import main
 from hf_sgdr.plotting import MAX_PLOTTED_POINTS, plotted_steps
@@ -75,6 +76,23 @@ def test_abbreviated_flags_are_refused_with_the_right_flag_suggested() -> None:
     result = _run_cli("describe", "--T_mul", "2", "--T_0", "10", "--num_training_steps", "100")
     assert result.returncode == 2 and result.stdout == ""
     assert "unrecognized arguments: --T_mul 2 (did you mean --T_mult?)" in result.stderr
+
+
+def test_a_flag_of_another_subcommand_is_reported_by_the_one_given(capsys: pytest.CaptureFixture[str]) -> None:
+    """Suggestions come from the subcommand's own flags (a schedule flag is not `evaluate`'s), the error line
+    names the subcommand, a token on the command line is pointed to HF_TOKEN; `--version` answers."""
+    result = _run_cli("evaluate", "out", "--T_0", "3")
+    assert result.returncode == 2
+    assert result.stderr == "hf-sgdr evaluate: error: unrecognized arguments: --T_0 3\n"
+    result = _run_cli("push", "out", "--repo-id", "me/x", "--token", "hf_" + "a1B2" * 9)
+    assert result.returncode == 2 and "a1B2" not in result.stderr
+    assert result.stderr.startswith("hf-sgdr push: error: unrecognized arguments: --token")
+    assert "comes from HF_TOKEN or `hf auth login`" in result.stderr and "--json" not in result.stderr
+    result = _run_cli("describe", "--T_0", "3", "--num_training_steps", "9", "--jsn")
+    assert result.stderr == "hf-sgdr describe: error: unrecognized arguments: --jsn (did you mean --json?)\n"
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"hf-sgdr {hf_sgdr.__version__}\n"
 
 
 def test_plot_refuses_an_output_folder_that_does_not_exist(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Command-line user errors end in one line on stderr and exit status 2, naming the option and what it
 accepts: never a traceback (bad numbers, an unknown or absent device, labels outside the model's classes, a
-binary file given as data, a push that fails on the Hub's side or cannot connect)."""
+binary file given as data, a push that fails on the Hub's side or cannot connect, a report that is not one); a
+missing optional package ends in one line and exit status 1, naming the extra that brings it."""
 
 from __future__ import annotations
 
@@ -107,3 +108,55 @@ def test_a_push_that_cannot_connect() -> None:
     result = _run("push", str(tiny_bert_folder()), "--repo-id", "me/x", HF_ENDPOINT=endpoint, HF_HUB_OFFLINE="0")
     err = _last_line_error(result, "push")
     assert "the push to me/x failed: " in err and "onnect" in err
+
+
+def _without(tmp_path: Path, package: str) -> str:
+    """A PYTHONPATH entry under which `import package` fails as for a package that is not installed (a stand-in
+    for an environment without it: the import system raises the same ModuleNotFoundError)."""
+    shadow = tmp_path / "without" / package
+    shadow.mkdir(parents=True)
+    message = f"No module named {package!r}"
+    (shadow / "__init__.py").write_text(f"raise ModuleNotFoundError({message!r}, name={package!r})")
+    return str(shadow.parent)
+
+
+@pytest.mark.parametrize(
+    ("package", "argv", "expected"),
+    [
+        ("datasets", ["evaluate", "{folder}", "--validation_file", "{data}"], "this needs datasets, which is not "
+         "installed: pip install 'hf-sgdr[recipes]'"),
+        ("matplotlib", ["plot", "--T_0", "10", "--num_training_steps", "40"], "plotting needs matplotlib: pip install "
+         "'hf-sgdr[plot]'"),
+    ],
+)  # fmt: skip
+def test_a_missing_optional_package_is_one_line_naming_its_extra(
+    tmp_path: Path, package: str, argv: list[str], expected: str
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("sentence,label\na fine film,1\n")
+    argv = [arg.format(folder=tiny_bert_folder(), data=data) for arg in argv]
+    result = _run(*argv, PYTHONPATH=os.pathsep.join([_without(tmp_path, package), str(REPO_ROOT)]))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"hf-sgdr {argv[0]}: error: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "is not a file; give a report written by `hf-sgdr evaluate --output_json`"),
+        ('{"a": 1}', "is not a report written by `hf-sgdr evaluate --output_json` or EvaluationReport.save_json "
+         "(TypeError: "),
+        (b"PAR1\xff\xfe", "is not a report written by `hf-sgdr evaluate --output_json` or "
+         "EvaluationReport.save_json (UnicodeDecodeError: "),
+    ],
+)  # fmt: skip
+def test_push_refuses_a_results_file_that_is_not_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes | None, expected: str
+) -> None:
+    results = tmp_path / "results.json"
+    if isinstance(content, str):
+        results.write_text(content)
+    elif content is not None:
+        results.write_bytes(content)
+    err = _one_line_error(capsys, ["push", str(tiny_bert_folder()), "--repo-id", "me/x", "--results", str(results)])
+    assert err.startswith(f"hf-sgdr push: error: --results: {results} {expected}"), err

@@ -33,8 +33,10 @@ def _as_value_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[
     def wrapped(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (FileNotFoundError, KeyError) as error:
-            raise ValueError(str(error).strip("'\"")) from None
+        except FileNotFoundError as error:
+            raise ValueError(f"{error.strerror}: {error.filename}" if error.filename else str(error)) from None
+        except KeyError as error:
+            raise ValueError(str(error.args[0]) if error.args else "KeyError") from None
 
     return wrapped
 
@@ -333,7 +335,10 @@ def _push(args: argparse.Namespace) -> int:
         raise ValueError(f"OUTPUT_DIR {args.output_dir} is not a folder")
     root, _ = resolve_source(args.output_dir)
     manifest = SnapshotManifest.load(root)
-    report = EvaluationReport.load_json(args.results) if args.results else None
+    try:
+        report = EvaluationReport.load_json(args.results) if args.results else None
+    except ValueError as error:
+        raise ValueError(f"--results: {error}") from None
     card = build_card(manifest, report=report, repo_id=args.repo_id, dataset=args.dataset_name)
     extra = {CARD_NAME: str(card).encode("utf-8")}
     with tempfile.TemporaryDirectory(prefix="hf_sgdr-plot-") as scratch:

@@ -101,8 +101,15 @@ class EvaluationReport:
 
     @classmethod
     def load_json(cls, path: str | os.PathLike[str]) -> EvaluationReport:
-        """Read a report written by `save_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a report written by `save_json`; `ValueError` naming `path` for a missing file or anything else."""
+        path = Path(path)
+        written_by = "a report written by `hf-sgdr evaluate --output_json` or EvaluationReport.save_json"
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file; give {written_by}")
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"{path} is not {written_by} ({type(error).__name__}: {error})") from None
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:
         disagreement = any((row.diversity or {}).get("disagreement") is not None for row in self.rows)
