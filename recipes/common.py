@@ -101,6 +101,11 @@ class RunArguments:
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (namespace/name)")
 
+    def manifest_facts(self) -> dict[str, int]:
+        """What the snapshot manifest's `training` section records of the run that the Accelerate helper cannot
+        see (it would record `None`)."""
+        return {"per_device_train_batch_size": self.per_device_train_batch_size, "seed": self.seed}
+
     def checkpoint_due(self, step: int) -> bool:
         """True when `--checkpointing_steps N` asks for a checkpoint after optimizer step `step`."""
         return str(self.checkpointing_steps).isdigit() and step % int(self.checkpointing_steps) == 0

@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         processing_class=tokenizer,  # the tokenizer trained on the text is saved with the snapshots
         task="causal_lm",
         num_training_steps=budget.max_steps,
+        training_info=args.manifest_facts(),
     )
     checkpoint = find_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if checkpoint is not None:

@@ -91,6 +91,7 @@ def test_glue_sst2_end_to_end(sst2_run: Path) -> None:
     assert [r.global_step for r in manifest.snapshots] == ends
     assert all(r.eval_metrics and 0.0 <= r.eval_metrics["eval_accuracy"] <= 1.0 for r in manifest.snapshots)
     assert manifest.training["gradient_accumulation_steps"] == 2 and manifest.task == "sst2"
+    assert manifest.training["per_device_train_batch_size"] == 8 and manifest.training["seed"] == 42
     assert manifest.training["restart_from"] == "first" and manifest.training["reset_optimizer_state"] is True
     # One log line per optimizer step (not per micro-batch), each with the schedule's lr for that step.
     log = train_log(out)
@@ -214,6 +215,7 @@ def test_gpt2_pretraining_end_to_end(tmp_path: Path, shakespeare: Path) -> None:
         18,
     ]
     assert (out / "snapshots" / "tokenizer.json").is_file()  # the tokenizer trained on the text is saved
+    assert manifest.training["per_device_train_batch_size"] == 8 and manifest.training["seed"] == 42
     report = results(out)
     assert report["metrics"][0] == "perplexity"
     last = manifest.snapshots[-1]
