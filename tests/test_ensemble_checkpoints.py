@@ -120,3 +120,14 @@ def test_cli_evaluates_checkpoints(run_dir: Path, tmp_path: Path, capsys: pytest
     with pytest.raises(SystemExit):
         main(["evaluate", str(run_dir), "--checkpoints", str(run_dir)])
     assert "not both" in capsys.readouterr().err
+
+
+def test_cli_asks_which_configuration_of_a_dataset(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Checkpoints record no dataset: GLUE without a configuration (sst2 and rte in the offline cache) is refused
+    with the flag that chooses one."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--checkpoints", str(run_dir), "--dataset_name", "nyu-mll/glue", "--max_eval_samples", "8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hf-sgdr evaluate: error: ") and "rte, sst2" in err
+    assert err.endswith("; choose one with --dataset_config_name")

@@ -135,7 +135,12 @@ def _dataloader(
     try:
         dataset = load_split(split, dataset_name=dataset_name, config_name=config, data_file=data_file)
     except ValueError as error:
-        raise ValueError(f"{flag} {error}" if data_file is not None else error) from None
+        if data_file is not None:
+            raise ValueError(f"{flag} {error}") from None
+        if config is None and "config" in str(error).lower():  # several configurations and none chosen
+            first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+            raise ValueError(f"{first}; choose one with --dataset_config_name") from None
+        raise
     if rows is not None:
         dataset = dataset.select(rows)
     if limit is not None:
