@@ -20,10 +20,10 @@ from helpers.training import (
 )
 from peft import LoraConfig, TaskType, get_peft_model
 from torch.utils.data import DataLoader
-from transformers import default_data_collator
+from transformers import Trainer, TrainerCallback, default_data_collator
 
 from hf_sgdr import SGDRScheduler
-from hf_sgdr.training import SGDRAccelerateHelper, SGDRTrainer
+from hf_sgdr.training import SGDRAccelerateHelper, SGDRCallback, SGDRTrainer
 
 CYCLES = "0.4:1,0.2:0.5,0.2:0.5,0.2:0.5"  # 10 steps: 4, 2, 2, 2
 
@@ -87,6 +87,45 @@ def test_trainer_star_restarts_go_back_to_the_first_cycle_with_a_fresh_optimizer
     trainer.train()
     second = _named(snapshot_weights(tmp_path / "last" / "snapshots" / "cycle-001"))
     assert all(torch.equal(classic.weights[6][n], second[n]) for n in second)
+
+
+def _as_if_on_two_gpus(trainer: Trainer) -> Trainer:
+    """What the Trainer computes on a machine with 2 GPUs run as one process (a stand-in: none here): it then wraps
+    the model in `nn.DataParallel`, which on a CPU calls the model itself."""
+    trainer.args._n_gpu = 2
+    return trainer
+
+
+def test_under_data_parallel_the_restore_runs_before_the_wrapper_copies_the_weights(tmp_path: Path) -> None:
+    """`nn.DataParallel` broadcasts the weights to its replicas at each forward: the restore hook sits on the
+    wrapper (so it runs first), and the run restarts from the first cycle like an unwrapped one."""
+    places = []
+
+    class HookPlaces(TrainerCallback):
+        def on_step_begin(self, args: object, state: object, control: object, **kwargs: object) -> None:
+            wrapped, inner = trainer.model_wrapped, trainer.model
+            places.append((type(wrapped).__name__, len(wrapped._forward_pre_hooks), len(inner._forward_pre_hooks)))
+
+    trainer = _as_if_on_two_gpus(_trainer(tmp_path / "dp", "first", per_device_train_batch_size=2))
+    trainer.add_callback(HookPlaces())
+    forwards = ForwardRecorder(trainer.model)
+    trainer.train()
+    assert set(places) == {("DataParallel", 1, 0)}
+    first = _named(snapshot_weights(tmp_path / "dp" / "snapshots" / "cycle-000"))
+    for step in (4, 6, 8):  # the forward after each restart starts from the first cycle's end
+        assert all(torch.equal(forwards.weights[step][name], tensor) for name, tensor in first.items()), step
+
+    stock_args = training_args(tmp_path / "stock", max_steps=10, lr_scheduler_type="sgdr")
+    stock_args.lr_scheduler_kwargs = {"cycles": CYCLES}
+    stock = Trainer(
+        model=tiny_gpt2(),
+        args=stock_args,
+        train_dataset=byte_lm_data(48),
+        callbacks=[SGDRCallback(restart_from="first")],
+    )
+    with pytest.raises(ValueError, match=r"restart_from='first' on 2 GPUs in one process .*\.attach\(trainer\)"):
+        _as_if_on_two_gpus(stock).train()
+    assert stock.state.global_step == 0 and not (tmp_path / "stock" / "snapshots").exists()  # refused before training
 
 
 def test_a_resumed_star_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:

@@ -125,6 +125,12 @@ class SGDRCallback(TrainerCallback):
                 "under FSDP / DeepSpeed SGDRCallback needs the Trainer's accelerator to gather the full weights: use "
                 "SGDRTrainer, or install the callback with SGDRCallback(...).attach(trainer)"
             )
+        if trainer is None and args.n_gpu > 1 and self.options.restart_from == "first":
+            raise ValueError(
+                f"restart_from='first' on {args.n_gpu} GPUs in one process (nn.DataParallel) must restore the weights "
+                "before the Trainer's wrapper copies them to each GPU: use SGDRTrainer, or install the callback with "
+                "SGDRCallback(...).attach(trainer); or launch one process per GPU (accelerate launch / torchrun)"
+            )
         _configure_monitor(lr_scheduler, args)
         warning = unscaled_loss_warning(model, args, trainer)
         if warning is not None and state.is_world_process_zero:

@@ -34,7 +34,7 @@ class StarRestart:
         self.anchor: StagedCopy | None = None
         #: A restore waiting for the next training forward.
         self.restore_pending = False
-        self._hook: Any = unwrap_model(model).register_forward_pre_hook(self._restore_before_training_forward)
+        self._hook: Any = _forward_entry(model).register_forward_pre_hook(self._restore_before_training_forward)
         trainable = {n: p.detach() for n, p in self._trainable().items()}
         #: Pinned host buffers for the copy, allocated before training (pinning takes about 0.2 s/GB).
         self._buffers = stager.allocate(trainable) if stager is not None and stager.handles(trainable) else None
@@ -91,3 +91,10 @@ class StarRestart:
             for name, parameter in self._trainable().items():
                 parameter.copy_(self.anchor.tensors[name], non_blocking=True)
         self.restore_pending = False
+
+
+def _forward_entry(model: torch.nn.Module) -> torch.nn.Module:
+    """Where a training forward enters the model: `nn.DataParallel` itself (several GPUs in one process), whose
+    replicas are copies broadcast at each forward, so that a restore in their hooks would come a step too late;
+    else the unwrapped model (which compiled and distributed wrappers call)."""
+    return model if isinstance(model, torch.nn.DataParallel) else unwrap_model(model)
