@@ -85,13 +85,18 @@ def machine() -> dict[str, Any]:
 
 
 def fingerprint(sizes: Sizes) -> str:
-    """What a part's numbers depend on: the hf_sgdr code imported, this benchmark's code, the sizes and the
-    machine. A restarted run keeps a part only under the same fingerprint, so that results left from an earlier
-    version (the committed ones among them) are measured again, never passed off as new."""
+    """What a part's numbers depend on: the hf_sgdr code imported, this benchmark's code, the recipe it runs (with
+    its presets), the sizes and the machine. A restarted run keeps a part only under the same fingerprint, so that
+    results left from an earlier version (the committed ones among them) are measured again, never passed off as
+    new."""
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    sources = [(Path(hf_sgdr.__file__).parent, "*.py"), (Path(__file__).parent, "*.py")]
+    sources += [(recipes, "*.py"), (recipes, "*.json")]
     digest = hashlib.sha256()
-    for root in (Path(hf_sgdr.__file__).parent, Path(__file__).parent):
-        for path in sorted(root.rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    for root, pattern in sources:
+        for path in sorted(root.rglob(pattern)):
+            name = f"{root.name}/{path.relative_to(root).as_posix()}"
+            digest.update(name.encode() + b"\0" + path.read_bytes())
     setting = {"sizes": asdict(sizes), "machine": {k: v for k, v in machine().items() if k != "hf_sgdr_path"}}
     digest.update(json.dumps(setting, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]

@@ -188,9 +188,10 @@ _EXTRA_OF_PACKAGE = {"datasets": "recipes", "evaluate": "recipes", "matplotlib":
 
 
 def missing_package_message(error: ImportError) -> str | None:
-    """One line for an optional package that is not installed (`None` for any other import failure)."""
-    package = (error.name or "").split(".")[0]
-    if package in _EXTRA_OF_PACKAGE:
+    """One line for an optional package that is not installed (`None` for any other import failure, e.g. a name
+    missing from an installed package of another version)."""
+    if isinstance(error, ModuleNotFoundError) and error.name in _EXTRA_OF_PACKAGE:
+        package = error.name
         return f"this needs {package}, which is not installed: pip install 'hf-sgdr[{_EXTRA_OF_PACKAGE[package]}]'"
     return str(error) if "pip install" in str(error) else None
 

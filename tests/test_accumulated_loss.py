@@ -193,6 +193,10 @@ def test_the_fix_set_after_the_trainer_was_built_is_still_warned(tmp_path: Path)
     assert "2x too large" in message and "before building the Trainer" in message
     assert unscaled_loss_warning(model, args) is None  # without the Trainer: taken as read when it was built
     assert unscaled_loss_warning(model, args, Trainer(model=model, args=args)) is None  # set in time
+    normalizing = tiny_gpt2()  # divides by num_items_in_batch itself: the late switch changes nothing wrong
+    trainer = Trainer(model=normalizing, args=args)
+    normalizing.accepts_loss_kwargs = False
+    assert trainer.model_accepts_loss_kwargs and unscaled_loss_warning(normalizing, args, trainer) is None
 
 
 def test_a_model_that_normalizes_its_own_loss_is_not_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -163,6 +163,32 @@ def test_bf16_fused_adamw_snapshots_are_the_weights_after_each_cycle_s_last_step
     assert torch.equal(loaded.transformer.wte.weight, recorder.after[3 * T_0]["transformer.wte.weight"].cpu())
 
 
+def test_every_snapshot_is_copied_into_the_pinned_buffers_allocated_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The buffers carved out of pinned chunks count as pinned (`is_pinned` of a pointer inside a chunk), so each
+    snapshot's copy reuses them instead of pinning fresh memory on the training thread."""
+    allocated: list[dict[str, torch.Tensor]] = []
+    staged: list[Any] = []
+    real_allocate, real_stage = CudaStager.allocate, CudaStager.stage
+
+    def allocate(self: CudaStager, state: Any) -> dict[str, torch.Tensor]:
+        allocated.append(real_allocate(self, state))
+        return allocated[-1]
+
+    def stage(self: CudaStager, *args: Any, **kwargs: Any) -> Any:
+        staged.append(real_stage(self, *args, **kwargs))
+        return staged[-1]
+
+    monkeypatch.setattr(CudaStager, "allocate", allocate)
+    monkeypatch.setattr(CudaStager, "stage", stage)
+    trainer, recorder = _train(tmp_path, bf16=True)
+    _assert_snapshots_are_the_recorded_weights(tmp_path, trainer, recorder)
+    (buffers,) = allocated
+    assert all(buffer.is_pinned() for buffer in buffers.values())
+    assert len(staged) == 3 and all(copy.tensors[name] is buffers[name] for copy in staged for name in buffers)
+
+
 def test_fp16_torch_compile_and_gradient_accumulation_snapshots_are_exact(tmp_path: Path) -> None:
     # fp16 may skip its first steps (overflow): the scheduler does not step then, and the snapshots come later.
     trainer, recorder = _train(tmp_path, max_steps=4 * T_0, accumulation=2, fp16=True, torch_compile=True)

@@ -62,6 +62,15 @@ def test_the_cpu_module_copy_is_a_separate_model_with_its_ties_and_frozen_weight
         model.transformer.wte.weight.add_(1.0)
     assert not torch.equal(copy(ids).logits, model(ids).logits)
 
+    class Quantized(torch.nn.Parameter):
+        """Stands for a quantized weight class (bitsandbytes' `Params4bit`): kept as it is."""
+
+    linear = torch.nn.Linear(2, 2)
+    linear.weight = Quantized(linear.weight.detach().clone())
+    kept = cpu_module_copy(linear)
+    assert type(kept.weight) is Quantized and torch.equal(kept.weight, linear.weight)
+    assert kept.weight.data_ptr() != linear.weight.data_ptr()
+
 
 class _Chunks:
     """An allocator that records what it was asked for (the stager's is pinned; a CPU test cannot pin)."""

@@ -112,14 +112,18 @@ def test_only_optimizers_that_write_the_weights_in_step_get_the_background_copy(
     """The side-stream copy is fenced before `optimizer.step()`; an optimizer that writes the weights elsewhere
     (during backward like GaLore's layer-wise dummy and LOMO, or around evaluation like schedule-free) would race
     a copy in flight, so its snapshots are copied blocking."""
-    from accelerate.optimizer import AcceleratedOptimizer
+    from accelerate import Accelerator
+    from transformers.optimization import Adafactor
     from transformers.trainer_pt_utils import LayerWiseDummyOptimizer
 
     from hf_sgdr.training.staging import writes_weights_only_in_step
 
     params = list(tiny_gpt2().parameters())
-    step_only = [torch.optim.AdamW(params), torch.optim.SGD(params, lr=0.1), _OwnInit(params)]
-    step_only.append(AcceleratedOptimizer(torch.optim.AdamW(params), device_placement=False))
+    # The subclass first: torch wraps `step` into the first instantiated class of its kind, here `_OwnInit`.
+    step_only = [_OwnInit(params), torch.optim.AdamW(params), torch.optim.SGD(params, lr=0.1)]
+    step_only += [Adafactor(params, lr=1e-3, relative_step=False, scale_parameter=False, warmup_init=False)]
+    step_only.append(Accelerator(cpu=True).prepare_optimizer(torch.optim.AdamW(params)))
     assert all(writes_weights_only_in_step(optimizer) for optimizer in step_only)
     elsewhere = [LayerWiseDummyOptimizer(lr=1e-3), _OwnStep(params, lr=0.1), _ScheduleFreeLike(params, lr=0.1)]
+    elsewhere.append(object())  # not a torch optimizer: no step pre-hook to fence the copy
     assert not any(writes_weights_only_in_step(optimizer) for optimizer in elsewhere)

@@ -56,7 +56,10 @@ def cpu_copy(
 def cpu_module_copy(module: nn.Module) -> nn.Module:
     """A deep copy of `module` with its parameters and buffers on the CPU, made without a second copy on the
     module's device (`copy.deepcopy(module).to("cpu")` would first duplicate a GPU model on the GPU). Tied
-    weights stay tied; `requires_grad` is kept."""
+    weights stay tied; `requires_grad` is kept. Parameter subclasses (quantized weights carrying their own state)
+    are deep-copied as they are, then moved."""
+    if any(type(p) is not nn.Parameter for p in module.parameters()):
+        return copy.deepcopy(module).to("cpu")
     memo: dict[int, object] = {}
     for tensor in (*module.parameters(), *module.buffers()):
         if id(tensor) not in memo:
@@ -73,6 +76,7 @@ BUFFER_ALIGNMENT = 64
 
 
 def _power_of_two_at_least(size: int) -> int:
+    """The smallest power of two >= `size` (1 for 0): the size torch's pinned allocator hands out for `size`."""
     return 1 << max(0, size - 1).bit_length()
 
 

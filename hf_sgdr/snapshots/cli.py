@@ -137,9 +137,10 @@ def _dataloader(
     except ValueError as error:
         if data_file is not None:
             raise ValueError(f"{flag} {error}") from None
-        if config is None and "config" in str(error).lower():  # several configurations and none chosen
-            first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-            raise ValueError(f"{first}; choose one with --dataset_config_name") from None
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        if config is None and lines and "config" in lines[0].lower():  # several configurations and none chosen
+            listed = [line for line in lines[1:] if line.startswith("Please pick one among")]  # online, the list
+            raise ValueError(f"{'; '.join(lines[:1] + listed)}; choose one with --dataset_config_name") from None
         raise
     if rows is not None:
         dataset = dataset.select(rows)
@@ -342,7 +343,7 @@ def _push(args: argparse.Namespace) -> int:
     manifest = SnapshotManifest.load(root)
     try:
         report = EvaluationReport.load_json(args.results) if args.results else None
-    except ValueError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise ValueError(f"--results: {error}") from None
     card = build_card(manifest, report=report, repo_id=args.repo_id, dataset=args.dataset_name)
     extra = {CARD_NAME: str(card).encode("utf-8")}

@@ -101,14 +101,15 @@ class EvaluationReport:
 
     @classmethod
     def load_json(cls, path: str | os.PathLike[str]) -> EvaluationReport:
-        """Read a report written by `save_json`; `ValueError` naming `path` for a missing file or anything else."""
+        """Read a report written by `save_json`: `FileNotFoundError` for a missing file, `ValueError` for a file that is
+        not such a report, each naming `path`."""
         path = Path(path)
         written_by = "a report written by `hf-sgdr evaluate --output_json` or EvaluationReport.save_json"
         if not path.is_file():
-            raise ValueError(f"{path} is not a file; give {written_by}")
+            raise FileNotFoundError(f"{path} is not a file; give {written_by}")
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:
+        except (ValueError, TypeError, KeyError, AttributeError) as error:  # undecodable, not JSON, not its shape
             raise ValueError(f"{path} is not {written_by} ({type(error).__name__}: {error})") from None
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:

@@ -33,13 +33,16 @@ _LOSS_FUNCTION_GETS_KWARGS = re.compile(r"loss_function\((?:[^()]|\([^()]*\))*\*
 
 
 def drops_loss_kwargs(model: torch.nn.Module) -> bool:
-    """Whether `model.forward` takes `labels` and `**kwargs` (so the Trainer hands it `num_items_in_batch`)
-    while the loss it computes ignores them: its source never passes them to the loss, or passes them to a
-    classification loss that takes a plain mean for the model's problem type. A model that declares
-    `accepts_loss_kwargs` has decided; a `forward` without readable source is given the benefit of the doubt."""
-    declared = getattr(model, "accepts_loss_kwargs", None)
-    if declared is not None:
-        return not declared
+    """Whether the Trainer will hand `model` a `num_items_in_batch` that its loss ignores (see
+    `loss_ignores_item_count`). A model that declares `accepts_loss_kwargs` has decided."""
+    return not hasattr(model, "accepts_loss_kwargs") and loss_ignores_item_count(model)
+
+
+def loss_ignores_item_count(model: torch.nn.Module) -> bool:
+    """Whether `model.forward` takes `labels` and `**kwargs` (so the Trainer hands it `num_items_in_batch`) while
+    the loss it computes ignores them: its source never passes them to the loss, or passes them to a
+    classification loss that takes a plain mean for the model's problem type. A `forward` without readable source
+    is given the benefit of the doubt."""
     forward = inspect.unwrap(type(model).forward)
     parameters = inspect.signature(forward).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
@@ -105,14 +108,15 @@ def unscaled_loss_warning(
     target = "model"
     if is_peft_model(inner):
         inner, target = inner.get_base_model(), "model.get_base_model()"
-    set_too_late = getattr(inner, "accepts_loss_kwargs", None) is False and trainer is not None
-    if not drops_loss_kwargs(inner) or (hasattr(inner, "accepts_loss_kwargs") and not set_too_late):
-        return None  # without the Trainer in hand, a declared value is taken as the one it read when built
-    cause = (
-        f"`{target}.accepts_loss_kwargs = False` was set after the Trainer was built, which read it then"
-        if set_too_late
-        else f"{type(inner).__name__}.forward takes **kwargs but its loss ignores num_items_in_batch"
-    )
+    if getattr(inner, "accepts_loss_kwargs", None) is False and trainer is not None:
+        # The Trainer in hand still takes the model for one that normalizes: it read the model before this was set.
+        if not loss_ignores_item_count(inner):
+            return None
+        cause = f"`{target}.accepts_loss_kwargs = False` was set after the Trainer was built, which read it then"
+    elif drops_loss_kwargs(inner):  # without the Trainer, a declared value is taken as the one it read when built
+        cause = f"{type(inner).__name__}.forward takes **kwargs but its loss ignores num_items_in_batch"
+    else:
+        return None
     return (
         f"{cause}, so the Trainer does not scale the loss (gradient_accumulation_steps={steps}, {processes} "
         f"process(es)): the loss, its gradients and the logged loss / train_loss come out {steps * processes}x too "

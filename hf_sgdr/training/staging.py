@@ -21,6 +21,7 @@ see ARCHITECTURE.md ("Snapshots on a GPU").
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 #: Packages whose optimizers write the weights only inside `step()`, where the step pre-hook fences the copy.
 #: Others may write them elsewhere: during backward (LOMO, GaLore's layer-wise dummy, optimizers applied in
 #: backward) or around evaluation (schedule-free `eval()` / `train()`), racing a copy still in flight.
-STEP_ONLY_OPTIMIZER_PACKAGES = ("torch.optim", "bitsandbytes.optim", "torchao.optim")
+STEP_ONLY_OPTIMIZER_PACKAGES = ("torch.optim", "transformers.optimization", "bitsandbytes.optim", "torchao.optim")
 
 
 @dataclass
@@ -59,13 +60,15 @@ class StagedCopy:
 
 
 def writes_weights_only_in_step(optimizer: Any) -> bool:
-    """Whether `optimizer` (wrappers allowed) writes the weights only inside `step()`: its `step` comes from one of
-    `STEP_ONLY_OPTIMIZER_PACKAGES` (a subclass that keeps it counts) and it has no `eval()` that swaps weights."""
-    inner = type(unwrap_optimizer(optimizer))
-    step_owner = next((cls for cls in inner.__mro__ if "step" in vars(cls)), None)
-    module = step_owner.__module__ if step_owner is not None else ""
-    from_known_package = any(module == name or module.startswith(name + ".") for name in STEP_ONLY_OPTIMIZER_PACKAGES)
-    return from_known_package and not callable(getattr(inner, "eval", None))
+    """Whether `optimizer` (wrappers allowed) is a torch optimizer that writes the weights only inside `step()`: its
+    `step` is defined in one of `STEP_ONLY_OPTIMIZER_PACKAGES` (a subclass that keeps it counts) and it has no
+    `eval()` that swaps weights."""
+    inner = unwrap_optimizer(optimizer)
+    if not isinstance(inner, torch.optim.Optimizer) or callable(getattr(inner, "eval", None)):
+        return False
+    # The function, not the class holding it: torch wraps `step` into the first instantiated class of each kind.
+    module = getattr(inspect.unwrap(type(inner).step), "__module__", "") or ""
+    return any(module == name or module.startswith(name + ".") for name in STEP_ONLY_OPTIMIZER_PACKAGES)
 
 
 class CudaStager:
@@ -109,7 +112,7 @@ class CudaStager:
         if elsewhere is not None and not self._told_off_device:
             self._told_off_device = True
             logger.info(
-                "snapshots are copied on the training thread (blocking): %r is on %s, not %s",
+                "host copies of the weights are made on the training thread (blocking): %r is on %s, not %s",
                 elsewhere,
                 state[elsewhere].device,
                 self.device,
@@ -176,4 +179,5 @@ class CudaStager:
 
 
 def _pinned_bytes(nbytes: int) -> torch.Tensor:
+    """`nbytes` of page-locked host memory (the allocator `packed_host_buffers` carves buffers from)."""
     return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)

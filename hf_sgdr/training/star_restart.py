@@ -67,6 +67,8 @@ class StarRestart:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a `state_dict()`."""
         anchor = state.get("anchor")
+        if anchor is not None and self._buffers is not None:  # into the pinned buffers: the restore is asynchronous
+            anchor = cpu_copy(anchor, self._buffers)
         self.anchor = StagedCopy(dict(anchor)) if anchor is not None else None
         self.restore_pending = bool(state.get("restore_pending", False))
 
