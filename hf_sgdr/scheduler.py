@@ -7,6 +7,7 @@ accumulation, several processes and skipped fp16 steps cannot shift them.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -67,7 +68,7 @@ class SGDRScheduler(LRScheduler):
         super().__init__(optimizer, check_int("last_epoch", last_epoch, minimum=-1))
         if num_training_steps is not None and last_epoch == -1:
             for message in schedule.budget_warnings(num_training_steps, [float(lr) for lr in self.base_lrs]):
-                warnings.warn(message, SGDRWarning, stacklevel=2)
+                warnings.warn(message, SGDRWarning, stacklevel=_user_stacklevel())
 
     def _check_peaks(self, optimizer: torch.optim.Optimizer) -> None:
         """Refuse a floor at or above a group's peak before anything is written to the optimizer."""
@@ -198,7 +199,7 @@ class SGDRScheduler(LRScheduler):
             warnings.warn(
                 f"resuming with the saved SGDR schedule {saved} instead of the constructed {self.schedule}",
                 SGDRWarning,
-                stacklevel=2,
+                stacklevel=_user_stacklevel(),
             )
         self.schedule = saved
         self.last_epoch = state_dict["last_epoch"]
@@ -238,3 +239,16 @@ class SGDRWithWarmup(SGDRScheduler):
             warmup_start_lr=warmup_start_lr,
             **kwargs,
         )
+
+
+#: Packages between a user's line and the scheduler when a Trainer or Accelerate builds or resumes it.
+_LIBRARY_PACKAGES = frozenset({"hf_sgdr", "transformers", "accelerate", "torch"})
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` of a warning issued by the caller of this function that points at the first frame outside
+    `_LIBRARY_PACKAGES`: the user's `trainer.train()` line, not transformers' scheduler factory."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _LIBRARY_PACKAGES:
+        frame, level = frame.f_back, level + 1
+    return level

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,3 +236,19 @@ def test_param_group_added_below_the_floor_is_refused_by_name() -> None:
         r"param group; got eta_min=0.001 >= lr=0.001 of param group 1",
     ):
         scheduler.step()
+
+
+def test_a_budget_warning_points_at_the_user_s_line_when_the_trainer_builds_the_scheduler(tmp_path: Path) -> None:
+    """`Trainer(lr_scheduler_type="sgdr")` builds the scheduler inside transformers: the warning names the line that
+    called `train()`, not hf_sgdr's or transformers' internals."""
+    from helpers.training import byte_lm_data, tiny_gpt2, training_args
+    from transformers import Trainer
+
+    args = training_args(tmp_path, max_steps=4, lr_scheduler_type="sgdr", lr_scheduler_kwargs={"T_0": 4})
+    trainer = Trainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(16))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    (warning,) = [w for w in caught if issubclass(w.category, SGDRWarning)]
+    assert "only 0 restart(s) in 4 steps" in str(warning.message)
+    assert warning.filename == __file__
