@@ -240,7 +240,13 @@ def main(argv: list[str] | None = None) -> None:
         processing_class=tokenizer,
         task=glue_args.task_name or kind,
         num_training_steps=budget.max_steps,
-        training_info={**args.manifest_facts(), TRAIN_DATA_KEY: train_data.to_dict()},
+        training_info={
+            **args.manifest_facts(),
+            TRAIN_DATA_KEY: train_data.to_dict(),
+            # what the results table reports on: `hf-sgdr evaluate` reports on the same examples by default
+            "eval_split": eval_split,
+            "max_eval_samples": glue_args.max_eval_samples,
+        },
     )
     checkpoint = find_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if checkpoint is not None:

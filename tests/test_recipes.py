@@ -131,6 +131,16 @@ def test_glue_records_its_held_out_slice_and_the_cli_chooses_on_it(sst2_run: Pat
         assert row(cli, name)["selection_metrics"] == pytest.approx(row(recipe, name)["selection_metrics"])
     assert main([*argv, str(sst2_run / "leaky.json"), "--selection_split", "train[:100]", "--no_soups"]) == 0
     assert "holds 84 of its 100 examples that the run trained on" in capsys.readouterr().err
+    # Without --max_eval_samples: the run's own 48 examples (recorded in the manifest), the table the recipe printed.
+    assert manifest.training["max_eval_samples"] == 48 and manifest.training["eval_split"] == "validation"
+    plain = ["evaluate", str(sst2_run), "--max_length", "32", "--output_json", str(sst2_run / "plain.json")]
+    assert main(plain) == 0
+    assert "reporting on the first 48 examples of validation, as the run did" in capsys.readouterr().err
+    again = results(sst2_run, "plain.json")
+    assert again["num_eval_items"] == recipe["num_eval_items"] == 48
+    assert row(again, "ensemble (last 3, average)")["metrics"] == pytest.approx(
+        row(recipe, "ensemble (last 3, average)")["metrics"], rel=1e-4
+    )
 
 
 @pytest.mark.multiprocess

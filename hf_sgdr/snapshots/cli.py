@@ -113,6 +113,23 @@ def _check_data_source_before_loading(args: argparse.Namespace) -> None:
         )
 
 
+def _eval_limit(args: argparse.Namespace, ensemble: Any) -> int | None:
+    """`--max_eval_samples`, else the run's own limit when the data is the run's (its manifest's dataset and
+    reported split, no file given): the command then reports on the examples the run's table did."""
+    recorded = ensemble.training.get("max_eval_samples")
+    same_data = args.validation_file is None and args.dataset_name is None
+    if args.max_eval_samples is not None or recorded is None or not same_data:
+        return args.max_eval_samples
+    if args.eval_split != ensemble.training.get("eval_split"):
+        return None
+    print(
+        f"note: reporting on the first {recorded} examples of {args.eval_split}, as the run did (its manifest's "
+        "max_eval_samples); pass --max_eval_samples to change that",
+        file=sys.stderr,
+    )
+    return int(recorded)
+
+
 def _dataloader(
     args: argparse.Namespace,
     ensemble: Any,
@@ -201,7 +218,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = args.output_dir or args.checkpoints
         raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
     dataset_name, _, task = _data_source(args, ensemble)
-    eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, args.max_eval_samples)
+    limit = _eval_limit(args, ensemble)
+    eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, limit)
     selection_loader, selection_name = None, args.selection_file or args.selection_split
     train_data = TrainData.from_training(ensemble.training)
     if args.selection_split or args.selection_file:
@@ -410,7 +428,11 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--validation_file", help="local .txt/.csv/.json(l)/.parquet file reported instead of a split")
     data.add_argument("--selection_file", help="local file to choose on instead of --selection_split")
-    data.add_argument("--max_eval_samples", type=_at_least(1), help="evaluate on the first N examples")
+    data.add_argument(
+        "--max_eval_samples",
+        type=_at_least(1),
+        help="evaluate on the first N examples (default: the run's own N, when its manifest records one)",
+    )
     data.add_argument("--max_selection_samples", type=_at_least(1), help="choose on the first N examples")
     data.add_argument("--text_columns", nargs="+", help="text column(s) (default: the GLUE task's, or text/sentence)")
     data.add_argument("--label_column", default="label", help="label column (default: label)")
