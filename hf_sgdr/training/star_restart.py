@@ -35,7 +35,7 @@ class StarRestart:
         #: A restore waiting for the next training forward.
         self.restore_pending = False
         self._hook: Any = _forward_entry(model).register_forward_pre_hook(self._restore_before_training_forward)
-        trainable = {n: p.detach() for n, p in self._trainable().items()}
+        trainable = self._trainable_tensors()
         #: Pinned host buffers for the copy, allocated before training (pinning takes about 0.2 s/GB).
         self._buffers = stager.allocate(trainable) if stager is not None and stager.handles(trainable) else None
 
@@ -43,7 +43,7 @@ class StarRestart:
         """Cycle `cycle` ended with a restart: keep its weights if it is the first, else schedule the return to
         the first cycle's weights (True then)."""
         if cycle == 0:
-            trainable = {n: p.detach() for n, p in self._trainable().items()}
+            trainable = self._trainable_tensors()
             staged = self.stager is not None and self.stager.handles(trainable)
             self.anchor = self.stager.stage(trainable, self._buffers) if staged else StagedCopy(cpu_copy(trainable))
             return False
@@ -80,6 +80,10 @@ class StarRestart:
 
     def _trainable(self) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in unwrap_model(self.model).named_parameters() if p.requires_grad}
+
+    def _trainable_tensors(self) -> dict[str, torch.Tensor]:
+        """The trainable weights as plain tensors (what is copied and kept)."""
+        return {n: p.detach() for n, p in self._trainable().items()}
 
     def _restore_before_training_forward(self, module: torch.nn.Module, args: Any) -> None:
         """Forward pre-hook: put the first cycle's weights back before the first training step of a new cycle."""

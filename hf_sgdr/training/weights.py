@@ -179,16 +179,10 @@ def save_weights(model: torch.nn.Module, folder: Path, weights: dict[str, torch.
             # A copy of the mapping: transformers 5 empties the one it is given, and the next snapshot reuses it.
             model.save_pretrained(folder, state_dict=dict(weights))
         return
-    kept: dict[int, list[tuple[int, int]]] = {}  # per storage, the byte ranges written so far
+    unique: dict[int, str] = {}
     tensors = {}
     for name, tensor in weights.items():
-        tensor = tensor.contiguous()
-        start = tensor.data_ptr()
-        end = start + tensor.numel() * tensor.element_size()
-        ranges = kept.setdefault(tensor.untyped_storage().data_ptr(), [])
-        if any(start < stop and begin < end for begin, stop in ranges):
-            tensor = tensor.clone()  # safetensors refuses overlapping tensors (tied weights); side-by-side ones pass
-        else:
-            ranges.append((start, end))
-        tensors[name] = tensor
+        ptr = tensor.untyped_storage().data_ptr()
+        tensors[name] = tensor.clone() if ptr in unique else tensor.contiguous()  # safetensors refuses aliasing
+        unique.setdefault(ptr, name)
     save_file(tensors, str(Path(folder) / PLAIN_WEIGHTS_NAME), metadata={"format": "pt"})
