@@ -544,12 +544,15 @@ class SGDRSchedule:
             nearest = f"{before} or {after}" if before else f"{after}"
             found.append(
                 f"training ends mid-cycle: step {num_training_steps} is {end.fraction:.0%} into cycle {end.cycle} "
-                f"(cycle ends nearby: {nearest}); the last snapshot misses the low-lr end. Set num_cycles "
-                "instead of T_0 to fit the budget, or change the number of steps."
+                f"(cycle ends nearby: {nearest}); the final model (and a last snapshot) misses the cycle's low-lr "
+                "end. Set num_cycles instead of T_0 to fit the budget, or change the number of steps."
             )
         restarts = self.count_restarts(num_training_steps - 1)
         if restarts < 2:
-            found.append(f"only {restarts} restart(s) in {num_training_steps} steps: a snapshot ensemble needs several")
+            found.append(
+                f"only {restarts} restart(s) in {num_training_steps} steps: warm restarts need several to matter, "
+                "and a snapshot ensemble one cycle per member"
+            )
         peaks = [self.eta_max if self.eta_max is not None else float(m) for m in max_lrs]
         if not peaks and self.eta_max is not None:
             peaks = [self.eta_max]

@@ -250,5 +250,5 @@ def test_a_budget_warning_points_at_the_user_s_line_when_the_trainer_builds_the_
         warnings.simplefilter("always")
         trainer.train()
     (warning,) = [w for w in caught if issubclass(w.category, SGDRWarning)]
-    assert "only 0 restart(s) in 4 steps" in str(warning.message)
+    assert "only 0 restart(s) in 4 steps: warm restarts need several to matter" in str(warning.message)
     assert warning.filename == __file__
