@@ -209,7 +209,7 @@ def test_a_model_that_normalizes_its_own_loss_is_not_warned(tmp_path: Path, capl
     assert not _warnings(caplog)
 
 
-def _tiny_vit(problem_type: str, num_labels: int) -> ViTForImageClassification:
+def _tiny_vit(problem_type: str | None, num_labels: int) -> ViTForImageClassification:
     """A dropout-free one-layer ViT for 8x8 images, the same weights every call."""
     torch.manual_seed(0)
     config = ViTConfig(
@@ -278,6 +278,28 @@ def test_a_classification_loss_is_judged_by_its_problem_type(
     assert not _warnings(caplog)
     assert fixed_losses == pytest.approx(one_batch_losses, rel=1e-4)
     torch.testing.assert_close(fixed_weights, one_batch_weights, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "unscaled"), [("multi_label_classification", True), ("single_label_classification", False)]
+)
+def test_a_problem_type_the_first_batch_decides_is_checked_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, labels: str, unscaled: bool
+) -> None:
+    """With `problem_type` unset, transformers reads float labels as multi-label (BCE, a plain mean) at the first
+    batch: nothing says so before training, so the callback warns after the first step, once; integer labels make
+    it single-label, which the Trainer scales right, and nothing is said."""
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    model = _tiny_vit(None, 3)
+    _train(tmp_path, model, 2, 2, _images(labels, 3))
+    assert model.config.problem_type == labels
+    messages = _warnings(caplog)
+    if not unscaled:
+        assert not messages
+        return
+    (message,) = messages
+    assert message.startswith("the first batch's float labels made transformers set problem_type=")
+    assert "ViTForImageClassification.forward" in message and "2x too large" in message
 
 
 def _first_logged_loss(out: str, fixed: bool) -> tuple[float, TrainingArguments]:

@@ -27,7 +27,7 @@ from ..registration import SCHEDULER_NAME, check_scheduler_kwargs
 from ..validation import finite_number
 from .arguments import SGDROptions
 from .cycle_end import CycleEndHandler, training_record
-from .loss_scaling import unscaled_loss_warning
+from .loss_scaling import problem_type_awaits_first_batch, unscaled_loss_warning
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class SGDRCallback(TrainerCallback):
         self.handler: CycleEndHandler | None = None
         self._trainer: weakref.ReferenceType[Trainer] | None = None
         self._pending_logs: dict[str, float | str] = {}
+        #: Whether the loss-scaling check waits for the first batch to set the model's `problem_type`.
+        self._loss_check_after_first_step = False
         self._checkpointed_step: int | None = None
         #: The trainer calls `save_checkpoint_state` right before each of its saves (`SGDRTrainer`); a stock
         #: Trainer announces none, so the callback prepares a checkpoint wherever one may follow.
@@ -135,6 +137,7 @@ class SGDRCallback(TrainerCallback):
         warning = unscaled_loss_warning(model, args, trainer)
         if warning is not None and state.is_world_process_zero:
             logger.warning(warning)
+        self._loss_check_after_first_step = warning is None and problem_type_awaits_first_batch(model)
         options = self.options
         snapshot_dir = options.snapshot_folder(args.output_dir)
         self.handler = CycleEndHandler(
@@ -163,6 +166,9 @@ class SGDRCallback(TrainerCallback):
         self._cycle_loss = CycleLoss.resumed(state.log_history, state.global_step)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._loss_check_after_first_step:
+            self._loss_check_after_first_step = False
+            self._check_loss_scaling_after_first_batch(args, state, kwargs.get("model"))
         event = self._handler().after_step(global_step=state.global_step, epoch=state.epoch)
         if event is not None:
             control.should_log = True  # the loss of the cycle's last step and the event go out at this step
@@ -173,6 +179,18 @@ class SGDRCallback(TrainerCallback):
             self._handler().fence()  # the Trainer may load other weights next (load_best_model_at_end)
         if control.should_save:
             self._trainer_may_save(args, state)
+
+    def _check_loss_scaling_after_first_batch(self, args: TrainingArguments, state: TrainerState, model: Any) -> None:
+        """A classifier without a `problem_type` has it set by transformers from its first batch: float labels make
+        it multi-label, whose loss (BCE) ignores `num_items_in_batch`. Warn then, as `on_train_begin` could not."""
+        trainer = self._trainer() if self._trainer is not None else None
+        warning = unscaled_loss_warning(model, args, trainer)
+        if warning is not None and state.is_world_process_zero:
+            logger.warning(
+                "the first batch's float labels made transformers set problem_type='multi_label_classification' "
+                "(set it in the config to be warned before training): %s",
+                warning,
+            )
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

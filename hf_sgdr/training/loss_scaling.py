@@ -60,14 +60,42 @@ def loss_ignores_item_count(model: torch.nn.Module) -> bool:
 def _classification_loss_takes_a_plain_mean(model: torch.nn.Module) -> bool:
     """Whether the model's `loss_function` is transformers' classification loss (sequence, image, audio and video
     heads) set up for regression (MSE) or multi-label classification (BCE): those branches drop the kwargs that
-    single-label classification passes on. Not caught: `problem_type` left unset with float labels and several
-    classes, which the loss only reads as multi-label on the first batch."""
-    loss_function = getattr(model, "_loss_function", None) or LOSS_MAPPING.get(getattr(model, "loss_type", None))
+    single-label classification passes on. A `problem_type` left unset with several classes is decided by the
+    first batch (float labels: multi-label; see `problem_type_awaits_first_batch`)."""
     config = getattr(model, "config", None)
-    if loss_function is not ForSequenceClassificationLoss or config is None:
+    if not _uses_classification_loss(model) or config is None:
         return False
     problem_type = config.problem_type or ("regression" if config.num_labels == 1 else None)
     return problem_type in ("regression", "multi_label_classification")
+
+
+def _uses_classification_loss(model: torch.nn.Module) -> bool:
+    """Whether the model's `loss_function` is transformers' classification loss."""
+    loss_function = getattr(model, "_loss_function", None) or LOSS_MAPPING.get(getattr(model, "loss_type", None))
+    return loss_function is ForSequenceClassificationLoss
+
+
+def problem_type_awaits_first_batch(model: torch.nn.Module | None) -> bool:
+    """Whether transformers' classification loss will pick the model's `problem_type` from its first batch of labels
+    (unset, several classes), so that whether the loss ignores `num_items_in_batch` is known only after it."""
+    if model is None:
+        return False
+    inner, _ = _model_with_the_loss(model)
+    config = getattr(inner, "config", None)
+    return (
+        _uses_classification_loss(inner)
+        and config is not None
+        and config.problem_type is None
+        and config.num_labels > 1
+    )
+
+
+def _model_with_the_loss(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """The model whose `forward` computes the loss (under any wrapper and PEFT), and how the user reaches it."""
+    inner = unwrap_model(model)
+    if is_peft_model(inner):
+        return inner.get_base_model(), "model.get_base_model()"
+    return inner, "model"
 
 
 def _processes_multiplying(args: TrainingArguments, trainer: Trainer | None) -> int:
@@ -104,10 +132,7 @@ def unscaled_loss_warning(
     steps, processes = args.gradient_accumulation_steps, _processes_multiplying(args, trainer)
     if model is None or steps * processes <= 1 or not _loss_left_to_the_model(args, trainer):
         return None
-    inner = unwrap_model(model)
-    target = "model"
-    if is_peft_model(inner):
-        inner, target = inner.get_base_model(), "model.get_base_model()"
+    inner, target = _model_with_the_loss(model)
     if getattr(inner, "accepts_loss_kwargs", None) is False and trainer is not None:
         # The Trainer in hand still takes the model for one that normalizes: it read the model before this was set.
         if not loss_ignores_item_count(inner):
