@@ -135,9 +135,12 @@ def text_dataloader(
     return DataLoader(features, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer))
 
 
-def lm_dataloader(tokenizer: Any, texts: Sequence[str], *, block_size: int = 128, batch_size: int = 8) -> DataLoader:
-    """The `lm_blocks` of `texts`, batched; each block predicts its own tokens."""
-    blocks = torch.tensor(lm_blocks(tokenizer, texts, block_size))
+def lm_dataloader(
+    tokenizer: Any, texts: Sequence[str], *, block_size: int = 128, batch_size: int = 8, max_blocks: int | None = None
+) -> DataLoader:
+    """The `lm_blocks` of `texts` (the first `max_blocks` of them, when given), batched; each block predicts its own
+    tokens."""
+    blocks = torch.tensor(lm_blocks(tokenizer, texts, block_size)[:max_blocks])
     features = [{"input_ids": block, "attention_mask": torch.ones_like(block), "labels": block} for block in blocks]
     return DataLoader(features, batch_size=batch_size)
 
@@ -195,9 +198,11 @@ def dataset_dataloader(
     batch_size: int = 32,
     num_labels: int | None = None,
     label_flag: str = "label column",
+    max_blocks: int | None = None,
 ) -> DataLoader:
     """The dataloader for a `datasets` split by `layout` (`DATA_LAYOUTS`): ``"text"``, texts (and pairs, columns by
-    `text_columns_for`) with labels; ``"lm blocks"``, the `lm_blocks` of its text column. With `num_labels`
+    `text_columns_for`) with labels; ``"lm blocks"``, the `lm_blocks` of its text column (the first `max_blocks`,
+    when given). With `num_labels`
     (classification), every label must be an integer class in [0, num_labels): else a `ValueError` naming
     `label_flag` and the values, before any work."""
     if layout in _DEPRECATED_KIND_LAYOUTS:
@@ -212,7 +217,9 @@ def dataset_dataloader(
         raise ValueError(f"layout must be one of {', '.join(map(repr, DATA_LAYOUTS))}; got {layout!r}")
     columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
     if layout == "lm blocks":
-        return lm_dataloader(tokenizer, dataset[columns[0]], block_size=block_size, batch_size=batch_size)
+        return lm_dataloader(
+            tokenizer, dataset[columns[0]], block_size=block_size, batch_size=batch_size, max_blocks=max_blocks
+        )
     if label_column not in dataset.column_names:
         raise ValueError(f"label column {label_column!r} not in the dataset's columns {dataset.column_names}")
     if num_labels is not None:

@@ -91,9 +91,32 @@ class LMArguments:
         if self.block_size < 8:
             raise ValueError(f"--block_size must be >= 8; got {self.block_size}")
 
+    def manifest_facts(self, validation_cut: bool) -> dict[str, Any]:
+        """What `hf-sgdr evaluate` needs to report on the text the run's table did: the dataset, the block size,
+        the reported split and its block limit; where the validation text was cut from the training text (no file
+        or split of its own to name), a description of that text."""
+        facts: dict[str, Any] = {
+            "block_size": self.block_size,
+            "eval_split": "validation",
+            "max_eval_blocks": self.max_eval_blocks,
+        }
+        if self.dataset_name is not None:
+            facts.update(dataset_name=self.dataset_name, dataset_config_name=self.dataset_config_name)
+        if validation_cut:
+            source = (
+                f"rows of {self.dataset_name}'s train split"
+                if self.dataset_name
+                else f"paragraphs of {Path(self.train_file or '').name}"
+            )
+            facts["validation_text"] = f"the last {self.validation_split_percentage:g} % of the {source}"
+        elif self.validation_file is not None:
+            facts["validation_text"] = Path(self.validation_file).name
+        return facts
 
-def load_texts(args: LMArguments) -> DatasetDict:
-    """'train' and 'validation' splits with a 'text' column."""
+
+def load_texts(args: LMArguments) -> tuple[DatasetDict, bool]:
+    """'train' and 'validation' splits with a 'text' column, and whether the validation text was cut from the end of
+    the training text (no validation file or split)."""
     if args.dataset_name is not None:
         with loading(f"dataset {args.dataset_name!r}"):
             raw = load_dataset(args.dataset_name, args.dataset_config_name)
@@ -102,13 +125,14 @@ def load_texts(args: LMArguments) -> DatasetDict:
         if args.validation_file:
             files["validation"] = args.validation_file
         raw = load_dataset("text", data_files=files, sample_by="paragraph")
-    if "validation" not in raw:
-        lines = raw["train"]["text"]
-        cut = int(len(lines) * (1 - args.validation_split_percentage / 100))
-        raw = DatasetDict(
-            {"train": Dataset.from_dict({"text": lines[:cut]}), "validation": Dataset.from_dict({"text": lines[cut:]})}
-        )
-    return raw
+    if "validation" in raw:
+        return raw, False
+    lines = raw["train"]["text"]
+    cut = int(len(lines) * (1 - args.validation_split_percentage / 100))
+    raw = DatasetDict(
+        {"train": Dataset.from_dict({"text": lines[:cut]}), "validation": Dataset.from_dict({"text": lines[cut:]})}
+    )
+    return raw, True
 
 
 def make_tokenizer(args: LMArguments, texts: list[str]) -> PreTrainedTokenizerFast:
@@ -153,7 +177,7 @@ def make_model(args: LMArguments, tokenizer: Any) -> GPT2LMHeadModel:
 def main(argv: list[str] | None = None) -> None:
     lm_args, args, options = parse_arguments(LMArguments, argv)
     accelerator = make_accelerator(args)
-    raw = load_texts(lm_args)
+    raw, validation_cut = load_texts(lm_args)
     train_texts = [t for t in raw["train"]["text"] if t.strip()]
     tokenizer = make_tokenizer(lm_args, train_texts)
     blocks = lm_dataset(tokenizer, train_texts, lm_args.block_size)
@@ -205,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         processing_class=tokenizer,  # the tokenizer trained on the text is saved with the snapshots
         task="causal_lm",
         num_training_steps=budget.max_steps,
-        training_info=args.manifest_facts(),
+        training_info={**args.manifest_facts(), **lm_args.manifest_facts(validation_cut)},
     )
     checkpoint = find_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if checkpoint is not None:

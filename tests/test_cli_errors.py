@@ -19,6 +19,7 @@ from hf_sgdr.cli import main
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    capsys.readouterr()  # what came before (a fixture folder built on first use prints transformers' bars)
     with pytest.raises(SystemExit) as exited:
         main(argv)
     err = capsys.readouterr().err

@@ -23,6 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 from hf_sgdr import SGDRSchedule
+from hf_sgdr.cli import main as cli_main
 from hf_sgdr.snapshots import SnapshotManifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,7 +216,7 @@ def _gpt2_flags(text: Path, out: Path) -> list[str]:
             "--num_cycles", "3", "--learning_rate", "3e-3", "--checkpointing_steps", "5"]  # fmt: skip
 
 
-def test_gpt2_pretraining_end_to_end(tmp_path: Path, shakespeare: Path) -> None:
+def test_gpt2_pretraining_end_to_end(tmp_path: Path, shakespeare: Path, capsys) -> None:
     out = tmp_path / "gpt2"
     run(GPT2, *_gpt2_flags(shakespeare, out))
     manifest = SnapshotManifest.load(out / "snapshots")
@@ -235,6 +236,38 @@ def test_gpt2_pretraining_end_to_end(tmp_path: Path, shakespeare: Path) -> None:
     for name in ("ensemble (last 3, average)", "uniform soup"):
         assert 1.0 < row(report, name)["metrics"]["perplexity"] < 300  # vocabulary 300: better than uniform
     assert sorted(p.name for p in out.glob("step_*")) == ["step_10", "step_15", "step_5"]
+    # The validation text was cut from the training file: the command cannot rebuild it, and says what it was.
+    assert manifest.training["validation_text"] == "the last 10 % of the paragraphs of shakespeare.txt"
+    with pytest.raises(SystemExit):
+        cli_main(["evaluate", str(out)])
+    assert "names no dataset (the run reported on the last 10 % of the paragraphs of shakespeare.txt)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_data: Path, capsys) -> None:
+    """A run on a dataset with a validation split records the dataset, its block size and its block limit:
+    `hf-sgdr evaluate` on the run, with no data flags, scores the same blocks and prints the run's table."""
+    lines = (shared_data / "lm" / "tinyshakespeare.txt").read_text().splitlines()[:LM_TEXT_LINES]
+    data = tmp_path / "text"  # a local dataset folder: the `text` builder, one split per file, as the Hub's
+    data.mkdir()
+    (data / "train.txt").write_text("\n".join(lines[:500]))
+    (data / "validation.txt").write_text("\n".join(lines[500:]))
+    out = tmp_path / "gpt2"
+    flags = _gpt2_flags(data / "train.txt", out)
+    flags[:2] = ["--dataset_name", str(data)]
+    run(GPT2, *flags, "--max_eval_blocks", "6")
+    training = SnapshotManifest.load(out / "snapshots").training
+    assert (training["dataset_name"], training["block_size"], training["max_eval_blocks"]) == (str(data), 32, 6)
+    assert "validation_text" not in training
+    assert cli_main(["evaluate", str(out), "--no_soups", "--output_json", str(out / "cli.json")]) == 0
+    notes = capsys.readouterr().err
+    assert "blocks of 32 tokens, as the run cut them" in notes
+    assert "reporting on the first 6 blocks of validation, as the run did" in notes
+    cli, recipe = results(out, "cli.json"), results(out)
+    assert cli["num_eval_items"] == recipe["num_eval_items"] == 6
+    for name in ("cycle-000", "cycle-002", "ensemble (last 3, average)"):
+        assert row(cli, name)["metrics"] == pytest.approx(row(recipe, name)["metrics"], rel=1e-5)
 
 
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, shakespeare: Path) -> None:

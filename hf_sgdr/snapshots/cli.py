@@ -23,6 +23,8 @@ from .tasks.registry import CLASS_SCORES
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
+#: Tokens per block for a language model whose manifest records none.
+DEFAULT_BLOCK_SIZE = 128
 _EPILOG_TOKEN = "The Hub token comes from HF_TOKEN or a stored `hf auth login`; it is never taken on the command line."
 
 
@@ -105,28 +107,53 @@ def _check_data_source_before_loading(args: argparse.Namespace) -> None:
     if not Path(args.output_dir).exists():
         return
     root, containment = resolve_source(args.output_dir, args.revision, force_download=args.force_download)
-    dataset_name, _, _ = _data_source(args, open_manifest(root, containment))
+    manifest = open_manifest(root, containment)
+    dataset_name, _, _ = _data_source(args, manifest)
     if dataset_name is None and args.validation_file is None:
+        reported = manifest.training.get("validation_text")
         raise ValueError(
             f"pass a dataset name (--dataset_name) or a local file (--validation_file): the manifest of {root} "
-            "names no dataset"
+            "names no dataset" + (f" (the run reported on {reported})" if reported else "")
         )
 
 
-def _eval_limit(args: argparse.Namespace, ensemble: Any) -> int | None:
-    """`--max_eval_samples`, else the run's own limit when the data is the run's (its manifest's dataset and
-    reported split, no file given): the command then reports on the examples the run's table did."""
-    recorded = ensemble.training.get("max_eval_samples")
-    same_data = args.validation_file is None and args.dataset_name is None
-    if args.max_eval_samples is not None or recorded is None or not same_data:
-        return args.max_eval_samples
-    if args.eval_split != ensemble.training.get("eval_split"):
-        return None
-    print(
-        f"note: reporting on the first {recorded} examples of {args.eval_split}, as the run did (its manifest's "
-        "max_eval_samples); pass --max_eval_samples to change that",
-        file=sys.stderr,
+def _reports_on_the_runs_data(args: argparse.Namespace, ensemble: Any) -> bool:
+    """Whether the command reports on the data the run's table did: no file or dataset given, the run's reported
+    split, no limit of the command's own."""
+    return (
+        args.validation_file is None
+        and args.dataset_name is None
+        and args.max_eval_samples is None
+        and args.eval_split == ensemble.training.get("eval_split")
     )
+
+
+def _eval_limits(args: argparse.Namespace, ensemble: Any) -> tuple[int | None, int | None]:
+    """(examples, blocks) to report on: `--max_eval_samples`, else the run's own limits (its manifest's
+    `max_eval_samples`; for a language model, `max_eval_blocks`) when the data is the run's. The command then
+    reports on what the run's table did."""
+    if not _reports_on_the_runs_data(args, ensemble):
+        return args.max_eval_samples, None
+    limits = {key: ensemble.training.get(key) for key in ("max_eval_samples", "max_eval_blocks")}
+    for key, recorded in limits.items():
+        if recorded is not None:
+            unit = "blocks" if key == "max_eval_blocks" else "examples"
+            print(
+                f"note: reporting on the first {recorded} {unit} of {args.eval_split}, as the run did (its "
+                f"manifest's {key}); pass --max_eval_samples to change that",
+                file=sys.stderr,
+            )
+    return limits["max_eval_samples"], limits["max_eval_blocks"]
+
+
+def _block_size(args: argparse.Namespace, ensemble: Any) -> int:
+    """`--block_size`, else the run's (its manifest's `block_size`, with a note), else 128."""
+    if args.block_size is not None:
+        return args.block_size
+    recorded = ensemble.training.get("block_size")
+    if recorded is None or ensemble.task_kind.facts.data != "lm blocks":
+        return DEFAULT_BLOCK_SIZE
+    print(f"note: blocks of {recorded} tokens, as the run cut them (its manifest's block_size)", file=sys.stderr)
     return int(recorded)
 
 
@@ -139,6 +166,7 @@ def _dataloader(
     rows: Sequence[int] | None = None,
     *,
     flag: str = "--validation_file",
+    max_blocks: int | None = None,
 ) -> DataLoader:
     from ..data import dataset_dataloader, load_split
 
@@ -172,6 +200,7 @@ def _dataloader(
         task=task,
         max_length=args.max_length,
         block_size=args.block_size,
+        max_blocks=max_blocks,
         batch_size=args.per_device_eval_batch_size,
         num_labels=_num_labels(ensemble),
         label_flag=f"--label_column {args.label_column} of {data_file or split}",
@@ -218,8 +247,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = args.output_dir or args.checkpoints
         raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
     dataset_name, _, task = _data_source(args, ensemble)
-    limit = _eval_limit(args, ensemble)
-    eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, limit)
+    args.block_size = _block_size(args, ensemble)
+    limit, max_blocks = _eval_limits(args, ensemble)
+    eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, limit, max_blocks=max_blocks)
     selection_loader, selection_name = None, args.selection_file or args.selection_split
     train_data = TrainData.from_training(ensemble.training)
     if args.selection_split or args.selection_file:
@@ -437,7 +467,11 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--text_columns", nargs="+", help="text column(s) (default: the GLUE task's, or text/sentence)")
     data.add_argument("--label_column", default="label", help="label column (default: label)")
     data.add_argument("--max_length", type=_at_least(1), default=128, help="max tokens per example (default 128)")
-    data.add_argument("--block_size", type=_at_least(1), default=128, help="causal LM: tokens per block (default 128)")
+    data.add_argument(
+        "--block_size",
+        type=_at_least(1),
+        help=f"causal LM: tokens per block (default: the run's if its manifest records it, else {DEFAULT_BLOCK_SIZE})",
+    )
     data.add_argument("--per_device_eval_batch_size", type=_at_least(1), default=32, help="batch size (default 32)")
     evaluate.add_argument("--metrics", nargs="+", choices=list(METRICS), help="metrics (default: the task's)")
     methods = sorted({m for methods_of_kind in METHODS.values() for m in methods_of_kind} - {"weighted"})
