@@ -30,10 +30,35 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
         """As argparse's, but a flag no parser took is reported by the subcommand given (its name, its flags)."""
-        parsed, extras = self.parse_known_args(args, namespace)
+        argv = list(sys.argv[1:] if args is None else args)
+        self._refuse_unknown_flags(argv)
+        parsed, extras = self.parse_known_args(argv, namespace)
         if extras:
             self._subcommand_parser(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+    def _refuse_unknown_flags(self, argv: list[str]) -> None:
+        """Report unknown `--flags` first, by the parser they were given to (this one before the subcommand's name,
+        the subcommand's after it): argparse would report a misspelled required flag as missing, unnamed."""
+        subcommands = {
+            name: sub
+            for action in self._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()
+        }
+        parser: argparse.ArgumentParser = self
+        unknown: list[str] = []
+        for token in argv:
+            if token == "--":
+                break
+            if parser is self and token in subcommands:
+                if unknown:
+                    break
+                parser = subcommands[token]
+            elif token.startswith("--") and token.split("=", 1)[0] not in _own_flags(parser):
+                unknown.append(token)
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
 
     def _subcommand_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
         """The parser of the subcommand `parsed` names (this parser when it names none)."""
@@ -59,6 +84,11 @@ class _Parser(argparse.ArgumentParser):
 def one_line(message: object) -> str:
     """`message` on one line, tokens redacted: what `hf-sgdr` prints for an error."""
     return redact("; ".join(line.strip() for line in str(message).splitlines() if line.strip()))
+
+
+def _own_flags(parser: argparse.ArgumentParser) -> set[str]:
+    """The flags `parser` itself takes (not its subcommands')."""
+    return {option for action in parser._actions for option in action.option_strings}
 
 
 def _option_strings(parser: argparse.ArgumentParser) -> Iterator[str]:
