@@ -97,7 +97,8 @@ class LMArguments:
         or split of its own to name), a description of that text."""
         facts: dict[str, Any] = {
             "block_size": self.block_size,
-            "eval_split": "validation",
+            # The data's own split, or none: a text cut from the training text is no split to load.
+            "eval_split": None if validation_cut else "validation",
             "max_eval_blocks": self.max_eval_blocks,
         }
         if self.dataset_name is not None:
