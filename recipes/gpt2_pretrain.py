@@ -59,10 +59,10 @@ class LMArguments:
     train_file: str | None = field(default=None, metadata={"help": "Training text (.txt, one document or many)."})
     validation_file: str | None = field(default=None, metadata={"help": "Validation text (reported)."})
     validation_split_percentage: float = field(
-        default=10.0, metadata={"help": "Without a validation file: % of the training text held out (the end)."}
+        default=10.0, metadata={"help": "Without a validation file: %% of the training text held out (the end)."}
     )
     selection_split_percentage: float = field(
-        default=5.0, metadata={"help": "% of the training blocks held out to choose soups and greedy selections on."}
+        default=5.0, metadata={"help": "%% of the training blocks held out to choose soups and greedy selections on."}
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Pretrained tokenizer (else train one)."})
     vocab_size: int = field(default=2048, metadata={"help": "Vocabulary of the tokenizer trained on the text."})
@@ -102,7 +102,10 @@ class LMArguments:
             "max_eval_blocks": self.max_eval_blocks,
         }
         if self.dataset_name is not None:
-            facts.update(dataset_name=self.dataset_name, dataset_config_name=self.dataset_config_name)
+            # A local dataset folder as an absolute path: the command may run from elsewhere.
+            local = Path(self.dataset_name)
+            dataset = str(local.resolve()) if local.exists() else self.dataset_name
+            facts.update(dataset_name=dataset, dataset_config_name=self.dataset_config_name)
         if validation_cut:
             source = (
                 f"rows of {self.dataset_name}'s train split"

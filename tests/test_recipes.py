@@ -32,13 +32,14 @@ GPT2 = REPO / "recipes" / "gpt2_pretrain.py"
 FAST = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def run(script: Path, *flags: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(script: Path, *flags: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, str(script), *flags],
         capture_output=True,
         text=True,
         env={**os.environ, **FAST},
         timeout=900,
+        cwd=cwd,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{script.name} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -198,6 +199,17 @@ def test_custom_regression_files(tmp_path: Path, shared_data: Path) -> None:
     assert all(math.isfinite(r["metrics"]["pearson"]) for r in report["rows"])
 
 
+@pytest.mark.parametrize("script", [GLUE, GPT2], ids=["glue", "gpt2_pretrain"])
+def test_recipe_help_lists_the_task_run_and_schedule_flags(script: Path) -> None:
+    """`--help` formats every help string (a bare `%` in one made argparse raise) and shows each flag family."""
+    result = run(script, "--help")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    for flag in ("--output_dir", "--num_cycles", "--per_device_train_batch_size"):
+        assert flag in result.stdout
+    if script == GPT2:
+        assert "% of the training text held out" in " ".join(result.stdout.split())  # unwrapped
+
+
 LM_TEXT_LINES = 600
 
 
@@ -255,10 +267,14 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_
     (data / "validation.txt").write_text("\n".join(lines[500:]))
     out = tmp_path / "gpt2"
     flags = _gpt2_flags(data / "train.txt", out)
-    flags[:2] = ["--dataset_name", str(data)]
-    run(GPT2, *flags, "--max_eval_blocks", "6")
+    flags[:2] = ["--dataset_name", "text"]  # relative to the run's folder: recorded resolved
+    run(GPT2, *flags, "--max_eval_blocks", "6", cwd=tmp_path)
     training = SnapshotManifest.load(out / "snapshots").training
-    assert (training["dataset_name"], training["block_size"], training["max_eval_blocks"]) == (str(data), 32, 6)
+    assert (training["dataset_name"], training["block_size"], training["max_eval_blocks"]) == (
+        str(data.resolve()),
+        32,
+        6,
+    )
     assert "validation_text" not in training
     assert cli_main(["evaluate", str(out), "--no_soups", "--output_json", str(out / "cli.json")]) == 0
     notes = capsys.readouterr().err
@@ -268,6 +284,11 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_
     assert cli["num_eval_items"] == recipe["num_eval_items"] == 6
     for name in ("cycle-000", "cycle-002", "ensemble (last 3, average)"):
         assert row(cli, name)["metrics"] == pytest.approx(row(recipe, name)["metrics"], rel=1e-5)
+    # Naming the run's own dataset is still the run's data: the same 6 blocks.
+    named = ["evaluate", str(out), "--dataset_name", str(data), "--no_soups", "--output_json", str(out / "named.json")]
+    assert cli_main(named) == 0
+    assert "reporting on the first 6 blocks of validation" in capsys.readouterr().err
+    assert results(out, "named.json")["rows"] == cli["rows"]
 
 
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, shakespeare: Path) -> None:

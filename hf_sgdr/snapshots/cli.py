@@ -118,14 +118,27 @@ def _check_data_source_before_loading(args: argparse.Namespace) -> None:
 
 
 def _reports_on_the_runs_data(args: argparse.Namespace, ensemble: Any) -> bool:
-    """Whether the command reports on the data the run's table did: no file or dataset given, the run's reported
-    split, no limit of the command's own."""
+    """Whether the command reports on the data the run's table did: no file given, no dataset or the run's own
+    (a local folder by its resolved path), the run's reported split, no limit of the command's own."""
+    recorded = ensemble.training.get("dataset_name")
+    given = args.dataset_name
+    same_dataset = (
+        given is None or given == recorded or (Path(given).exists() and str(Path(given).resolve()) == recorded)
+    )
     return (
         args.validation_file is None
-        and args.dataset_name is None
+        and same_dataset
+        and args.dataset_config_name in (None, ensemble.training.get("dataset_config_name"))
         and args.max_eval_samples is None
         and args.eval_split == ensemble.training.get("eval_split")
     )
+
+
+#: The limits a run's manifest may record on what its table reported: (unit, the flag that changes it).
+_RUN_LIMITS = {
+    "max_eval_samples": ("examples", "--max_eval_samples"),
+    "max_eval_blocks": ("blocks", "--max_eval_samples N (the first N texts)"),
+}
 
 
 def _eval_limits(args: argparse.Namespace, ensemble: Any) -> tuple[int | None, int | None]:
@@ -134,13 +147,13 @@ def _eval_limits(args: argparse.Namespace, ensemble: Any) -> tuple[int | None, i
     reports on what the run's table did."""
     if not _reports_on_the_runs_data(args, ensemble):
         return args.max_eval_samples, None
-    limits = {key: ensemble.training.get(key) for key in ("max_eval_samples", "max_eval_blocks")}
+    limits = {key: ensemble.training.get(key) for key in _RUN_LIMITS}
     for key, recorded in limits.items():
         if recorded is not None:
-            unit = "blocks" if key == "max_eval_blocks" else "examples"
+            unit, instead = _RUN_LIMITS[key]
             print(
                 f"note: reporting on the first {recorded} {unit} of {args.eval_split}, as the run did (its "
-                f"manifest's {key}); pass --max_eval_samples to change that",
+                f"manifest's {key}); pass {instead} to change that",
                 file=sys.stderr,
             )
     return limits["max_eval_samples"], limits["max_eval_blocks"]
