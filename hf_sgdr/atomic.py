@@ -42,14 +42,21 @@ class OutputFolderError(OutputPathError, IsADirectoryError):
     """An output target that is a folder (an `IsADirectoryError`, as renaming over it would raise)."""
 
 
-def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Path:
+def check_output_file(path: str | os.PathLike[str], what: str = "output", *, folder_must_exist: bool = False) -> Path:
     """`path` as a `Path` if it is absent or a regular file, else `OutputPathError` naming `what`.
 
     The writers here rename a temporary over their target, which would replace a symlink, a FIFO or a device
     node with a regular file (and fail late on a folder): such targets are refused instead, never written
-    through. Call it before the work whose result goes there, so that a bad target fails first.
+    through. A path through a file (`notes.txt/report.json`) is refused, and with `folder_must_exist` a missing
+    folder (a command line's output: a mistyped folder is not created). Call it before the work whose result goes
+    there, so that a bad target fails first.
     """
     target = Path(path)
+    blocking = next((part for part in reversed(target.parents) if part.exists() and not part.is_dir()), None)
+    if blocking is not None:
+        raise OutputPathError(f"{what} {target}: {blocking} is a file, not a folder; give a path inside a folder")
+    if folder_must_exist and not target.parent.is_dir():
+        raise OutputPathError(f"the folder of {what} {target} does not exist ({target.parent}); create it first")
     kind = _special_kind(target)
     if kind is not None:
         raise (OutputFolderError if kind == "a folder" else OutputPathError)(

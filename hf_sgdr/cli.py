@@ -8,7 +8,6 @@ import difflib
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from ._version import __version__
@@ -183,12 +182,10 @@ def _print_budget_warnings(schedule: SGDRSchedule, budget: int, lrs: list[float]
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .plotting import plot_schedule
+    from .plotting import image_format, plot_schedule
 
-    check_output_file(args.output, "--output")
-    folder = Path(args.output).parent
-    if not folder.is_dir():
-        raise ValueError(f"the folder of --output {args.output} does not exist ({folder}); create it first")
+    check_output_file(args.output, "--output", folder_must_exist=True)
+    image_format(args.output, "--output")
     schedule, budget, lrs = schedule_from_arguments(args)
     plot_schedule(schedule, budget, lrs, path=args.output)
     print(f"wrote {args.output}")
@@ -207,7 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     describe.set_defaults(handler=_describe)
     plot = commands.add_parser("plot", help="PNG of lr against step with restarts and snapshot points")
     _add_schedule_arguments(plot)
-    plot.add_argument("-o", "--output", default="lr_schedule.png", help="PNG to write (default lr_schedule.png)")
+    plot.add_argument(
+        "-o",
+        "--output",
+        default="lr_schedule.png",
+        help="picture to write, in the format its suffix names: .png, .svg, .pdf, ... (default lr_schedule.png)",
+    )
     plot.set_defaults(handler=_plot)
     add_snapshot_commands(commands)
     return parser

@@ -36,6 +36,19 @@ def _import_pyplot() -> Any:
     return plt
 
 
+def image_format(path: str | os.PathLike[str], what: str = "path") -> str:
+    """The image format `path`'s suffix names (`lr.png`: png; `lr.svg`: svg), among those matplotlib writes; else a
+    `ValueError` naming `what` and them (a picture in another format than its name says would mislead)."""
+    _import_pyplot()  # matplotlib, or the one-line ImportError naming the extra
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in supported:
+        raise ValueError(f"{what} {path} must end in one of {', '.join('.' + s for s in supported)}")
+    return suffix
+
+
 def plotted_steps(schedule: SGDRSchedule, num_training_steps: int) -> list[int]:
     """Steps at which to evaluate the curve: all of them, or a sample that keeps every boundary (a coarser one
     without the boundaries when there are more than `MAX_MARKED_CYCLES` cycles)."""
@@ -75,9 +88,11 @@ def plot_schedule(
     value}}, e.g. accuracy and NLL) adds one panel per metric under the lr, on the same steps, so that no
     marker hides another; `metric_by_snapshot` with `metric_name` is the one-metric form. `ensemble_metrics`
     ({name: value}) draws the ensemble's value of a metric across its panel, for comparison with each
-    snapshot's. The legend sits above the plot, off the curves. With `path` the PNG is written atomically.
+    snapshot's. The legend sits above the plot, off the curves. With `path` the picture is written atomically, in
+    the format its suffix names (`image_format`: .png, .svg, .pdf, ...), checked before any drawing.
     """
     plt = _import_pyplot()
+    file_format = image_format(path) if path is not None else None
     steps = plotted_steps(schedule, num_training_steps)
     names = list(group_names) if group_names is not None else [f"group {i}" for i in range(len(max_lrs))]
     if len(names) != len(max_lrs):
@@ -136,7 +151,7 @@ def plot_schedule(
     figure.legend(list(handles.values()), list(handles), loc="outside upper right", ncol=4, fontsize=8)
     if path is not None:
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
+        figure.savefig(buffer, format=file_format)
         atomic_write_bytes(Path(path), buffer.getvalue())
     return figure
 

@@ -113,6 +113,25 @@ def test_plot_refuses_an_output_folder_that_does_not_exist(tmp_path: Path) -> No
     assert f"the folder of --output {target} does not exist" in result.stderr
 
 
+def test_plot_writes_the_format_its_output_names_and_refuses_others(tmp_path: Path) -> None:
+    """`-o lr.svg` is an SVG (it was a PNG under any name); a path without a picture's suffix, or through a file,
+    is refused before drawing, in one line naming --output."""
+    flags = ["plot", "--T_0", "10", "--num_training_steps", "40", "-o"]
+    assert main([*flags, str(tmp_path / "lr.svg")]) == 0
+    assert b"<svg" in (tmp_path / "lr.svg").read_bytes()[:1000]
+    result = _run_cli(*flags, str(tmp_path / "lr"))
+    assert result.returncode == 2 and not (tmp_path / "lr").exists()
+    assert result.stderr.startswith(f"hf-sgdr plot: error: --output {tmp_path / 'lr'} must end in one of ")
+    assert ".png" in result.stderr and ".svg" in result.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    result = _run_cli(*flags, str(notes / "lr.png"))
+    assert result.returncode == 2 and result.stderr == (
+        f"hf-sgdr plot: error: --output {notes / 'lr.png'}: {notes} is a file, not a folder; give a path inside a "
+        "folder\n"
+    )
+
+
 def test_describe_json_and_pitfall_warning(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["describe", "--T_0", "300", "--num_training_steps", "1000", "--json"]) == 0
     captured = capsys.readouterr()

@@ -141,6 +141,21 @@ def test_a_missing_optional_package_is_one_line_naming_its_extra(
     assert result.stderr.strip().splitlines()[-1] == f"hf-sgdr {argv[0]}: error: {expected}"
 
 
+def test_evaluate_refuses_an_output_json_it_could_not_write_before_evaluating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report path through a file, or in a folder that does not exist, is one line naming --output_json before any
+    snapshot is loaded; a mistyped folder is not created (as `plot` does)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    evaluate = ["evaluate", str(tiny_bert_folder()), "--output_json"]
+    err = _one_line_error(capsys, [*evaluate, str(notes / "r.json")])
+    assert err.startswith(f"hf-sgdr evaluate: error: --output_json {notes / 'r.json'}: {notes} is a file, not a ")
+    err = _one_line_error(capsys, [*evaluate, str(tmp_path / "missing" / "r.json")])
+    assert f"the folder of --output_json {tmp_path / 'missing' / 'r.json'} does not exist" in err
+    assert not (tmp_path / "missing").exists()
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [

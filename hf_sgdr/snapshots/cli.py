@@ -239,7 +239,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if (args.output_dir is None) == (args.checkpoints is None):
         raise ValueError("give OUTPUT_DIR (snapshots, Hub repo) or --checkpoints DIR (a Trainer run), one, not both")
     if args.output_json is not None:
-        check_output_file(args.output_json, "--output_json")  # before the evaluation, not after it
+        check_output_file(args.output_json, "--output_json", folder_must_exist=True)  # before the evaluation
     for flag in ("validation_file", "selection_file"):
         _check_file(f"--{flag}", getattr(args, flag))
     if args.checkpoints is not None:
