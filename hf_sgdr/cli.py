@@ -39,12 +39,7 @@ class _Parser(argparse.ArgumentParser):
     def _refuse_unknown_flags(self, argv: list[str]) -> None:
         """Report unknown `--flags` first, by the parser they were given to (this one before the subcommand's name,
         the subcommand's after it): argparse would report a misspelled required flag as missing, unnamed."""
-        subcommands = {
-            name: sub
-            for action in self._actions
-            if isinstance(action, argparse._SubParsersAction)
-            for name, sub in action.choices.items()
-        }
+        subcommands = self._subcommands()
         parser: argparse.ArgumentParser = self
         unknown: list[str] = []
         for token in argv:
@@ -59,6 +54,15 @@ class _Parser(argparse.ArgumentParser):
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
 
+    def _subcommands(self) -> dict[str, argparse.ArgumentParser]:
+        """This parser's subcommands by name (none for a subcommand's parser)."""
+        return {
+            name: sub
+            for action in self._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()
+        }
+
     def _subcommand_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
         """The parser of the subcommand `parsed` names (this parser when it names none)."""
         for action in self._actions:
@@ -68,6 +72,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         """One line on stderr, `prog: error: message`, exit status 2 (no usage block: `--help` shows it)."""
+        commands = self._subcommands()
+        if message == "the following arguments are required: command" and commands:
+            message = f"give a command: {', '.join(commands)} (hf-sgdr COMMAND --help for its flags)"
         if message.startswith("unrecognized arguments:"):
             known = sorted(set(_option_strings(self)))
             for flag in message.split(":", 1)[1].split():

@@ -87,6 +87,10 @@ def test_a_misspelled_required_flag_is_named_not_reported_missing() -> None:
     )
     result = _run_cli("--bogus", "describe", "--num_training_steps", "100", "--T_0", "10")
     assert result.returncode == 2 and result.stderr == "hf-sgdr: error: unrecognized arguments: --bogus\n"
+    result = _run_cli()  # no command: the commands, not argparse's "required: command"
+    assert result.returncode == 2 and result.stderr == (
+        "hf-sgdr: error: give a command: describe, plot, evaluate, push (hf-sgdr COMMAND --help for its flags)\n"
+    )
 
 
 def test_a_flag_of_another_subcommand_is_reported_by_the_one_given(capsys: pytest.CaptureFixture[str]) -> None:
