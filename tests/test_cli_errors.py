@@ -141,6 +141,20 @@ def test_a_missing_optional_package_is_one_line_naming_its_extra(
     assert result.stderr.strip().splitlines()[-1] == f"hf-sgdr {argv[0]}: error: {expected}"
 
 
+def test_a_file_given_as_the_snapshot_folder_is_named_as_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file is not a folder without a manifest, and `notes.txt/x` is not a Hub repo id to look up."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    err = _one_line_error(capsys, ["evaluate", str(notes)])
+    assert (
+        err == f"hf-sgdr evaluate: error: {notes} is a file: give the snapshot folder (the one holding manifest.json)\n"
+    )
+    err = _one_line_error(capsys, ["evaluate", str(notes / "x")])
+    assert err == f"hf-sgdr evaluate: error: {notes / 'x'}: {notes} is a file, not a folder (nor a Hub namespace)\n"
+
+
 def test_evaluate_refuses_an_output_json_it_could_not_write_before_evaluating(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

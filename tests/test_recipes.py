@@ -280,6 +280,7 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_
     notes = capsys.readouterr().err
     assert "blocks of 32 tokens, as the run cut them" in notes
     assert "reporting on the first 6 blocks of validation, as the run did" in notes
+    assert "note: no selection split, so no best snapshot, greedy soup" in notes  # the rows left out, and why
     cli, recipe = results(out, "cli.json"), results(out)
     assert cli["num_eval_items"] == recipe["num_eval_items"] == 6
     for name in ("cycle-000", "cycle-002", "ensemble (last 3, average)"):

@@ -306,9 +306,14 @@ def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     ``out/checkpoint-500``), or a name close to an entry of the folder it would be in (a typo such as
     ``out/snapshotz`` beside ``out/snapshots``, or ``out_sgrd`` beside ``out_sgdr``: a bare name is a Hub repo id
     only for a few legacy models, never for an ensemble); anything else is left to the Hub. Decided before any
-    network call.
+    network call. A file, or a path through one (`notes.txt/x`, a repo id in form), is a `SnapshotLoadError`.
     """
     path = Path(path_or_repo_id)
+    if path.is_file():
+        raise SnapshotLoadError(f"{path} is a file: give the snapshot folder (the one holding {MANIFEST_NAME})")
+    through = next((parent for parent in path.parents if parent.is_file()), None)
+    if through is not None:
+        raise SnapshotLoadError(f"{path}: {through} is a file, not a folder (nor a Hub namespace)")
     if path.exists():
         return
     text = os.fspath(path_or_repo_id)

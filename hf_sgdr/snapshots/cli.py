@@ -342,7 +342,15 @@ def _check_file(flag: str, path: str | None) -> None:
 
 
 def _refuse_selection_flags(args: argparse.Namespace, train_data: TrainData | None) -> None:
-    """Without a selection split, the flags that need one are errors, not silently ignored."""
+    """Without a selection split, the flags that need one are errors, not silently ignored; without them, a note
+    says which rows of the table are left out and why."""
+    if train_data is None or not train_data.held_out:
+        why = (
+            "the run's manifest records no held-out slice (recipes/glue.py records one; recipes/gpt2_pretrain.py, "
+            "which holds out training blocks, and a Trainer run do not)"
+        )
+    else:
+        why = "the held-out slice the manifest records belongs to another dataset than the one evaluated"
     needing = [
         flag
         for flag, given in (
@@ -353,11 +361,12 @@ def _refuse_selection_flags(args: argparse.Namespace, train_data: TrainData | No
         if given
     ]
     if not needing:
+        print(
+            f"note: no selection split, so no best snapshot, greedy soup, greedy ensemble selection or fitted "
+            f"weights: {why}; pass --selection_split or --selection_file for them",
+            file=sys.stderr,
+        )
         return
-    if train_data is None or not train_data.held_out:
-        why = "the run's manifest records no held-out slice (the recipes record one; a Trainer run does not)"
-    else:
-        why = "the held-out slice the manifest records belongs to another dataset than the one evaluated"
     raise ValueError(
         f"{', '.join(needing)} needs a selection split and there is none: {why}; pass --selection_split SPLIT "
         "(rows the run did not train on, e.g. 'validation[:50%]') or --selection_file FILE"

@@ -49,6 +49,10 @@ def combine(
     return kind.combine(outputs, method, normalize_weights(weights, outputs.shape[0]))
 
 
+#: Fitted weights below this share are set to 0 (see `fit_weights`); the largest of K <= 1000 weights is above it.
+NEGLIGIBLE_WEIGHT = 1e-3
+
+
 def fit_weights(
     outputs: torch.Tensor, labels: torch.Tensor | None, kind: str | TaskKind, steps: int = 200
 ) -> list[float]:
@@ -56,6 +60,8 @@ def fit_weights(
 
     Class scores and causal LM minimise the negative log-likelihood of the probability mixture; regression
     the squared error of the weighted mean (`TaskKind.weight_loss`). Deterministic (L-BFGS from uniform weights).
+    A member whose weight comes out under `NEGLIGIBLE_WEIGHT` is dropped (weight 0, the rest renormalised): the
+    softmax never reaches 0, and a member kept for 1e-7 of the mixture would cost a forward pass for nothing.
     """
     kind = task_kind(kind)
     if kind.needs_labels and labels is None:
@@ -72,4 +78,5 @@ def fit_weights(
 
     optimizer.step(loss)
     weights = logits.detach().softmax(dim=0)
-    return [float(x) for x in weights]
+    weights = torch.where(weights < NEGLIGIBLE_WEIGHT, torch.zeros_like(weights), weights)
+    return [float(x) for x in weights / weights.sum()]

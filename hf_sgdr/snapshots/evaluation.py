@@ -349,12 +349,11 @@ def _selected_rows(
         )
     )
     fitted = fit_weights(selection_out, selection_labels, kind)
+    used = [names[i] for i, w in enumerate(fitted) if w > 0]
     metrics = _metrics(suite, eval_out, eval_labels, kind, "weighted", fitted)
     selection_score = _metrics(suite, selection_out, selection_labels, kind, "weighted", fitted, primary)
     rows.append(
-        ReportRow(
-            "weighted ensemble (fitted)", "weighted_ensemble", list(names), metrics, len(names), fitted, selection_score
-        )
+        ReportRow("weighted ensemble (fitted)", "weighted_ensemble", used, metrics, len(used), fitted, selection_score)
     )
     return rows
 

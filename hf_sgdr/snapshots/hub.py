@@ -20,7 +20,14 @@ from ..atomic import json_text
 from ..redaction import redacting
 from ..snapshot_format.digests import mismatched_files
 from ..snapshot_format.layout import CARD_NAME, PLOT_NAME
-from ..snapshot_format.loading import PICKLE_SUFFIXES, SnapshotLoadError, pickle_refusal, root_files, verify_folder
+from ..snapshot_format.loading import (
+    PICKLE_SUFFIXES,
+    SnapshotLoadError,
+    check_local_source,
+    pickle_refusal,
+    root_files,
+    verify_folder,
+)
 from ..snapshot_format.manifest import MANIFEST_NAME, SnapshotManifest
 
 logger = logging.getLogger(__name__)
@@ -64,6 +71,7 @@ def resolve_source(
     force_download: bool = False,
 ) -> tuple[Path, Path]:
     """(snapshot folder, folder no path may escape) for a local folder, a training output folder, or a repo id."""
+    check_local_source(path_or_repo_id)
     path = Path(path_or_repo_id)
     if path.exists():
         for name, value in (("revision", revision is not None), ("force_download", force_download)):
