@@ -132,6 +132,28 @@ def test_evaluate_names_what_a_flag_is_missing(
     assert message.format(wrong=wrong, right=right) in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--method", "vote"], "--method vote does not apply to causal_lm snapshots; accepted: average"),
+        (["--metrics", "accuracy"], "--metrics: metric 'accuracy' does not apply to causal_lm outputs"),
+        (["--selection_metric", "f1"], "--selection_metric: metric 'f1' does not apply to causal_lm outputs"),
+        (["--label_column", "tag"], "--label_column applies to labelled data; causal_lm snapshots are scored on the"),
+    ],
+)
+def test_evaluate_refuses_options_the_snapshots_kind_cannot_use_before_reading_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    """Checked against the kind before the data is read (the data file here is no parquet, and is not reached); the
+    accepted methods are the flag's own (`weighted` belongs to the chosen rows)."""
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(tiny_lm_folder()), "--validation_file", str(broken), *flags])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "broken" not in err, err
+
+
 def test_evaluate_says_which_kinds_it_builds_data_for(capsys: pytest.CaptureFixture[str]) -> None:
     """A kind with no data layout (token classification) is refused before any data is read."""
     with pytest.raises(SystemExit) as exit_info:

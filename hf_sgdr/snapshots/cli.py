@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Tokens per block for a language model whose manifest records none.
 DEFAULT_BLOCK_SIZE = 128
+#: The label column of classification and regression data.
+DEFAULT_LABEL_COLUMN = "label"
 _EPILOG_TOKEN = "The Hub token comes from HF_TOKEN or a stored `hf auth login`; it is never taken on the command line."
 
 
@@ -209,14 +211,14 @@ def _dataloader(
         ensemble.tokenizer,
         layout,
         text_columns=args.text_columns,
-        label_column=args.label_column,
+        label_column=args.label_column or DEFAULT_LABEL_COLUMN,
         task=task,
         max_length=args.max_length,
         block_size=args.block_size,
         max_blocks=max_blocks,
         batch_size=args.per_device_eval_batch_size,
         num_labels=_num_labels(ensemble),
-        label_flag=f"--label_column {args.label_column} of {data_file or split}",
+        label_flag=f"--label_column {args.label_column or DEFAULT_LABEL_COLUMN} of {data_file or split}",
     )
 
 
@@ -260,6 +262,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = args.output_dir or args.checkpoints
         raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
     dataset_name, _, task = _data_source(args, ensemble)
+    _check_kind_options(args, ensemble.task_kind, task)
     args.block_size = _block_size(args, ensemble)
     limit, max_blocks = _eval_limits(args, ensemble)
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, limit, max_blocks=max_blocks)
@@ -320,6 +323,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.output_json:
         print(f"wrote {args.output_json}")
     return 0
+
+
+def _check_kind_options(args: argparse.Namespace, kind: Any, task: str | None) -> None:
+    """`--method`, `--metrics` and `--selection_metric` against the snapshots' kind, before any data is read."""
+    methods = [method for method in kind.methods if method != "weighted"]  # weights are the chosen rows' business
+    if args.method not in methods:
+        raise ValueError(
+            f"--method {args.method} does not apply to {kind.name} snapshots; accepted: {', '.join(methods)}"
+        )
+    if args.label_column is not None and kind.facts.data == "lm blocks":
+        raise ValueError(
+            f"--label_column applies to labelled data; {kind.name} snapshots are scored on the text itself"
+        )
+    for flag, names in (("--metrics", args.metrics), ("--selection_metric", args.selection_metric)):
+        if names:
+            try:
+                metric_names_for(kind, task, [names] if isinstance(names, str) else names)
+            except ValueError as error:
+                raise ValueError(f"{flag}: {error}") from None
 
 
 def _same_data(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> bool:
@@ -487,7 +509,9 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--max_selection_samples", type=_at_least(1), help="choose on the first N examples")
     data.add_argument("--text_columns", nargs="+", help="text column(s) (default: the GLUE task's, or text/sentence)")
-    data.add_argument("--label_column", default="label", help="label column (default: label)")
+    data.add_argument(
+        "--label_column", help=f"classification / regression: label column (default: {DEFAULT_LABEL_COLUMN})"
+    )
     data.add_argument("--max_length", type=_at_least(1), default=128, help="max tokens per example (default 128)")
     data.add_argument(
         "--block_size",
