@@ -115,6 +115,26 @@ def test_a_plain_trainer_output_folder_says_how_to_get_snapshots(tmp_path: Path)
         SnapshotEnsemble.from_pretrained(tmp_path / "checkpoint-4")
 
 
+def test_a_trainer_run_that_saved_no_checkpoints_says_how_to_get_snapshots(tmp_path: Path) -> None:
+    """`save_strategy="no"`: the folder holds what `save_model()` wrote, or nothing; both say where snapshots come
+    from."""
+    from helpers.training import byte_lm_data, tiny_gpt2, training_args
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"written by SGDRTrainer or SGDRCallback, not by lr_scheduler_type="):
+        SnapshotEnsemble.from_pretrained(empty)
+    out = tmp_path / "run"
+    args = training_args(out, max_steps=4, lr_scheduler_type="sgdr", save_strategy="no")
+    trainer = Trainer(model=tiny_gpt2(), args=args, train_dataset=byte_lm_data(16))
+    trainer.train()
+    trainer.save_model()
+    assert not any(out.glob("checkpoint-*")) and (out / "training_args.bin").is_file()
+    with pytest.raises(FileNotFoundError, match=r"Trainer output folder without snapshots .*SGDRTrainer") as err:
+        SnapshotEnsemble.from_pretrained(out)
+    assert "from_checkpoints" not in str(err.value)  # it has none to ensemble
+
+
 def test_a_missing_run_folder_is_named_at_once_without_a_network_call(tmp_path: Path, monkeypatch) -> None:
     """`out/snapshots` where `out/` does not exist (the README's wording before the run): a local path, not a
     Hub repo id; refused before any request, even with the offline mode off and a Hub endpoint reachable."""

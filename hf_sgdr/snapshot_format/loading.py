@@ -255,17 +255,25 @@ def open_manifest(root: Path, containment: Path | None = None) -> SnapshotManife
 def _no_manifest_message(root: Path) -> str:
     if re.fullmatch(r"checkpoint-\d+", root.name) and (root / "trainer_state.json").is_file():
         return _checkpoint_message(root)
-    if any(root.glob("checkpoint-*")) or (root / "trainer_state.json").is_file():
+    trainer_files = ("trainer_state.json", "training_args.bin")  # `training_args.bin`: `Trainer.save_model()`
+    checkpoints = any(root.glob("checkpoint-*"))
+    if checkpoints or any((root / name).is_file() for name in trainer_files):
         return (
             f"{root} is a Trainer output folder without snapshots (no {MANIFEST_NAME}, no snapshots/): "
             "lr_scheduler_type='sgdr' alone schedules the lr but writes no snapshots. Train with "
             "hf_sgdr.training.SGDRTrainer, or add SGDRCallback().attach(trainer) to the Trainer; both write "
-            f"output_dir/snapshots/{MANIFEST_NAME}. To ensemble its checkpoint-* folders instead: "
-            "SnapshotEnsemble.from_checkpoints(output_dir) (hf-sgdr evaluate --checkpoints DIR)"
+            f"output_dir/snapshots/{MANIFEST_NAME}."
+            + (
+                " To ensemble its checkpoint-* folders instead: SnapshotEnsemble.from_checkpoints(output_dir) "
+                "(hf-sgdr evaluate --checkpoints DIR)"
+                if checkpoints
+                else ""
+            )
         )
     return (
         f"no {MANIFEST_NAME} in {root}: not an hf_sgdr snapshot folder; give the snapshot folder, the training "
-        "output_dir that holds snapshots/, or a Hub repo id"
+        "output_dir that holds snapshots/ (written by SGDRTrainer or SGDRCallback, not by lr_scheduler_type='sgdr' "
+        "alone), or a Hub repo id"
     )
 
 
