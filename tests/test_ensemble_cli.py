@@ -154,6 +154,17 @@ def test_evaluate_refuses_options_the_snapshots_kind_cannot_use_before_reading_d
     assert exit_info.value.code == 2 and message in err and "broken" not in err, err
 
 
+def test_evaluate_refuses_a_block_limit_for_classification_snapshots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(tiny_bert_folder()), "--validation_file", str(broken), "--max_eval_blocks", "2"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--max_eval_blocks applies to language models; use --max_eval_samples" in err
+
+
 def test_evaluate_says_which_kinds_it_builds_data_for(capsys: pytest.CaptureFixture[str]) -> None:
     """A kind with no data layout (token classification) is refused before any data is read."""
     with pytest.raises(SystemExit) as exit_info:

@@ -290,6 +290,11 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_
     assert cli_main(named) == 0
     assert "reporting on the first 6 blocks of validation" in capsys.readouterr().err
     assert results(out, "named.json")["rows"] == cli["rows"]
+    # A limit of its own, in blocks as the run's: the first 3 of the same blocks.
+    fewer = ["evaluate", str(out), "--max_eval_blocks", "3", "--no_soups", "--output_json", str(out / "fewer.json")]
+    assert cli_main(fewer) == 0
+    assert "reporting on the first" not in capsys.readouterr().err
+    assert results(out, "fewer.json")["num_eval_items"] == 3
 
 
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, shakespeare: Path) -> None:

@@ -132,30 +132,28 @@ def _reports_on_the_runs_data(args: argparse.Namespace, ensemble: Any) -> bool:
         and same_dataset
         and args.dataset_config_name in (None, ensemble.training.get("dataset_config_name"))
         and args.max_eval_samples is None
+        and args.max_eval_blocks is None
         and args.eval_split == ensemble.training.get("eval_split")
     )
 
 
-#: The limits a run's manifest may record on what its table reported: (unit, the flag that changes it).
-_RUN_LIMITS = {
-    "max_eval_samples": ("examples", "--max_eval_samples"),
-    "max_eval_blocks": ("blocks", "--max_eval_samples N (the first N texts)"),
-}
+#: The limits a run's manifest may record on what its table reported (the command's flags of the same names),
+#: and their unit.
+_RUN_LIMITS = {"max_eval_samples": "examples", "max_eval_blocks": "blocks"}
 
 
 def _eval_limits(args: argparse.Namespace, ensemble: Any) -> tuple[int | None, int | None]:
-    """(examples, blocks) to report on: `--max_eval_samples`, else the run's own limits (its manifest's
-    `max_eval_samples`; for a language model, `max_eval_blocks`) when the data is the run's. The command then
-    reports on what the run's table did."""
+    """(examples, blocks) to report on: `--max_eval_samples` / `--max_eval_blocks`, else the run's own limits (its
+    manifest's, under the same names) when the data is the run's. The command then reports on what the run's
+    table did."""
     if not _reports_on_the_runs_data(args, ensemble):
-        return args.max_eval_samples, None
+        return args.max_eval_samples, args.max_eval_blocks
     limits = {key: ensemble.training.get(key) for key in _RUN_LIMITS}
     for key, recorded in limits.items():
         if recorded is not None:
-            unit, instead = _RUN_LIMITS[key]
             print(
-                f"note: reporting on the first {recorded} {unit} of {args.eval_split}, as the run did (its "
-                f"manifest's {key}); pass {instead} to change that",
+                f"note: reporting on the first {recorded} {_RUN_LIMITS[key]} of {args.eval_split}, as the run did "
+                f"(its manifest's {key}); pass --{key} to change that",
                 file=sys.stderr,
             )
     return limits["max_eval_samples"], limits["max_eval_blocks"]
@@ -336,6 +334,8 @@ def _check_kind_options(args: argparse.Namespace, kind: Any, task: str | None) -
         raise ValueError(
             f"--label_column applies to labelled data; {kind.name} snapshots are scored on the text itself"
         )
+    if args.max_eval_blocks is not None and kind.facts.data != "lm blocks":
+        raise ValueError(f"--max_eval_blocks applies to language models; use --max_eval_samples for {kind.name}")
     for flag, names in (("--metrics", args.metrics), ("--selection_metric", args.selection_metric)):
         if names:
             try:
@@ -506,6 +506,11 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         "--max_eval_samples",
         type=_at_least(1),
         help="evaluate on the first N examples (default: the run's own N, when its manifest records one)",
+    )
+    data.add_argument(
+        "--max_eval_blocks",
+        type=_at_least(1),
+        help="causal LM: evaluate on the first N blocks (default: the run's own N, when its manifest records one)",
     )
     data.add_argument("--max_selection_samples", type=_at_least(1), help="choose on the first N examples")
     data.add_argument("--text_columns", nargs="+", help="text column(s) (default: the GLUE task's, or text/sentence)")
