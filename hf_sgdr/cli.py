@@ -49,7 +49,11 @@ class _Parser(argparse.ArgumentParser):
                 if unknown:
                     break
                 parser = subcommands[token]
-            elif token.startswith("--") and token.split("=", 1)[0] not in _own_flags(parser):
+            elif (
+                token.startswith("--")
+                and " " not in token  # a value, as argparse takes it (`--commit-message "--fix: ..."`)
+                and token.split("=", 1)[0] not in set(_option_strings(parser, nested=False))
+            ):
                 unknown.append(token)
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -80,8 +84,11 @@ class _Parser(argparse.ArgumentParser):
             for flag in message.split(":", 1)[1].split():
                 name = flag.split("=")[0]
                 close = difflib.get_close_matches(name, known, n=1) if flag.startswith("--") else []
+                owners = [command for command, sub in commands.items() if name in _option_strings(sub)]
                 if name == "--token":
                     message += " (the Hub token comes from HF_TOKEN or `hf auth login`, never the command line)"
+                elif owners:
+                    message += f" (a flag of {', '.join(owners)}: give it after the command)"
                 elif close and close[0] != name:
                     message += f" (did you mean {close[0]}?)"
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
@@ -92,16 +99,11 @@ def one_line(message: object) -> str:
     return redact("; ".join(line.strip() for line in str(message).splitlines() if line.strip()))
 
 
-def _own_flags(parser: argparse.ArgumentParser) -> set[str]:
-    """The flags `parser` itself takes (not its subcommands')."""
-    return {option for action in parser._actions for option in action.option_strings}
-
-
-def _option_strings(parser: argparse.ArgumentParser) -> Iterator[str]:
-    """Every flag of `parser` and of its subcommands."""
+def _option_strings(parser: argparse.ArgumentParser, *, nested: bool = True) -> Iterator[str]:
+    """Every `--flag` of `parser`, and of its subcommands when `nested`."""
     for action in parser._actions:
         yield from (option for option in action.option_strings if option.startswith("--"))
-        if isinstance(action, argparse._SubParsersAction):
+        if nested and isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 yield from _option_strings(sub)
 

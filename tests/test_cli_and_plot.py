@@ -12,7 +12,7 @@ import pytest
 
 import hf_sgdr
 from hf_sgdr import SGDRSchedule, plot_schedule
-from hf_sgdr.cli import main
+from hf_sgdr.cli import build_parser, main
 from hf_sgdr.plotting import MAX_PLOTTED_POINTS, plotted_steps
 
 
@@ -87,6 +87,15 @@ def test_a_misspelled_required_flag_is_named_not_reported_missing() -> None:
     )
     result = _run_cli("--bogus", "describe", "--num_training_steps", "100", "--T_0", "10")
     assert result.returncode == 2 and result.stderr == "hf-sgdr: error: unrecognized arguments: --bogus\n"
+    result = _run_cli("--num_training_steps", "100", "describe")
+    assert result.returncode == 2 and result.stderr == (
+        "hf-sgdr: error: unrecognized arguments: --num_training_steps (a flag of describe, plot: give it after the "
+        "command)\n"
+    )
+    # A value that starts with "--" but holds a space is a value, as argparse takes it.
+    message = "--fix: drop the bad cycle"
+    parsed = build_parser().parse_args(["push", "out", "--repo-id", "me/x", "--commit-message", message])
+    assert parsed.commit_message == message
     result = _run_cli()  # no command: the commands, not argparse's "required: command"
     assert result.returncode == 2 and result.stderr == (
         "hf-sgdr: error: give a command: describe, plot, evaluate, push (hf-sgdr COMMAND --help for its flags)\n"
