@@ -52,7 +52,7 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output", *, fol
     there, so that a bad target fails first.
     """
     target = Path(path)
-    blocking = next((part for part in reversed(target.parents) if part.exists() and not part.is_dir()), None)
+    blocking = file_on_the_way(target)
     if blocking is not None:
         raise OutputPathError(f"{what} {target}: {blocking} is a file, not a folder; give a path inside a folder")
     if folder_must_exist and not target.parent.is_dir():
@@ -64,6 +64,12 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output", *, fol
             "refuses to replace anything else; give the path of a new or regular file"
         )
     return target
+
+
+def file_on_the_way(path: Path) -> Path | None:
+    """The one of `path`'s parent folders that exists but is no folder (a file), if any: nothing can be read or
+    written through it, and the OS says only "Not a directory"."""
+    return next((part for part in reversed(path.parents) if part.exists() and not part.is_dir()), None)
 
 
 def _special_kind(path: Path) -> str | None:

@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schedule_arguments(describe)
     describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
     describe.set_defaults(handler=_describe)
-    plot = commands.add_parser("plot", help="PNG of lr against step with restarts and snapshot points")
+    plot = commands.add_parser(
+        "plot", help="picture (PNG, SVG, PDF, ...) of lr against step with restarts and snapshot points"
+    )
     _add_schedule_arguments(plot)
     plot.add_argument(
         "-o",

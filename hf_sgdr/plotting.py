@@ -36,13 +36,17 @@ def _import_pyplot() -> Any:
     return plt
 
 
+#: Picture formats `image_format` accepts (of matplotlib's: not raw pixel dumps, nor pgf, which needs LaTeX).
+PICTURE_FORMATS = frozenset({"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "webp", "tif", "tiff", "gif"})
+
+
 def image_format(path: str | os.PathLike[str], what: str = "path") -> str:
     """The image format `path`'s suffix names (`lr.png`: png; `lr.svg`: svg), among those matplotlib writes; else a
     `ValueError` naming `what` and them (a picture in another format than its name says would mislead)."""
     _import_pyplot()  # matplotlib, or the one-line ImportError naming the extra
     from matplotlib.backend_bases import FigureCanvasBase
 
-    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    supported = sorted(PICTURE_FORMATS & set(FigureCanvasBase.get_supported_filetypes()))
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in supported:
         raise ValueError(f"{what} {path} must end in one of {', '.join('.' + s for s in supported)}")

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict, load_dataset
+from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -102,9 +103,11 @@ class LMArguments:
             "max_eval_blocks": self.max_eval_blocks,
         }
         if self.dataset_name is not None:
-            # A local dataset folder as an absolute path: the command may run from elsewhere.
+            # A local dataset folder as an absolute path: the command may run from elsewhere. (`datasets` reads a
+            # name of its packaged builders, `text` or `csv`, as the builder even where a folder has that name.)
             local = Path(self.dataset_name)
-            dataset = str(local.resolve()) if local.exists() else self.dataset_name
+            is_folder = local.is_dir() and self.dataset_name not in _PACKAGED_DATASETS_MODULES
+            dataset = str(local.resolve()) if is_folder else self.dataset_name
             facts.update(dataset_name=dataset, dataset_config_name=self.dataset_config_name)
         if validation_cut:
             source = (
@@ -113,7 +116,7 @@ class LMArguments:
                 else f"paragraphs of {Path(self.train_file or '').name}"
             )
             facts["validation_text"] = f"the last {self.validation_split_percentage:g} % of the {source}"
-        elif self.validation_file is not None:
+        elif self.validation_file is not None and self.dataset_name is None:  # with a dataset, the file is not read
             facts["validation_text"] = Path(self.validation_file).name
         return facts
 

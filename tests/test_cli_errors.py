@@ -149,7 +149,8 @@ def test_a_file_given_as_the_snapshot_folder_is_named_as_a_file(
     notes.write_text("not a folder")
     err = _one_line_error(capsys, ["evaluate", str(notes)])
     assert (
-        err == f"hf-sgdr evaluate: error: {notes} is a file: give the snapshot folder (the one holding manifest.json)\n"
+        err
+        == f"hf-sgdr evaluate: error: {notes} is a file: give a folder (a snapshot folder or a training output_dir)\n"
     )
     err = _one_line_error(capsys, ["evaluate", str(notes / "x")])
     assert err == f"hf-sgdr evaluate: error: {notes / 'x'}: {notes} is a file, not a folder (nor a Hub namespace)\n"

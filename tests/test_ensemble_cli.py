@@ -154,6 +154,33 @@ def test_evaluate_refuses_options_the_snapshots_kind_cannot_use_before_reading_d
     assert exit_info.value.code == 2 and message in err and "broken" not in err, err
 
 
+def test_a_run_whose_validation_text_was_cut_from_its_dataset_says_so_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """recipes/gpt2_pretrain.py on a dataset without a validation split reports on the end of its train split: the
+    manifest says so (`eval_split` None), and the command names that text instead of failing in `datasets`."""
+    import json
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_lm_folder(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["training"].update(
+        dataset_name="someone/corpus",
+        eval_split=None,
+        validation_text="the last 10 % of the rows of someone/corpus's train split",
+    )
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()  # the fixture folder's first build prints transformers' bars
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(folder)])
+    assert exit_info.value.code == 2 and capsys.readouterr().err == (
+        "hf-sgdr evaluate: error: the run reported on the last 10 % of the rows of someone/corpus's train split, "
+        "which is no split of someone/corpus: pass --eval_split (e.g. 'train[90%:]', close to it) or "
+        "--validation_file\n"
+    )
+
+
 def test_evaluate_refuses_a_block_limit_for_classification_snapshots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -103,6 +103,9 @@ def test_fitted_weights_find_the_informative_member() -> None:
     assert fit_weights(values, labels, "regression")[1] > 0.95
     log_p = torch.stack([torch.full((50,), math.log(0.9)), torch.full((50,), math.log(0.1))])
     assert fit_weights(log_p, None, "causal_lm") == [1.0, 0.0]
+    # 1001 alike members each get about 1/1001, under 0.1 % but not of the largest: all are kept.
+    alike = fit_weights(torch.stack([good] * 1001), labels, "classification")
+    assert len(alike) == 1001 and all(w == pytest.approx(1 / 1001) for w in alike)
 
 
 def test_greedy_soup_keeps_ingredients_that_do_not_hurt() -> None:

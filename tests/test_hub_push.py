@@ -295,3 +295,17 @@ def test_push_checks_files_recorded_in_pieces_before_sending(
     with online(), pytest.raises(SnapshotLoadError, match=r"cycle-001/model.safetensors is corrupt"):
         ensemble.push_to_hub("me/pieced-altered", token=TOKEN, endpoint=endpoint)
     assert len(recorder.commits) == 1 and len(recorder.created) == 1  # nothing sent for the altered folder
+
+
+def test_a_card_names_a_local_dataset_by_its_folder_only(tmp_path: Path) -> None:
+    """A run on a local dataset folder records its path: the card shows the folder's name, not the uploader's
+    folders, and lists no Hub dataset (nor model-index results against one)."""
+    from hf_sgdr.snapshots.card import build_card
+
+    manifest = SnapshotManifest.load(tiny_bert_folder())
+    local = replace(manifest, training={**manifest.training, "dataset_name": "/home/alice/private/corpus"})
+    card = build_card(local)
+    assert "/home/alice" not in str(card) and "a local dataset, `corpus`" in card.text
+    assert card.data.datasets is None and card.data.eval_results is None
+    hub = replace(manifest, training={**manifest.training, "dataset_name": "Salesforce/wikitext"})
+    assert build_card(hub).data.datasets == ["Salesforce/wikitext"]

@@ -261,13 +261,13 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_
     """A run on a dataset with a validation split records the dataset, its block size and its block limit:
     `hf-sgdr evaluate` on the run, with no data flags, scores the same blocks and prints the run's table."""
     lines = (shared_data / "lm" / "tinyshakespeare.txt").read_text().splitlines()[:LM_TEXT_LINES]
-    data = tmp_path / "text"  # a local dataset folder: the `text` builder, one split per file, as the Hub's
+    data = tmp_path / "corpus"  # a local dataset folder: the `text` builder, one split per file, as the Hub's
     data.mkdir()
     (data / "train.txt").write_text("\n".join(lines[:500]))
     (data / "validation.txt").write_text("\n".join(lines[500:]))
     out = tmp_path / "gpt2"
     flags = _gpt2_flags(data / "train.txt", out)
-    flags[:2] = ["--dataset_name", "text"]  # relative to the run's folder: recorded resolved
+    flags[:2] = ["--dataset_name", "corpus"]  # relative to the run's folder: recorded resolved
     run(GPT2, *flags, "--max_eval_blocks", "6", cwd=tmp_path)
     training = SnapshotManifest.load(out / "snapshots").training
     assert (training["dataset_name"], training["block_size"], training["max_eval_blocks"]) == (

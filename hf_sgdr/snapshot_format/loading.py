@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import TMP_PREFIX
+from ..atomic import TMP_PREFIX, file_on_the_way
 from ..quiet import transformers_bars_silenced
 from .digests import mismatched_files
 from .layout import SNAPSHOT_SUBDIR
@@ -318,8 +318,8 @@ def check_local_source(path_or_repo_id: str | os.PathLike[str]) -> None:
     """
     path = Path(path_or_repo_id)
     if path.is_file():
-        raise SnapshotLoadError(f"{path} is a file: give the snapshot folder (the one holding {MANIFEST_NAME})")
-    through = next((parent for parent in path.parents if parent.is_file()), None)
+        raise SnapshotLoadError(f"{path} is a file: give a folder (a snapshot folder or a training output_dir)")
+    through = file_on_the_way(path)
     if through is not None:
         raise SnapshotLoadError(f"{path}: {through} is a file, not a folder (nor a Hub namespace)")
     if path.exists():

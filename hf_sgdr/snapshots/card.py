@@ -198,6 +198,18 @@ def _snippets(manifest: SnapshotManifest, repo: str) -> tuple[str, str]:
     return usage, single
 
 
+def _is_local_path(name: str) -> bool:
+    """Whether a run's dataset name is a local path (absolute, relative, or a folder here) rather than a Hub dataset
+    id: the card then shows its last part only, neither the uploader's folders nor a link to no Hub dataset."""
+    return (
+        Path(name).is_absolute()
+        or name.startswith((".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or (Path(name).exists())
+    )
+
+
 def build_card(
     manifest: SnapshotManifest,
     *,
@@ -210,7 +222,8 @@ def build_card(
     """Render the model card (a `huggingface_hub.ModelCard`) for the ensemble described by `manifest`."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    dataset = dataset or (report.dataset if report else None) or manifest.training.get("dataset_name")
+    named = dataset or (report.dataset if report else None) or manifest.training.get("dataset_name")
+    dataset, local_dataset = (None, Path(named).name) if named and _is_local_path(named) else (named, None)
     config = manifest.training.get("dataset_config_name") or (manifest.task if dataset == "nyu-mll/glue" else None)
     task_type = _kind(manifest).pipeline_tag
     title = repo_id.split("/")[-1] if repo_id else f"SGDR snapshot ensemble of {manifest.base_model or 'a model'}"
@@ -230,7 +243,8 @@ def build_card(
         chosen = (
             f"; the greedy and fitted rows were chosen on `{report.selection_split}`" if report.selection_split else ""
         )
-        results_summary = f"Metrics on the `{report.eval_split}` split{f' of `{dataset}`' if dataset else ''}{chosen}."
+        source = dataset or local_dataset
+        results_summary = f"Metrics on the `{report.eval_split}` split{f' of `{source}`' if source else ''}{chosen}."
         results_table = report.to_markdown()
     else:
         results_summary = (
@@ -249,6 +263,7 @@ def build_card(
         snapshot_description=f"{len(manifest.snapshots)} {kind} (`{manifest.auto_class}`)",
         task_description=f"{manifest.task or 'unspecified'} ({task_type})",
         dataset=dataset,
+        local_dataset=local_dataset,
         dataset_config=config,
         schedule_summary=params or "No schedule was recorded in the manifest.",
         schedule_table=cycles,

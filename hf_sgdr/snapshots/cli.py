@@ -111,11 +111,19 @@ def _check_data_source_before_loading(args: argparse.Namespace) -> None:
     root, containment = resolve_source(args.output_dir, args.revision, force_download=args.force_download)
     manifest = open_manifest(root, containment)
     dataset_name, _, _ = _data_source(args, manifest)
-    if dataset_name is None and args.validation_file is None:
-        reported = manifest.training.get("validation_text")
+    if args.validation_file is not None:
+        return
+    reported = manifest.training.get("validation_text")
+    if dataset_name is None:
         raise ValueError(
             f"pass a dataset name (--dataset_name) or a local file (--validation_file): the manifest of {root} "
             "names no dataset" + (f" (the run reported on {reported})" if reported else "")
+        )
+    cut = reported and "eval_split" in manifest.training and manifest.training["eval_split"] is None
+    if cut and args.dataset_name is None and args.eval_split == "validation":
+        raise ValueError(
+            f"the run reported on {reported}, which is no split of {dataset_name}: pass --eval_split (e.g. "
+            "'train[90%:]', close to it) or --validation_file"
         )
 
 

@@ -49,7 +49,7 @@ def combine(
     return kind.combine(outputs, method, normalize_weights(weights, outputs.shape[0]))
 
 
-#: Fitted weights below this share are set to 0 (see `fit_weights`); the largest of K <= 1000 weights is above it.
+#: Fitted weights below this share of the largest are set to 0 (see `fit_weights`).
 NEGLIGIBLE_WEIGHT = 1e-3
 
 
@@ -60,8 +60,9 @@ def fit_weights(
 
     Class scores and causal LM minimise the negative log-likelihood of the probability mixture; regression
     the squared error of the weighted mean (`TaskKind.weight_loss`). Deterministic (L-BFGS from uniform weights).
-    A member whose weight comes out under `NEGLIGIBLE_WEIGHT` is dropped (weight 0, the rest renormalised): the
-    softmax never reaches 0, and a member kept for 1e-7 of the mixture would cost a forward pass for nothing.
+    A member whose weight comes out under `NEGLIGIBLE_WEIGHT` of the largest is dropped (weight 0, the rest
+    renormalised): the softmax never reaches 0, and a member kept for 1e-7 of the mixture would cost a forward pass
+    for nothing.
     """
     kind = task_kind(kind)
     if kind.needs_labels and labels is None:
@@ -78,5 +79,5 @@ def fit_weights(
 
     optimizer.step(loss)
     weights = logits.detach().softmax(dim=0)
-    weights = torch.where(weights < NEGLIGIBLE_WEIGHT, torch.zeros_like(weights), weights)
+    weights = torch.where(weights < NEGLIGIBLE_WEIGHT * weights.max(), torch.zeros_like(weights), weights)
     return [float(x) for x in weights / weights.sum()]

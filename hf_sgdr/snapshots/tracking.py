@@ -37,7 +37,7 @@ def schedule_figure(
 ) -> Figure | None:
     """The lr schedule of the manifest with each reported snapshot, under it a panel per metric (the first
     metric and NLL where reported) with the ensemble of all snapshots drawn across; None without a schedule.
-    With `path` the PNG is written atomically."""
+    With `path` the picture is written atomically, in the format its suffix names (`plot_schedule`)."""
     from ..plotting import plot_schedule
 
     facts = schedule_facts(manifest)
