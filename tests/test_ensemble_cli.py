@@ -144,14 +144,22 @@ def test_evaluate_names_what_a_flag_is_missing(
 def test_evaluate_refuses_options_the_snapshots_kind_cannot_use_before_reading_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
-    """Checked against the kind before the data is read (the data file here is no parquet, and is not reached); the
-    accepted methods are the flag's own (`weighted` belongs to the chosen rows)."""
+    """A causal LM's Auto class decides its kind: the options are checked from the manifest, before the members are
+    loaded (a member file here is corrupt, and its checksum is not reached) or the data read (the data file is no
+    parquet); the accepted methods are the flag's own (`weighted` belongs to the chosen rows)."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_lm_folder(), folder)
+    weights = next(folder.glob("cycle-*/model.safetensors"))
+    weights.write_bytes(b"corrupt" + weights.read_bytes()[7:])
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not parquet")
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", str(tiny_lm_folder()), "--validation_file", str(broken), *flags])
+        main(["evaluate", str(folder), "--validation_file", str(broken), *flags])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err and "broken" not in err, err
+    assert exit_info.value.code == 2 and message in err and "broken" not in err and "corrupt" not in err, err
 
 
 def test_a_run_whose_validation_text_was_cut_from_its_dataset_says_so_before_loading(
@@ -189,7 +197,7 @@ def test_evaluate_refuses_a_block_limit_for_classification_snapshots(
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", str(tiny_bert_folder()), "--validation_file", str(broken), "--max_eval_blocks", "2"])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "--max_eval_blocks applies to language models; use --max_eval_samples" in err
+    assert exit_info.value.code == 2 and "--max_eval_blocks applies to language models, not to classification" in err
 
 
 def test_evaluate_says_which_kinds_it_builds_data_for(capsys: pytest.CaptureFixture[str]) -> None:

@@ -100,17 +100,23 @@ def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, s
     return dataset_name, config, task
 
 
-def _check_data_source_before_loading(args: argparse.Namespace) -> None:
-    """For a local snapshot folder, refuse a missing data source from its manifest alone, before the members'
-    checksums are computed (seconds per GB); a Hub repo's manifest is only read once downloaded."""
+def _check_before_loading(args: argparse.Namespace) -> None:
+    """For a local snapshot folder, refuse from its manifest alone, before the members' checksums are computed
+    (seconds per GB), a missing data source and the options its kind cannot use (when the Auto class decides the
+    kind; `_check_kind_options` runs again once the members' configs are read). A Hub repo's manifest is only read
+    once downloaded."""
     from ..snapshot_format.loading import open_manifest
     from .hub import resolve_source
+    from .tasks.registry import kind_of_auto_class, task_kind
 
     if not Path(args.output_dir).exists():
         return
     root, containment = resolve_source(args.output_dir, args.revision, force_download=args.force_download)
     manifest = open_manifest(root, containment)
-    dataset_name, _, _ = _data_source(args, manifest)
+    dataset_name, _, task = _data_source(args, manifest)
+    decided = kind_of_auto_class(manifest.auto_class)
+    if decided is not None:
+        _check_kind_options(args, task_kind(decided), task)
     if args.validation_file is not None:
         return
     reported = manifest.training.get("validation_text")
@@ -256,7 +262,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 raise ValueError(f"{flag} applies to Hub repos; --checkpoints reads a local Trainer output_dir")
         ensemble = SnapshotEnsemble.from_checkpoints(args.checkpoints, checkpoints=args.snapshots, device=args.device)
     else:
-        _check_data_source_before_loading(args)
+        _check_before_loading(args)
         ensemble = SnapshotEnsemble.from_pretrained(
             args.output_dir,
             args.revision,
@@ -342,8 +348,10 @@ def _check_kind_options(args: argparse.Namespace, kind: Any, task: str | None) -
         raise ValueError(
             f"--label_column applies to labelled data; {kind.name} snapshots are scored on the text itself"
         )
-    if args.max_eval_blocks is not None and kind.facts.data != "lm blocks":
-        raise ValueError(f"--max_eval_blocks applies to language models; use --max_eval_samples for {kind.name}")
+    if kind.facts.data != "lm blocks":
+        for flag, given in (("--max_eval_blocks", args.max_eval_blocks), ("--block_size", args.block_size)):
+            if given is not None:
+                raise ValueError(f"{flag} applies to language models, not to {kind.name} snapshots")
     for flag, names in (("--metrics", args.metrics), ("--selection_metric", args.selection_metric)):
         if names:
             try:

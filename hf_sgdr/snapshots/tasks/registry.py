@@ -154,12 +154,19 @@ def supported_auto_classes() -> tuple[str, ...]:
     return tuple(dict.fromkeys(facts.auto_class for facts in _KINDS.values()))
 
 
+def kind_of_auto_class(auto_class: str | None) -> str | None:
+    """The kind an Auto class alone decides (its only one), or `None` when the model's config must tell (sequence
+    classification: class scores or regression) or the class is unknown."""
+    named = [facts.name for facts in _KINDS.values() if facts.auto_class == auto_class]
+    return named[0] if len(named) == 1 else None
+
+
 def kind_of_model(auto_class: str | None, num_labels: int | None = None, problem_type: str | None = None) -> str:
     """The kind of a model's outputs: the one kind of its Auto class; a sequence-classification head's outputs are
     values for one label or a regression problem type, class scores otherwise (also for an unknown class)."""
-    named = [facts.name for facts in _KINDS.values() if facts.auto_class == auto_class]
-    if len(named) == 1:
-        return named[0]
+    decided = kind_of_auto_class(auto_class)
+    if decided is not None:
+        return decided
     return "regression" if problem_type == "regression" or num_labels == 1 else DEFAULT_KIND
 
 
