@@ -136,12 +136,23 @@ def text_dataloader(
 
 
 def lm_dataloader(
-    tokenizer: Any, texts: Sequence[str], *, block_size: int = 128, batch_size: int = 8, max_blocks: int | None = None
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    block_size: int = 128,
+    batch_size: int = 8,
+    max_blocks: int | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> DataLoader:
-    """The `lm_blocks` of `texts` (the first `max_blocks` of them, when given), batched; each block predicts its own
-    tokens."""
-    blocks = torch.tensor(lm_blocks(tokenizer, texts, block_size)[:max_blocks])
-    features = [{"input_ids": block, "attention_mask": torch.ones_like(block), "labels": block} for block in blocks]
+    """The `lm_blocks` of `texts` (the first `max_blocks` of them, and of those the ones numbered in `blocks`, when
+    given), batched; each block predicts its own tokens."""
+    cut = lm_blocks(tokenizer, texts, block_size)[:max_blocks]
+    if blocks is not None:
+        if any(not 0 <= number < len(cut) for number in blocks):
+            raise ValueError(f"blocks must be block numbers in [0, {len(cut)}); got {max(blocks)}")
+        cut = [cut[number] for number in blocks]
+    tensors = torch.tensor(cut)
+    features = [{"input_ids": block, "attention_mask": torch.ones_like(block), "labels": block} for block in tensors]
     return DataLoader(features, batch_size=batch_size)
 
 
@@ -199,10 +210,11 @@ def dataset_dataloader(
     num_labels: int | None = None,
     label_flag: str = "label column",
     max_blocks: int | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> DataLoader:
     """The dataloader for a `datasets` split by `layout` (`DATA_LAYOUTS`): ``"text"``, texts (and pairs, columns by
     `text_columns_for`) with labels; ``"lm blocks"``, the `lm_blocks` of its text column (the first `max_blocks`,
-    when given). With `num_labels`
+    and of those the ones numbered in `blocks`, when given). With `num_labels`
     (classification), every label must be an integer class in [0, num_labels): else a `ValueError` naming
     `label_flag` and the values, before any work."""
     if layout in _DEPRECATED_KIND_LAYOUTS:
@@ -218,7 +230,12 @@ def dataset_dataloader(
     columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
     if layout == "lm blocks":
         return lm_dataloader(
-            tokenizer, dataset[columns[0]], block_size=block_size, batch_size=batch_size, max_blocks=max_blocks
+            tokenizer,
+            dataset[columns[0]],
+            block_size=block_size,
+            batch_size=batch_size,
+            max_blocks=max_blocks,
+            blocks=blocks,
         )
     if label_column not in dataset.column_names:
         raise ValueError(f"label column {label_column!r} not in the dataset's columns {dataset.column_names}")

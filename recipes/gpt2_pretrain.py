@@ -44,6 +44,7 @@ from common import (
 )
 from hf_sgdr import SGDRAccelerateHelper, SGDRScheduler, loading
 from hf_sgdr.data import lm_blocks
+from hf_sgdr.snapshot_format import TRAIN_BLOCKS_KEY, TrainData
 from hf_sgdr.training import ResumePoint, epoch_batches, find_checkpoint, save_checkpoint
 
 #: (n_layer, n_head, n_embd) presets; "cpu-tiny" trains on 2 CPU cores in minutes.
@@ -92,6 +93,31 @@ class LMArguments:
         if self.block_size < 8:
             raise ValueError(f"--block_size must be >= 8; got {self.block_size}")
 
+    def recorded_dataset_name(self) -> str | None:
+        """`--dataset_name` as the manifest records it: a local dataset folder as an absolute path, since the command
+        may run from elsewhere. (`datasets` reads a name of its packaged builders, `text` or `csv`, as the builder
+        even where a folder has that name.)"""
+        if self.dataset_name is None:
+            return None
+        local = Path(self.dataset_name)
+        is_folder = local.is_dir() and self.dataset_name not in _PACKAGED_DATASETS_MODULES
+        return str(local.resolve()) if is_folder else self.dataset_name
+
+    def held_out_blocks_record(self, validation_cut: bool, blocks_used: int, held_out: list[int]) -> dict[str, Any]:
+        """The manifest's record of the training blocks held out to choose on (`TRAIN_BLOCKS_KEY`), where the command
+        can cut the same blocks again: the whole train split of a dataset. A text file is read by paragraph here
+        and by line there, and a validation cut shortens the split: no record then."""
+        if self.dataset_name is None or validation_cut or not held_out:
+            return {}
+        record = TrainData(
+            "train",
+            blocks_used,
+            tuple(held_out),
+            dataset_name=self.recorded_dataset_name(),
+            dataset_config_name=self.dataset_config_name,
+        )
+        return {TRAIN_BLOCKS_KEY: record.to_dict()}
+
     def manifest_facts(self, validation_cut: bool) -> dict[str, Any]:
         """What `hf-sgdr evaluate` needs to report on the text the run's table did: the dataset, the block size,
         the reported split and its block limit; where the validation text was cut from the training text (no file
@@ -103,12 +129,7 @@ class LMArguments:
             "max_eval_blocks": self.max_eval_blocks,
         }
         if self.dataset_name is not None:
-            # A local dataset folder as an absolute path: the command may run from elsewhere. (`datasets` reads a
-            # name of its packaged builders, `text` or `csv`, as the builder even where a folder has that name.)
-            local = Path(self.dataset_name)
-            is_folder = local.is_dir() and self.dataset_name not in _PACKAGED_DATASETS_MODULES
-            dataset = str(local.resolve()) if is_folder else self.dataset_name
-            facts.update(dataset_name=dataset, dataset_config_name=self.dataset_config_name)
+            facts.update(dataset_name=self.recorded_dataset_name(), dataset_config_name=self.dataset_config_name)
         if validation_cut:
             source = (
                 f"rows of {self.dataset_name}'s train split"
@@ -190,11 +211,14 @@ def main(argv: list[str] | None = None) -> None:
     blocks = lm_dataset(tokenizer, train_texts, lm_args.block_size)
     if lm_args.max_train_blocks is not None:
         blocks = blocks.select(range(min(lm_args.max_train_blocks, len(blocks))))
-    selection = None
+    selection, held_out_blocks, blocks_used = None, [], len(blocks)
     held_out = math.floor(len(blocks) * lm_args.selection_split_percentage / 100)
-    if held_out >= 1:
-        split = blocks.train_test_split(test_size=held_out, seed=args.seed, shuffle=True)
-        blocks, selection = split["train"], split["test"]
+    if held_out >= 1:  # numbered, so that the manifest can say which blocks were held out
+        split = blocks.add_column("block", list(range(len(blocks)))).train_test_split(
+            test_size=held_out, seed=args.seed, shuffle=True
+        )
+        held_out_blocks = list(split["test"]["block"])
+        blocks, selection = split["train"].remove_columns("block"), split["test"].remove_columns("block")
     eval_blocks = lm_dataset(tokenizer, raw["validation"]["text"], lm_args.block_size)
     if lm_args.max_eval_blocks is not None:
         eval_blocks = eval_blocks.select(range(min(lm_args.max_eval_blocks, len(eval_blocks))))
@@ -236,7 +260,11 @@ def main(argv: list[str] | None = None) -> None:
         processing_class=tokenizer,  # the tokenizer trained on the text is saved with the snapshots
         task="causal_lm",
         num_training_steps=budget.max_steps,
-        training_info={**args.manifest_facts(), **lm_args.manifest_facts(validation_cut)},
+        training_info={
+            **args.manifest_facts(),
+            **lm_args.manifest_facts(validation_cut),
+            **lm_args.held_out_blocks_record(validation_cut, blocks_used, held_out_blocks),
+        },
     )
     checkpoint = find_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if checkpoint is not None:

@@ -114,8 +114,8 @@ def test_evaluate_refuses_choosing_on_the_reported_split(capsys: pytest.CaptureF
         (
             ["--temperature_scaling", "--max_selection_samples", "8"],
             "--temperature_scaling, --max_selection_samples needs a selection split and there is none: the run's "
-            "manifest records no held-out slice (recipes/glue.py records one; recipes/gpt2_pretrain.py, which holds "
-            "out training blocks, and a Trainer run do not); pass --selection_split SPLIT",
+            "manifest records no held-out slice (recipes/glue.py records one, recipes/gpt2_pretrain.py for a "
+            "dataset's whole train split only; a Trainer run does not); pass --selection_split SPLIT",
         ),
         (["--validation_file", "VALIDATON_FILE"], "--validation_file {wrong} is not a file (did you mean {right}?)"),
     ],

@@ -258,8 +258,9 @@ def test_gpt2_pretraining_end_to_end(tmp_path: Path, shakespeare: Path, capsys) 
 
 
 def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_data: Path, capsys) -> None:
-    """A run on a dataset with a validation split records the dataset, its block size and its block limit:
-    `hf-sgdr evaluate` on the run, with no data flags, scores the same blocks and prints the run's table."""
+    """A run on a dataset with a validation split records the dataset, its block size, its block limit and the
+    training blocks it held out: `hf-sgdr evaluate` on the run, with no data flags, scores the same blocks, chooses
+    on the same held-out blocks, and prints the run's table, every row."""
     lines = (shared_data / "lm" / "tinyshakespeare.txt").read_text().splitlines()[:LM_TEXT_LINES]
     data = tmp_path / "corpus"  # a local dataset folder: the `text` builder, one split per file, as the Hub's
     data.mkdir()
@@ -276,20 +277,26 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_
         6,
     )
     assert "validation_text" not in training
-    assert cli_main(["evaluate", str(out), "--no_soups", "--output_json", str(out / "cli.json")]) == 0
+    held_out = training["train_blocks"]["held_out"]
+    assert len(held_out) == len(set(held_out)) >= 1 and training["train_blocks"]["rows_used"] > max(held_out)
+    assert cli_main(["evaluate", str(out), "--output_json", str(out / "cli.json")]) == 0
     notes = capsys.readouterr().err
     assert "blocks of 32 tokens, as the run cut them" in notes
     assert "reporting on the first 6 blocks of validation, as the run did" in notes
-    assert "note: no selection split, so no best snapshot, greedy soup" in notes  # the rows left out, and why
+    assert "choosing on train_heldout" in notes
     cli, recipe = results(out, "cli.json"), results(out)
     assert cli["num_eval_items"] == recipe["num_eval_items"] == 6
-    for name in ("cycle-000", "cycle-002", "ensemble (last 3, average)"):
-        assert row(cli, name)["metrics"] == pytest.approx(row(recipe, name)["metrics"], rel=1e-5)
+    assert [r["name"] for r in cli["rows"]] == [r["name"] for r in recipe["rows"]]
+    for cli_row, recipe_row in zip(cli["rows"], recipe["rows"], strict=True):  # the chosen rows too
+        assert cli_row["members"] == recipe_row["members"]
+        assert cli_row["metrics"] == pytest.approx(recipe_row["metrics"], rel=1e-5)
+        chosen_on = recipe_row["selection_metrics"]
+        assert cli_row["selection_metrics"] == (pytest.approx(chosen_on, rel=1e-5) if chosen_on else chosen_on)
     # Naming the run's own dataset is still the run's data: the same 6 blocks.
     named = ["evaluate", str(out), "--dataset_name", str(data), "--no_soups", "--output_json", str(out / "named.json")]
     assert cli_main(named) == 0
     assert "reporting on the first 6 blocks of validation" in capsys.readouterr().err
-    assert results(out, "named.json")["rows"] == cli["rows"]
+    assert results(out, "named.json")["rows"][:6] == cli["rows"][:6]  # the snapshots and the last-k ensembles
     # A limit of its own, in blocks as the run's: the first 3 of the same blocks.
     fewer = ["evaluate", str(out), "--max_eval_blocks", "3", "--no_soups", "--output_json", str(out / "fewer.json")]
     assert cli_main(fewer) == 0

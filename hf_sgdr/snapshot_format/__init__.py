@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .loading import SnapshotLoadError, verify_folder
     from .manifest import (
         HELD_OUT_NAME,
+        TRAIN_BLOCKS_KEY,
         TRAIN_DATA_KEY,
         ManifestError,
         ModelDescription,
@@ -36,6 +37,7 @@ _NAMES = {
     "SnapshotLoadError": ".loading",
     "verify_folder": ".loading",
     "HELD_OUT_NAME": ".manifest",
+    "TRAIN_BLOCKS_KEY": ".manifest",
     "TRAIN_DATA_KEY": ".manifest",
     "ManifestError": ".manifest",
     "ModelDescription": ".manifest",
@@ -50,6 +52,7 @@ _NAMES = {
 __all__ = [
     "HELD_OUT_NAME",
     "MANIFEST_NAME",
+    "TRAIN_BLOCKS_KEY",
     "TRAIN_DATA_KEY",
     "ManifestError",
     "ModelDescription",

@@ -325,6 +325,10 @@ def _refuse_constant(name: str) -> float:
 
 #: Key of the manifest's `training` section that records the training data (see `TrainData`).
 TRAIN_DATA_KEY = "train_data"
+#: The same record for a language model's training blocks: its numbers are blocks (`hf_sgdr.data.lm_blocks` of the
+#: split's texts at the run's `block_size`), not rows. A key of its own, so that a version reading only
+#: `train_data` does not take block numbers for row numbers.
+TRAIN_BLOCKS_KEY = "train_blocks"
 #: Name of the held-out slice of the training split, as reports call it.
 HELD_OUT_NAME = "train_heldout"
 
@@ -347,13 +351,13 @@ class TrainData:
         return {**asdict(self), "held_out": list(self.held_out)}
 
     @classmethod
-    def from_training(cls, training: dict[str, Any]) -> TrainData | None:
-        """The record in a manifest's `training` section (`None` when the run recorded none); strict, as the
-        manifest may come from someone else's repo."""
-        data = training.get(TRAIN_DATA_KEY)
+    def from_training(cls, training: dict[str, Any], key: str = TRAIN_DATA_KEY) -> TrainData | None:
+        """The record under `key` (`TRAIN_DATA_KEY`, or `TRAIN_BLOCKS_KEY` for blocks) of a manifest's `training`
+        section (`None` when the run recorded none); strict, as the manifest may come from someone else's repo."""
+        data = training.get(key)
         if data is None:
             return None
-        where = f"training.{TRAIN_DATA_KEY}"
+        where = f"training.{key}"
         if not isinstance(data, dict):
             raise ManifestError(f"{where} must be an object; got {type(data).__name__}")
         rows_used = _require(data, "rows_used", int, where)

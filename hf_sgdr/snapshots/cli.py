@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..atomic import check_output_file
 from ..snapshot_format.layout import CARD_NAME
-from ..snapshot_format.manifest import HELD_OUT_NAME, TrainData
+from ..snapshot_format.manifest import HELD_OUT_NAME, TRAIN_BLOCKS_KEY, TrainData
 from ..validation import check_int
 from .metrics import GLUE_METRICS, METHODS, METRICS, metric_names_for
 from .tasks.registry import CLASS_SCORES
@@ -194,6 +194,7 @@ def _dataloader(
     *,
     flag: str = "--validation_file",
     max_blocks: int | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> DataLoader:
     from ..data import dataset_dataloader, load_split
 
@@ -228,6 +229,7 @@ def _dataloader(
         max_length=args.max_length,
         block_size=args.block_size,
         max_blocks=max_blocks,
+        blocks=blocks,
         batch_size=args.per_device_eval_batch_size,
         num_labels=_num_labels(ensemble),
         label_flag=f"--label_column {args.label_column or DEFAULT_LABEL_COLUMN} of {data_file or split}",
@@ -280,6 +282,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, limit, max_blocks=max_blocks)
     selection_loader, selection_name = None, args.selection_file or args.selection_split
     train_data = TrainData.from_training(ensemble.training)
+    train_blocks = TrainData.from_training(ensemble.training, TRAIN_BLOCKS_KEY)
     if args.selection_split or args.selection_file:
         if args.selection_split and train_data is not None:
             _warn_if_trained_on(args, ensemble, train_data)
@@ -308,8 +311,19 @@ def _evaluate(args: argparse.Namespace) -> int:
             train_data.held_out,
             flag="the run's training data file (manifest.json training.train_data)",
         )
+    elif train_blocks is not None and _same_blocks(args, ensemble, train_blocks):
+        selection_name = HELD_OUT_NAME  # the blocks the run kept out of training
+        selection_loader = _dataloader(
+            args,
+            ensemble,
+            train_blocks.split,
+            None,
+            None,
+            max_blocks=train_blocks.rows_used,
+            blocks=train_blocks.held_out[: args.max_selection_samples],
+        )
     else:
-        _refuse_selection_flags(args, train_data)
+        _refuse_selection_flags(args, train_data or train_blocks)
     print(
         f"evaluating {ensemble.num_snapshots} snapshots on {args.validation_file or args.eval_split}"
         + (f", choosing on {selection_name}" if selection_loader is not None else "")
@@ -360,6 +374,12 @@ def _check_kind_options(args: argparse.Namespace, kind: Any, task: str | None) -
                 raise ValueError(f"{flag}: {error}") from None
 
 
+def _same_blocks(args: argparse.Namespace, ensemble: Any, train_blocks: TrainData) -> bool:
+    """True when this evaluation cuts the blocks the run trained on: its dataset, its block size."""
+    same_size = args.block_size == ensemble.training.get("block_size")
+    return bool(train_blocks.held_out) and same_size and _same_data(args, ensemble, train_blocks)
+
+
 def _same_data(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> bool:
     """True when this evaluation reads the dataset the run trained on (so its recorded row numbers apply)."""
     if train_data.data_file is not None:
@@ -384,11 +404,13 @@ def _refuse_selection_flags(args: argparse.Namespace, train_data: TrainData | No
     says which rows of the table are left out and why."""
     if train_data is None or not train_data.held_out:
         why = (
-            "the run's manifest records no held-out slice (recipes/glue.py records one; recipes/gpt2_pretrain.py, "
-            "which holds out training blocks, and a Trainer run do not)"
+            "the run's manifest records no held-out slice (recipes/glue.py records one, recipes/gpt2_pretrain.py "
+            "for a dataset's whole train split only; a Trainer run does not)"
         )
     else:
-        why = "the held-out slice the manifest records belongs to another dataset than the one evaluated"
+        why = (
+            "the held-out slice the manifest records belongs to another dataset (or block size) than the one evaluated"
+        )
     needing = [
         flag
         for flag, given in (
