@@ -51,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
                 parser = subcommands[token]
             elif (
                 token.startswith("--")
-                and " " not in token  # a value, as argparse takes it (`--commit-message "--fix: ..."`)
+                and " " not in token.split("=", 1)[0]  # a value, as argparse takes it (`--commit-message "--fix: x"`)
                 and token.split("=", 1)[0] not in set(_option_strings(parser, nested=False))
             ):
                 unknown.append(token)

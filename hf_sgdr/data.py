@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
@@ -25,6 +26,7 @@ __all__ = [
     "GLUE_TEXT_COLUMNS",
     "TEXT_COLUMN_CANDIDATES",
     "dataset_dataloader",
+    "dataset_reference",
     "lm_blocks",
     "lm_dataloader",
     "load_data_files",
@@ -148,8 +150,9 @@ def lm_dataloader(
     given), batched; each block predicts its own tokens."""
     cut = lm_blocks(tokenizer, texts, block_size)[:max_blocks]
     if blocks is not None:
-        if any(not 0 <= number < len(cut) for number in blocks):
-            raise ValueError(f"blocks must be block numbers in [0, {len(cut)}); got {max(blocks)}")
+        outside = next((number for number in blocks if not 0 <= number < len(cut)), None)
+        if outside is not None:
+            raise ValueError(f"blocks must be block numbers in [0, {len(cut)}); got {outside}")
         cut = [cut[number] for number in blocks]
     tensors = torch.tensor(cut)
     features = [{"input_ids": block, "attention_mask": torch.ones_like(block), "labels": block} for block in tensors]
@@ -179,6 +182,17 @@ def load_data_files(files: Mapping[str, str]) -> Any:
             f"{', '.join(sorted(files.values()))} cannot be read as {suffix} data ({type(cause).__name__}: {detail}); "
             f"give a UTF-8 {suffix} file"
         ) from None
+
+
+def dataset_reference(name: str) -> str:
+    """A `--dataset_name` as a run's manifest records it and a command compares it: a local dataset folder as its
+    absolute path (the command may run elsewhere), any other name as given. A name of one of `datasets`' packaged
+    builders (`text`, `csv`, ...) is the builder even where a folder has that name, as `load_dataset` reads it."""
+    from datasets import packaged_modules
+
+    local = Path(name)
+    packaged = getattr(packaged_modules, "_PACKAGED_DATASETS_MODULES", {})
+    return str(local.resolve()) if local.is_dir() and name not in packaged else name
 
 
 def load_split(
@@ -227,6 +241,8 @@ def dataset_dataloader(
         layout = _DEPRECATED_KIND_LAYOUTS[layout]
     if layout not in DATA_LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(map(repr, DATA_LAYOUTS))}; got {layout!r}")
+    if layout == "lm blocks" and not text_columns and "text" in dataset.column_names:
+        text_columns = ["text"]  # a language model's text, as the recipes read it, before any other candidate
     columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
     if layout == "lm blocks":
         return lm_dataloader(

@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict, load_dataset
-from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -43,7 +42,7 @@ from common import (
     run_recipe,
 )
 from hf_sgdr import SGDRAccelerateHelper, SGDRScheduler, loading
-from hf_sgdr.data import lm_blocks
+from hf_sgdr.data import dataset_reference, lm_blocks
 from hf_sgdr.snapshot_format import TRAIN_BLOCKS_KEY, TrainData
 from hf_sgdr.training import ResumePoint, epoch_batches, find_checkpoint, save_checkpoint
 
@@ -94,14 +93,8 @@ class LMArguments:
             raise ValueError(f"--block_size must be >= 8; got {self.block_size}")
 
     def recorded_dataset_name(self) -> str | None:
-        """`--dataset_name` as the manifest records it: a local dataset folder as an absolute path, since the command
-        may run from elsewhere. (`datasets` reads a name of its packaged builders, `text` or `csv`, as the builder
-        even where a folder has that name.)"""
-        if self.dataset_name is None:
-            return None
-        local = Path(self.dataset_name)
-        is_folder = local.is_dir() and self.dataset_name not in _PACKAGED_DATASETS_MODULES
-        return str(local.resolve()) if is_folder else self.dataset_name
+        """`--dataset_name` as the manifest records it (`hf_sgdr.data.dataset_reference`)."""
+        return None if self.dataset_name is None else dataset_reference(self.dataset_name)
 
     def held_out_blocks_record(self, validation_cut: bool, blocks_used: int, held_out: list[int]) -> dict[str, Any]:
         """The manifest's record of the training blocks held out to choose on (`TRAIN_BLOCKS_KEY`), where the command

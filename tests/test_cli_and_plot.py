@@ -96,6 +96,8 @@ def test_a_misspelled_required_flag_is_named_not_reported_missing() -> None:
     message = "--fix: drop the bad cycle"
     parsed = build_parser().parse_args(["push", "out", "--repo-id", "me/x", "--commit-message", message])
     assert parsed.commit_message == message
+    result = _run_cli("push", "--commit-mesage=fix the bug", "out", "--repo-id", "me/x")  # a misspelled flag still
+    assert result.returncode == 2 and "--commit-mesage=fix the bug (did you mean --commit-message?)" in result.stderr
     result = _run_cli()  # no command: the commands, not argparse's "required: command"
     assert result.returncode == 2 and result.stderr == (
         "hf-sgdr: error: give a command: describe, plot, evaluate, push (hf-sgdr COMMAND --help for its flags)\n"

@@ -7,7 +7,14 @@ import pytest
 import torch
 from datasets import Dataset
 
-from hf_sgdr.data import DATA_LAYOUTS, dataset_dataloader, lm_blocks, lm_dataloader, text_columns_for
+from hf_sgdr.data import (
+    DATA_LAYOUTS,
+    dataset_dataloader,
+    dataset_reference,
+    lm_blocks,
+    lm_dataloader,
+    text_columns_for,
+)
 from hf_sgdr.snapshots.tasks.registry import LM_BLOCKS, TEXT_DATA, kind_facts, kind_names
 
 
@@ -59,6 +66,21 @@ def test_the_dataloaders_follow_the_same_rules() -> None:
     assert torch.equal(by_kind["input_ids"], batch["input_ids"])
     with pytest.raises(ValueError, match="layout must be one of 'text', 'lm blocks'; got 'token_classification'"):
         dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "token_classification")
+
+
+def test_lm_blocks_read_the_text_column_and_select_numbered_blocks(tmp_path) -> None:
+    """A language model's blocks come from `text` before any other candidate (the recipes read `text`); `max_blocks`
+    cuts, `blocks` picks by number in the given order, and a number outside is named."""
+    tokenizer = _CharTokenizer()
+    data = Dataset.from_dict({"sentence": ["zzzz", "zzzz"], "text": ["abcd", "efgh"]})
+    (batch,) = dataset_dataloader(data, tokenizer, "lm blocks", block_size=2, max_blocks=3, blocks=[2, 0])
+    assert batch["input_ids"].tolist() == [[0, 101], [97, 98]]  # blocks 2 and 0 of "abcd<eos>efgh<eos>"
+    with pytest.raises(ValueError, match=r"blocks must be block numbers in \[0, 3\); got -1"):
+        lm_dataloader(tokenizer, ["abcd", "efgh"], block_size=2, max_blocks=3, blocks=[1, -1, 7])
+    assert dataset_reference("text") == "text"  # a packaged builder's name, even with a folder of that name here
+    (tmp_path / "corpus").mkdir()
+    assert dataset_reference(str(tmp_path / "corpus" / ".." / "corpus")) == str((tmp_path / "corpus").resolve())
+    assert dataset_reference("Salesforce/wikitext") == "Salesforce/wikitext"
 
 
 def test_the_task_kinds_name_the_data_layouts() -> None:

@@ -307,5 +307,7 @@ def test_a_card_names_a_local_dataset_by_its_folder_only(tmp_path: Path) -> None
     card = build_card(local)
     assert "/home/alice" not in str(card) and "a local dataset, `corpus`" in card.text
     assert card.data.datasets is None and card.data.eval_results is None
+    windows = replace(manifest, training={**manifest.training, "dataset_name": "C:\\Users\\alice\\corpus"})
+    assert "alice" not in str(build_card(windows)) and "a local dataset, `corpus`" in build_card(windows).text
     hub = replace(manifest, training={**manifest.training, "dataset_name": "Salesforce/wikitext"})
     assert build_card(hub).data.datasets == ["Salesforce/wikitext"]

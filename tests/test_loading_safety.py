@@ -365,3 +365,22 @@ def test_a_card_for_a_manifest_claiming_a_huge_budget_stays_small(tmp_path: Path
     assert time.perf_counter() - started < 10  # bounded work, not one row per claimed cycle
     rows = cycles.splitlines()[2:]
     assert len(rows) == MAX_CARD_CYCLES + 1 and rows[-1].startswith(f"| ... | {10**12 - MAX_CARD_CYCLES} more")
+
+
+@pytest.mark.parametrize(
+    ("key", "held_out", "message"),
+    [
+        ("train_data", [0, 0], r"training\.train_data\.held_out must list each row number once"),
+        ("train_blocks", [0] * 1000, r"training\.train_blocks\.held_out must list each block number once"),
+        ("train_blocks", [-1], r"training\.train_blocks\.held_out must list block numbers in \[0, rows_used=4\)"),
+        ("train_blocks", ["0"], r"training\.train_blocks\.held_out must list block numbers"),
+    ],
+)
+def test_a_hostile_held_out_record_is_refused(key: str, held_out: list, message: str) -> None:
+    """Someone else's manifest may repeat a held-out number a million times (each scored again) or name numbers
+    outside the run's data: refused when read, for rows and blocks alike."""
+    from hf_sgdr.snapshot_format.manifest import TrainData
+
+    training = {key: {"split": "train", "rows_used": 4, "held_out": held_out}}
+    with pytest.raises(ManifestError, match=message):
+        TrainData.from_training(training, key)

@@ -257,7 +257,9 @@ def test_gpt2_pretraining_end_to_end(tmp_path: Path, shakespeare: Path, capsys) 
     )
 
 
-def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_data: Path, capsys) -> None:
+def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(
+    tmp_path: Path, shared_data: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run on a dataset with a validation split records the dataset, its block size, its block limit and the
     training blocks it held out: `hf-sgdr evaluate` on the run, with no data flags, scores the same blocks, chooses
     on the same held-out blocks, and prints the run's table, every row."""
@@ -292,11 +294,14 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(tmp_path: Path, shared_
         assert cli_row["metrics"] == pytest.approx(recipe_row["metrics"], rel=1e-5)
         chosen_on = recipe_row["selection_metrics"]
         assert cli_row["selection_metrics"] == (pytest.approx(chosen_on, rel=1e-5) if chosen_on else chosen_on)
-    # Naming the run's own dataset is still the run's data: the same 6 blocks.
-    named = ["evaluate", str(out), "--dataset_name", str(data), "--no_soups", "--output_json", str(out / "named.json")]
+    # Naming the run's own dataset, relative to where the command runs, is still the run's data: the same 6 blocks,
+    # the same held-out blocks.
+    monkeypatch.chdir(tmp_path)
+    named = ["evaluate", str(out), "--dataset_name", "corpus", "--output_json", str(out / "named.json")]
     assert cli_main(named) == 0
-    assert "reporting on the first 6 blocks of validation" in capsys.readouterr().err
-    assert results(out, "named.json")["rows"][:6] == cli["rows"][:6]  # the snapshots and the last-k ensembles
+    notes = capsys.readouterr().err
+    assert "reporting on the first 6 blocks of validation" in notes and "choosing on train_heldout" in notes
+    assert results(out, "named.json")["rows"] == cli["rows"]
     # A limit of its own, in blocks as the run's: the first 3 of the same blocks.
     fewer = ["evaluate", str(out), "--max_eval_blocks", "3", "--no_soups", "--output_json", str(out / "fewer.json")]
     assert cli_main(fewer) == 0

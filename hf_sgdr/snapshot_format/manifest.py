@@ -364,8 +364,11 @@ class TrainData:
         held_out = _require(data, "held_out", list, where)
         if isinstance(rows_used, bool) or rows_used < 0:
             raise ManifestError(f"{where}.rows_used must be an integer >= 0; got {rows_used!r}")
+        unit = "block" if key == TRAIN_BLOCKS_KEY else "row"
         if not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < rows_used for r in held_out):
-            raise ManifestError(f"{where}.held_out must list row numbers in [0, rows_used={rows_used})")
+            raise ManifestError(f"{where}.held_out must list {unit} numbers in [0, rows_used={rows_used})")
+        if len(set(held_out)) != len(held_out):  # a repeated number would be scored again and again
+            raise ManifestError(f"{where}.held_out must list each {unit} number once")
         return cls(
             split=_require(data, "split", str, where),
             rows_used=rows_used,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import re
 from pathlib import Path
 from typing import Any
 
@@ -199,14 +200,15 @@ def _snippets(manifest: SnapshotManifest, repo: str) -> tuple[str, str]:
 
 
 def _is_local_path(name: str) -> bool:
-    """Whether a run's dataset name is a local path (absolute, relative, or a folder here) rather than a Hub dataset
-    id: the card then shows its last part only, neither the uploader's folders nor a link to no Hub dataset."""
+    """Whether a run's dataset name is a local path rather than a Hub dataset id, by its shape (absolute, relative,
+    a drive, more than one `/`; the recipes record local folders absolute): the card then shows its last part only,
+    neither the uploader's folders nor a link to no Hub dataset."""
     return (
         Path(name).is_absolute()
-        or name.startswith((".", "~"))
+        or name.startswith((".", "~", "/"))
         or "\\" in name
         or name.count("/") > 1
-        or (Path(name).exists())
+        or re.match(r"^[A-Za-z]:[\\/]", name) is not None
     )
 
 
@@ -223,7 +225,8 @@ def build_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     named = dataset or (report.dataset if report else None) or manifest.training.get("dataset_name")
-    dataset, local_dataset = (None, Path(named).name) if named and _is_local_path(named) else (named, None)
+    local = named is not None and _is_local_path(named)
+    dataset, local_dataset = (None, re.split(r"[\\/]", named.rstrip("\\/"))[-1]) if local else (named, None)
     config = manifest.training.get("dataset_config_name") or (manifest.task if dataset == "nyu-mll/glue" else None)
     task_type = _kind(manifest).pipeline_tag
     title = repo_id.split("/")[-1] if repo_id else f"SGDR snapshot ensemble of {manifest.base_model or 'a model'}"

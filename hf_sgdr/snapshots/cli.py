@@ -87,10 +87,17 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (HfHubHTTPError, *HfHubHTTPError.__bases__)
 
 
+def _given_dataset(args: argparse.Namespace) -> str | None:
+    """`--dataset_name` as a run's manifest would record it (a local folder resolved), to compare and load."""
+    from ..data import dataset_reference
+
+    return None if args.dataset_name is None else dataset_reference(args.dataset_name)
+
+
 def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, str | None, str | None]:
     """(dataset id, config, task): flags first, then the manifest (`ensemble`: the ensemble or its manifest, both
     have `training` and `task`); a GLUE config is also the task."""
-    dataset_name = args.dataset_name or ensemble.training.get("dataset_name")
+    dataset_name = _given_dataset(args) or ensemble.training.get("dataset_name")
     if dataset_name is None and (ensemble.task or "") in GLUE_METRICS and not args.validation_file:
         dataset_name = "nyu-mll/glue"
     config = args.dataset_config_name or ensemble.training.get("dataset_config_name")
@@ -134,16 +141,12 @@ def _check_before_loading(args: argparse.Namespace) -> None:
 
 
 def _reports_on_the_runs_data(args: argparse.Namespace, ensemble: Any) -> bool:
-    """Whether the command reports on the data the run's table did: no file given, no dataset or the run's own
-    (a local folder by its resolved path), the run's reported split, no limit of the command's own."""
-    recorded = ensemble.training.get("dataset_name")
-    given = args.dataset_name
-    same_dataset = (
-        given is None or given == recorded or (Path(given).exists() and str(Path(given).resolve()) == recorded)
-    )
+    """Whether the command reports on the data the run's table did: no file given, no dataset or the run's own, the
+    run's reported split, no limit of the command's own."""
+    given = _given_dataset(args)
     return (
         args.validation_file is None
-        and same_dataset
+        and given in (None, ensemble.training.get("dataset_name"))
         and args.dataset_config_name in (None, ensemble.training.get("dataset_config_name"))
         and args.max_eval_samples is None
         and args.max_eval_blocks is None
@@ -313,15 +316,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     elif train_blocks is not None and _same_blocks(args, ensemble, train_blocks):
         selection_name = HELD_OUT_NAME  # the blocks the run kept out of training
-        selection_loader = _dataloader(
-            args,
-            ensemble,
-            train_blocks.split,
-            None,
-            None,
-            max_blocks=train_blocks.rows_used,
-            blocks=train_blocks.held_out[: args.max_selection_samples],
-        )
+        try:
+            selection_loader = _dataloader(
+                args,
+                ensemble,
+                train_blocks.split,
+                None,
+                None,
+                max_blocks=train_blocks.rows_used,
+                blocks=train_blocks.held_out[: args.max_selection_samples],
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"the run's held-out blocks (manifest.json training.{TRAIN_BLOCKS_KEY}) are not blocks of "
+                f"{train_blocks.dataset_name}'s {train_blocks.split} split now ({error}): has it changed since the "
+                "run? Pass --selection_split or --selection_file"
+            ) from None
     else:
         _refuse_selection_flags(args, train_data or train_blocks)
     print(
@@ -375,9 +385,9 @@ def _check_kind_options(args: argparse.Namespace, kind: Any, task: str | None) -
 
 
 def _same_blocks(args: argparse.Namespace, ensemble: Any, train_blocks: TrainData) -> bool:
-    """True when this evaluation cuts the blocks the run trained on: its dataset, its block size."""
-    same_size = args.block_size == ensemble.training.get("block_size")
-    return bool(train_blocks.held_out) and same_size and _same_data(args, ensemble, train_blocks)
+    """True when this evaluation cuts the blocks the run trained on: its dataset, its text column, its block size."""
+    same_cut = args.block_size == ensemble.training.get("block_size") and args.text_columns is None
+    return bool(train_blocks.held_out) and same_cut and _same_data(args, ensemble, train_blocks)
 
 
 def _same_data(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> bool:
