@@ -126,6 +126,8 @@ def _without(tmp_path: Path, package: str) -> str:
     [
         ("datasets", ["evaluate", "{folder}", "--validation_file", "{data}"], "this needs datasets, which is not "
          "installed: pip install 'hf-sgdr[recipes]'"),
+        ("datasets", ["evaluate", "{folder}", "--dataset_name", "nyu-mll/glue"], "this needs datasets, which is not "
+         "installed: pip install 'hf-sgdr[recipes]'"),
         ("matplotlib", ["plot", "--T_0", "10", "--num_training_steps", "40"], "plotting needs matplotlib: pip install "
          "'hf-sgdr[plot]'"),
     ],
