@@ -43,7 +43,7 @@ from common import (
 )
 from hf_sgdr import SGDRAccelerateHelper, SGDRScheduler, loading
 from hf_sgdr.data import dataset_reference, lm_blocks
-from hf_sgdr.snapshot_format import TRAIN_BLOCKS_KEY, TrainData
+from hf_sgdr.snapshots import TRAIN_BLOCKS_KEY, TrainData
 from hf_sgdr.training import ResumePoint, epoch_batches, find_checkpoint, save_checkpoint
 
 #: (n_layer, n_head, n_embd) presets; "cpu-tiny" trains on 2 CPU cores in minutes.

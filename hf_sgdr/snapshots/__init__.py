@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..snapshot_format.loading import SnapshotLoadError
     from ..snapshot_format.manifest import (
         HELD_OUT_NAME,
+        TRAIN_BLOCKS_KEY,
         TRAIN_DATA_KEY,
         ManifestError,
         SnapshotManifest,
@@ -53,6 +54,7 @@ _NAMES = {
     "SnapshotLoadError": "..snapshot_format.loading",
     "MANIFEST_NAME": "..snapshot_format.layout",
     "HELD_OUT_NAME": "..snapshot_format.manifest",
+    "TRAIN_BLOCKS_KEY": "..snapshot_format.manifest",
     "TRAIN_DATA_KEY": "..snapshot_format.manifest",
     "TrainData": "..snapshot_format.manifest",
     "ManifestError": "..snapshot_format.manifest",
@@ -65,6 +67,7 @@ __all__ = [
     "MANIFEST_NAME",
     "METHODS",
     "PROBABILITY_METRICS",
+    "TRAIN_BLOCKS_KEY",
     "TRAIN_DATA_KEY",
     "EnsemblePrediction",
     "EvaluationReport",
