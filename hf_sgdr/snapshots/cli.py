@@ -362,7 +362,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _check_kind_options(args: argparse.Namespace, kind: Any, task: str | None) -> None:
-    """`--method`, `--metrics` and `--selection_metric` against the snapshots' kind, before any data is read."""
+    """`--method`, `--metrics`, `--selection_metric` and the data flags of other kinds (a language model's blocks,
+    a classifier's labels) against the snapshots' kind, before any data is read."""
     methods = [method for method in kind.methods if method != "weighted"]  # weights are the chosen rows' business
     if args.method not in methods:
         raise ValueError(
