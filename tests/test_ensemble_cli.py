@@ -177,6 +177,7 @@ def test_a_run_whose_validation_text_was_cut_from_its_dataset_says_so_before_loa
         dataset_name="someone/corpus",
         eval_split=None,
         validation_text="the last 10 % of the rows of someone/corpus's train split",
+        max_eval_blocks=6,
     )
     (folder / "manifest.json").write_text(json.dumps(manifest))
     capsys.readouterr()  # the fixture folder's first build prints transformers' bars
@@ -184,7 +185,8 @@ def test_a_run_whose_validation_text_was_cut_from_its_dataset_says_so_before_loa
         main(["evaluate", str(folder)])
     assert exit_info.value.code == 2 and capsys.readouterr().err == (
         "hf-sgdr evaluate: error: the run reported on the last 10 % of the rows of someone/corpus's train split, "
-        "which is no split of someone/corpus: pass --eval_split (e.g. 'train[90%:]', close to it) or "
+        "which is no split of someone/corpus: pass --eval_split (e.g. 'train[90%:]' --max_eval_blocks 6, the run's "
+        "text within rounding) or "
         "--validation_file\n"
     )
 

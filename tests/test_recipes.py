@@ -302,6 +302,13 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(
     notes = capsys.readouterr().err
     assert "reporting on the first 6 blocks of validation" in notes and "choosing on train_heldout" in notes
     assert results(out, "named.json")["rows"] == cli["rows"]
+    # The run's own text column named is still the run's blocks; another block size is not the run's data.
+    text = ["evaluate", str(out), "--text_columns", "text", "--no_soups", "--output_json", str(out / "text.json")]
+    assert cli_main(text) == 0 and "choosing on train_heldout" in capsys.readouterr().err
+    other = ["evaluate", str(out), "--block_size", "16", "--no_soups", "--selection_split", "train"]
+    assert cli_main([*other, "--output_json", str(out / "other.json")]) == 0
+    notes = capsys.readouterr().err
+    assert "as the run did" not in notes and "records the training blocks it held out, not rows" in notes
     # A limit of its own, in blocks as the run's: the first 3 of the same blocks.
     fewer = ["evaluate", str(out), "--max_eval_blocks", "3", "--no_soups", "--output_json", str(out / "fewer.json")]
     assert cli_main(fewer) == 0

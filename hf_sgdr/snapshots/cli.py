@@ -134,9 +134,11 @@ def _check_before_loading(args: argparse.Namespace) -> None:
         )
     cut = reported and "eval_split" in manifest.training and manifest.training["eval_split"] is None
     if cut and args.dataset_name is None and args.eval_split == "validation":
+        limit = manifest.training.get("max_eval_blocks")
+        also = f" --max_eval_blocks {limit}" if limit is not None and args.max_eval_blocks is None else ""
         raise ValueError(
             f"the run reported on {reported}, which is no split of {dataset_name}: pass --eval_split (e.g. "
-            "'train[90%:]', close to it) or --validation_file"
+            f"'train[90%:]'{also}, the run's text within rounding) or --validation_file"
         )
 
 
@@ -150,6 +152,7 @@ def _reports_on_the_runs_data(args: argparse.Namespace, ensemble: Any) -> bool:
         and args.dataset_config_name in (None, ensemble.training.get("dataset_config_name"))
         and args.max_eval_samples is None
         and args.max_eval_blocks is None
+        and ensemble.training.get("block_size") in (None, args.block_size)
         and args.eval_split == ensemble.training.get("eval_split")
     )
 
@@ -290,9 +293,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.selection_split and train_data is not None:
             _warn_if_trained_on(args, ensemble, train_data)
         elif args.selection_split:
+            recorded = (
+                "records the training blocks it held out, not rows"
+                if train_blocks is not None
+                else "does not record which rows it trained on"
+            )
             print(
-                f"note: the run's manifest does not record which rows it trained on, so --selection_split "
-                f"{args.selection_split} cannot be checked against them; make sure it holds none",
+                f"note: the run's manifest {recorded}, so --selection_split {args.selection_split} cannot be "
+                "checked against them; make sure it holds none of the text the run trained on",
                 file=sys.stderr,
             )
         selection_loader = _dataloader(
@@ -387,7 +395,7 @@ def _check_kind_options(args: argparse.Namespace, kind: Any, task: str | None) -
 
 def _same_blocks(args: argparse.Namespace, ensemble: Any, train_blocks: TrainData) -> bool:
     """True when this evaluation cuts the blocks the run trained on: its dataset, its text column, its block size."""
-    same_cut = args.block_size == ensemble.training.get("block_size") and args.text_columns is None
+    same_cut = args.block_size == ensemble.training.get("block_size") and args.text_columns in (None, ["text"])
     return bool(train_blocks.held_out) and same_cut and _same_data(args, ensemble, train_blocks)
 
 
