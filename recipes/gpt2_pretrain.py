@@ -228,12 +228,21 @@ def main(argv: list[str] | None = None) -> None:
 
     @torch.no_grad()
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        """The token-level NLL of the validation blocks, as the ensemble report computes it: each block's summed
+        loss and token count are gathered per block, so that the duplicates Accelerate pads an uneven last batch
+        with are dropped (a batch's mean loss, repeated per block, carried them in on several processes)."""
         model.eval()
-        losses = []
-        for batch in prepared_eval:
-            loss = model(**batch).loss
-            losses.append(gather_for_metrics(accelerator, loss.detach().repeat(len(batch["input_ids"]))))
-        nll = float(torch.cat(losses).mean())
+        sums, counts = [], []
+        with torch.no_grad():
+            for batch in prepared_eval:
+                logits, labels = model(**batch).logits[:, :-1].float(), batch["labels"][:, 1:]
+                scored = labels != -100
+                token_loss = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), labels.masked_fill(~scored, 0), reduction="none"
+                )
+                sums.append(gather_for_metrics(accelerator, (token_loss * scored).sum(dim=1)))
+                counts.append(gather_for_metrics(accelerator, scored.sum(dim=1)))
+        nll = float(torch.cat(sums).sum() / torch.cat(counts).sum())
         return {"eval_loss": nll, "eval_perplexity": math.exp(nll)}
 
     # SGDR fitted to the budget, the loop of recipes/glue.py (see the comments there).

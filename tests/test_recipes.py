@@ -316,6 +316,28 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(
     assert results(out, "fewer.json")["num_eval_items"] == 3
 
 
+@pytest.mark.multiprocess
+def test_gpt2_cycle_evaluation_on_two_processes_equals_the_table(tmp_path: Path, shared_data: Path) -> None:
+    """6 validation blocks over 2 processes and batches of 16: Accelerate pads the ranks' batches with duplicates.
+    The per-cycle NLL counts each block once, as the ensemble table does (a batch mean repeated per block carried
+    the duplicates in)."""
+    lines = (shared_data / "lm" / "tinyshakespeare.txt").read_text().splitlines()[:LM_TEXT_LINES]
+    data = tmp_path / "corpus"
+    data.mkdir()
+    (data / "train.txt").write_text("\n".join(lines[:500]))
+    (data / "validation.txt").write_text("\n".join(lines[500:]))
+    out = tmp_path / "two"
+    flags = _gpt2_flags(data / "train.txt", out)
+    flags[:2] = ["--dataset_name", str(data)]
+    result = launch_two_cpu_processes(str(GPT2), *flags, "--max_eval_blocks", "6", env=FAST, timeout=600)
+    assert_clean_exit(result)
+    manifest, report = SnapshotManifest.load(out / "snapshots"), results(out)
+    assert manifest.training["num_processes"] == 2 and report["num_eval_items"] == 6
+    for snapshot in manifest.snapshots:
+        expected = row(report, snapshot.name)["metrics"]["perplexity"]
+        assert snapshot.eval_metrics["eval_perplexity"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, shakespeare: Path) -> None:
     reference = tmp_path / "reference"
     run(GPT2, *_gpt2_flags(shakespeare, reference))
