@@ -41,6 +41,7 @@ class _Parser(argparse.ArgumentParser):
         the subcommand's after it): argparse would report a misspelled required flag as missing, unnamed."""
         subcommands = self._subcommands()
         parser: argparse.ArgumentParser = self
+        flags = set(_option_strings(parser, nested=False))
         unknown: list[str] = []
         for token in argv:
             if token == "--":
@@ -49,11 +50,11 @@ class _Parser(argparse.ArgumentParser):
                 if unknown:
                     break
                 parser = subcommands[token]
-            elif (
-                token.startswith("--")
-                and " " not in token.split("=", 1)[0]  # a value, as argparse takes it (`--commit-message "--fix: x"`)
-                and token.split("=", 1)[0] not in set(_option_strings(parser, nested=False))
-            ):
+                flags = set(_option_strings(parser, nested=False))
+                continue
+            name = token.split("=", 1)[0]
+            # A name holding a space is a value, as argparse takes it (`--commit-message "--fix: x"`).
+            if name.startswith("--") and " " not in name and name not in flags:
                 unknown.append(token)
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -204,8 +204,7 @@ def _is_local_path(name: str) -> bool:
     a drive, more than one `/`; the recipes record local folders absolute): the card then shows its last part only,
     neither the uploader's folders nor a link to no Hub dataset."""
     return (
-        Path(name).is_absolute()
-        or name.startswith((".", "~", "/"))
+        name.startswith((".", "~", "/"))
         or "\\" in name
         or name.count("/") > 1
         or re.match(r"^[A-Za-z]:[\\/]", name) is not None

@@ -335,13 +335,13 @@ def _selected_rows(
         primary,
         scorer=lambda combined: suite.compute(combined, selection_labels, primary)[primary],
     )
-    used = [i for i, w in enumerate(weights) if w > 0]
+    used = _members_used(names, weights)
     metrics = _metrics(suite, eval_out, eval_labels, kind, "weighted", weights)
     rows.append(
         ReportRow(
             "greedy ensemble selection",
             "greedy_ensemble",
-            [names[i] for i in used],
+            used,
             metrics,
             len(used),
             weights,
@@ -349,13 +349,18 @@ def _selected_rows(
         )
     )
     fitted = fit_weights(selection_out, selection_labels, kind)
-    used = [names[i] for i, w in enumerate(fitted) if w > 0]
+    used = _members_used(names, fitted)
     metrics = _metrics(suite, eval_out, eval_labels, kind, "weighted", fitted)
     selection_score = _metrics(suite, selection_out, selection_labels, kind, "weighted", fitted, primary)
     rows.append(
         ReportRow("weighted ensemble (fitted)", "weighted_ensemble", used, metrics, len(used), fitted, selection_score)
     )
     return rows
+
+
+def _members_used(names: Sequence[str], weights: Sequence[float]) -> list[str]:
+    """The members a weighted row runs: those with a weight above 0 (each costs a forward pass)."""
+    return [name for name, weight in zip(names, weights, strict=True) if weight > 0]
 
 
 def _temperature_rows(
