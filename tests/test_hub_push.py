@@ -265,6 +265,48 @@ def test_cli_push_takes_the_token_from_the_environment(hub: tuple[str, Recorder]
     assert bad.returncode == 2 and "no manifest.json in" in bad.stderr
 
 
+def test_a_push_names_local_paths_by_their_last_part_only(
+    hub: tuple[str, Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run on local data records absolute paths (so that a command finds them from any folder); the pushed
+    manifest and card name them by their last part, the folder keeps them, and the pushed folder still loads."""
+    endpoint, recorder = hub
+    folder = tmp_path / "alice-private" / "trained"
+    shutil.copytree(tiny_bert_folder(), folder)
+    manifest = SnapshotManifest.load(folder)
+    corpus, data_file = str(tmp_path / "alice-private" / "corpus"), str(tmp_path / "alice-private" / "train.csv")
+    training = {
+        **manifest.training,
+        "dataset_name": corpus,
+        "validation_text": f"the last 10 % of the rows of {corpus}'s train split",
+        "train_data": {"split": "train", "rows_used": 8, "held_out": [1, 5], "data_file": data_file},
+    }
+    local = replace(manifest, base_model=str(tmp_path / "alice-private" / "bert-ft"), training=training)
+    local.save(folder)
+    on_disk = (folder / "manifest.json").read_bytes()
+    caplog.set_level(logging.INFO, logger="hf_sgdr")
+    with online():
+        SnapshotEnsemble.from_pretrained(folder, progress=False).push_to_hub("me/local", token=TOKEN, endpoint=endpoint)
+
+    files = recorder.commits[0]["files"]
+    for name, content in files.items():
+        if not name.endswith((".safetensors", ".png")):
+            assert b"alice-private" not in content and str(tmp_path).encode() not in content, name
+    pushed = SnapshotManifest.from_dict(json.loads(files["manifest.json"]))
+    assert pushed.base_model == "./bert-ft" and pushed.training["dataset_name"] == "./corpus"
+    assert pushed.training["validation_text"] == "the last 10 % of the rows of corpus's train split"
+    assert pushed.training["train_data"] == {**training["train_data"], "data_file": "./train.csv"}
+    assert pushed.snapshots == local.snapshots
+    assert "training.dataset_name" in caplog.text and "base_model" in caplog.text
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.base_model is None and card.data.datasets is None
+    assert "a local dataset, `corpus`" in card.text
+    assert (folder / "manifest.json").read_bytes() == on_disk  # the training folder keeps its own record
+    recorded = _write_commit(files, tmp_path / "recorded")
+    names = [record.name for record in local.snapshots]
+    assert SnapshotEnsemble.from_pretrained(recorded, progress=False).snapshot_names == names
+
+
 def test_push_checks_files_recorded_in_pieces_before_sending(
     hub: tuple[str, Recorder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import numbers
-import re
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..local_paths import is_local_path, last_part, public_text
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import CARD_NAME, PLOT_NAME, snapshot_name
 from ..snapshot_format.manifest import SnapshotManifest
@@ -191,24 +191,12 @@ def _snippets(manifest: SnapshotManifest, repo: str) -> tuple[str, str]:
     if manifest.snapshot_type == "peft_adapter":
         single = (
             f"from peft import PeftModel\nfrom transformers import {auto}\n\n"
-            f'base = {auto}.from_pretrained("{manifest.base_model}")\n'
+            f'base = {auto}.from_pretrained("{public_text(manifest.base_model or "")}")\n'
             f'model = PeftModel.from_pretrained(base, "{repo}", subfolder="{last}")'
         )
     else:
         single = f'from transformers import {auto}\n\nmodel = {auto}.from_pretrained("{repo}", subfolder="{last}")'
     return usage, single
-
-
-def _is_local_path(name: str) -> bool:
-    """Whether a run's dataset name is a local path rather than a Hub dataset id, by its shape (absolute, relative,
-    a drive, more than one `/`; the recipes record local folders absolute): the card then shows its last part only,
-    neither the uploader's folders nor a link to no Hub dataset."""
-    return (
-        name.startswith((".", "~", "/"))
-        or "\\" in name
-        or name.count("/") > 1
-        or re.match(r"^[A-Za-z]:[\\/]", name) is not None
-    )
 
 
 def build_card(
@@ -224,14 +212,18 @@ def build_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     named = dataset or (report.dataset if report else None) or manifest.training.get("dataset_name")
-    local = named is not None and _is_local_path(named)
-    dataset, local_dataset = (None, re.split(r"[\\/]", named.rstrip("\\/"))[-1]) if local else (named, None)
+    # A local dataset or base model (the recipes record local folders absolute) is shown by its last part only:
+    # neither the uploader's folders nor a link to no Hub repo.
+    local = named is not None and is_local_path(named)
+    dataset, local_dataset = (None, last_part(named)) if local else (named, None)
+    base_model = manifest.base_model
+    hub_base_model = None if base_model is None or is_local_path(base_model) else base_model
     config = manifest.training.get("dataset_config_name") or (manifest.task if dataset == "nyu-mll/glue" else None)
     task_type = _kind(manifest).pipeline_tag
-    title = repo_id.split("/")[-1] if repo_id else f"SGDR snapshot ensemble of {manifest.base_model or 'a model'}"
+    title = repo_id.split("/")[-1] if repo_id else f"SGDR snapshot ensemble of {public_text(base_model or 'a model')}"
     eval_results = _eval_results(report, dataset, config, task_type) if report and dataset else None
     data = ModelCardData(
-        base_model=manifest.base_model,
+        base_model=hub_base_model,
         datasets=[dataset] if dataset else None,
         library_name="hf-sgdr",
         pipeline_tag=task_type,

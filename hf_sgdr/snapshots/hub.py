@@ -2,7 +2,8 @@
 
 Downloads fetch the manifest first and then only what it lists (plus tokenizer files, card and plot),
 so a pickle in the repo is never even downloaded. A push verifies the folder, then creates the repo and
-uploads everything in one commit, from where the files lie (no copy). The token is resolved by
+uploads everything in one commit, from where the files lie (no copy); the manifest goes up with local paths named
+by their last part (`public_manifest`). The token is resolved by
 `huggingface_hub` (argument, `HF_TOKEN`, stored login) and is never logged or written anywhere: both Hub
 calls run under `redaction.redacting`, so an endpoint echoing it in an error gets it into no log or exception.
 """
@@ -13,10 +14,12 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..atomic import json_text
+from ..local_paths import without_local_paths
 from ..redaction import redacting
 from ..snapshot_format.digests import mismatched_files
 from ..snapshot_format.layout import CARD_NAME, PLOT_NAME
@@ -128,6 +131,14 @@ def download(
         return Path(snapshot_download(repo_id, allow_patterns=wanted, **common))
 
 
+def public_manifest(manifest: SnapshotManifest) -> tuple[SnapshotManifest, list[str]]:
+    """`manifest` as published: the local paths in its base model and training facts (a local dataset folder, a
+    data file, a local base model) named by their last part (`local_paths.public_text`); and the keys changed."""
+    base_model, hidden = without_local_paths(manifest.base_model, "base_model")
+    training, more = without_local_paths(manifest.training, "training")
+    return replace(manifest, base_model=base_model, training=training), hidden + more
+
+
 def push_folder(
     folder: str | os.PathLike[str],
     repo_id: str,
@@ -149,7 +160,8 @@ def push_folder(
     (manifest, tokenizer, card, plot; no pickles, no temporaries) and each snapshot's manifest-listed files,
     read where they are. `manifest` (default: the folder's own manifest.json, uploaded as it is) is the one
     to publish instead, e.g. a subset of the snapshots: each of its records must equal the folder's, so the
-    provenance it carries (library versions, metrics) is the training run's. Each file is hashed once, by
+    provenance it carries (library versions, metrics) is the training run's. Either goes up as `public_manifest`
+    makes it: no local path of the machine that trained or pushes. Each file is hashed once, by
     `huggingface_hub` for the upload, and checked against the manifest before anything is sent; a file the manifest
     records in pieces (larger than `digests.PIECE_SIZE`) is first checked against them, hashed in parallel.
     Returns huggingface_hub's `CommitInfo`.
@@ -165,8 +177,11 @@ def push_folder(
             if record != on_disk.snapshot(record.name):
                 raise SnapshotLoadError(f"{record.name}: the manifest to push differs from {root / MANIFEST_NAME}")
     extra = dict(extra_files or {})
-    if manifest is not None and MANIFEST_NAME not in extra:
-        extra[MANIFEST_NAME] = json_text(manifest.to_dict()).encode("utf-8")
+    published, hidden = public_manifest(on_disk if manifest is None else manifest)
+    if hidden:
+        logger.info("the pushed manifest names local paths by their last part: %s", ", ".join(hidden))
+    if (manifest is not None or hidden) and MANIFEST_NAME not in extra:
+        extra[MANIFEST_NAME] = json_text(published.to_dict()).encode("utf-8")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in extra.items()]
     for path in root_files(root, containment):
         if path.name not in extra:

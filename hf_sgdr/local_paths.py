@@ -1,0 +1,61 @@
+"""Local paths kept out of what is published: a manifest or card pushed to the Hub names a local file or folder
+by its last part only, never the uploader's folders.
+
+A run records local data by absolute path (`data.dataset_reference`, the recipes' `train_data.data_file`), so
+that a command on the same machine finds it from any working directory. Published, such a value becomes
+`./<last part>`: still a relative path (no Hub id a later `load_dataset` could take it for), naming nothing about
+the machine it came from. An absolute path inside a sentence (a description of the validation text) is cut to its
+last part the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: An absolute path inside a longer text: POSIX (`/a/b`), home-relative (`~/a`) or Windows (`C:\\a`), starting a
+#: word and holding at least two separators.
+_EMBEDDED_PATH = re.compile(r"(?<!\S)(?:~|[A-Za-z]:)?[\\/][^\s\\/]+[\\/]\S*")
+
+
+def is_local_path(name: str) -> bool:
+    """Whether `name` is a local path rather than a Hub id, by its shape: absolute, home- or dot-relative, a drive,
+    a backslash, or more than one `/` (a Hub id has at most one), and no whitespace unless it starts like a path."""
+    if name.startswith((".", "~", "/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", name) is not None:
+        return True
+    return not re.search(r"\s", name) and ("\\" in name or name.count("/") > 1)
+
+
+def last_part(name: str) -> str:
+    """The last part of a path, whichever separator it uses (`/home/alice/corpus/` -> `corpus`)."""
+    return re.split(r"[\\/]", name.rstrip("\\/"))[-1] or name
+
+
+def public_text(text: str) -> str:
+    """`text` as published: a local path as `./<last part>`, an absolute path inside a sentence as its last part."""
+    if is_local_path(text):
+        return f"./{last_part(text)}"
+    return _EMBEDDED_PATH.sub(lambda match: last_part(match.group(0)), text)
+
+
+def without_local_paths(value: Any, where: str = "") -> tuple[Any, list[str]]:
+    """`value` (JSON data: objects, lists, strings, numbers) with every string made `public_text`, and the dotted
+    keys (`where` first) of the strings that changed."""
+    if isinstance(value, str):
+        public = public_text(value)
+        return public, [where] if public != value else []
+    if isinstance(value, dict):
+        changed: list[str] = []
+        result = {}
+        for key, item in value.items():
+            result[key], inner = without_local_paths(item, f"{where}.{key}" if where else str(key))
+            changed += inner
+        return result, changed
+    if isinstance(value, list):
+        changed, items = [], []
+        for index, item in enumerate(value):
+            public, inner = without_local_paths(item, f"{where}[{index}]")
+            items.append(public)
+            changed += inner
+        return items, changed
+    return value, []
