@@ -12,6 +12,7 @@ from typing import Any
 
 from ._version import __version__
 from .atomic import check_output_file
+from .local_paths import user_path
 from .redaction import redact
 from .registration import SCHEDULER_KWARGS, normalize_scheduler_kwargs
 from .schedule import CycleInfo, SGDRSchedule, build_schedule
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         default="lr_schedule.png",
+        type=user_path,
         help="picture to write, in the format its suffix names: .png, .svg, .pdf, ... (default lr_schedule.png)",
     )
     plot.set_defaults(handler=_plot)

@@ -1,6 +1,7 @@
-"""Local paths kept out of what is published: a manifest or card pushed to the Hub names a local file or folder
-by its last part only, never the uploader's folders.
+"""Local paths: kept out of what is published, and read from the command line as a shell would.
 
+A manifest or card pushed to the Hub names a local file or folder by its last part only, never the uploader's
+folders.
 A run records local data by absolute path (`data.dataset_reference`, the recipes' `train_data.data_file`), so
 that a command on the same machine finds it from any working directory. Published, such a value becomes
 `./<last part>`: still a relative path (no Hub id a later `load_dataset` could take it for), naming nothing about
@@ -10,6 +11,7 @@ last part the same way.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -59,3 +61,8 @@ def without_local_paths(value: Any, where: str = "") -> tuple[Any, list[str]]:
             changed += inner
         return items, changed
     return value, []
+
+
+def user_path(value: str) -> str:
+    """A path given on the command line, `~` expanded: a shell leaves `--flag=~/x` (and a quoted `~`) as it is."""
+    return os.path.expanduser(value)

@@ -147,6 +147,22 @@ def test_plot_writes_the_format_its_output_names_and_refuses_others(tmp_path: Pa
     )
 
 
+def test_path_flags_expand_the_home_folder_the_shell_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o=~/lr.png` reaches the program unexpanded (a shell expands `~` only at a word's start): the command expands
+    it, for every path flag, instead of writing into a folder named `~`."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "--T_0", "10", "--num_training_steps", "40", "-o=~/lr.png"]) == 0
+    assert (tmp_path / "lr.png").is_file() and not (tmp_path / "~").exists()
+    assert f"wrote {tmp_path / 'lr.png'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "~/no-run", "--validation_file=~/data.csv", "--output_json=~/report.json"])
+    err = capsys.readouterr().err
+    assert f"--validation_file {tmp_path / 'data.csv'}" in err and "~" not in err, err
+
+
 def test_describe_json_and_pitfall_warning(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["describe", "--T_0", "300", "--num_training_steps", "1000", "--json"]) == 0
     captured = capsys.readouterr()

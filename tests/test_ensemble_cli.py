@@ -191,6 +191,34 @@ def test_a_run_whose_validation_text_was_cut_from_its_dataset_says_so_before_loa
     )
 
 
+def test_a_local_dataset_that_is_not_here_is_named_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pushed manifest names the run's local dataset `./corpus`: where no such folder is, the command says to pass
+    a copy instead of asking the Hub for `./corpus`; a mistyped local --dataset_name is named. Both before the
+    members' checksums (a corrupt member would be reported otherwise)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "pushed"
+    shutil.copytree(tiny_bert_folder(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["training"]["dataset_name"] = "./corpus"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    weights = next(folder.glob("cycle-*/model.safetensors"))
+    weights.write_bytes(b"corrupt" + weights.read_bytes()[7:])
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    for flags, message in [
+        ([], "the run trained on a local dataset, ./corpus (manifest.json training.dataset_name), and there is no "),
+        (["--dataset_name", "./corpsu"], "--dataset_name ./corpsu: no such folder (a Hub dataset id is namespace/"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["evaluate", str(folder), *flags])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and "corrupt" not in err, err
+
+
 def test_evaluate_refuses_a_block_limit_for_classification_snapshots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

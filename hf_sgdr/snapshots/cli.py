@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import check_output_file
+from ..local_paths import user_path
 from ..snapshot_format.layout import CARD_NAME
 from ..snapshot_format.manifest import HELD_OUT_NAME, TRAIN_BLOCKS_KEY, TrainData
 from ..validation import check_int
@@ -109,9 +110,9 @@ def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, s
 
 def _check_before_loading(args: argparse.Namespace) -> None:
     """For a local snapshot folder, refuse from its manifest alone, before the members' checksums are computed
-    (seconds per GB), a missing data source and the options its kind cannot use (when the Auto class decides the
-    kind; `_check_kind_options` runs again once the members' configs are read). A Hub repo's manifest is only read
-    once downloaded."""
+    (seconds per GB), a missing data source (`_check_data_source`) and the options its kind cannot use (when the Auto
+    class decides the kind; `_check_kind_options` runs again once the members' configs are read). A Hub repo's
+    manifest is only read once downloaded."""
     from ..snapshot_format.loading import open_manifest
     from .hub import resolve_source
     from .tasks.registry import kind_of_auto_class, task_kind
@@ -120,17 +121,34 @@ def _check_before_loading(args: argparse.Namespace) -> None:
         return
     root, containment = resolve_source(args.output_dir, args.revision, force_download=args.force_download)
     manifest = open_manifest(root, containment)
-    dataset_name, _, task = _data_source(args, manifest)
+    _, _, task = _data_source(args, manifest)
     decided = kind_of_auto_class(manifest.auto_class)
     if decided is not None:
         _check_kind_options(args, task_kind(decided), task)
+    _check_data_source(args, manifest, root)
+
+
+def _check_data_source(args: argparse.Namespace, manifest: Any, source: Any) -> None:
+    """Refuse, naming what to pass, a data source the command cannot read: no dataset named, a local dataset folder
+    that is not here (a pushed manifest names the run's by its last part, `./corpus`), or a validation text the run
+    cut from its training text. `manifest`: the ensemble or its manifest; `source`: where it was loaded from."""
+    from ..local_paths import is_local_path
+
     if args.validation_file is not None:
         return
+    dataset_name, _, _ = _data_source(args, manifest)
     reported = manifest.training.get("validation_text")
     if dataset_name is None:
         raise ValueError(
-            f"pass a dataset name (--dataset_name) or a local file (--validation_file): the manifest of {root} "
+            f"pass a dataset name (--dataset_name) or a local file (--validation_file): the manifest of {source} "
             "names no dataset" + (f" (the run reported on {reported})" if reported else "")
+        )
+    if is_local_path(dataset_name) and not Path(dataset_name).exists():
+        if args.dataset_name is not None:
+            raise ValueError(f"--dataset_name {args.dataset_name}: no such folder (a Hub dataset id is namespace/name)")
+        raise ValueError(
+            f"the run trained on a local dataset, {dataset_name} (manifest.json training.dataset_name), and there is "
+            "no such folder here: pass --dataset_name with your copy of it, or --validation_file"
         )
     cut = reported and "eval_split" in manifest.training and manifest.training["eval_split"] is None
     if cut and args.dataset_name is None and args.eval_split == "validation":
@@ -283,6 +301,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
     dataset_name, _, task = _data_source(args, ensemble)
     _check_kind_options(args, ensemble.task_kind, task)
+    _check_data_source(args, ensemble, args.output_dir or args.checkpoints)
     args.block_size = _block_size(args, ensemble)
     limit, max_blocks = _eval_limits(args, ensemble)
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, limit, max_blocks=max_blocks)
@@ -530,11 +549,13 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         "output_dir",
         metavar="OUTPUT_DIR",
         nargs="?",
+        type=user_path,
         help="snapshot folder, training output folder holding snapshots/, or Hub repo id",
     )
     evaluate.add_argument(
         "--checkpoints",
         metavar="DIR",
+        type=user_path,
         help="instead of OUTPUT_DIR: a Trainer run's output_dir; its checkpoint-* folders are the members "
         "(safetensors only), e.g. to compare a cosine run's checkpoints with SGDR snapshots",
     )
@@ -548,7 +569,9 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         "--snapshots", nargs="+", metavar="NAME", help="use only these snapshots (checkpoint names with --checkpoints)"
     )
     data = evaluate.add_argument_group("data")
-    data.add_argument("--dataset_name", help="datasets id (default: the manifest's, or nyu-mll/glue for GLUE tasks)")
+    data.add_argument(
+        "--dataset_name", type=user_path, help="datasets id (default: the manifest's, or nyu-mll/glue for GLUE tasks)"
+    )
     data.add_argument("--dataset_config_name", help="dataset config (default: the GLUE task)")
     data.add_argument("--eval_split", default="validation", help="the split reported (default: validation)")
     data.add_argument(
@@ -557,8 +580,10 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         f"held-out slice of the training split that the run recorded in its manifest, '{HELD_OUT_NAME}'; a split "
         "holding rows the run trained on is warned about)",
     )
-    data.add_argument("--validation_file", help="local .txt/.csv/.json(l)/.parquet file reported instead of a split")
-    data.add_argument("--selection_file", help="local file to choose on instead of --selection_split")
+    data.add_argument(
+        "--validation_file", type=user_path, help="local .txt/.csv/.json(l)/.parquet file reported instead of a split"
+    )
+    data.add_argument("--selection_file", type=user_path, help="local file to choose on instead of --selection_split")
     data.add_argument(
         "--max_eval_samples",
         type=_at_least(1),
@@ -595,7 +620,7 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         "selection split",
     )
     evaluate.add_argument("--device", type=_device, help="compute device (default: cuda if available, else cpu)")
-    evaluate.add_argument("--output_json", help="write the report as JSON here")
+    evaluate.add_argument("--output_json", type=user_path, help="write the report as JSON here")
     evaluate.set_defaults(handler=_evaluate)
 
     push = subparsers.add_parser(
@@ -606,13 +631,20 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG_TOKEN,
     )
     push.add_argument(
-        "output_dir", metavar="OUTPUT_DIR", help="snapshot folder or training output folder holding snapshots/"
+        "output_dir",
+        metavar="OUTPUT_DIR",
+        type=user_path,
+        help="snapshot folder or training output folder holding snapshots/",
     )
     push.add_argument("--repo-id", "--repo_id", "--hub_model_id", dest="repo_id", required=True, help="namespace/name")
     push.add_argument("--private", action="store_true", default=None, help="create the repo private")
     push.add_argument("--commit-message", "--commit_message", dest="commit_message", help="commit message")
     push.add_argument("--create-pr", "--create_pr", dest="create_pr", action="store_true", help="open a pull request")
     push.add_argument("--revision", help="branch to commit to (default: main)")
-    push.add_argument("--results", help="report JSON from `hf-sgdr evaluate --output_json` for the card")
-    push.add_argument("--dataset_name", help="dataset id for the card (default: the report's or the manifest's)")
+    push.add_argument(
+        "--results", type=user_path, help="report JSON from `hf-sgdr evaluate --output_json` for the card"
+    )
+    push.add_argument(
+        "--dataset_name", type=user_path, help="dataset id for the card (default: the report's or the manifest's)"
+    )
     push.set_defaults(handler=_push)
