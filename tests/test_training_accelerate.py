@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoModelForCausalLM, default_data_collator
 
 from hf_sgdr import SGDRScheduler
+from hf_sgdr.snapshots import TRAIN_DATA_KEY, TrainData
 from hf_sgdr.training import SGDRAccelerateHelper
 
 
@@ -115,3 +116,40 @@ def test_save_state_and_load_state_carry_the_helper(tmp_path: Path) -> None:
     # cycle 1 (steps 5-8) averages from its first step: step 5 from before the save, 6-8 after it
     assert [(e.cycle, e.global_step, e.num_averaged) for e in events] == [(1, 8, 4)]
     assert [r.global_step for r in read_manifest(tmp_path / "snapshots").snapshots] == [4, 8]
+
+
+def test_a_resume_that_holds_out_other_training_data_is_refused(tmp_path: Path) -> None:
+    """The snapshots listed were trained without the held-out rows the manifest records: a resumed run recording
+    other rows (another seed or share) or none is refused at its first step, before anything is written; the same
+    record resumes."""
+    recorded = TrainData("train", 48, (1, 5, 9)).to_dict()
+
+    def helper(training_info: dict) -> tuple:
+        accelerator, model, optimizer, loader = _setup()
+        scheduler = SGDRScheduler(optimizer, T_0=4)
+        sgdr = SGDRAccelerateHelper(accelerator, model, scheduler, output_dir=tmp_path, training_info=training_info)
+        return accelerator, model, optimizer, loader, sgdr
+
+    accelerator, model, optimizer, loader, sgdr = helper({TRAIN_DATA_KEY: recorded})
+    _epoch(accelerator, model, optimizer, loader, sgdr, stop_after=5)
+    accelerator.save_state(tmp_path / "state")
+    sgdr.end()
+    manifest_bytes = (tmp_path / "snapshots" / "manifest.json").read_bytes()
+
+    other = TrainData("train", 48, (1, 5, 10)).to_dict()
+    for training_info, message in [
+        ({TRAIN_DATA_KEY: other}, r"training.train_data differs .*held_out: 3 numbers, 2 of the 3 recorded"),
+        ({}, "the snapshots record training.train_data, this run none"),
+    ]:
+        accelerator, model, optimizer, loader, resumed = helper(training_info)
+        accelerator.load_state(tmp_path / "state")
+        with pytest.raises(ValueError, match=rf"resuming in {tmp_path / 'snapshots'}: {message}.*another output_dir"):
+            _epoch(accelerator, model, optimizer, loader, resumed)
+        assert (tmp_path / "snapshots" / "manifest.json").read_bytes() == manifest_bytes
+
+    accelerator, model, optimizer, loader, resumed = helper({TRAIN_DATA_KEY: recorded})
+    accelerator.load_state(tmp_path / "state")
+    _epoch(accelerator, model, optimizer, loader, resumed)
+    resumed.end()
+    manifest = read_manifest(tmp_path / "snapshots")
+    assert [r.global_step for r in manifest.snapshots] == [4, 8] and manifest.training[TRAIN_DATA_KEY] == recorded

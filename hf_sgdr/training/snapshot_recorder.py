@@ -5,7 +5,9 @@ copies each cycle's weights (or their running average) into reused host buffers 
 stream, `staging`), hands them with their `SnapshotRecord` to `writer.SnapshotWriter`, and attaches the
 training loss and eval metrics that arrive later to the record. Every process calls it at the same points;
 only the main process writes, and a failed write raises on every process (`distributed.ProcessSync`).
-A snapshot that the manifest already lists for the same cycle and scheduler step is not written again.
+A snapshot that the manifest already lists for the same cycle and scheduler step is not written again. A resumed
+run must train on the data the listed snapshots trained on: a different record of the held-out training data
+(`TRAIN_DATA_KEY`, `TRAIN_BLOCKS_KEY`; another seed or held-out share) is refused before it trains on.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from typing import Any
 
 import torch
 
-from ..snapshot_format.manifest import ManifestError, ModelDescription, SnapshotManifest, SnapshotRecord, new_manifest
+from ..snapshot_format.manifest import (
+    TRAIN_BLOCKS_KEY,
+    TRAIN_DATA_KEY,
+    ManifestError,
+    ModelDescription,
+    SnapshotManifest,
+    SnapshotRecord,
+    new_manifest,
+)
 from .distributed import ProcessSync, SnapshotWriteError
 from .staging import CudaStager
 from .weights import host_buffers, join_weight_gather, save_weights, stage_weights
@@ -75,9 +85,18 @@ class SnapshotRecorder:
         self._buffers: dict[str, torch.Tensor] | None = None  # the last snapshot's host copy, reused
         self._finished = False
         self.writer: SnapshotWriter | None = None
+        previous = _read_manifest(snapshot_dir) if sync.is_main else None
+        if resumed:  # every process knows it resumed: the main process' verdict reaches all of them
+            change = _changed_training_data(previous, training) if previous is not None else None
+            change = sync.broadcast(change)
+            if change is not None:
+                raise ValueError(
+                    f"resuming in {snapshot_dir}: {change}. Resume with the flags the run started with (seed, "
+                    "held-out share, data), or start a new run in another output_dir"
+                )
         if sync.is_main:
             self.writer = self._open_writer(
-                description, schedule, training, resumed=resumed, max_snapshots=max_snapshots
+                description, schedule, training, previous, resumed=resumed, max_snapshots=max_snapshots
             )
             if processing_class is not None:
                 self.writer.save_processor(processing_class)
@@ -88,12 +107,13 @@ class SnapshotRecorder:
         description: ModelDescription,
         schedule: dict[str, Any] | None,
         training: dict[str, Any],
+        previous: SnapshotManifest | None,
         *,
         resumed: bool,
         max_snapshots: int | None,
     ) -> SnapshotWriter:
-        """The writer over this run's manifest: a resumed run keeps the listed snapshots, a new one replaces them."""
-        previous = _read_manifest(self.snapshot_dir)
+        """The writer over this run's manifest (`previous`: the folder's, if any): a resumed run keeps the listed
+        snapshots, a new one replaces them."""
         records = list(previous.snapshots) if previous is not None and resumed else []
         obsolete = [r.name for r in previous.snapshots] if previous is not None and not resumed else []
         if obsolete:
@@ -181,6 +201,39 @@ class SnapshotRecorder:
     def manifest(self) -> SnapshotManifest | None:
         """The manifest as written so far (main process; `None` elsewhere)."""
         return self.writer.manifest() if self.writer is not None else None
+
+
+def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, Any]) -> str | None:
+    """How this run's record of its held-out training data differs from the one its listed snapshots were trained
+    with (`None`: the same, or no snapshots yet). A record the earlier run did not make is only warned about: an
+    older version wrote none."""
+    if not previous.snapshots:
+        return None
+    changes = []
+    for key in (TRAIN_DATA_KEY, TRAIN_BLOCKS_KEY):
+        before, now = previous.training.get(key), training.get(key)
+        if before is None or before == now:
+            if before is None and now is not None:
+                logger.warning(
+                    "the snapshots in %s record no training.%s; this resumed run records its own, which holds for "
+                    "them only if the run held out the same data from the start",
+                    previous.snapshots[-1].name,
+                    key,
+                )
+            continue
+        if now is None:
+            changes.append(f"the snapshots record training.{key}, this run none")
+            continue
+        fields = [name for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
+        described = []
+        for name in fields:
+            if name == "held_out" and isinstance(before.get(name), list) and isinstance(now.get(name), list):
+                common = len(set(before[name]) & set(now[name]))
+                described.append(f"held_out: {len(now[name])} numbers, {common} of the {len(before[name])} recorded")
+            else:
+                described.append(f"{name}: {now.get(name)!r} where {before.get(name)!r} was recorded")
+        changes.append(f"training.{key} differs from the one its snapshots record ({'; '.join(described)})")
+    return "; ".join(changes) or None
 
 
 def _read_manifest(folder: Path) -> SnapshotManifest | None:
