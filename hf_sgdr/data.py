@@ -28,7 +28,9 @@ __all__ = [
     "dataset_dataloader",
     "dataset_reference",
     "lm_blocks",
+    "lm_blocks_of_rows",
     "lm_dataloader",
+    "lm_text_column",
     "load_data_files",
     "load_split",
     "text_columns_for",
@@ -109,6 +111,33 @@ def lm_blocks(tokenizer: Any, texts: Sequence[str], block_size: int) -> list[lis
         raise ValueError("texts produced no tokens")
     size = min(block_size, len(ids))
     return [ids[i : i + size] for i in range(0, len(ids) // size * size, size)]
+
+
+def lm_text_column(column_names: Sequence[str], text_columns: Sequence[str] | None = None) -> str:
+    """The column a language model's blocks are cut from: the first of `text_columns` when given, else `text`
+    where the dataset has one (as the recipes read it), else the first `text_columns_for` finds."""
+    if not text_columns and "text" in column_names:
+        return "text"
+    return text_columns_for(column_names, text_columns=text_columns)[0]
+
+
+def lm_blocks_of_rows(tokenizer: Any, texts: Sequence[str], rows: range, block_size: int) -> range:
+    """The numbers of the `lm_blocks(tokenizer, texts, block_size)` holding tokens of `texts[rows]` (empty for blank
+    rows): whether a slice of rows shares text with numbered blocks. Only the texts before `rows.stop` are
+    tokenised; numbers past the last whole block may come out (that text is in no block)."""
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1; got {block_size}")
+    eos = getattr(tokenizer, "eos_token_id", None)
+    texts = list(texts)[: rows.stop]
+    written = [i for i, text in enumerate(texts) if text.strip()]
+    lengths = [0] * len(texts)
+    if written:
+        encoded = tokenizer([texts[i] for i in written], add_special_tokens=False)["input_ids"]
+        for i, ids in zip(written, encoded, strict=True):
+            lengths[i] = len(ids) + (eos is not None)
+    start = sum(lengths[: rows.start])
+    end = start + sum(lengths[rows.start :])
+    return range(start // block_size, (end - 1) // block_size + 1) if end > start else range(0)
 
 
 def text_dataloader(
@@ -241,18 +270,16 @@ def dataset_dataloader(
         layout = _DEPRECATED_KIND_LAYOUTS[layout]
     if layout not in DATA_LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(map(repr, DATA_LAYOUTS))}; got {layout!r}")
-    if layout == "lm blocks" and not text_columns and "text" in dataset.column_names:
-        text_columns = ["text"]  # a language model's text, as the recipes read it, before any other candidate
-    columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
     if layout == "lm blocks":
         return lm_dataloader(
             tokenizer,
-            dataset[columns[0]],
+            dataset[lm_text_column(dataset.column_names, text_columns)],
             block_size=block_size,
             batch_size=batch_size,
             max_blocks=max_blocks,
             blocks=blocks,
         )
+    columns = text_columns_for(dataset.column_names, text_columns=text_columns, task=task)
     if label_column not in dataset.column_names:
         raise ValueError(f"label column {label_column!r} not in the dataset's columns {dataset.column_names}")
     if num_labels is not None:

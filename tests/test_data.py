@@ -12,7 +12,9 @@ from hf_sgdr.data import (
     dataset_dataloader,
     dataset_reference,
     lm_blocks,
+    lm_blocks_of_rows,
     lm_dataloader,
+    lm_text_column,
     text_columns_for,
 )
 from hf_sgdr.snapshots.tasks.registry import LM_BLOCKS, TEXT_DATA, kind_facts, kind_names
@@ -66,6 +68,39 @@ def test_the_dataloaders_follow_the_same_rules() -> None:
     assert torch.equal(by_kind["input_ids"], batch["input_ids"])
     with pytest.raises(ValueError, match="layout must be one of 'text', 'lm blocks'; got 'token_classification'"):
         dataset_dataloader(Dataset.from_dict({"text": texts}), tokenizer, "token_classification")
+
+
+@pytest.mark.parametrize("eos", [0, None])
+def test_the_blocks_of_rows_hold_exactly_those_rows_tokens(eos: int | None) -> None:
+    """Every block numbered for a slice of rows holds some of their tokens (a row's end token is its own), and the
+    blocks before and after hold none: checked against `lm_blocks` itself, each row's characters told apart."""
+    texts = ["abc", "", "defgh", "  ", "ij", "klmnopq", "r", "stu"]
+    tokenizer = _CharTokenizer(eos)
+    row_of = {ord(c): row for row, text in enumerate(texts) for c in text}
+    for block_size in (1, 2, 3, 5):
+        blocks = lm_blocks(tokenizer, texts, block_size)
+        owners, last = [], None  # the row of each token of each block
+        for block in blocks:
+            last_rows = []
+            for token in block:
+                last = last if token == eos else row_of[token]
+                last_rows.append(last)
+            owners.append(last_rows)
+        for start in range(len(texts)):
+            for stop in range(start, len(texts) + 1):
+                rows = range(start, stop)
+                numbered = lm_blocks_of_rows(tokenizer, texts, rows, block_size)
+                holding = {i for i, block_rows in enumerate(owners) if any(r in rows for r in block_rows)}
+                assert {b for b in numbered if b < len(blocks)} == holding, (block_size, rows)
+    assert lm_blocks_of_rows(tokenizer, texts, range(1, 2), 2) == range(0)  # a blank row is in no block
+    with pytest.raises(ValueError, match="block_size must be >= 1"):
+        lm_blocks_of_rows(tokenizer, texts, range(2), 0)
+
+
+def test_a_language_model_reads_the_text_column_first() -> None:
+    assert lm_text_column(["title", "text"]) == "text"
+    assert lm_text_column(["title", "text"], ["title"]) == "title"
+    assert lm_text_column(["sentence", "label"]) == "sentence"
 
 
 def test_lm_blocks_read_the_text_column_and_select_numbered_blocks(tmp_path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers.ensembles import tiny_bert_folder, tiny_lm_folder, tiny_token_folder
+from helpers.hub import cache_layout
 
 from hf_sgdr.cli import main
 from hf_sgdr.snapshots.calibration import LM_TEMPERATURE_GRID
@@ -217,6 +218,46 @@ def test_a_local_dataset_that_is_not_here_is_named_before_loading(
             main(["evaluate", str(folder), *flags])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in err and "corrupt" not in err, err
+
+
+def test_options_a_classifier_cannot_use_are_refused_before_its_members_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sequence classifiers (whose kind their config decides) in a local folder, and in a Hub repo whose cache holds
+    the manifest and one config, no weights: a language-model option, or a local dataset that is not here, is refused
+    from the manifest and the first config, before any member is downloaded or checksummed."""
+    import shutil
+
+    import huggingface_hub
+
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_bert_folder(), folder)
+    weights = next(folder.glob("cycle-*/model.safetensors"))
+    weights.write_bytes(b"corrupt" + weights.read_bytes()[7:])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(folder), "--max_eval_blocks", "2"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--max_eval_blocks applies to language models" in err
+    assert "corrupt" not in err, err
+
+    manifest = json.loads((tiny_bert_folder() / "manifest.json").read_text())
+    manifest["training"]["dataset_name"] = "./corpus"
+    cache = tmp_path / "cache"
+    first = manifest["snapshots"][0]["name"]
+    config = (tiny_bert_folder() / first / "config.json").read_bytes()
+    files = {"manifest.json": json.dumps(manifest).encode(), f"{first}/config.json": config}
+    cache_layout(files, cache, "me/pushed")  # no weights: a load would fail on them
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    for flags, message in [
+        (["--max_eval_blocks", "2"], "--max_eval_blocks applies to language models, not to classification"),
+        ([], "the run trained on a local dataset, ./corpus (manifest.json training.dataset_name), and there is no "),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["evaluate", "me/pushed", *flags])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err, err
 
 
 def test_evaluate_refuses_a_block_limit_for_classification_snapshots(

@@ -6,7 +6,6 @@ YAML validation, pre-upload and commit. The recorded commit is then written to d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.ensembles import REPO_ROOT, sst2_loader, tiny_bert_folder
-from helpers.hub import TOKEN, Recorder, online
+from helpers.hub import TOKEN, Recorder, cache_layout, online
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
@@ -173,29 +172,13 @@ def test_card_snippet_runs_against_the_pushed_files(hub: tuple[str, Recorder], t
     assert prediction.scores.shape == (1, 2) and prediction.predictions.shape == (1,)
 
 
-def _cache_layout(files: dict[str, bytes], cache: Path, repo: str) -> str:
-    """Lay the recorded files out as huggingface_hub's cache does (snapshot files link into blobs/)."""
-    repo_folder = cache / f"models--{repo.replace('/', '--')}"
-    commit = hashlib.sha1(repr(sorted(files)).encode()).hexdigest()
-    (repo_folder / "refs").mkdir(parents=True)
-    (repo_folder / "refs" / "main").write_text(commit)
-    for name, content in files.items():
-        blob = repo_folder / "blobs" / hashlib.sha256(content).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(content)
-        link = repo_folder / "snapshots" / commit / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    return commit
-
-
 def test_from_pretrained_a_repo_id_through_the_offline_cache(hub: tuple[str, Recorder], tmp_path: Path) -> None:
     endpoint, recorder = hub
     ensemble = SnapshotEnsemble.from_pretrained(tiny_bert_folder(), progress=False)
     with online():
         ensemble.push_to_hub("me/cached", token=TOKEN, endpoint=endpoint)
     files, pushed = dict(recorder.commits[0]["files"]), len(recorder.requests)
-    _cache_layout(files, tmp_path / "cache", "me/cached")
+    cache_layout(files, tmp_path / "cache", "me/cached")
     loader = sst2_loader("validation[:16]")
     loaded = SnapshotEnsemble.from_pretrained("me/cached", cache_dir=tmp_path / "cache", progress=False)
     assert loaded.snapshot_names == ensemble.snapshot_names and loaded.tokenizer is not None
@@ -206,7 +189,7 @@ def test_from_pretrained_a_repo_id_through_the_offline_cache(hub: tuple[str, Rec
     record = json.loads(files["manifest.json"])
     record["snapshots"][1]["files"]["pytorch_model.bin"] = {"sha256": "0" * 64, "size": 15}
     files["manifest.json"] = json.dumps(record).encode()
-    _cache_layout(files, tmp_path / "cache2", "me/cached")
+    cache_layout(files, tmp_path / "cache2", "me/cached")
     with pytest.raises(ValueError, match=r"refusing me/cached/cycle-001/pytorch_model.bin: it is a pickle-based"):
         SnapshotEnsemble.from_pretrained("me/cached", cache_dir=tmp_path / "cache2")
 

@@ -308,7 +308,9 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(
     other = ["evaluate", str(out), "--block_size", "16", "--no_soups", "--selection_split", "train"]
     assert cli_main([*other, "--output_json", str(out / "other.json")]) == 0
     notes = capsys.readouterr().err
-    assert "as the run did" not in notes and "records the training blocks it held out, not rows" in notes
+    assert "as the run did" not in notes
+    trained = re.search(r"--selection_split train holds text of (\d+) blocks that the run trained on", notes)
+    assert trained and int(trained[1]) == training["train_blocks"]["rows_used"] - len(held_out), notes
     # A limit of its own, in blocks as the run's: the first 3 of the same blocks.
     fewer = ["evaluate", str(out), "--max_eval_blocks", "3", "--no_soups", "--output_json", str(out / "fewer.json")]
     assert cli_main(fewer) == 0

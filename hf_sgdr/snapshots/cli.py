@@ -109,23 +109,53 @@ def _data_source(args: argparse.Namespace, ensemble: Any) -> tuple[str | None, s
 
 
 def _check_before_loading(args: argparse.Namespace) -> None:
-    """For a local snapshot folder, refuse from its manifest alone, before the members' checksums are computed
-    (seconds per GB), a missing data source (`_check_data_source`) and the options its kind cannot use (when the Auto
-    class decides the kind; `_check_kind_options` runs again once the members' configs are read). A Hub repo's
-    manifest is only read once downloaded."""
-    from ..snapshot_format.loading import open_manifest
-    from .hub import resolve_source
-    from .tasks.registry import kind_of_auto_class, task_kind
+    """Refuse from the manifest alone, before the members are downloaded or their checksums computed (seconds per
+    GB), a missing data source (`_check_data_source`) and the options the snapshots' kind cannot use: a Hub repo's
+    manifest is fetched first, as the load does; sequence classifiers are told apart (class scores or regression)
+    by the first snapshot's config. `_check_kind_options` runs again once the members are loaded."""
+    from ..missing_resources import explain_missing
+    from ..snapshot_format.loading import contained, open_manifest
+    from .hub import download_manifest, download_member_config, is_repo_id, resolve_source
+    from .tasks.registry import task_kind
 
-    if not Path(args.output_dir).exists():
-        return
-    root, containment = resolve_source(args.output_dir, args.revision, force_download=args.force_download)
-    manifest = open_manifest(root, containment)
+    source = args.output_dir
+    if Path(source).exists():
+        root, containment = resolve_source(source, args.revision, force_download=args.force_download)
+        manifest = open_manifest(root, containment)
+
+        def config_folder(name: str) -> Path:
+            return contained(root / name / "config.json", containment, f"{name}/config.json").parent
+
+        kind = _kind_before_loading(manifest, config_folder)
+    elif is_repo_id(source):
+        options = {"revision": args.revision, "force_download": args.force_download}
+        with explain_missing(f"the snapshot ensemble {source!r} from the Hub"):
+            manifest = download_manifest(source, **options)
+            kind = _kind_before_loading(manifest, lambda name: download_member_config(source, name, **options))
+    else:
+        return  # the load says what is wrong with the name
     _, _, task = _data_source(args, manifest)
+    if kind is not None:
+        _check_kind_options(args, task_kind(kind), task)
+    _check_data_source(args, manifest, source)
+
+
+def _kind_before_loading(manifest: Any, config_folder: Callable[[str], Path]) -> str | None:
+    """The kind of full-model snapshots from the manifest's Auto class, or where it does not decide (sequence
+    classification) from the first snapshot's config (`config_folder(name)`: the folder holding it); `None` where
+    neither tells (adapters, whose base model's config does)."""
+    from transformers import AutoConfig
+
+    from .tasks.registry import kind_of_auto_class, kind_of_model
+
     decided = kind_of_auto_class(manifest.auto_class)
-    if decided is not None:
-        _check_kind_options(args, task_kind(decided), task)
-    _check_data_source(args, manifest, root)
+    if decided is not None or manifest.snapshot_type != "full_model" or not manifest.snapshots:
+        return decided
+    folder = config_folder(manifest.snapshots[0].name)
+    if not (folder / "config.json").is_file():
+        return None  # the load names the missing file
+    config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    return kind_of_model(manifest.auto_class, config.num_labels, config.problem_type)
 
 
 def _check_data_source(args: argparse.Namespace, manifest: Any, source: Any) -> None:
@@ -311,15 +341,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.selection_split or args.selection_file:
         if args.selection_split and train_data is not None:
             _warn_if_trained_on(args, ensemble, train_data)
+        elif args.selection_split and train_blocks is not None:
+            _warn_if_trained_on_blocks(args, ensemble, train_blocks)
         elif args.selection_split:
-            recorded = (
-                "records the training blocks it held out, not rows"
-                if train_blocks is not None
-                else "does not record which rows it trained on"
-            )
             print(
-                f"note: the run's manifest {recorded}, so --selection_split {args.selection_split} cannot be "
-                "checked against them; make sure it holds none of the text the run trained on",
+                "note: the run's manifest does not record which rows it trained on, so --selection_split "
+                f"{args.selection_split} cannot be checked against them; make sure it holds none of the text the run "
+                "trained on",
                 file=sys.stderr,
             )
         selection_loader = _dataloader(
@@ -471,23 +499,55 @@ def _refuse_selection_flags(args: argparse.Namespace, train_data: TrainData | No
     )
 
 
-def _warn_if_trained_on(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> None:
-    """Warn when `--selection_split` holds rows the run trained on (as its manifest records them)."""
+def _selection_rows(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> tuple[Any, list[range]]:
+    """(the run's training split, the row ranges of it that `--selection_split` reads), or (None, []) when the
+    selection is not read from the run's training split."""
     import datasets
 
     from ..data import load_split
 
     if train_data.data_file is not None or not _same_data(args, ensemble, train_data):
-        return
+        return None, []
     dataset_name, config, _ = _data_source(args, ensemble)
-    total = len(load_split(train_data.split, dataset_name=dataset_name, config_name=config))
+    split = load_split(train_data.split, dataset_name=dataset_name, config_name=config)
     try:
-        parts = datasets.ReadInstruction.from_spec(args.selection_split).to_absolute({train_data.split: total})
+        parts = datasets.ReadInstruction.from_spec(args.selection_split).to_absolute({train_data.split: len(split)})
     except ValueError:  # a split other than the training one
+        return None, []
+    return split, [range(part.from_, part.to) for part in parts]
+
+
+def _warn_if_trained_on_blocks(args: argparse.Namespace, ensemble: Any, train_blocks: TrainData) -> None:
+    """Warn when `--selection_split` holds text of blocks the run trained on: its rows' tokens, placed as the run
+    cut its training split (`lm_blocks` at the run's block size), fall in blocks its manifest does not hold out."""
+    from ..data import lm_blocks_of_rows, lm_text_column
+
+    block_size = ensemble.training.get("block_size")
+    split, parts = _selection_rows(args, ensemble, train_blocks)
+    if split is None or not isinstance(block_size, int) or block_size < 1:
         return
-    trained = sum(train_data.trained_rows_in(range(part.from_, part.to)) for part in parts)
+    column = lm_text_column(split.column_names)  # the recipe's text column: the run's blocks, whatever is scored
+    held_out, trained = set(train_blocks.held_out), set()
+    for rows in parts:
+        texts = split.select(range(min(rows.stop, len(split))))[column]
+        blocks = lm_blocks_of_rows(ensemble.tokenizer, texts, rows, block_size)
+        trained.update(b for b in blocks if b < train_blocks.rows_used and b not in held_out)
     if trained:
-        size = sum(part.to - part.from_ for part in parts)
+        print(
+            f"warning: --selection_split {args.selection_split} holds text of {len(trained)} blocks that the run "
+            f"trained on (manifest.json training.{TRAIN_BLOCKS_KEY}, blocks of {block_size} tokens): the greedy soup, "
+            f"selection and weights would be chosen on training data. Omit --selection_split to choose on the "
+            f"held-out blocks ({HELD_OUT_NAME}, {len(held_out)} blocks)",
+            file=sys.stderr,
+        )
+
+
+def _warn_if_trained_on(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> None:
+    """Warn when `--selection_split` holds rows the run trained on (as its manifest records them)."""
+    _, parts = _selection_rows(args, ensemble, train_data)
+    trained = sum(train_data.trained_rows_in(rows) for rows in parts)
+    if trained:
+        size = sum(len(rows) for rows in parts)
         print(
             f"warning: --selection_split {args.selection_split} holds {trained} of its {size} examples that the run "
             "trained on (manifest.json training.train_data): the greedy soup, selection and weights would be chosen "

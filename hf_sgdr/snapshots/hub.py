@@ -83,7 +83,7 @@ def resolve_source(
         if not (path / MANIFEST_NAME).is_file() and (path / "snapshots" / MANIFEST_NAME).is_file():
             path = path / "snapshots"
         return path, path
-    if not _REPO_ID.match(str(path_or_repo_id)):
+    if not is_repo_id(path_or_repo_id):
         raise FileNotFoundError(f"{path_or_repo_id} is neither an existing folder nor a Hub repo id (namespace/name)")
     folder = download(
         str(path_or_repo_id),
@@ -95,6 +95,29 @@ def resolve_source(
         force_download=force_download,
     )
     return folder, _cache_repo_folder(folder)
+
+
+def is_repo_id(name: str | os.PathLike[str]) -> bool:
+    """Whether `name` has the shape of a Hub repo id (`name` or `namespace/name`)."""
+    return _REPO_ID.match(str(name)) is not None
+
+
+def download_manifest(repo_id: str, **options: Any) -> SnapshotManifest:
+    """The manifest of a Hub repo, alone (`options`: `hf_hub_download`'s revision, token, cache and offline
+    arguments): what a load fetches first, and what a command checks its options against before the members."""
+    from huggingface_hub import hf_hub_download
+
+    with redacting(options.get("token")):
+        return SnapshotManifest.load(Path(hf_hub_download(repo_id, MANIFEST_NAME, **options)).parent)
+
+
+def download_member_config(repo_id: str, snapshot: str, **options: Any) -> Path:
+    """The folder holding the `config.json` of snapshot `snapshot` of a Hub repo, that file alone fetched (`options`
+    as `download_manifest`'s): a sequence classifier's kind (class scores or regression) before the weights."""
+    from huggingface_hub import hf_hub_download
+
+    with redacting(options.get("token")):
+        return Path(hf_hub_download(repo_id, f"{snapshot}/config.json", **options)).parent
 
 
 def download(
@@ -109,7 +132,7 @@ def download(
 ) -> Path:
     """Fetch the manifest, refuse listed pickles, then fetch the listed files (cache and HF_HUB_OFFLINE honoured;
     `force_download` fetches them again although the cache holds them, e.g. after a corrupt-file error)."""
-    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub import snapshot_download
 
     common = dict(
         revision=revision,
@@ -120,8 +143,7 @@ def download(
         force_download=force_download,
     )
     with redacting(token):
-        manifest_path = Path(hf_hub_download(repo_id, MANIFEST_NAME, **common))
-        manifest = SnapshotManifest.load(manifest_path.parent)
+        manifest = download_manifest(repo_id, **common)
         wanted = list(ROOT_PATTERNS)
         for record in manifest.snapshots:
             for name in record.files:

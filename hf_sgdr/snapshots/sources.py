@@ -25,7 +25,7 @@ from ..snapshot_format.loading import (
 from ..snapshot_format.manifest import SnapshotManifest, SnapshotRecord
 from ..snapshot_format.members import auto_class_for, read_config
 from .checkpoints import checkpoint_record, find_checkpoints, select_checkpoints
-from .hub import _REPO_ID, resolve_source
+from .hub import is_repo_id, resolve_source
 from .runners import StateDict
 from .selection import select_members
 from .tasks.registry import supported_auto_classes
@@ -104,7 +104,7 @@ def snapshot_folders(
     verified (in parallel threads), with the folder's manifest (`SnapshotEnsemble.from_pretrained`)."""
     check_local_source(path_or_repo_id)
     name = os.fspath(path_or_repo_id)
-    on_hub = not Path(name).exists() and _REPO_ID.match(name)
+    on_hub = not Path(name).exists() and is_repo_id(name)
     with explain_missing(f"the snapshot ensemble {name!r} from the Hub") if on_hub else contextlib.nullcontext():
         root, containment = resolve_source(
             path_or_repo_id,

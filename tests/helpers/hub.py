@@ -10,12 +10,14 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import huggingface_hub
@@ -209,3 +211,19 @@ def serving_endpoint(repo_id: str, files: dict[str, bytes]) -> Iterator[tuple[st
 
     with _serving(Handler) as url:
         yield url, recorder
+
+
+def cache_layout(files: dict[str, bytes], cache: Path, repo: str) -> str:
+    """Lay the recorded files out as huggingface_hub's cache does (snapshot files link into blobs/)."""
+    repo_folder = cache / f"models--{repo.replace('/', '--')}"
+    commit = hashlib.sha1(repr(sorted(files)).encode()).hexdigest()
+    (repo_folder / "refs").mkdir(parents=True)
+    (repo_folder / "refs" / "main").write_text(commit)
+    for name, content in files.items():
+        blob = repo_folder / "blobs" / hashlib.sha256(content).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(content)
+        link = repo_folder / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    return commit
