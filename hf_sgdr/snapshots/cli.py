@@ -137,7 +137,7 @@ def _check_before_loading(args: argparse.Namespace) -> None:
     _, _, task = _data_source(args, manifest)
     if kind is not None:
         _check_kind_options(args, task_kind(kind), task)
-    _check_data_source(args, manifest, source)
+    _check_data_source(args, manifest, f"the manifest of {source}")
 
 
 def _kind_before_loading(manifest: Any, config_folder: Callable[[str], Path]) -> str | None:
@@ -158,10 +158,11 @@ def _kind_before_loading(manifest: Any, config_folder: Callable[[str], Path]) ->
     return kind_of_model(manifest.auto_class, config.num_labels, config.problem_type)
 
 
-def _check_data_source(args: argparse.Namespace, manifest: Any, source: Any) -> None:
+def _check_data_source(args: argparse.Namespace, manifest: Any, records: str) -> None:
     """Refuse, naming what to pass, a data source the command cannot read: no dataset named, a local dataset folder
     that is not here (a pushed manifest names the run's by its last part, `./corpus`), or a validation text the run
-    cut from its training text. `manifest`: the ensemble or its manifest; `source`: where it was loaded from."""
+    cut from its training text. `manifest`: the ensemble or its manifest; `records`: what holds its record, as the
+    error names it."""
     from ..local_paths import is_local_path
 
     if args.validation_file is not None:
@@ -170,7 +171,7 @@ def _check_data_source(args: argparse.Namespace, manifest: Any, source: Any) -> 
     reported = manifest.training.get("validation_text")
     if dataset_name is None:
         raise ValueError(
-            f"pass a dataset name (--dataset_name) or a local file (--validation_file): the manifest of {source} "
+            f"pass a dataset name (--dataset_name) or a local file (--validation_file): {records} "
             "names no dataset" + (f" (the run reported on {reported})" if reported else "")
         )
     if is_local_path(dataset_name) and not Path(dataset_name).exists():
@@ -331,7 +332,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
     dataset_name, _, task = _data_source(args, ensemble)
     _check_kind_options(args, ensemble.task_kind, task)
-    _check_data_source(args, ensemble, args.output_dir or args.checkpoints)
+    records = f"the manifest of {args.output_dir}" if args.checkpoints is None else f"the run {args.checkpoints}"
+    _check_data_source(args, ensemble, records)
     args.block_size = _block_size(args, ensemble)
     limit, max_blocks = _eval_limits(args, ensemble)
     eval_loader = _dataloader(args, ensemble, args.eval_split, args.validation_file, limit, max_blocks=max_blocks)
