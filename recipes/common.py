@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -193,11 +194,28 @@ def make_accelerator(args: RunArguments) -> Accelerator:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     configure_logging(accelerator.is_main_process)
+    if accelerator.num_processes == 1 and one_process_of_several(os.environ):
+        logger.warning(
+            "accelerate launch was asked for several processes (--num_processes) but started one: with --cpu it "
+            "runs the script once. On CPU, launch `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
+            "--num_processes N ...` (docs/accelerate.md)",
+            main_process_only=True,
+        )
     set_seed(args.seed)
     if accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     return accelerator
+
+
+def one_process_of_several(environ: Any) -> bool:
+    """Whether `accelerate launch --cpu --num_processes N` (N > 1) started this single process: its CPU launcher
+    runs the script once and leaves only the rendezvous address behind (`MASTER_ADDR`, no `WORLD_SIZE`)."""
+    return (
+        environ.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1", "yes")
+        and "MASTER_ADDR" in environ
+        and "WORLD_SIZE" not in environ
+    )
 
 
 def apply_lora(model: torch.nn.Module, args: RunArguments, task_type: str) -> torch.nn.Module:

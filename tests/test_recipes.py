@@ -392,6 +392,26 @@ def test_bad_flags_exit_with_a_clear_message(tmp_path: Path, flags: list[str], m
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+def test_a_cpu_launch_that_starts_one_of_several_processes_is_warned_about(tmp_path: Path) -> None:
+    """`accelerate launch --cpu --num_processes 2` runs the script once: the recipes say so and how to get two;
+    launched for one process, they say nothing."""
+    script = tmp_path / "start.py"
+    script.write_text(
+        f"import sys; sys.path.insert(0, {str(REPO / 'recipes')!r})\n"
+        "from common import RunArguments, make_accelerator\n"
+        f"print('processes', make_accelerator(RunArguments(output_dir={str(tmp_path / 'out')!r})).num_processes)\n"
+    )
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_machines", "1", "--dynamo_backend"]
+    launch += ["no", "--mixed_precision", "no"]
+    for processes, warned in (("2", True), ("1", False)):
+        result = subprocess.run(
+            [*launch, "--num_processes", processes, str(script)], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0 and "processes 1" in result.stdout, result.stderr
+        assert ("was asked for several processes (--num_processes) but started one" in result.stderr) is warned
+        assert ("ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N" in result.stderr) is warned
+
+
 def test_recipe_logging_prints_each_hub_line_once() -> None:
     """A run without network logs the Hub's retries; with the recipe's root handler each printed twice."""
     code = (
