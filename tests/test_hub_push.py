@@ -267,9 +267,16 @@ def test_a_push_names_local_paths_by_their_last_part_only(
     local = replace(manifest, base_model=str(tmp_path / "alice-private" / "bert-ft"), training=training)
     local.save(folder)
     on_disk = (folder / "manifest.json").read_bytes()
+    ensemble = SnapshotEnsemble.from_pretrained(folder, progress=False)
+    report = ensemble.evaluate(  # reported on local files, as `--validation_file` and `--selection_file` name them
+        sst2_loader("validation[:16]"),
+        sst2_loader("train[300:316]"),
+        eval_split=str(tmp_path / "alice-private" / "valid.csv"),
+        selection_split=str(tmp_path / "alice-private" / "choose.csv"),
+    )
     caplog.set_level(logging.INFO, logger="hf_sgdr")
     with online():
-        SnapshotEnsemble.from_pretrained(folder, progress=False).push_to_hub("me/local", token=TOKEN, endpoint=endpoint)
+        ensemble.push_to_hub("me/local", token=TOKEN, endpoint=endpoint, report=report)
 
     files = recorder.commits[0]["files"]
     for name, content in files.items():
@@ -284,6 +291,8 @@ def test_a_push_names_local_paths_by_their_last_part_only(
     card = ModelCard(files["README.md"].decode())
     assert card.data.base_model is None and card.data.datasets is None
     assert "a local dataset, `corpus`" in card.text
+    summary = "Metrics on the `./valid.csv` split of `corpus`; the greedy and fitted rows were chosen on `./choose.csv`"
+    assert summary in card.text
     assert (folder / "manifest.json").read_bytes() == on_disk  # the training folder keeps its own record
     recorded = _write_commit(files, tmp_path / "recorded")
     names = [record.name for record in local.snapshots]

@@ -153,7 +153,7 @@ def _eval_results(report: EvaluationReport, dataset: str, config: str | None, ta
             dataset_type=dataset,
             dataset_name=dataset,
             dataset_config=config,
-            dataset_split=report.eval_split,
+            dataset_split=public_text(report.eval_split),
             metric_type=metric,
             metric_value=row.metrics[metric],
             metric_name=f"{metric} ({row.name})",
@@ -235,10 +235,13 @@ def build_card(
     params, cycles = schedule_tables(manifest)
     if report is not None:
         chosen = (
-            f"; the greedy and fitted rows were chosen on `{report.selection_split}`" if report.selection_split else ""
+            f"; the greedy and fitted rows were chosen on `{public_text(report.selection_split)}`"
+            if report.selection_split
+            else ""
         )
         source = dataset or local_dataset
-        results_summary = f"Metrics on the `{report.eval_split}` split{f' of `{source}`' if source else ''}{chosen}."
+        reported = public_text(report.eval_split)  # a --validation_file: its name, not the uploader's folders
+        results_summary = f"Metrics on the `{reported}` split{f' of `{source}`' if source else ''}{chosen}."
         results_table = report.to_markdown()
     else:
         results_summary = (
