@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from helpers.ensembles import REPO_ROOT, sst2_loader, tiny_bert_folder
@@ -24,6 +25,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
 import hf_sgdr.snapshot_format.digests
+from hf_sgdr.cli import main as cli_main
 from hf_sgdr.snapshot_format.storage import record_files
 from hf_sgdr.snapshots import SnapshotEnsemble, SnapshotLoadError, SnapshotManifest
 from hf_sgdr.snapshots.outputs import materialize
@@ -249,10 +251,15 @@ def test_cli_push_takes_the_token_from_the_environment(hub: tuple[str, Recorder]
 
 
 def test_a_push_names_local_paths_by_their_last_part_only(
-    hub: tuple[str, Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    hub: tuple[str, Recorder],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A run on local data records absolute paths (so that a command finds them from any folder); the pushed
-    manifest and card name them by their last part, the folder keeps them, and the pushed folder still loads."""
+    manifest and card name them by their last part, the folder keeps them, and the pushed folder still loads.
+    `hf-sgdr push` says which keys it changed."""
     endpoint, recorder = hub
     folder = tmp_path / "alice-private" / "trained"
     shutil.copytree(tiny_bert_folder(), folder)
@@ -297,6 +304,16 @@ def test_a_push_names_local_paths_by_their_last_part_only(
     recorded = _write_commit(files, tmp_path / "recorded")
     names = [record.name for record in local.snapshots]
     assert SnapshotEnsemble.from_pretrained(recorded, progress=False).snapshot_names == names
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+    capsys.readouterr()
+    with online():
+        assert cli_main(["push", str(folder), "--repo-id", "me/local-cli"]) == 0
+    err = capsys.readouterr().err
+    assert "note: the pushed manifest names local paths by their last part: base_model, training.dataset_name" in err
+    from_cli = SnapshotManifest.from_dict(json.loads(recorder.commits[1]["files"]["manifest.json"]))
+    assert (from_cli.base_model, from_cli.training) == (pushed.base_model, pushed.training)
 
 
 def test_push_checks_files_recorded_in_pieces_before_sending(

@@ -161,12 +161,15 @@ def _push(args: argparse.Namespace) -> int:
     from ..snapshot_format.manifest import SnapshotManifest
     from .card import build_card, write_schedule_plot
     from .evaluation import EvaluationReport
-    from .hub import push_folder, resolve_source
+    from .hub import public_manifest, push_folder, resolve_source
 
     if not Path(args.output_dir).is_dir():
         raise ValueError(f"OUTPUT_DIR {args.output_dir} is not a folder")
     root, _ = resolve_source(args.output_dir)
     manifest = SnapshotManifest.load(root)
+    _, hidden = public_manifest(manifest)
+    if hidden:
+        print(f"note: the pushed manifest names local paths by their last part: {', '.join(hidden)}", file=sys.stderr)
     try:
         report = EvaluationReport.load_json(args.results) if args.results else None
     except (FileNotFoundError, ValueError) as error:
