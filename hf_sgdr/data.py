@@ -234,7 +234,7 @@ def load_split(
     if data_file is not None:
         return load_data_files({"data": data_file})["data"]
     if dataset_name is None:
-        raise ValueError("pass a dataset name (--dataset_name) or a local file")
+        raise ValueError("load_split needs a dataset name (dataset_name) or a local file (data_file)")
     with explain_missing(f"dataset {dataset_name!r}" + (f" (config {config_name!r})" if config_name else "")):
         return load_dataset(dataset_name, config_name, split=split)
 

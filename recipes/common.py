@@ -31,13 +31,13 @@ from transformers import HfArgumentParser
 
 from hf_sgdr import ResourceNotFoundError, SGDRAccelerateHelper
 from hf_sgdr.snapshots import EvaluationReport, SnapshotEnsemble, log_report, schedule_figure
-from hf_sgdr.training import CycleEndEvent, SGDROptions
+from hf_sgdr.training import CycleEndEvent, ResumeMismatchError, SGDROptions
 
 logger = get_logger(__name__)
 
 RESULTS_NAME = "ensemble_results.json"
 PLOT_NAME = "lr_schedule.png"
-LOG_NAME = "train_log.jsonl"  # one line per optimizer step: step, lr used, loss (appended on resume)
+LOG_NAME = "train_log.jsonl"  # one line per optimizer step: step, lr used, loss (one per step after a resume too)
 
 
 @dataclass
@@ -120,7 +120,7 @@ def parse_arguments(task_arguments: type, argv: Sequence[str] | None = None) -> 
     """
     parser = HfArgumentParser((task_arguments, RunArguments, SGDROptions))
     parser.add_argument("--config", default=None, help="JSON file of flag defaults (e.g. recipes/configs/*.json)")
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [_home_expanded(token) for token in (sys.argv[1:] if argv is None else argv)]
     config_path = _pop_flag(argv, "--config")
     if config_path is not None:
         try:
@@ -131,7 +131,7 @@ def parse_arguments(task_arguments: type, argv: Sequence[str] | None = None) -> 
         unknown = sorted(set(defaults) - known)
         if unknown:
             parser.error(f"--config {config_path}: unknown flag(s) {unknown}")
-        parser.set_defaults(**defaults)
+        parser.set_defaults(**{name: _home_expanded(value) for name, value in defaults.items()})
         for action in parser._actions:  # a default from the file satisfies a required flag
             if action.dest in defaults:
                 action.required = False
@@ -142,6 +142,17 @@ def parse_arguments(task_arguments: type, argv: Sequence[str] | None = None) -> 
     if options.save_snapshots:
         _require_late_imports(parser)
     return task_args, run_args, options
+
+
+def _home_expanded(value: Any) -> Any:
+    """A flag's value with a leading `~` expanded, as a shell does for a word but not after `--flag=` (nor in a
+    config file): `--train_file=~/data/train.csv` names the file in the home folder."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith("--") and "=~" in value:
+        flag, path = value.split("=", 1)
+        return f"{flag}={os.path.expanduser(path)}"
+    return os.path.expanduser(value) if value.startswith("~") else value
 
 
 #: What a recipe imports only at its end, after training (module: what needs it); checked before training starts.
@@ -261,10 +272,25 @@ class Budget:
         return cls(steps_per_epoch, max_steps, math.ceil(max_steps / steps_per_epoch))
 
 
+def _keep_steps_up_to(path: Path, step: int) -> None:
+    """Drop the log's records after `step` (where a resumed run continues, and writes them again) and a line a kill
+    cut short; rewritten through a temporary file renamed over the log."""
+
+    def kept(line: str) -> bool:
+        try:
+            return int(json.loads(line)["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if kept(line)))
+    os.replace(temporary, path)
+
+
 class TrainingLog:
-    """The record of every optimizer step: a line in `train_log.jsonl` (main process; a resumed run
-    appends the steps it repeats), the tqdm bar, and the trackers of `--report_to` with `--with_tracking`
-    (the Hub token never goes to a tracker)."""
+    """The record of every optimizer step: a line in `train_log.jsonl` (main process; a resumed run keeps the steps
+    up to its checkpoint and writes the ones it repeats again, once), the tqdm bar, and the trackers of
+    `--report_to` with `--with_tracking` (the Hub token never goes to a tracker)."""
 
     def __init__(
         self,
@@ -293,6 +319,8 @@ class TrainingLog:
             desc="train",
         )
         path = Path(args.output_dir) / LOG_NAME
+        if accelerator.is_main_process and sgdr.global_step > 0 and path.is_file():
+            _keep_steps_up_to(path, sgdr.global_step)
         self.file = open(path, "a", buffering=1) if accelerator.is_main_process else None  # noqa: SIM115
 
     def step(
@@ -302,8 +330,8 @@ class TrainingLog:
         loss_value = loss.item()  # one device sync per optimizer step
         if self.file is not None:
             self.file.write(json.dumps({"step": step, "lr": lr, "loss": loss_value}) + "\n")
+        self.progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", refresh=False)  # shown by the update
         self.progress.update(1)
-        self.progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", refresh=False)
         if self.tracking:
             logs: dict[str, Any] = {"train/loss": loss_value, "train/learning_rate": lr}
             logs.update(event.as_logs() if event is not None else {})
@@ -413,10 +441,11 @@ def run_recipe(main: Callable[[], None]) -> None:
     outlives `destroy_process_group`. Left to interpreter shutdown, its worker threads are destroyed
     while the interpreter is being torn down, and about 1 process in 12 aborts ("terminate called
     without an active exception"). Collecting the cycle while the interpreter is alive ends cleanly.
-    A model or dataset that cannot be loaded ends the run with one line saying what is missing.
+    A model or dataset that cannot be loaded, or a resume on other training data than the snapshots', ends the run
+    with one line saying what is wrong.
     """
     try:
         main()
-    except ResourceNotFoundError as error:
+    except (ResourceNotFoundError, ResumeMismatchError) as error:
         sys.exit(f"{Path(sys.argv[0]).name}: error: {error}")
     gc.collect()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,17 @@ class GlueArguments:
                 raise ValueError(f"--{name} must end in one of {', '.join(DATA_SUFFIXES)}; got {path}")
         if self.max_length < 8 or self.selection_size < 0:
             raise ValueError("--max_length must be >= 8 and --selection_size >= 0")
+
+    def custom_data_facts(self, text_columns: Sequence[str]) -> dict[str, Any]:
+        """What `hf-sgdr evaluate` needs to read custom data as the run did: the validation file (resolved: the
+        command may run elsewhere) and the text and label columns. Nothing for a GLUE task (its name says)."""
+        if self.task_name is not None:
+            return {}
+        return {
+            "validation_file": str(Path(self.validation_file or "").resolve()),
+            "text_columns": list(text_columns),
+            "label_column": self.label_column,
+        }
 
 
 def load_raw(args: GlueArguments) -> tuple[DatasetDict, str, tuple[str, ...]]:
@@ -246,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
             # what the results table reports on: `hf-sgdr evaluate` reports on the same examples by default
             "eval_split": eval_split,
             "max_eval_samples": glue_args.max_eval_samples,
+            "max_length": glue_args.max_length,
+            **glue_args.custom_data_facts(text_columns),
         },
     )
     checkpoint = find_checkpoint(args.resume_from_checkpoint, args.output_dir)

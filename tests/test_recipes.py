@@ -47,7 +47,7 @@ def run(script: Path, *flags: str, check: bool = True, cwd: Path | None = None) 
 
 
 def train_log(output_dir: Path) -> dict[int, dict]:
-    """The last record of every step (a resumed run appends the steps it repeats)."""
+    """The record of every step."""
     records = {}
     for line in (output_dir / "train_log.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -178,8 +178,10 @@ def test_rte_sentence_pairs_with_lora(tmp_path: Path) -> None:
     assert row(results(out), "uniform soup")["metrics"]["accuracy"] >= 0.0
 
 
-def test_custom_regression_files(tmp_path: Path, shared_data: Path) -> None:
-    """An STS-B-shaped task (sentence pairs with a real-valued label) from tab-separated files."""
+def test_custom_regression_files(tmp_path: Path, shared_data: Path, capsys) -> None:
+    """An STS-B-shaped task (sentence pairs with a real-valued label) from tab-separated files. `hf-sgdr evaluate`
+    on the run, with no data flags, reads its validation file, columns and max_length and prints its table; choosing
+    on its training file is warned about; a resume with another seed ends in one line before training."""
     import pandas as pd
 
     sentences = pd.read_parquet(shared_data / "glue" / "sst2" / "validation.parquet")["sentence"].tolist()
@@ -192,11 +194,29 @@ def test_custom_regression_files(tmp_path: Path, shared_data: Path) -> None:
                 overlap = len(set(a.split()) & set(b.split())) / max(1, len(set(a.split()) | set(b.split())))
                 writer.writerow([a, b if i % 3 else a, 5.0 if i % 3 == 0 else round(5 * overlap, 3)])
     out = tmp_path / "out"
-    run(GLUE, "--train_file", str(tmp_path / "train.tsv"), "--validation_file", str(tmp_path / "dev.tsv"),
-        "--output_dir", str(out), *GLUE_SMALL, "--max_train_steps", "8", "--num_cycles", "2")  # fmt: skip
+    flags = ["--train_file", str(tmp_path / "train.tsv"), "--validation_file", str(tmp_path / "dev.tsv"),
+             "--output_dir", str(out), *GLUE_SMALL, "--max_train_steps", "8", "--num_cycles", "2"]  # fmt: skip
+    run(GLUE, *flags, "--checkpointing_steps", "4")
     report = results(out)
     assert report["kind"] == "regression" and report["metrics"][:2] == ["pearson", "spearman"]
     assert all(math.isfinite(r["metrics"]["pearson"]) for r in report["rows"])
+
+    assert cli_main(["evaluate", str(out), "--output_json", str(out / "cli.json")]) == 0
+    notes = capsys.readouterr().err
+    assert f"reporting on the run's validation file {tmp_path / 'dev.tsv'}" in notes
+    assert "--max_length 32, as the run did" in notes and "choosing on train_heldout" in notes
+    cli = results(out, "cli.json")
+    assert [r["name"] for r in cli["rows"]] == [r["name"] for r in report["rows"]]
+    for cli_row, recipe_row in zip(cli["rows"], report["rows"], strict=True):
+        assert cli_row["metrics"] == pytest.approx(recipe_row["metrics"], rel=1e-5)
+    chosen_on_training = ["evaluate", str(out), "--selection_file", str(tmp_path / "train.tsv"), "--no_soups"]
+    assert cli_main([*chosen_on_training, "--max_selection_samples", "40"]) == 0
+    assert f"--selection_file {tmp_path / 'train.tsv'} holds " in capsys.readouterr().err
+
+    resumed = run(GLUE, *flags, "--seed", "7", "--resume_from_checkpoint", "latest", check=False)
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
+    assert resumed.stderr.strip().splitlines()[-1].startswith(f"glue.py: error: resuming in {out / 'snapshots'}: ")
+    assert "(seed 7 where 42 was recorded; " in resumed.stderr
 
 
 @pytest.mark.parametrize("script", [GLUE, GPT2], ids=["glue", "gpt2_pretrain"])
@@ -359,6 +379,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, shakes
     assert (out / "step_10").is_dir() and not (out / "ensemble_results.json").exists()
 
     run(GPT2, *_gpt2_flags(shakespeare, out), "--resume_from_checkpoint", "latest")
+    logged = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, 19))  # the steps after the checkpoint written again, once
     expected, got = train_log(reference), train_log(out)
     assert sorted(got) == sorted(expected) == list(range(1, 19))
     for step in expected:
@@ -457,6 +479,24 @@ def test_every_config_parses_and_ends_on_a_cycle_end(config: Path, monkeypatch: 
     assert named is not None
     assert options.sgdr_T_0 == int(named[1]) * (1000 if named[2] else 1)
     assert options.sgdr_T_mult == float(named[3])
+
+
+def test_recipe_path_flags_expand_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--train_file=~/train.csv` (a shell leaves `~` after `=`), a quoted `~` and a config's `~` name files in the
+    home folder, as `hf-sgdr`'s path flags do."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.syspath_prepend(str(REPO / "recipes"))
+    import common
+    from glue import GlueArguments
+
+    for name in ("train.csv", "dev.csv"):
+        (tmp_path / name).write_text("sentence,label\na,0\nb,1\n")
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"output_dir": "~/out"}))
+    flags = ["--train_file=~/train.csv", "--validation_file", "~/dev.csv", "--config", str(config)]
+    glue_args, run_args, _ = common.parse_arguments(GlueArguments, flags)
+    assert (glue_args.train_file, glue_args.validation_file) == (str(tmp_path / "train.csv"), str(tmp_path / "dev.csv"))
+    assert run_args.output_dir == str(tmp_path / "out")
 
 
 def test_a_missing_late_import_stops_the_recipe_before_training(

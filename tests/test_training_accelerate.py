@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, default_data_collator
 
 from hf_sgdr import SGDRScheduler
 from hf_sgdr.snapshots import TRAIN_DATA_KEY, TrainData
-from hf_sgdr.training import SGDRAccelerateHelper
+from hf_sgdr.training import ResumeMismatchError, SGDRAccelerateHelper
 
 
 def _setup(accumulation: int = 2):
@@ -120,9 +120,10 @@ def test_save_state_and_load_state_carry_the_helper(tmp_path: Path) -> None:
 
 def test_a_resume_that_holds_out_other_training_data_is_refused(tmp_path: Path) -> None:
     """The snapshots listed were trained without the held-out rows the manifest records: a resumed run recording
-    other rows (another seed or share) or none is refused at its first step, before anything is written; the same
-    record resumes."""
+    other rows (another seed or share) or none is refused when its checkpoint is loaded, naming the seeds, before it
+    trains or writes; the same record resumes."""
     recorded = TrainData("train", 48, (1, 5, 9)).to_dict()
+    first = {TRAIN_DATA_KEY: recorded, "seed": 3}
 
     def helper(training_info: dict) -> tuple:
         accelerator, model, optimizer, loader = _setup()
@@ -130,7 +131,7 @@ def test_a_resume_that_holds_out_other_training_data_is_refused(tmp_path: Path) 
         sgdr = SGDRAccelerateHelper(accelerator, model, scheduler, output_dir=tmp_path, training_info=training_info)
         return accelerator, model, optimizer, loader, sgdr
 
-    accelerator, model, optimizer, loader, sgdr = helper({TRAIN_DATA_KEY: recorded})
+    accelerator, model, optimizer, loader, sgdr = helper(first)
     _epoch(accelerator, model, optimizer, loader, sgdr, stop_after=5)
     accelerator.save_state(tmp_path / "state")
     sgdr.end()
@@ -138,16 +139,19 @@ def test_a_resume_that_holds_out_other_training_data_is_refused(tmp_path: Path) 
 
     other = TrainData("train", 48, (1, 5, 10)).to_dict()
     for training_info, message in [
-        ({TRAIN_DATA_KEY: other}, r"training.train_data differs .*held_out: 3 numbers, 2 of the 3 recorded"),
-        ({}, "the snapshots record training.train_data, this run none"),
+        (
+            {TRAIN_DATA_KEY: other, "seed": 7},
+            r"this run holds out other training rows than its snapshots \(seed 7 where 3 was recorded; "
+            r"3 held-out rows, of which 2 are among the 3 recorded\)",
+        ),
+        ({}, r"its snapshots record the training data they held out \(training.train_data\), this run none"),
     ]:
         accelerator, model, optimizer, loader, resumed = helper(training_info)
-        accelerator.load_state(tmp_path / "state")
-        with pytest.raises(ValueError, match=rf"resuming in {tmp_path / 'snapshots'}: {message}.*another output_dir"):
-            _epoch(accelerator, model, optimizer, loader, resumed)
+        with pytest.raises(ResumeMismatchError, match=rf"resuming in {tmp_path / 'snapshots'}: {message}.*output_dir"):
+            accelerator.load_state(tmp_path / "state")  # before any step of the resumed run
         assert (tmp_path / "snapshots" / "manifest.json").read_bytes() == manifest_bytes
 
-    accelerator, model, optimizer, loader, resumed = helper({TRAIN_DATA_KEY: recorded})
+    accelerator, model, optimizer, loader, resumed = helper(first)
     accelerator.load_state(tmp_path / "state")
     _epoch(accelerator, model, optimizer, loader, resumed)
     resumed.end()

@@ -21,6 +21,8 @@ from ..validation import check_int
 from .evaluate_data import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_LABEL_COLUMN,
+    DEFAULT_MAX_LENGTH,
+    adopt_run_defaults,
     check_before_loading,
     check_data_file,
     check_data_source,
@@ -120,6 +122,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if ensemble.tokenizer is None:
         source = args.output_dir or args.checkpoints
         raise ValueError(f"{source} holds no tokenizer files; save the tokenizer with the snapshots (checkpoints)")
+    adopt_run_defaults(args, ensemble)
     dataset_name, _, task = data_source(args, ensemble)
     check_kind_options(args, ensemble.task_kind, task)
     records = f"the manifest of {args.output_dir}" if args.checkpoints is None else f"the run {args.checkpoints}"
@@ -256,11 +259,18 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
         help="causal LM: evaluate on the first N blocks (default: the run's own N, when its manifest records one)",
     )
     data.add_argument("--max_selection_samples", type=_at_least(1), help="choose on the first N examples")
-    data.add_argument("--text_columns", nargs="+", help="text column(s) (default: the GLUE task's, or text/sentence)")
     data.add_argument(
-        "--label_column", help=f"classification / regression: label column (default: {DEFAULT_LABEL_COLUMN})"
+        "--text_columns", nargs="+", help="text column(s) (default: the run's, else the GLUE task's, or text/sentence)"
     )
-    data.add_argument("--max_length", type=_at_least(1), default=128, help="max tokens per example (default 128)")
+    data.add_argument(
+        "--label_column",
+        help=f"classification / regression: label column (default: the run's, else {DEFAULT_LABEL_COLUMN})",
+    )
+    data.add_argument(
+        "--max_length",
+        type=_at_least(1),
+        help=f"max tokens per example (default: the run's if its manifest records it, else {DEFAULT_MAX_LENGTH})",
+    )
     data.add_argument(
         "--block_size",
         type=_at_least(1),

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 DEFAULT_BLOCK_SIZE = 128
 #: The label column of classification and regression data.
 DEFAULT_LABEL_COLUMN = "label"
+#: Tokens per example (truncation) for text data, where neither the flag nor the run's manifest says.
+DEFAULT_MAX_LENGTH = 128
+#: The flags a run's manifest may record the value of (under the same name), taken when the command leaves them unset.
+_RUN_FLAGS = ("max_length", "text_columns", "label_column")
 
 
 def _given_dataset(args: argparse.Namespace) -> str | None:
@@ -75,6 +79,7 @@ def check_before_loading(args: argparse.Namespace) -> None:
             kind = _kind_before_loading(manifest, lambda name: download_member_config(source, name, **options))
     else:
         return  # the load says what is wrong with the name
+    adopt_run_defaults(args, manifest)
     _, _, task = data_source(args, manifest)
     if kind is not None:
         check_kind_options(args, task_kind(kind), task)
@@ -99,6 +104,32 @@ def _kind_before_loading(manifest: Any, config_folder: Callable[[str], Path]) ->
     return kind_of_model(manifest.auto_class, config.num_labels, config.problem_type)
 
 
+def adopt_run_defaults(args: argparse.Namespace, manifest: Any) -> None:
+    """Set the flags left unset to what the run used, each with a note, so that the command reads the data the run's
+    table did: the validation file of a run on custom data (where no dataset is named), its `max_length`, its text
+    and label columns. A flag once set stays set: calling it again (before and after loading) notes nothing new.
+    `manifest`: the ensemble or its manifest."""
+    training = manifest.training
+    recorded_file = training.get("validation_file")
+    runs_split = args.eval_split == training.get("eval_split", "validation")
+    if recorded_file and args.validation_file is None and args.dataset_name is None and runs_split:
+        if not Path(recorded_file).is_file():
+            raise ValueError(
+                f"the run reported on its validation file {recorded_file} (manifest.json training.validation_file), "
+                "and there is no such file here: pass --validation_file with your copy of it, or --dataset_name"
+            )
+        args.validation_file = recorded_file
+        print(f"note: reporting on the run's validation file {recorded_file}", file=sys.stderr)
+    for flag in _RUN_FLAGS:
+        recorded = training.get(flag)
+        if getattr(args, flag) is None and recorded is not None:
+            setattr(args, flag, recorded)
+            shown = " ".join(recorded) if isinstance(recorded, list) else recorded
+            print(f"note: --{flag} {shown}, as the run did (its manifest's {flag})", file=sys.stderr)
+    if args.max_length is None:
+        args.max_length = DEFAULT_MAX_LENGTH
+
+
 def check_data_source(args: argparse.Namespace, manifest: Any, records: str) -> None:
     """Refuse, naming what to pass, a data source the command cannot read: no dataset named, a local dataset folder
     that is not here (a pushed manifest names the run's by its last part, `./corpus`), or a validation text the run
@@ -106,10 +137,16 @@ def check_data_source(args: argparse.Namespace, manifest: Any, records: str) -> 
     error names it."""
     from ..local_paths import is_local_path
 
-    if args.validation_file is not None:
+    selection_reads_dataset = args.selection_split not in (None, HELD_OUT_NAME) and args.selection_file is None
+    if args.validation_file is not None and not selection_reads_dataset:
         return
     dataset_name, _, _ = data_source(args, manifest)
     reported = manifest.training.get("validation_text")
+    if dataset_name is None and args.validation_file is not None:
+        raise ValueError(
+            f"--selection_split {args.selection_split} is a split of a dataset, and {records} names none: pass "
+            "--dataset_name, or --selection_file (or neither, to choose on the rows the run held out, if it did)"
+        )
     if dataset_name is None:
         raise ValueError(
             f"pass a dataset name (--dataset_name) or a local file (--validation_file): {records} "
@@ -123,7 +160,7 @@ def check_data_source(args: argparse.Namespace, manifest: Any, records: str) -> 
             "no such folder here: pass --dataset_name with your copy of it, or --validation_file"
         )
     cut = reported and "eval_split" in manifest.training and manifest.training["eval_split"] is None
-    if cut and args.dataset_name is None and args.eval_split == "validation":
+    if cut and args.validation_file is None and args.dataset_name is None and args.eval_split == "validation":
         limit = manifest.training.get("max_eval_blocks")
         also = f" --max_eval_blocks {limit}" if limit is not None and args.max_eval_blocks is None else ""
         raise ValueError(
@@ -133,11 +170,11 @@ def check_data_source(args: argparse.Namespace, manifest: Any, records: str) -> 
 
 
 def _reports_on_the_runs_data(args: argparse.Namespace, ensemble: Any) -> bool:
-    """Whether the command reports on the data the run's table did: no file given, no dataset or the run's own, the
-    run's reported split, no limit of the command's own."""
+    """Whether the command reports on the data the run's table did: no file or the run's own, no dataset or the run's
+    own, the run's reported split, no limit of the command's own."""
     given = _given_dataset(args)
     return (
-        args.validation_file is None
+        args.validation_file in (None, ensemble.training.get("validation_file"))
         and given in (None, ensemble.training.get("dataset_name"))
         and args.dataset_config_name in (None, ensemble.training.get("dataset_config_name"))
         and args.max_eval_samples is None
@@ -370,17 +407,21 @@ def _warn_if_trained_on_blocks(args: argparse.Namespace, ensemble: Any, train_bl
         )
 
 
-def _warn_if_trained_on(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -> None:
-    """Warn when `--selection_split` holds rows the run trained on (as its manifest records them)."""
-    _, parts = _selection_rows(args, ensemble, train_data)
+def _warn_if_trained_on(args: argparse.Namespace, train_data: TrainData, parts: Sequence[range]) -> None:
+    """Warn when the selection (`parts`: the row ranges of the run's training data it reads) holds rows the run
+    trained on, as its manifest records them."""
     trained = sum(train_data.trained_rows_in(rows) for rows in parts)
     if trained:
-        size = sum(len(rows) for rows in parts)
+        flag = (
+            f"--selection_file {args.selection_file}"
+            if args.selection_file
+            else f"--selection_split {args.selection_split}"
+        )
+        size = "" if args.selection_file else f" of its {sum(len(rows) for rows in parts)}"
         print(
-            f"warning: --selection_split {args.selection_split} holds {trained} of its {size} examples that the run "
-            "trained on (manifest.json training.train_data): the greedy soup, selection and weights would be chosen "
-            f"on training data. Omit --selection_split to choose on the held-out slice ({HELD_OUT_NAME}, "
-            f"{len(train_data.held_out)} examples)",
+            f"warning: {flag} holds {trained}{size} examples that the run trained on (manifest.json "
+            "training.train_data): the greedy soup, selection and weights would be chosen on training data. Omit "
+            f"{flag.split()[0]} to choose on the held-out slice ({HELD_OUT_NAME}, {len(train_data.held_out)} examples)",
             file=sys.stderr,
         )
 
@@ -390,12 +431,18 @@ def selection_data(args: argparse.Namespace, ensemble: Any) -> tuple[DataLoader 
     `--selection_split` / `--selection_file` (warned about where it holds data the run trained on), else the rows or
     blocks the run held out (`HELD_OUT_NAME`) where this evaluation reads the run's data, else none (the selection
     flags are then refused)."""
+    held_out_asked = args.selection_split == HELD_OUT_NAME  # the report's name of the default, taken as it
+    if held_out_asked:
+        args.selection_split = None
     selection_loader, selection_name = None, args.selection_file or args.selection_split
     train_data = TrainData.from_training(ensemble.training)
     train_blocks = TrainData.from_training(ensemble.training, TRAIN_BLOCKS_KEY)
     if args.selection_split or args.selection_file:
-        if args.selection_split and train_data is not None:
-            _warn_if_trained_on(args, ensemble, train_data)
+        if args.selection_file and train_data is not None and _is_training_file(args.selection_file, train_data):
+            _warn_if_trained_on(args, train_data, [range(args.max_selection_samples or train_data.rows_used)])
+        elif args.selection_split and train_data is not None:
+            _, parts = _selection_rows(args, ensemble, train_data)
+            _warn_if_trained_on(args, train_data, parts)
         elif args.selection_split and train_blocks is not None:
             _warn_if_trained_on_blocks(args, ensemble, train_blocks)
         elif args.selection_split:
@@ -442,6 +489,17 @@ def selection_data(args: argparse.Namespace, ensemble: Any) -> tuple[DataLoader 
                 f"{train_blocks.dataset_name}'s {train_blocks.split} split now ({error}): has it changed since the "
                 "run? Pass --selection_split or --selection_file"
             ) from None
+    elif held_out_asked:
+        raise ValueError(
+            f"--selection_split {HELD_OUT_NAME} names the rows or blocks the run held out, and this evaluation has "
+            "none: the run's manifest records none, or for other data than this evaluation reads"
+        )
     else:
         _refuse_selection_flags(args, train_data or train_blocks)
     return selection_loader, selection_name
+
+
+def _is_training_file(path: str, train_data: TrainData) -> bool:
+    """Whether `path` is the local file the run trained on (as its manifest records it)."""
+    recorded = train_data.data_file
+    return recorded is not None and Path(recorded).is_file() and Path(path).resolve() == Path(recorded).resolve()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .cycle_end import CycleEndEvent
     from .distributed import SnapshotWriteError
     from .loop_checkpoints import ResumePoint, epoch_batches, find_checkpoint, latest_checkpoint, save_checkpoint
+    from .snapshot_recorder import ResumeMismatchError
     from .trainer import SGDRTrainer
     from .weights import capture_weights, save_weights
     from .writer import SnapshotWriter
@@ -40,6 +41,7 @@ _NAMES = {
     "save_checkpoint": ".loop_checkpoints",
     "CycleEndEvent": ".cycle_end",
     "SnapshotWriteError": ".distributed",
+    "ResumeMismatchError": ".snapshot_recorder",
     "SGDRTrainer": ".trainer",
     "capture_weights": ".weights",
     "save_weights": ".weights",
@@ -49,6 +51,7 @@ _NAMES = {
 __all__ = [
     "CycleAverager",
     "CycleEndEvent",
+    "ResumeMismatchError",
     "ResumePoint",
     "SGDRAccelerateHelper",
     "SGDRCallback",

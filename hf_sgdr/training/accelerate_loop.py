@@ -39,6 +39,8 @@ from accelerate.scheduler import AcceleratedScheduler
 
 from .arguments import SGDROptions
 from .cycle_end import CycleEndEvent, CycleEndHandler, check_event_api, training_record
+from .distributed import ProcessSync
+from .snapshot_recorder import check_resumed_training_data
 
 
 class SGDRAccelerateHelper:
@@ -163,6 +165,8 @@ class SGDRAccelerateHelper:
         loss_sum = state.get("loss_sum")  # float32 on save, so the sum continues bit for bit
         self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=torch.float32)
         self._loss_count = int(state.get("loss_count", 0))
+        if self.snapshot_dir is not None and self.global_step > 0:  # refused here, before the resumed run trains
+            check_resumed_training_data(self.snapshot_dir, self._training_facts(), ProcessSync())
 
     def _before_save_state(self, *args: Any) -> None:
         if self.handler is not None:
@@ -181,17 +185,24 @@ class SGDRAccelerateHelper:
                 processing_class=self.processing_class,
                 accelerator=accelerator,
                 task=self.task,
-                training_info=training_record(
-                    "accelerate",
-                    num_training_steps=self.num_training_steps,
-                    gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
-                    num_processes=accelerator.num_processes,
-                    learning_rate=self.scheduler.base_lrs[0] if getattr(self.scheduler, "base_lrs", None) else None,
-                )
-                | self.training_info,
+                training_info=self._training_facts(),
                 resume_state=self._resume_state,
             )
         return self.handler
+
+    def _training_facts(self) -> dict[str, Any]:
+        """The manifest's `training` section: the loop's facts and the caller's `training_info`."""
+        accelerator = self.accelerator
+        return (
+            training_record(
+                "accelerate",
+                num_training_steps=self.num_training_steps,
+                gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
+                num_processes=accelerator.num_processes,
+                learning_rate=self.scheduler.base_lrs[0] if getattr(self.scheduler, "base_lrs", None) else None,
+            )
+            | self.training_info
+        )
 
     def _take_mean_loss(self) -> float | None:
         if self._loss_sum is None or not self._loss_count:

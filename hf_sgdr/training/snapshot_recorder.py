@@ -85,15 +85,10 @@ class SnapshotRecorder:
         self._buffers: dict[str, torch.Tensor] | None = None  # the last snapshot's host copy, reused
         self._finished = False
         self.writer: SnapshotWriter | None = None
-        previous = _read_manifest(snapshot_dir) if sync.is_main else None
         if resumed:  # every process knows it resumed: the main process' verdict reaches all of them
-            change = _changed_training_data(previous, training) if previous is not None else None
-            change = sync.broadcast(change)
-            if change is not None:
-                raise ValueError(
-                    f"resuming in {snapshot_dir}: {change}. Resume with the flags the run started with (seed, "
-                    "held-out share, data), or start a new run in another output_dir"
-                )
+            previous = check_resumed_training_data(snapshot_dir, training, sync)
+        else:
+            previous = _read_manifest(snapshot_dir) if sync.is_main else None
         if sync.is_main:
             self.writer = self._open_writer(
                 description, schedule, training, previous, resumed=resumed, max_snapshots=max_snapshots
@@ -203,6 +198,27 @@ class SnapshotRecorder:
         return self.writer.manifest() if self.writer is not None else None
 
 
+class ResumeMismatchError(ValueError):
+    """A resumed run would train on other data than the snapshots it continues were trained on."""
+
+
+def check_resumed_training_data(
+    snapshot_dir: Path, training: Mapping[str, Any], sync: ProcessSync
+) -> SnapshotManifest | None:
+    """Collective: raise `ResumeMismatchError` on every process when a resumed run's record of its held-out training
+    data (`training`, the manifest facts it would write) differs from the one the listed snapshots in `snapshot_dir`
+    were trained with (the main process reads and decides). Returns the folder's manifest on the main process."""
+    previous = _read_manifest(snapshot_dir) if sync.is_main else None
+    change = _changed_training_data(previous, training) if previous is not None else None
+    change = sync.broadcast(change)
+    if change is not None:
+        raise ResumeMismatchError(
+            f"resuming in {snapshot_dir}: {change}. Resume with the flags the run started with (seed, held-out "
+            "share, data), or start a new run in another output_dir"
+        )
+    return previous
+
+
 def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, Any]) -> str | None:
     """How this run's record of its held-out training data differs from the one its listed snapshots were trained
     with (`None`: the same, or no snapshots yet). A record the earlier run did not make is only warned about: an
@@ -222,17 +238,23 @@ def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, An
                 )
             continue
         if now is None:
-            changes.append(f"the snapshots record training.{key}, this run none")
+            changes.append(f"its snapshots record the training data they held out (training.{key}), this run none")
             continue
-        fields = [name for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
+        unit = "blocks" if key == TRAIN_BLOCKS_KEY else "rows"
         described = []
-        for name in fields:
+        if previous.training.get("seed") not in (None, training.get("seed")) and training.get("seed") is not None:
+            described.append(f"seed {training['seed']} where {previous.training['seed']} was recorded")
+        for name in sorted(set(before) | set(now)):
+            if before.get(name) == now.get(name):
+                continue
             if name == "held_out" and isinstance(before.get(name), list) and isinstance(now.get(name), list):
                 common = len(set(before[name]) & set(now[name]))
-                described.append(f"held_out: {len(now[name])} numbers, {common} of the {len(before[name])} recorded")
+                described.append(
+                    f"{len(now[name])} held-out {unit}, of which {common} are among the {len(before[name])} recorded"
+                )
             else:
-                described.append(f"{name}: {now.get(name)!r} where {before.get(name)!r} was recorded")
-        changes.append(f"training.{key} differs from the one its snapshots record ({'; '.join(described)})")
+                described.append(f"{name} {now.get(name)!r} where {before.get(name)!r} was recorded")
+        changes.append(f"this run holds out other training {unit} than its snapshots ({'; '.join(described)})")
     return "; ".join(changes) or None
 
 
