@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
@@ -107,13 +107,20 @@ class GlueArguments:
         if self.max_length < 8 or self.selection_size < 0:
             raise ValueError("--max_length must be >= 8 and --selection_size >= 0")
 
+    def dataset_reference(self) -> str:
+        """The dataset the report and card name: GLUE's, or the training file resolved (a card shows a local file
+        by its name only)."""
+        if self.task_name is not None:
+            return "nyu-mll/glue"
+        return str(Path(cast(str, self.train_file)).resolve())
+
     def custom_data_facts(self, text_columns: Sequence[str]) -> dict[str, Any]:
         """What `hf-sgdr evaluate` needs to read custom data as the run did: the validation file (resolved: the
         command may run elsewhere) and the text and label columns. Nothing for a GLUE task (its name says)."""
         if self.task_name is not None:
             return {}
         return {
-            "validation_file": str(Path(self.validation_file or "").resolve()),
+            "validation_file": str(Path(cast(str, self.validation_file)).resolve()),
             "text_columns": list(text_columns),
             "label_column": self.label_column,
         }
@@ -322,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         else DataLoader(selection_set, collate_fn=collator, batch_size=args.per_device_eval_batch_size),
         eval_split=eval_split,
         selection_split=HELD_OUT_NAME,
-        dataset=f"nyu-mll/glue ({glue_args.task_name})" if glue_args.task_name else glue_args.train_file,
+        dataset=glue_args.dataset_reference(),
         extra_reports=extra,
         metrics=report_metrics,
     )

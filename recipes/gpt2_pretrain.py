@@ -20,7 +20,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from datasets import Dataset, DatasetDict, load_dataset
@@ -124,11 +124,11 @@ class LMArguments:
         if self.dataset_name is not None:
             facts.update(dataset_name=self.recorded_dataset_name(), dataset_config_name=self.dataset_config_name)
         if validation_cut:
-            source = (
-                f"rows of {self.dataset_name}'s train split"
-                if self.dataset_name
-                else f"paragraphs of {Path(self.train_file or '').name}"
-            )
+            if self.dataset_name:
+                local = Path(self.dataset_name).is_dir()  # a local folder by its name: the sentence is published
+                source = f"rows of {Path(self.dataset_name).name if local else self.dataset_name}'s train split"
+            else:
+                source = f"paragraphs of {Path(self.train_file or '').name}"
             facts["validation_text"] = f"the last {self.validation_split_percentage:g} % of the {source}"
         elif self.validation_file is not None and self.dataset_name is None:  # with a dataset, the file is not read
             facts["validation_text"] = Path(self.validation_file).name
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         None if selection is None else DataLoader(selection, batch_size=args.per_device_eval_batch_size),
         eval_split="validation",
         selection_split="train_heldout",
-        dataset=lm_args.dataset_name or Path(lm_args.train_file).name,
+        dataset=lm_args.recorded_dataset_name() or str(Path(cast(str, lm_args.train_file)).resolve()),
     )
     finish(accelerator)
 

@@ -114,3 +114,31 @@ def test_soup_refuses_adapters_with_different_configs(ensemble: SnapshotEnsemble
     model.add_adapter("wider", LoraConfig(task_type="SEQ_CLS", r=8, target_modules=["query", "value"]))
     with pytest.raises(ValueError, match=r"adapter 'wider' differs from 'default' in \[.*'r'.*\]; a soup needs one"):
         add_averaged_adapter(model, ["default", "wider"], [0.5, 0.5], "soup")
+
+
+def test_adapters_on_a_local_base_model_that_is_not_here_name_base_model(
+    tmp_path: Path, loader: object, ensemble: SnapshotEnsemble, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pushed manifest names a local base model `./<name>`: where no such folder is, the load says to pass
+    base_model= (the command's --base_model), which then loads the adapters on it."""
+    import json
+    import shutil
+
+    from hf_sgdr.cli import main
+
+    folder = tmp_path / "pushed"
+    shutil.copytree(lora_folder(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["base_model"] = "./minilm-finetuned"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"local base model, \./minilm-finetuned, and there is no such folder here: "):
+        SnapshotEnsemble.from_pretrained(folder, progress=False)
+    given = SnapshotEnsemble.from_pretrained(folder, base_model=MODEL_ID, progress=False)
+    torch.testing.assert_close(given.predict(loader).member_outputs, ensemble.predict(loader).member_outputs)
+    command = ["evaluate", str(folder), "--eval_split", "validation[:8]", "--no_soups"]
+    assert main([*command, "--base_model", MODEL_ID, "--output_json", str(tmp_path / "report.json")]) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["num_eval_items"] == 8
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(command)
+    assert "pass base_model= (hf-sgdr evaluate --base_model)" in capsys.readouterr().err

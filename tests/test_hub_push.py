@@ -362,3 +362,30 @@ def test_a_card_names_a_local_dataset_by_its_folder_only(tmp_path: Path) -> None
     assert "alice" not in str(build_card(windows)) and "a local dataset, `corpus`" in build_card(windows).text
     hub = replace(manifest, training={**manifest.training, "dataset_name": "Salesforce/wikitext"})
     assert build_card(hub).data.datasets == ["Salesforce/wikitext"]
+
+
+def test_relative_local_names_shaped_like_hub_ids_are_local_where_they_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`data/train.csv` and `models/bert`, as typed, look like Hub ids: where they exist they are the uploader's
+    files, named by their last part in the pushed manifest and card (no Hub link); where they do not, Hub ids."""
+    from hf_sgdr.snapshots.card import build_card
+    from hf_sgdr.snapshots.hub import public_manifest
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("sentence,label\n")
+    (tmp_path / "models" / "bert").mkdir(parents=True)
+    manifest = SnapshotManifest.load(tiny_bert_folder())
+    training = {**manifest.training, "dataset_name": "data/train.csv", "dataset_config_name": None}
+    local = replace(manifest, base_model="models/bert", training=training)
+    published, hidden = public_manifest(local)
+    assert (published.base_model, published.training["dataset_name"]) == ("./bert", "./train.csv")
+    assert hidden == ["base_model", "training.dataset_name"]
+    card = build_card(local)
+    assert card.data.base_model is None and card.data.datasets is None and "a local dataset, `train.csv`" in card.text
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert public_manifest(local)[1] == []  # nothing by those names here: Hub ids
+    assert build_card(local).data.base_model == "models/bert"

@@ -21,6 +21,8 @@ from hf_sgdr.local_paths import public_text, without_local_paths
         ("./corpus", "./corpus"),
         ("paragraphs of train.txt", "paragraphs of train.txt"),
         ("10/20 and/or 3/4", "10/20 and/or 3/4"),
+        ("https://example.com/data/corpus.csv", "https://example.com/data/corpus.csv"),  # URLs are not local
+        ("hf://datasets/someone/corpus", "hf://datasets/someone/corpus"),
     ],
 )
 def test_published_text_names_a_local_path_by_its_last_part(text: str, public: str) -> None:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -336,6 +337,23 @@ def test_hf_sgdr_evaluate_reports_on_what_a_gpt2_run_did(
     assert cli_main(fewer) == 0
     assert "reporting on the first" not in capsys.readouterr().err
     assert results(out, "fewer.json")["num_eval_items"] == 3
+    # As pushed (the manifest names the dataset `./corpus`), evaluated elsewhere on a copy of that folder: the copy
+    # is the run's data, with its limits and held-out blocks.
+    from hf_sgdr.snapshots.hub import public_manifest
+
+    pushed = tmp_path / "pushed"
+    shutil.copytree(out / "snapshots", pushed)
+    public_manifest(SnapshotManifest.load(pushed))[0].save(pushed)
+    assert SnapshotManifest.load(pushed).training["dataset_name"] == "./corpus"
+    copy = tmp_path / "elsewhere" / "corpus"
+    shutil.copytree(data, copy)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where no ./corpus is: the flag names the copy
+    mine = ["evaluate", str(pushed), "--dataset_name", str(copy), "--output_json", str(tmp_path / "mine.json")]
+    assert cli_main(mine) == 0
+    notes = capsys.readouterr().err
+    assert "reporting on the first 6 blocks of validation" in notes and "choosing on train_heldout" in notes
+    assert results(tmp_path, "mine.json")["rows"] == cli["rows"]
 
 
 @pytest.mark.multiprocess

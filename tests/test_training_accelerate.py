@@ -157,3 +157,32 @@ def test_a_resume_that_holds_out_other_training_data_is_refused(tmp_path: Path) 
     resumed.end()
     manifest = read_manifest(tmp_path / "snapshots")
     assert [r.global_step for r in manifest.snapshots] == [4, 8] and manifest.training[TRAIN_DATA_KEY] == recorded
+
+
+def test_the_resume_check_takes_moved_data_for_the_same_and_refuses_what_it_cannot_compare(tmp_path: Path) -> None:
+    """A run resumed on another machine records its data file under another folder: the same file name is the same
+    data. A record of another shape is refused on every process rather than failing on the main one alone."""
+    import json
+
+    from hf_sgdr.training.distributed import ProcessSync
+    from hf_sgdr.training.snapshot_recorder import check_resumed_training_data
+
+    accelerator, model, optimizer, loader = _setup()
+    scheduler = SGDRScheduler(optimizer, T_0=4)
+    recorded = TrainData("train", 48, (1, 5, 9), data_file="/home/alice/data/train.csv").to_dict()
+    sgdr = SGDRAccelerateHelper(
+        accelerator, model, scheduler, output_dir=tmp_path, training_info={TRAIN_DATA_KEY: recorded}
+    )
+    _epoch(accelerator, model, optimizer, loader, sgdr, stop_after=5)
+    sgdr.end()
+    snapshots = tmp_path / "snapshots"
+    moved = {TRAIN_DATA_KEY: {**recorded, "data_file": "/mnt/bob/copy/train.csv"}}
+    assert check_resumed_training_data(snapshots, moved, ProcessSync()) is not None  # no error
+    other = {TRAIN_DATA_KEY: {**recorded, "data_file": "/mnt/bob/copy/dev.csv"}}
+    with pytest.raises(ResumeMismatchError, match=r"data_file '/mnt/bob/copy/dev.csv' where '/home/alice/data/"):
+        check_resumed_training_data(snapshots, other, ProcessSync())
+    manifest = json.loads((snapshots / "manifest.json").read_text())
+    manifest["training"][TRAIN_DATA_KEY] = "rows 1, 5 and 9"
+    (snapshots / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ResumeMismatchError, match=r"record of the training data cannot be compared \(AttributeError"):
+        check_resumed_training_data(snapshots, moved, ProcessSync())

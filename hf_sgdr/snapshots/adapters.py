@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..local_paths import is_local_path
 from ..snapshot_format.loading import SnapshotLoadError
 
 _SAME_CONFIG_IGNORED = {"base_model_name_or_path", "revision", "inference_mode", "peft_version"}
@@ -144,6 +145,11 @@ def load_adapter_model(
     if not base_id:
         raise ValueError(
             "PEFT snapshots need a base model: the manifest and the adapter config name none; pass base_model"
+        )
+    if is_local_path(base_id) and not Path(base_id).exists():  # trained elsewhere, or published as `./<name>`
+        raise ValueError(
+            f"the snapshots are adapters on a local base model, {base_id}, and there is no such folder here: pass "
+            "base_model= (hf-sgdr evaluate --base_model) with your copy of it or its Hub id"
         )
     if auto_class == "AutoModelForSequenceClassification" and "num_labels" not in model_kwargs:
         num_labels = head_size(folders[0] / "adapter_model.safetensors", getattr(config, "modules_to_save", None))

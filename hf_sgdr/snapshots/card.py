@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..local_paths import is_local_path, last_part, public_text
+from ..local_paths import is_local, last_part, public_text
 from ..schedule import SGDRSchedule
 from ..snapshot_format.layout import CARD_NAME, PLOT_NAME, snapshot_name
 from ..snapshot_format.manifest import SnapshotManifest
@@ -191,7 +191,7 @@ def _snippets(manifest: SnapshotManifest, repo: str) -> tuple[str, str]:
     if manifest.snapshot_type == "peft_adapter":
         single = (
             f"from peft import PeftModel\nfrom transformers import {auto}\n\n"
-            f'base = {auto}.from_pretrained("{public_text(manifest.base_model or "")}")\n'
+            f'base = {auto}.from_pretrained("{public_text(manifest.base_model or "", names_a_path=True)}")\n'
             f'model = PeftModel.from_pretrained(base, "{repo}", subfolder="{last}")'
         )
     else:
@@ -214,13 +214,14 @@ def build_card(
     named = dataset or (report.dataset if report else None) or manifest.training.get("dataset_name")
     # A local dataset or base model (the recipes record local folders absolute) is shown by its last part only:
     # neither the uploader's folders nor a link to no Hub repo.
-    local = named is not None and is_local_path(named)
+    local = named is not None and is_local(named)
     dataset, local_dataset = (None, last_part(named)) if local else (named, None)
     base_model = manifest.base_model
-    hub_base_model = None if base_model is None or is_local_path(base_model) else base_model
+    hub_base_model = None if base_model is None or is_local(base_model) else base_model
     config = manifest.training.get("dataset_config_name") or (manifest.task if dataset == "nyu-mll/glue" else None)
     task_type = _kind(manifest).pipeline_tag
-    title = repo_id.split("/")[-1] if repo_id else f"SGDR snapshot ensemble of {public_text(base_model or 'a model')}"
+    shown_base = public_text(base_model, names_a_path=True) if base_model else "a model"
+    title = repo_id.split("/")[-1] if repo_id else f"SGDR snapshot ensemble of {shown_base}"
     eval_results = _eval_results(report, dataset, config, task_type) if report and dataset else None
     data = ModelCardData(
         base_model=hub_base_model,

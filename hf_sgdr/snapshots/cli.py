@@ -106,15 +106,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     for flag in ("validation_file", "selection_file"):
         check_data_file(f"--{flag}", getattr(args, flag))
     if args.checkpoints is not None:
-        for flag, given in (("--revision", args.revision is not None), ("--force_download", args.force_download)):
+        for flag, given in (
+            ("--revision", args.revision is not None),
+            ("--force_download", args.force_download),
+            ("--base_model", args.base_model is not None),
+        ):
             if given:
-                raise ValueError(f"{flag} applies to Hub repos; --checkpoints reads a local Trainer output_dir")
+                raise ValueError(
+                    f"{flag} applies to snapshot folders and Hub repos; --checkpoints reads a local Trainer output_dir"
+                )
         ensemble = SnapshotEnsemble.from_checkpoints(args.checkpoints, checkpoints=args.snapshots, device=args.device)
     else:
         check_before_loading(args)
         ensemble = SnapshotEnsemble.from_pretrained(
             args.output_dir,
             args.revision,
+            base_model=args.base_model,
             snapshots=args.snapshots,
             device=args.device,
             force_download=args.force_download,
@@ -231,6 +238,11 @@ def add_snapshot_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--snapshots", nargs="+", metavar="NAME", help="use only these snapshots (checkpoint names with --checkpoints)"
+    )
+    evaluate.add_argument(
+        "--base_model",
+        type=user_path,
+        help="LoRA snapshots: the base model to load the adapters on, a Hub id or folder (default: the manifest's)",
     )
     data = evaluate.add_argument_group("data")
     data.add_argument(

@@ -106,13 +106,14 @@ def _kind_before_loading(manifest: Any, config_folder: Callable[[str], Path]) ->
 
 def adopt_run_defaults(args: argparse.Namespace, manifest: Any) -> None:
     """Set the flags left unset to what the run used, each with a note, so that the command reads the data the run's
-    table did: the validation file of a run on custom data (where no dataset is named), its `max_length`, its text
-    and label columns. A flag once set stays set: calling it again (before and after loading) notes nothing new.
-    `manifest`: the ensemble or its manifest."""
+    table did: the validation file of a run on custom data (where no dataset is named), its `max_length`, and where
+    the command reads the run's data, its text and label columns. A flag once set stays set: calling it again
+    (before and after loading) notes nothing new. `manifest`: the ensemble or its manifest."""
     training = manifest.training
     recorded_file = training.get("validation_file")
     runs_split = args.eval_split == training.get("eval_split", "validation")
-    if recorded_file and args.validation_file is None and args.dataset_name is None and runs_split:
+    runs_data = args.dataset_name is None and args.validation_file in (None, recorded_file)
+    if recorded_file and args.validation_file is None and runs_data and runs_split:
         if not Path(recorded_file).is_file():
             raise ValueError(
                 f"the run reported on its validation file {recorded_file} (manifest.json training.validation_file), "
@@ -122,6 +123,8 @@ def adopt_run_defaults(args: argparse.Namespace, manifest: Any) -> None:
         print(f"note: reporting on the run's validation file {recorded_file}", file=sys.stderr)
     for flag in _RUN_FLAGS:
         recorded = training.get(flag)
+        if flag != "max_length" and not runs_data:  # the columns are the run's data's; max_length the model's
+            continue
         if getattr(args, flag) is None and recorded is not None:
             setattr(args, flag, recorded)
             shown = " ".join(recorded) if isinstance(recorded, list) else recorded
@@ -175,7 +178,7 @@ def _reports_on_the_runs_data(args: argparse.Namespace, ensemble: Any) -> bool:
     given = _given_dataset(args)
     return (
         args.validation_file in (None, ensemble.training.get("validation_file"))
-        and given in (None, ensemble.training.get("dataset_name"))
+        and (given is None or _same_dataset(given, ensemble.training.get("dataset_name")))
         and args.dataset_config_name in (None, ensemble.training.get("dataset_config_name"))
         and args.max_eval_samples is None
         and args.max_eval_blocks is None
@@ -316,7 +319,18 @@ def _same_data(args: argparse.Namespace, ensemble: Any, train_data: TrainData) -
     if train_data.data_file is not None:
         return args.dataset_name is None and args.dataset_config_name is None
     dataset_name, config, _ = data_source(args, ensemble)
-    return (dataset_name, config) == (train_data.dataset_name, train_data.dataset_config_name)
+    return _same_dataset(dataset_name, train_data.dataset_name) and config == train_data.dataset_config_name
+
+
+def _same_dataset(name: str | None, recorded: str | None) -> bool:
+    """Whether dataset `name` is the run's `recorded` one: the same, or a local folder of the same name as the one a
+    pushed manifest names by its last part (`./corpus`): your copy of the run's data."""
+    from ..local_paths import is_local_path, last_part
+
+    if name == recorded:
+        return True
+    published = recorded is not None and recorded.startswith("./")
+    return published and name is not None and is_local_path(name) and last_part(name) == last_part(recorded)
 
 
 def check_data_file(flag: str, path: str | None) -> None:
@@ -462,6 +476,12 @@ def selection_data(args: argparse.Namespace, ensemble: Any) -> tuple[DataLoader 
         )
     elif train_data is not None and train_data.held_out and _same_data(args, ensemble, train_data):
         selection_name = HELD_OUT_NAME  # the slice the run kept out of training
+        if (train_data.data_file or "").startswith("./"):  # a pushed manifest's name for the run's file
+            print(
+                f"note: choosing on the rows the run held out of its training file, read as {train_data.data_file} "
+                "from this folder; pass --selection_file to choose on another file",
+                file=sys.stderr,
+            )
         selection_loader = split_dataloader(
             args,
             ensemble,

@@ -155,8 +155,9 @@ def download(
 
 def public_manifest(manifest: SnapshotManifest) -> tuple[SnapshotManifest, list[str]]:
     """`manifest` as published: the local paths in its base model and training facts (a local dataset folder, a
-    data file, a local base model) named by their last part (`local_paths.public_text`); and the keys changed."""
-    base_model, hidden = without_local_paths(manifest.base_model, "base_model")
+    data file, a local base model, also given relative) named by their last part (`local_paths.public_text`); and
+    the keys changed."""
+    base_model, hidden = without_local_paths(manifest.base_model, "base_model", "base_model")
     training, more = without_local_paths(manifest.training, "training")
     return replace(manifest, base_model=base_model, training=training), hidden + more
 

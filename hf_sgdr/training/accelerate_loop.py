@@ -155,7 +155,9 @@ class SGDRAccelerateHelper:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict()`; must come before the first `step()` of the resumed run."""
+        """Restore `state_dict()`; must come before the first `step()` of the resumed run. Collective, as
+        `accelerator.load_state` calls it on every process: a resumed run recording other held-out training data
+        than the listed snapshots' raises `ResumeMismatchError` on each."""
         if self.handler is not None:
             raise RuntimeError(
                 "load the checkpoint (accelerator.load_state) before the first SGDRAccelerateHelper.step"

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..local_paths import is_local_path, last_part
 from ..snapshot_format.manifest import (
     TRAIN_BLOCKS_KEY,
     TRAIN_DATA_KEY,
@@ -209,8 +210,11 @@ def check_resumed_training_data(
     data (`training`, the manifest facts it would write) differs from the one the listed snapshots in `snapshot_dir`
     were trained with (the main process reads and decides). Returns the folder's manifest on the main process."""
     previous = _read_manifest(snapshot_dir) if sync.is_main else None
-    change = _changed_training_data(previous, training) if previous is not None else None
-    change = sync.broadcast(change)
+    try:
+        change = _changed_training_data(previous, training, snapshot_dir) if previous is not None else None
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # a record of another shape: refused too
+        change = f"its manifest's record of the training data cannot be compared ({type(error).__name__}: {error})"
+    change = sync.broadcast(change)  # reached by every process, whatever the main one found
     if change is not None:
         raise ResumeMismatchError(
             f"resuming in {snapshot_dir}: {change}. Resume with the flags the run started with (seed, held-out "
@@ -219,21 +223,29 @@ def check_resumed_training_data(
     return previous
 
 
-def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, Any]) -> str | None:
-    """How this run's record of its held-out training data differs from the one its listed snapshots were trained
-    with (`None`: the same, or no snapshots yet). A record the earlier run did not make is only warned about: an
-    older version wrote none."""
+#: (snapshot folder, key) already warned about as unrecorded: the Accelerate helper checks at `load_state` and its
+#: recorder again at the first step.
+_WARNED_UNRECORDED: set[tuple[str, str]] = set()
+
+
+def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, Any], snapshot_dir: Path) -> str | None:
+    """How this run's record of its held-out training data differs from the one its listed snapshots (in
+    `snapshot_dir`) were trained with (`None`: the same, or no snapshots yet). Local paths with the same last part
+    are the same data, moved. A record the earlier run did not make is only warned about (once): an older version
+    wrote none."""
     if not previous.snapshots:
         return None
     changes = []
     for key in (TRAIN_DATA_KEY, TRAIN_BLOCKS_KEY):
         before, now = previous.training.get(key), training.get(key)
         if before is None or before == now:
-            if before is None and now is not None:
+            warned = (str(Path(snapshot_dir).resolve()), key)
+            if before is None and now is not None and warned not in _WARNED_UNRECORDED:
+                _WARNED_UNRECORDED.add(warned)
                 logger.warning(
                     "the snapshots in %s record no training.%s; this resumed run records its own, which holds for "
                     "them only if the run held out the same data from the start",
-                    previous.snapshots[-1].name,
+                    snapshot_dir,
                     key,
                 )
             continue
@@ -242,10 +254,8 @@ def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, An
             continue
         unit = "blocks" if key == TRAIN_BLOCKS_KEY else "rows"
         described = []
-        if previous.training.get("seed") not in (None, training.get("seed")) and training.get("seed") is not None:
-            described.append(f"seed {training['seed']} where {previous.training['seed']} was recorded")
         for name in sorted(set(before) | set(now)):
-            if before.get(name) == now.get(name):
+            if before.get(name) == now.get(name) or _same_local_name(before.get(name), now.get(name)):
                 continue
             if name == "held_out" and isinstance(before.get(name), list) and isinstance(now.get(name), list):
                 common = len(set(before[name]) & set(now[name]))
@@ -254,8 +264,24 @@ def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, An
                 )
             else:
                 described.append(f"{name} {now.get(name)!r} where {before.get(name)!r} was recorded")
+        if not described:  # only the folders differ: the same data, moved
+            continue
+        seeds = previous.training.get("seed"), training.get("seed")
+        if None not in seeds and seeds[0] != seeds[1]:  # the likely cause, named first
+            described.insert(0, f"seed {seeds[1]} where {seeds[0]} was recorded")
         changes.append(f"this run holds out other training {unit} than its snapshots ({'; '.join(described)})")
     return "; ".join(changes) or None
+
+
+def _same_local_name(before: Any, now: Any) -> bool:
+    """Two local paths with the same last part: the run's data moved (another machine, home or mount) with it."""
+    return (
+        isinstance(before, str)
+        and isinstance(now, str)
+        and is_local_path(before)
+        and is_local_path(now)
+        and last_part(before) == last_part(now)
+    )
 
 
 def _read_manifest(folder: Path) -> SnapshotManifest | None:
