@@ -106,15 +106,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     for flag in ("validation_file", "selection_file"):
         check_data_file(f"--{flag}", getattr(args, flag))
     if args.checkpoints is not None:
-        for flag, given in (
-            ("--revision", args.revision is not None),
-            ("--force_download", args.force_download),
-            ("--base_model", args.base_model is not None),
+        for flag, given, applies in (
+            ("--revision", args.revision is not None, "Hub repos"),
+            ("--force_download", args.force_download, "Hub repos"),
+            ("--base_model", args.base_model is not None, "snapshot folders and Hub repos"),
         ):
             if given:
-                raise ValueError(
-                    f"{flag} applies to snapshot folders and Hub repos; --checkpoints reads a local Trainer output_dir"
-                )
+                raise ValueError(f"{flag} applies to {applies}; --checkpoints reads a local Trainer output_dir")
         ensemble = SnapshotEnsemble.from_checkpoints(args.checkpoints, checkpoints=args.snapshots, device=args.device)
     else:
         check_before_loading(args)
