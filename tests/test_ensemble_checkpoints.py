@@ -131,3 +131,21 @@ def test_cli_asks_which_configuration_of_a_dataset(run_dir: Path, capsys: pytest
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("hf-sgdr evaluate: error: ") and "rte, sst2" in err
     assert err.endswith("; choose one with --dataset_config_name")
+
+
+def test_cli_refuses_an_option_the_checkpoints_kind_cannot_use_before_checksumming(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The kind comes from the first checkpoint's config, so `--max_eval_blocks` on classifiers is refused before
+    any checkpoint's weights are read (the last one's broken header would be reported otherwise)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    weights = run / f"checkpoint-{STEPS[-1]}" / "model.safetensors"
+    weights.write_bytes(b"corrupt" + weights.read_bytes()[7:])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--checkpoints", str(run), "--dataset_name", "nyu-mll/glue", "--max_eval_blocks", "2"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--max_eval_blocks applies to language models" in err and "header" not in err

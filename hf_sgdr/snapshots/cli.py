@@ -24,6 +24,7 @@ from .evaluate_data import (
     DEFAULT_MAX_LENGTH,
     adopt_run_defaults,
     check_before_loading,
+    check_checkpoints_before_loading,
     check_data_file,
     check_data_source,
     check_kind_options,
@@ -113,6 +114,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ):
             if given:
                 raise ValueError(f"{flag} applies to {applies}; --checkpoints reads a local Trainer output_dir")
+        check_checkpoints_before_loading(args)
         ensemble = SnapshotEnsemble.from_checkpoints(args.checkpoints, checkpoints=args.snapshots, device=args.device)
     else:
         check_before_loading(args)

@@ -86,6 +86,23 @@ def check_before_loading(args: argparse.Namespace) -> None:
     check_data_source(args, manifest, f"the manifest of {source}")
 
 
+def check_checkpoints_before_loading(args: argparse.Namespace) -> None:
+    """For `--checkpoints DIR`: refuse the options the checkpoints' kind cannot use, from the first selected
+    checkpoint's config, before every checkpoint's files are checksummed (seconds per GB). The kind and task are
+    found as `SnapshotEnsemble.from_checkpoints` finds them (no manifest: no recorded task or data)."""
+    from types import SimpleNamespace
+
+    from ..snapshot_format.members import auto_class_for, read_config
+    from .checkpoints import find_checkpoints, select_checkpoints
+    from .tasks.registry import kind_of_model, supported_auto_classes, task_kind
+
+    first = select_checkpoints(find_checkpoints(Path(args.checkpoints)), args.snapshots)[0]
+    config = read_config(first, first.name)
+    auto_class = auto_class_for(config, supported_auto_classes(), first.name)
+    _, _, task = data_source(args, SimpleNamespace(training={}, task=None))
+    check_kind_options(args, task_kind(kind_of_model(auto_class, config.num_labels, config.problem_type)), task)
+
+
 def _kind_before_loading(manifest: Any, config_folder: Callable[[str], Path]) -> str | None:
     """The kind of full-model snapshots from the manifest's Auto class, or where it does not decide (sequence
     classification) from the first snapshot's config (`config_folder(name)`: the folder holding it); `None` where
