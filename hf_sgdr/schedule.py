@@ -539,14 +539,21 @@ class SGDRSchedule:
         found = []
         end = self.position(num_training_steps)
         if end.length is not None and end.t_cur != 0:
-            before = end.start if end.t_cur > 0 else None
+            into = f"{end.fraction:.0%}" if end.fraction >= 0.01 else f"{end.fraction:.1%}"
             after = end.start + end.length
-            nearest = f"{before} or {after}" if before else f"{after}"
-            found.append(
-                f"training ends mid-cycle: step {num_training_steps} is {end.fraction:.0%} into cycle {end.cycle} "
-                f"(cycle ends nearby: {nearest}); the final model (and a last snapshot) misses the cycle's low-lr "
-                "end. Set num_cycles instead of T_0 to fit the budget, or change the number of steps."
-            )
+            if end.cycle == 0:
+                found.append(
+                    f"no cycle ends within the budget: step {num_training_steps} is {into} into the first cycle, "
+                    f"which ends at step {after}, so no snapshot is written and the lr never reaches its floor. Set "
+                    "num_cycles instead of T_0 to fit cycles into the budget, or shorten T_0."
+                )
+            else:
+                found.append(
+                    f"training ends mid-cycle: step {num_training_steps} is {into} into cycle {end.cycle} (the "
+                    f"nearest cycle ends: {end.start} or {after}); the steps after {end.start} get no snapshot and "
+                    "the final model misses the cycle's low-lr end. Set num_cycles instead of T_0 to fit the budget, "
+                    "or change the number of steps."
+                )
         restarts = self.count_restarts(num_training_steps - 1)
         if restarts < 2:
             found.append(

@@ -188,6 +188,9 @@ def test_default_budget_fit_when_neither_T_0_nor_num_cycles() -> None:
 def test_budget_warnings() -> None:
     mid = SGDRSchedule(T_0=30).budget_warnings(100, [0.1])
     assert any("mid-cycle" in w and "90" in w and "120" in w for w in mid)
+    (none, _) = SGDRSchedule(T_0=1000).budget_warnings(4, [0.1])  # the first cycle outlasts the budget
+    assert none.startswith("no cycle ends within the budget: step 4 is 0.4% into the first cycle, which ends at step")
+    assert "no snapshot is written" in none
     few = SGDRSchedule(T_0=60).budget_warnings(120, [0.1])
     assert any("only 1 restart" in w for w in few)
     narrow = SGDRSchedule(T_0=10, eta_min=0.02).budget_warnings(100, [0.1])

@@ -161,9 +161,14 @@ def test_sgdr_trainer_routes_options_and_switches_the_default_schedule(tmp_path:
         ValueError, match="SGDRTrainer trains with lr_scheduler_type='sgdr'; got lr_scheduler_type='cosine'"
     ):
         SGDRTrainer(model=tiny_gpt2(), args=training_args(tmp_path, lr_scheduler_type="cosine"), train_dataset=data)
-    with pytest.raises(ValueError, match="set both in lr_scheduler_kwargs and as SGDR options"):
+    with pytest.raises(ValueError, match=r"set both in lr_scheduler_kwargs and as SGDR options: T_0 .* \(2 and 3\)"):
         clash = training_args(tmp_path, max_steps=4, lr_scheduler_kwargs={"T_0": 2})
         SGDRTrainer(model=tiny_gpt2(), args=clash, train_dataset=data, sgdr_T_0=3).train()
+    # The README's two snippets together: the same value in both places is one setting.
+    twice = training_args(tmp_path, max_steps=4, lr_scheduler_kwargs={"num_cycles": 2})
+    trainer = SGDRTrainer(model=tiny_gpt2(), args=twice, train_dataset=data, sgdr_num_cycles=2)
+    trainer.create_optimizer()
+    assert trainer.create_scheduler(num_training_steps=4).schedule.cycle_ends(4) == [2, 4]
 
 
 @pytest.mark.parametrize(

@@ -238,10 +238,14 @@ def run_evaluation(
     split).
     """
     count = len(names)
-    if temperature_scaling and (not kind.scales_temperature or selection_batches is None):
+    if temperature_scaling and not kind.scales_temperature:
         raise ValueError(
-            f"temperature_scaling needs classification or causal-LM outputs (this ensemble's kind: {kind.name}) and a "
-            "selection split to fit on"
+            f"temperature_scaling needs classification or causal-LM outputs; this ensemble's kind is {kind.name}"
+        )
+    if temperature_scaling and selection_batches is None:
+        raise ValueError(
+            "temperature_scaling fits each temperature on a selection split: pass selection_dataloader (data the "
+            "run did not train on), or leave temperature_scaling off"
         )
     batch_sets = [eval_batches] if selection_batches is None else [eval_batches, selection_batches]
     temperatures = kind.scaling_temperatures if temperature_scaling else None

@@ -37,8 +37,9 @@ def combinable(manifest: SnapshotManifest, root: Path) -> SnapshotManifest:
     """`manifest`, unless it lists no snapshot or models whose outputs the ensemble cannot combine."""
     if not manifest.snapshots:
         raise SnapshotLoadError(
-            f"{root / MANIFEST_NAME} lists no snapshots: the run has not finished a cycle yet (a snapshot is "
-            "listed once its cycle ended and its files are complete)"
+            f"{root / MANIFEST_NAME} lists no snapshots: no cycle of the run has ended, yet or at all (a snapshot "
+            "is listed once its cycle ended and its files are complete; a first cycle longer than the training "
+            "budget ends none: set num_cycles, or a shorter T_0)"
         )
     if manifest.auto_class not in supported_auto_classes():
         auto_model_class(manifest.auto_class)  # a name that is no AutoModel class at all: refused as such

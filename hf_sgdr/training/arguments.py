@@ -192,16 +192,18 @@ SGDR_OPTION_NAMES = frozenset(f.name for f in fields(SGDROptions))
 def merge_scheduler_kwargs(
     lr_scheduler_kwargs: dict[str, Any] | None, options_kwargs: dict[str, Any]
 ) -> dict[str, Any]:
-    """`lr_scheduler_kwargs` plus the options' schedule keys; a key set in both is an error naming both."""
+    """`lr_scheduler_kwargs` plus the options' schedule keys; a key set in both to different values is an error
+    naming both (the same value twice, e.g. the docs' two snippets together, is taken)."""
     merged = normalize_scheduler_kwargs(lr_scheduler_kwargs)
-    clashes = sorted(key for key in options_kwargs if key in merged)
+    given = normalize_scheduler_kwargs(options_kwargs)
+    clashes = sorted(key for key in options_kwargs if key in merged and merged[key] != given[key])
     if clashes:
         names = {p.name: name for name, p in SCHEDULE_OPTIONS.items()}
         names["T_0"] = "sgdr_T_0 / sgdr_T_0_epochs"
         raise ValueError(
             "these schedule parameters are set both in lr_scheduler_kwargs and as SGDR options: "
             + ", ".join(f"{key} (option {names[key]})" for key in clashes)
-            + "; set each in one place"
+            + f" ({', '.join(f'{merged[key]!r} and {given[key]!r}' for key in clashes)}); set each in one place"
         )
     merged.update(options_kwargs)
     if "T_0" in merged and merged.get("num_cycles") is not None:
