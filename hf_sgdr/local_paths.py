@@ -1,8 +1,7 @@
 """Local paths: kept out of what is published, and read from the command line as a shell would.
 
 A manifest or card pushed to the Hub names a local file or folder by its last part only, never the uploader's
-folders.
-A run records local data by absolute path (`data.dataset_reference`, the recipes' `train_data.data_file`), so
+folders. A run records local data by absolute path (`data.dataset_reference`, the recipes' `train_data.data_file`), so
 that a command on the same machine finds it from any working directory. Published, such a value becomes
 `./<last part>`: still a relative path (no Hub id a later `load_dataset` could take it for), naming nothing about
 the machine it came from. An absolute path inside a sentence (a description of the validation text) is cut to its
@@ -18,13 +17,15 @@ from typing import Any
 #: An absolute path inside a longer text: POSIX (`/a/b`), home-relative (`~/a`) or Windows (`C:\\a`), starting a
 #: word and holding at least two separators.
 _EMBEDDED_PATH = re.compile(r"(?<!\S)(?:~|[A-Za-z]:)?[\\/][^\s\\/]+[\\/]\S*")
+#: A URL (`https://...`, `hf://...`, `s3://...`): never a local path.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 def is_local_path(name: str) -> bool:
     """Whether `name` is a local path rather than a Hub id or a URL, by its shape: absolute, home- or dot-relative,
     a drive, a backslash, or more than one `/` (a Hub id has at most one), and no whitespace unless it starts like a
     path. A URL (`https://...`, `hf://...`, `s3://...`) is not."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", name):
+    if _URL.match(name):
         return False
     if name.startswith((".", "~", "/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", name) is not None:
         return True
@@ -43,7 +44,7 @@ PATH_KEYS = frozenset({"base_model", "dataset_name", "data_file", "train_file", 
 
 def is_local(name: str) -> bool:
     """`is_local_path`, or a name that exists here (a relative file or folder shaped like a Hub id)."""
-    return is_local_path(name) or (not re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", name) and os.path.exists(name))
+    return is_local_path(name) or (not _URL.match(name) and os.path.exists(name))
 
 
 def public_text(text: str, names_a_path: bool = False) -> str:

@@ -60,7 +60,7 @@ def check_before_loading(args: argparse.Namespace) -> None:
     by the first snapshot's config. `check_kind_options` runs again once the members are loaded."""
     from ..missing_resources import explain_missing
     from ..snapshot_format.loading import contained, open_manifest
-    from .hub import download_manifest, download_member_config, is_repo_id, resolve_source
+    from .hub import download_file, download_manifest, is_repo_id, resolve_source
     from .tasks.registry import task_kind
 
     source = args.output_dir
@@ -76,7 +76,9 @@ def check_before_loading(args: argparse.Namespace) -> None:
         options = {"revision": args.revision, "force_download": args.force_download}
         with explain_missing(f"the snapshot ensemble {source!r} from the Hub"):
             manifest = download_manifest(source, **options)
-            kind = _kind_before_loading(manifest, lambda name: download_member_config(source, name, **options))
+            kind = _kind_before_loading(
+                manifest, lambda name: download_file(source, f"{name}/config.json", **options).parent
+            )
     else:
         return  # the load says what is wrong with the name
     adopt_run_defaults(args, manifest)
@@ -469,20 +471,7 @@ def selection_data(args: argparse.Namespace, ensemble: Any) -> tuple[DataLoader 
     train_data = TrainData.from_training(ensemble.training)
     train_blocks = TrainData.from_training(ensemble.training, TRAIN_BLOCKS_KEY)
     if args.selection_split or args.selection_file:
-        if args.selection_file and train_data is not None and _is_training_file(args.selection_file, train_data):
-            _warn_if_trained_on(args, train_data, [range(args.max_selection_samples or train_data.rows_used)])
-        elif args.selection_split and train_data is not None:
-            _, parts = _selection_rows(args, ensemble, train_data)
-            _warn_if_trained_on(args, train_data, parts)
-        elif args.selection_split and train_blocks is not None:
-            _warn_if_trained_on_blocks(args, ensemble, train_blocks)
-        elif args.selection_split:
-            print(
-                "note: the run's manifest does not record which rows it trained on, so --selection_split "
-                f"{args.selection_split} cannot be checked against them; make sure it holds none of the text the run "
-                "trained on",
-                file=sys.stderr,
-            )
+        _warn_about_the_users_selection(args, ensemble, train_data, train_blocks)
         selection_loader = split_dataloader(
             args,
             ensemble,
@@ -534,6 +523,27 @@ def selection_data(args: argparse.Namespace, ensemble: Any) -> tuple[DataLoader 
     else:
         _refuse_selection_flags(args, train_data or train_blocks)
     return selection_loader, selection_name
+
+
+def _warn_about_the_users_selection(
+    args: argparse.Namespace, ensemble: Any, train_data: TrainData | None, train_blocks: TrainData | None
+) -> None:
+    """Warn where `--selection_split` / `--selection_file` holds data the run trained on (its rows or blocks, as its
+    manifest records them), or note that the manifest cannot tell."""
+    if args.selection_file and train_data is not None and _is_training_file(args.selection_file, train_data):
+        _warn_if_trained_on(args, train_data, [range(args.max_selection_samples or train_data.rows_used)])
+    elif args.selection_split and train_data is not None:
+        _, parts = _selection_rows(args, ensemble, train_data)
+        _warn_if_trained_on(args, train_data, parts)
+    elif args.selection_split and train_blocks is not None:
+        _warn_if_trained_on_blocks(args, ensemble, train_blocks)
+    elif args.selection_split:
+        print(
+            "note: the run's manifest does not record which rows it trained on, so --selection_split "
+            f"{args.selection_split} cannot be checked against them; make sure it holds none of the text the run "
+            "trained on",
+            file=sys.stderr,
+        )
 
 
 def _is_training_file(path: str, train_data: TrainData) -> bool:

@@ -102,22 +102,18 @@ def is_repo_id(name: str | os.PathLike[str]) -> bool:
     return _REPO_ID.match(str(name)) is not None
 
 
+def download_file(repo_id: str, filename: str, **options: Any) -> Path:
+    """One file of a Hub repo, alone (`options`: `hf_hub_download`'s revision, token, cache and offline arguments):
+    the manifest a load fetches first, or a snapshot's `config.json` a command reads before the weights."""
+    from huggingface_hub import hf_hub_download
+
+    with redacting(options.get("token")):
+        return Path(hf_hub_download(repo_id, filename, **options))
+
+
 def download_manifest(repo_id: str, **options: Any) -> SnapshotManifest:
-    """The manifest of a Hub repo, alone (`options`: `hf_hub_download`'s revision, token, cache and offline
-    arguments): what a load fetches first, and what a command checks its options against before the members."""
-    from huggingface_hub import hf_hub_download
-
-    with redacting(options.get("token")):
-        return SnapshotManifest.load(Path(hf_hub_download(repo_id, MANIFEST_NAME, **options)).parent)
-
-
-def download_member_config(repo_id: str, snapshot: str, **options: Any) -> Path:
-    """The folder holding the `config.json` of snapshot `snapshot` of a Hub repo, that file alone fetched (`options`
-    as `download_manifest`'s): a sequence classifier's kind (class scores or regression) before the weights."""
-    from huggingface_hub import hf_hub_download
-
-    with redacting(options.get("token")):
-        return Path(hf_hub_download(repo_id, f"{snapshot}/config.json", **options)).parent
+    """The manifest of a Hub repo, alone (`options` as `download_file`'s)."""
+    return SnapshotManifest.load(download_file(repo_id, MANIFEST_NAME, **options).parent)
 
 
 def download(

@@ -168,7 +168,7 @@ class SGDRAccelerateHelper:
         self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=torch.float32)
         self._loss_count = int(state.get("loss_count", 0))
         if self.snapshot_dir is not None and self.global_step > 0:  # refused here, before the resumed run trains
-            check_resumed_training_data(self.snapshot_dir, self._training_facts(), ProcessSync())
+            check_resumed_training_data(self.snapshot_dir, self._training_facts(), ProcessSync(), warn=False)
 
     def _before_save_state(self, *args: Any) -> None:
         if self.handler is not None:

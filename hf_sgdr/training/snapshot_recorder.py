@@ -204,14 +204,15 @@ class ResumeMismatchError(ValueError):
 
 
 def check_resumed_training_data(
-    snapshot_dir: Path, training: Mapping[str, Any], sync: ProcessSync
+    snapshot_dir: Path, training: Mapping[str, Any], sync: ProcessSync, *, warn: bool = True
 ) -> SnapshotManifest | None:
     """Collective: raise `ResumeMismatchError` on every process when a resumed run's record of its held-out training
     data (`training`, the manifest facts it would write) differs from the one the listed snapshots in `snapshot_dir`
-    were trained with (the main process reads and decides). Returns the folder's manifest on the main process."""
+    were trained with (the main process reads and decides). `warn`: also warn about snapshots that record none (an
+    early check, followed by the recorder's, leaves that to it). Returns the folder's manifest on the main process."""
     previous = _read_manifest(snapshot_dir) if sync.is_main else None
     try:
-        change = _changed_training_data(previous, training, snapshot_dir) if previous is not None else None
+        change = _changed_training_data(previous, training, snapshot_dir, warn) if previous is not None else None
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # a record of another shape: refused too
         change = f"its manifest's record of the training data cannot be compared ({type(error).__name__}: {error})"
     change = sync.broadcast(change)  # reached by every process, whatever the main one found
@@ -223,15 +224,12 @@ def check_resumed_training_data(
     return previous
 
 
-#: (snapshot folder, key) already warned about as unrecorded: the Accelerate helper checks at `load_state` and its
-#: recorder again at the first step.
-_WARNED_UNRECORDED: set[tuple[str, str]] = set()
-
-
-def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, Any], snapshot_dir: Path) -> str | None:
+def _changed_training_data(
+    previous: SnapshotManifest, training: Mapping[str, Any], snapshot_dir: Path, warn: bool
+) -> str | None:
     """How this run's record of its held-out training data differs from the one its listed snapshots (in
     `snapshot_dir`) were trained with (`None`: the same, or no snapshots yet). Local paths with the same last part
-    are the same data, moved. A record the earlier run did not make is only warned about (once): an older version
+    are the same data, moved. A record the earlier run did not make is only warned about (`warn`): an older version
     wrote none."""
     if not previous.snapshots:
         return None
@@ -239,9 +237,7 @@ def _changed_training_data(previous: SnapshotManifest, training: Mapping[str, An
     for key in (TRAIN_DATA_KEY, TRAIN_BLOCKS_KEY):
         before, now = previous.training.get(key), training.get(key)
         if before is None or before == now:
-            warned = (str(Path(snapshot_dir).resolve()), key)
-            if before is None and now is not None and warned not in _WARNED_UNRECORDED:
-                _WARNED_UNRECORDED.add(warned)
+            if before is None and now is not None and warn:
                 logger.warning(
                     "the snapshots in %s record no training.%s; this resumed run records its own, which holds for "
                     "them only if the run held out the same data from the start",
